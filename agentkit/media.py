@@ -1,0 +1,107 @@
+"""A per-run media store: images and audio by id, so state, prompts and checkpoints hold short
+references instead of pixels.
+
+Files are copied (images re-encoded as PNG after validation) under ``<run_dir>/media/`` and an
+``index.json`` maps ids to files, so a run resumed in another process finds the same media.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentkit.errors import MediaError
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+#: Largest image accepted, in pixels (about 8k x 8k). Larger files are refused, not decoded.
+MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+def open_image(path: str | Path) -> PILImage.Image:
+    """Open and fully decode an image as RGB, with clear errors for missing, corrupt or huge files."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise MediaError(f"image not found: {p}")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise MediaError(
+                    f"image {p} is {w}x{h} = {w * h} pixels; the limit is {MAX_PIXELS}. "
+                    "Downscale it first (e.g. `convert in.png -resize 4096x4096 out.png`)."
+                )
+            im.load()
+            return im.convert("RGB")
+    except MediaError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise MediaError(f"cannot read image {p}: {e}") from e
+
+
+class MediaStore:
+    """Images and audio of one run, addressed by short ids (``image_0``, ``crop_1``, ``audio_0``)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._index_path = self.root / "index.json"
+        self._lock = threading.Lock()
+        self._index: dict[str, str] = {}
+        if self._index_path.exists():
+            self._index = json.loads(self._index_path.read_text())
+
+    def __contains__(self, media_id: str) -> bool:
+        return media_id in self._index
+
+    def ids(self) -> list[str]:
+        return list(self._index)
+
+    def _new_id(self, prefix: str) -> str:
+        n = sum(1 for k in self._index if k.rsplit("_", 1)[0] == prefix)
+        return f"{prefix}_{n}"
+
+    def _commit(self, media_id: str, filename: str) -> str:
+        self._index[media_id] = filename
+        tmp = self._index_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._index, indent=1))
+        tmp.replace(self._index_path)
+        return media_id
+
+    def add_image(self, image: str | Path | PILImage.Image, prefix: str = "image") -> str:
+        """Validate and store an image (a path or a PIL image); return its id."""
+        im = open_image(image) if isinstance(image, str | Path) else image.convert("RGB")
+        with self._lock:
+            media_id = self._new_id(prefix)
+            filename = f"{media_id}.png"
+            im.save(self.root / filename)
+            return self._commit(media_id, filename)
+
+    def add_file(self, path: str | Path, prefix: str = "audio") -> str:
+        """Store any file (audio, video) as it is; return its id."""
+        p = Path(path)
+        if not p.is_file():
+            raise MediaError(f"file not found: {p}")
+        with self._lock:
+            media_id = self._new_id(prefix)
+            filename = f"{media_id}{p.suffix.lower()}"
+            shutil.copyfile(p, self.root / filename)
+            return self._commit(media_id, filename)
+
+    def path(self, media_id: str) -> Path:
+        """The file behind an id. Raises :class:`MediaError` naming the known ids."""
+        try:
+            return self.root / self._index[media_id]
+        except KeyError:
+            known = ", ".join(self._index) or "none"
+            raise MediaError(f"no media with id {media_id!r} in this run (known: {known})") from None
+
+    def image(self, media_id: str) -> PILImage.Image:
+        return open_image(self.path(media_id))

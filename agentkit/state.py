@@ -1,0 +1,100 @@
+"""The contracts every part of agentkit shares: a task, the steps of a run, its state and result.
+
+All are pydantic models, so they validate on the way in, serialise to JSON for traces and the
+``--json`` output, and travel through LangGraph checkpoints unchanged. Media never appear inline:
+images and audio are referenced by media-store ids (see :mod:`agentkit.media`).
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Role = Literal["controller", "executor", "decider", "summarizer", "system"]
+
+
+class Task(BaseModel):
+    """What the user asks. At least a question or an audio file is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str | None = Field(None, description="The question or instruction, as typed.")
+    audio: Path | None = Field(None, description="A spoken question (wav, any rate; read at 16 kHz mono).")
+    images: list[Path] = Field(default_factory=list, description="Images the question is about.")
+    env: str | None = Field(None, description="A GUI environment to act in, if any.")
+    max_steps: int = Field(8, ge=1, le=64, description="Tool calls allowed before the decider stops the run.")
+
+    @field_validator("question")
+    @classmethod
+    def _strip(cls, v: str | None) -> str | None:
+        if v is not None:
+            v = v.strip()
+            if not v:
+                return None
+        return v
+
+    def model_post_init(self, _: Any) -> None:
+        if self.question is None and self.audio is None:
+            raise ValueError("a task needs a question or an audio file (--audio)")
+
+
+class ToolCall(BaseModel):
+    """One call of a tool, however the model wrote it (ReAct text or native function call)."""
+
+    tool: str = Field(description="Registered tool name.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Arguments, validated later against the tool's Args.")
+    thought: str = Field("", description="The model's reasoning before the call.")
+    id: str | None = Field(None, description="The function-call id, when the backend gave one.")
+
+
+class Step(BaseModel):
+    """One finished thing that happened in a run. Steps are only ever appended."""
+
+    role: Role
+    thought: str = ""
+    tool: str | None = None
+    args: dict[str, Any] | None = None
+    observation: str | None = Field(None, description="What the controller reads next: the tool's result as text.")
+    result: dict[str, Any] | None = Field(None, description="The tool's structured result (its Result model, dumped).")
+    error: str | None = Field(None, description="Why this step failed; the run goes on.")
+    media: list[str] = Field(default_factory=list, description="Media-store ids this step produced.")
+    model: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    started: float = Field(default_factory=time.time, description="Unix time the step began.")
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class RunState(BaseModel):
+    """The graph's state. ``steps`` has an append reducer, so every node returns only its new steps
+    and a checkpoint always holds every finished one."""
+
+    task: Task
+    media: dict[str, str] = Field(default_factory=dict, description="Name shown to the model -> media-store id.")
+    steps: Annotated[list[Step], operator.add] = Field(default_factory=list)
+    pending: ToolCall | None = Field(None, description="The call the controller chose and the executor runs next.")
+    draft: str | None = Field(None, description="The controller's Final Answer, before the summarizer.")
+    answer: str | None = None
+    stop_reason: str | None = None
+
+    @property
+    def tool_steps(self) -> list[Step]:
+        return [s for s in self.steps if s.role == "executor"]
+
+
+class RunResult(BaseModel):
+    """What ``Agent.ask`` returns and ``agentkit ask --json`` prints."""
+
+    answer: str | None
+    steps: list[Step]
+    trace: Path | None = Field(None, description="The JSONL trace of the run.")
+    thread: str | None = Field(None, description="Thread id; pass it to --thread to resume.")
+    stop_reason: str | None = None

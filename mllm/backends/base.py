@@ -1,0 +1,84 @@
+"""The one interface every model role (controller, decider, summarizer) calls.
+
+A backend turns a list of chat messages (text plus images given as file paths) into a
+:class:`Generation`: the text, any native tool calls, and token counts for the trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from agentkit.state import ToolCall
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str
+    images: list[Path] = Field(default_factory=list, description="Image files shown with this message, in order.")
+
+
+class Generation(BaseModel):
+    text: str
+    tool_calls: list[ToolCall] = Field(default_factory=list, description="Native function calls, when the backend used them.")
+    model: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the graph needs of a model."""
+
+    name: str
+
+    def generate(
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        max_new_tokens: int = 256,
+        stop: list[str] | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Generation:
+        """Answer the conversation.
+
+        ``tools`` are OpenAI function schemas; a backend that supports native function calling
+        may return ``tool_calls`` instead of ReAct text, others ignore them (the prompt already
+        lists the tools). ``stop`` strings end generation (``"Observation:"`` for ReAct).
+        ``on_token`` streams text pieces as they are generated.
+        """
+        ...
+
+
+def load_backend(spec: str) -> Backend:
+    """Build a backend from a spec string.
+
+    * ``hf:PATH_OR_NAME`` — a local transformers image-text-to-text folder, or a shipped name
+      such as ``agentkit-mllm`` (resolved by :func:`agentkit.weights.resolve`);
+    * ``openai:URL#MODEL`` — any OpenAI-compatible chat endpoint (``URL`` up to ``/v1``);
+    * ``scripted:FILE.json`` — the test double of :mod:`agentkit.testing` (never a default).
+    """
+    from agentkit.errors import ConfigError
+
+    kind, _, rest = spec.partition(":")
+    if kind == "hf" and rest:
+        from agentkit.mllm.backends.hf import HFBackend
+
+        return HFBackend(rest)
+    if kind == "openai" and rest:
+        from agentkit.mllm.backends.openai import OpenAIBackend
+
+        url, _, model = rest.partition("#")
+        return OpenAIBackend(url, model or None)
+    if kind == "scripted" and rest:
+        from agentkit.testing import ScriptedBackend
+
+        return ScriptedBackend.from_file(rest)
+    raise ConfigError(
+        f"model spec {spec!r} not understood; expected hf:PATH, openai:URL#MODEL or scripted:FILE.json"
+    )

@@ -1,0 +1,243 @@
+"""The tool protocol, the registry and the executor's one way of running a call.
+
+A tool is a module (or a :class:`Tool` object) with
+
+* ``NAME`` — what the controller writes after ``Action:``;
+* ``DESCRIPTION`` — one paragraph the prompt shows;
+* ``Args`` — a pydantic model; its field descriptions are the argument docs the model sees;
+* ``Result`` — a pydantic model of what it returns;
+* ``run(args, ctx) -> Result``.
+
+Optional: ``TIMEOUT`` (seconds, default 60) and ``summary(result) -> str`` (the observation text;
+by default the result as compact JSON).
+
+Images are passed by reference: an argument named ``image`` holds a media id of the run
+(``image_0``) or, outside a run, a file path; ``ctx.image(ref)`` opens either.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from agentkit.errors import MediaError, ToolArgsError, ToolError, ToolTimeout, UnknownTool
+from agentkit.state import Step, ToolCall
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+    from agentkit.media import MediaStore
+
+ENTRY_POINT_GROUP = "agentkit.tools"
+DEFAULT_TIMEOUT = 60.0
+#: Observations longer than this are cut (the model's context is small; the full result is kept).
+MAX_OBSERVATION_CHARS = 2000
+
+
+class ModelCache:
+    """Heavy models, loaded once per process and keyed by (kind, weights, device)."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, kind: str, weights: str, device: str, load: Callable[[], Any]) -> Any:
+        key = (kind, str(weights), device)
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = load()
+            return self._models[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+#: The process-wide cache every context shares by default.
+MODELS = ModelCache()
+
+
+@dataclass
+class ToolContext:
+    """What a tool may use: the run's media store, the device and the model cache."""
+
+    media: MediaStore | None = None
+    device: str = "cpu"
+    models: ModelCache = field(default_factory=lambda: MODELS)
+    weights: dict[str, str] = field(default_factory=dict)  # tool name -> weights override
+
+    def image(self, ref: str) -> PILImage.Image:
+        """Open an image given a media id of this run or a file path."""
+        from agentkit.media import open_image
+
+        if self.media is not None and ref in self.media:
+            return self.media.image(ref)
+        p = Path(ref)
+        if p.suffix and p.exists():
+            return open_image(p)
+        known = ", ".join(self.media.ids()) if self.media is not None else "none"
+        raise MediaError(f"image {ref!r} is neither a media id of this run (known: {known}) nor a file")
+
+    def add_image(self, image: PILImage.Image, prefix: str) -> str:
+        """Store an image a tool made; returns its id (needs a media store)."""
+        if self.media is None:
+            raise ToolError("this tool makes an image and needs a run's media store")
+        return self.media.add_image(image, prefix=prefix)
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    Args: type[BaseModel]
+    Result: type[BaseModel]
+    run: Callable[[Any, ToolContext], BaseModel]
+    timeout: float = DEFAULT_TIMEOUT
+    summary: Callable[[Any], str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"tool name {self.name!r} must be an identifier")
+        if not self.description.strip():
+            raise ValueError(f"tool {self.name!r} needs a description")
+        for attr in ("Args", "Result"):
+            if not (isinstance(getattr(self, attr), type) and issubclass(getattr(self, attr), BaseModel)):
+                raise TypeError(f"tool {self.name!r}: {attr} must be a pydantic model")
+
+    @classmethod
+    def from_module(cls, module: ModuleType) -> Tool:
+        try:
+            return cls(
+                name=module.NAME,
+                description=" ".join(module.DESCRIPTION.split()),
+                Args=module.Args,
+                Result=module.Result,
+                run=module.run,
+                timeout=getattr(module, "TIMEOUT", DEFAULT_TIMEOUT),
+                summary=getattr(module, "summary", None),
+            )
+        except AttributeError as e:
+            raise TypeError(f"{module.__name__} is not a tool module: {e}") from e
+
+    def schema(self) -> dict[str, Any]:
+        """OpenAI function-calling schema of this tool."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.Args.model_json_schema()},
+        }
+
+    def prompt_line(self) -> str:
+        """How the ReAct prompt lists this tool: name, description and its arguments."""
+        props = self.Args.model_json_schema().get("properties", {})
+        args = ", ".join(f"{k}: {v.get('description', v.get('type', ''))}" for k, v in props.items())
+        return f"{self.name}: {self.description} Input: {{{args}}}"
+
+    def observe(self, result: BaseModel) -> str:
+        text = self.summary(result) if self.summary else json.dumps(result.model_dump(mode="json"), separators=(",", ":"))
+        if len(text) > MAX_OBSERVATION_CHARS:
+            text = text[:MAX_OBSERVATION_CHARS] + f"... [{len(text) - MAX_OBSERVATION_CHARS} more characters]"
+        return text
+
+
+class ToolRegistry:
+    """Tools by name. ``ToolRegistry.default()`` has the built-ins and every entry-point tool."""
+
+    BUILTIN = ("crop", "image_info", "calculate", "count")
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            self.register(t)
+
+    def register(self, tool: Tool | ModuleType) -> Tool:
+        t = tool if isinstance(tool, Tool) else Tool.from_module(tool)
+        self._tools[t.name] = t
+        return t
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+    def __getitem__(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise UnknownTool(f"unknown tool {name!r}; available: {', '.join(sorted(self._tools))}") from None
+
+    def __iter__(self):
+        return iter(self._tools.values())
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def subset(self, names: Iterable[str]) -> ToolRegistry:
+        return ToolRegistry(self[n] for n in names)
+
+    @classmethod
+    def default(cls) -> ToolRegistry:
+        reg = cls()
+        for name in cls.BUILTIN:
+            reg.register(importlib.import_module(f"agentkit.tools.{name}"))
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            obj = ep.load()
+            reg.register(obj if isinstance(obj, Tool | ModuleType) else Tool.from_module(obj))
+        return reg
+
+
+_POOL = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentkit-tool")
+
+
+def call_tool(tool: Tool, args: dict[str, Any], ctx: ToolContext, timeout: float | None = None) -> BaseModel:
+    """Validate ``args`` and run the tool with a time limit. Raises only :class:`ToolError` kinds.
+
+    A timed-out call is abandoned, not killed (Python threads cannot be); its result is dropped.
+    """
+    try:
+        parsed = tool.Args.model_validate(args)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors())
+        raise ToolArgsError(f"bad arguments for {tool.name}: {problems}") from None
+    limit = tool.timeout if timeout is None else timeout
+    future = _POOL.submit(tool.run, parsed, ctx)
+    try:
+        result = future.result(timeout=limit)
+    except cf.TimeoutError:
+        future.cancel()
+        raise ToolTimeout(f"{tool.name} took longer than {limit:g} s and was abandoned") from None
+    except ToolError:
+        raise
+    except (MediaError, ValueError, OSError, RuntimeError, KeyError, IndexError, TypeError) as e:
+        raise ToolError(f"{tool.name} failed: {type(e).__name__}: {e}") from e
+    if not isinstance(result, tool.Result):
+        raise ToolError(f"{tool.name} returned {type(result).__name__}, expected {tool.Result.__name__}")
+    return result
+
+
+def execute(call: ToolCall, registry: ToolRegistry, ctx: ToolContext, timeout: float | None = None) -> Step:
+    """Run one call and record it as an executor :class:`Step`; failures become the step's error."""
+    started = time.time()
+    t0 = time.perf_counter()
+    step = Step(role="executor", tool=call.tool, args=call.args, started=started)
+    before = set(ctx.media.ids()) if ctx.media is not None else set()
+    try:
+        tool = registry[call.tool]
+        result = call_tool(tool, call.args, ctx, timeout)
+        step.result = result.model_dump(mode="json")
+        step.observation = tool.observe(result)
+    except ToolError as e:
+        step.error = str(e)
+        step.observation = f"Error: {e}"
+    if ctx.media is not None:
+        step.media = [m for m in ctx.media.ids() if m not in before]
+    step.seconds = time.perf_counter() - t0
+    return step
