@@ -78,7 +78,8 @@ class RunState(BaseModel):
     and a checkpoint always holds every finished one."""
 
     task: Task
-    media: dict[str, str] = Field(default_factory=dict, description="Name shown to the model -> media-store id.")
+    question: str | None = Field(None, description="The question as the controller reads it (typed, or transcribed).")
+    media: dict[str, str] = Field(default_factory=dict, description="Media-store id -> a short description shown to the model.")
     steps: Annotated[list[Step], operator.add] = Field(default_factory=list)
     pending: ToolCall | None = Field(None, description="The call the controller chose and the executor runs next.")
     draft: str | None = Field(None, description="The controller's Final Answer, before the summarizer.")

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import typer
 
+from agentkit.cli import data, tool, trace
+from agentkit.cli.ask import ask
+
 app = typer.Typer(
     name="agentkit",
     help="Agentic, tool-using visual reasoning with a trainable multimodal core.",
@@ -12,14 +15,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-def _register() -> None:
-    from agentkit.cli import data
-
-    app.add_typer(data.app, name="data", help="Generate the procedural worlds (scenes, questions, speech).")
+app.command("ask")(ask)
+app.add_typer(tool.app, name="tool")
+app.add_typer(trace.app, name="trace")
+app.add_typer(data.app, name="data", help="Generate the procedural worlds (scenes, questions, speech).")
 
 
 def main() -> None:
-    _register()
     app()

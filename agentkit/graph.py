@@ -1,0 +1,183 @@
+"""The runtime users touch: :class:`Agent` runs a task through a planner's LangGraph graph, with a
+per-run directory holding the media store, the JSONL trace and the SQLite checkpoint.
+
+    runs/<thread>/
+        run.json            the task, model spec and planner (what ``--thread`` resumes)
+        checkpoint.sqlite   LangGraph checkpoints: every finished step survives a kill
+        trace.jsonl         events, one per line
+        media/              images and audio by id
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import AgentkitError, ConfigError, MediaError
+from agentkit.media import MediaStore
+from agentkit.mllm.backends.base import Backend, load_backend
+from agentkit.runtime import Options, RoleModels, Runtime
+from agentkit.state import RunResult, RunState, Step, Task
+from agentkit.tools.base import ToolRegistry
+from agentkit.trace import TraceWriter
+
+#: Types LangGraph may rebuild from a checkpoint (its msgpack serde refuses unknown classes).
+_CHECKPOINT_TYPES = [("agentkit.state", n) for n in ("RunState", "Task", "Step", "ToolCall")]
+
+
+def default_model_spec() -> str:
+    """``$AGENTKIT_MODEL``; else ``openai:$AGENTKIT_OPENAI_URL#$AGENTKIT_OPENAI_MODEL`` when that URL
+    is set; else the shipped core ``hf:agentkit-mllm``."""
+    if spec := os.environ.get("AGENTKIT_MODEL"):
+        return spec
+    if url := os.environ.get("AGENTKIT_OPENAI_URL"):
+        return f"openai:{url}#{os.environ.get('AGENTKIT_OPENAI_MODEL', '')}"
+    return "hf:agentkit-mllm"
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("AGENTKIT_RUNS", "runs"))
+
+
+def new_thread_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def _checkpointer(path: Path):
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
+    return SqliteSaver(sqlite3.connect(path, check_same_thread=False), serde=serde)
+
+
+class Agent:
+    """Answers tasks with a planner over the four roles.
+
+    >>> agent = Agent("openai:http://localhost:8000/v1#qwen2-vl")      # doctest: +SKIP
+    >>> agent.ask("How many cubes?", images=["scene.png"]).answer       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str | Backend | RoleModels,
+        *,
+        tools: ToolRegistry | None = None,
+        planner: str = "react",
+        runs_dir: str | Path | None = None,
+        device: str = "cpu",
+        options: Options | None = None,
+    ) -> None:
+        from agentkit.planners import get_builder
+
+        self.model_spec = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+        if isinstance(model, str):
+            model = load_backend(model)
+        self.models = model if isinstance(model, RoleModels) else RoleModels(controller=model)
+        self.tools = tools if tools is not None else ToolRegistry.default()
+        self.planner = planner
+        self._build = get_builder(planner)
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        self.device = device
+        self.options = options or Options()
+
+    @classmethod
+    def default(cls, **kwargs: Any) -> Agent:
+        """The embedded default model (or the one the environment names) with every tool."""
+        return cls(default_model_spec(), **kwargs)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _runtime(self, run_dir: Path) -> Runtime:
+        return Runtime(
+            models=self.models, tools=self.tools, media=MediaStore(run_dir / "media"),
+            trace=TraceWriter(run_dir), run_dir=run_dir, device=self.device, options=self.options,
+        )
+
+    def ask(
+        self,
+        question: str | None = None,
+        images: Sequence[str | Path] = (),
+        audio: str | Path | None = None,
+        *,
+        max_steps: int = 8,
+        thread: str | None = None,
+    ) -> RunResult:
+        """Run a new task. Images and audio are validated and copied into the run's media store
+        first, so a bad file fails before any model is called."""
+        task = Task(question=question, images=[Path(p) for p in images], audio=Path(audio) if audio else None,
+                    max_steps=max_steps)
+        thread = thread or new_thread_id()
+        run_dir = self.runs_dir / thread
+        if (run_dir / "run.json").exists():
+            raise ConfigError(f"thread {thread!r} already exists in {self.runs_dir}; resume it with resume({thread!r})")
+        rt = self._runtime(run_dir)
+        media: dict[str, str] = {}
+        try:
+            for p in task.images:
+                mid = rt.media.add_image(p)
+                with rt.media.image(mid) as im:
+                    media[mid] = f"{im.width}x{im.height} image"
+            if task.audio is not None:
+                media[rt.media.add_file(task.audio, prefix="audio")] = "spoken question"
+        except MediaError as e:
+            rt.trace.event("error", message=str(e))
+            raise
+        (run_dir / "run.json").write_text(json.dumps(
+            {"task": task.model_dump(mode="json"), "model": self.model_spec, "planner": self.planner}, indent=1))
+        rt.trace.event("run_start", thread=thread, task=task.model_dump(mode="json"), model=self.model_spec,
+                       planner=self.planner, media=list(media))
+        return self._invoke(rt, thread, RunState(task=task, media=media))
+
+    def resume(self, thread: str) -> RunResult:
+        """Continue a run from its last finished step (after a crash, a kill or a budget stop)."""
+        run_dir = self.runs_dir / thread
+        if not (run_dir / "run.json").exists():
+            raise ConfigError(f"no run {thread!r} under {self.runs_dir} (looked for {run_dir / 'run.json'})")
+        rt = self._runtime(run_dir)
+        rt.trace.event("run_resume", thread=thread, model=self.model_spec)
+        return self._invoke(rt, thread, None)
+
+    def _invoke(self, rt: Runtime, thread: str, initial: RunState | None) -> RunResult:
+        from langgraph.errors import GraphRecursionError
+
+        cfg = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
+        checkpointer = _checkpointer(rt.run_dir / "checkpoint.sqlite")
+        graph = self._build(rt, checkpointer=checkpointer)
+        t0 = time.perf_counter()
+        try:
+            snapshot = graph.get_state(cfg)
+            if initial is None and not snapshot.next and snapshot.values:
+                values = snapshot.values  # already finished: nothing to run
+            else:
+                values = graph.invoke(initial, cfg)
+        except (AgentkitError, GraphRecursionError) as e:
+            rt.trace.event("error", message=f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            checkpointer.conn.close()
+        state = RunState.model_validate(values)
+        if state.answer is not None:
+            rt.trace.event("answer", answer=state.answer)
+        rt.trace.event("run_end", stop_reason=state.stop_reason, seconds=time.perf_counter() - t0)
+        return RunResult(answer=state.answer, steps=state.steps, trace=rt.trace.path, thread=thread,
+                         stop_reason=state.stop_reason)
+
+
+def load_steps(run_dir: str | Path) -> list[Step]:
+    """Every finished step of a run, read from its checkpoint (no model needed)."""
+    run_dir = Path(run_dir)
+    cp = _checkpointer(run_dir / "checkpoint.sqlite")
+    try:
+        tup = cp.get_tuple({"configurable": {"thread_id": run_dir.name}})
+    finally:
+        cp.conn.close()
+    if tup is None:
+        return []
+    return [Step.model_validate(s) for s in tup.checkpoint["channel_values"].get("steps", [])]

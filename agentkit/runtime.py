@@ -1,0 +1,57 @@
+"""What the graph's nodes use but the state must not hold: models, tools, media, the trace.
+
+One :class:`Runtime` per run. Planners close over it when they build their graph, so the state
+that LangGraph checkpoints stays small and serialisable (ids and text, no models or pixels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentkit.media import MediaStore
+from agentkit.mllm.backends.base import Backend
+from agentkit.tools.base import ToolContext, ToolRegistry
+from agentkit.trace import TraceWriter
+
+
+@dataclass
+class RoleModels:
+    """The backend each model role calls; one core plays all three unless configured otherwise."""
+
+    controller: Backend
+    decider: Backend | None = None
+    summarizer: Backend | None = None
+
+    def __post_init__(self) -> None:
+        self.decider = self.decider or self.controller
+        self.summarizer = self.summarizer or self.controller
+
+
+@dataclass
+class Options:
+    #: Ask the decider model "enough to answer?" after each observation. Off for ``react``, where
+    #: the controller's Final Answer already is that decision (one model call per step, not two).
+    model_decider: bool = False
+    #: Let the summarizer model rewrite the controller's Final Answer from the observations.
+    #: Off by default; the summarizer always writes the answer when the controller gave none.
+    summarize: bool = False
+    #: Consecutive unparseable controller replies before the run stops.
+    max_parse_errors: int = 3
+    #: Seconds a tool may run (None: the tool's own limit).
+    tool_timeout: float | None = None
+    max_new_tokens: int = 192
+
+
+@dataclass
+class Runtime:
+    models: RoleModels
+    tools: ToolRegistry
+    media: MediaStore
+    trace: TraceWriter
+    run_dir: Path
+    device: str = "cpu"
+    options: Options = field(default_factory=Options)
+
+    def tool_context(self) -> ToolContext:
+        return ToolContext(media=self.media, device=self.device)

@@ -1,0 +1,223 @@
+"""The four roles every planner wires: controller, executor, decider, summarizer (plus ingest).
+
+Each ``make_*`` takes the run's :class:`~agentkit.runtime.Runtime` and returns a LangGraph node:
+a plain function from :class:`RunState` to a partial update. Nodes only *append* steps (the
+reducer on ``RunState.steps``) and write each one to the trace as soon as it is finished.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agentkit.errors import BackendError
+from agentkit.mllm.backends.base import Backend, Generation, Message
+from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
+from agentkit.runtime import Runtime
+from agentkit.state import RunState, Step, ToolCall
+from agentkit.tools.base import execute
+from agentkit.planners import prompting
+
+Node = Callable[[RunState], dict[str, Any]]
+STOP = ["Observation:", "\nObservation"]
+
+
+# --------------------------------------------------------------------------------------------
+# prompts
+
+
+def scratchpad(state: RunState) -> str:
+    """The ReAct transcript so far: each controller call with the executor's observation."""
+    lines: list[str] = []
+    for s in state.steps:
+        if s.role == "controller":
+            if s.thought:
+                lines.append(f"Thought: {s.thought}")
+            if s.tool:
+                lines.append(f"Action: {s.tool}")
+                lines.append(f"Action Input: {json.dumps(s.args or {}, ensure_ascii=False)}")
+            elif s.error:
+                lines.append(f"Observation: {s.error}")
+        elif s.role == "executor":
+            lines.append(f"Observation: {s.observation}")
+        elif s.role == "decider" and s.observation:
+            lines.append(f"Observation: {s.observation}")
+    return "\n".join(lines)
+
+
+def question(state: RunState) -> str:
+    return state.question or state.task.question or ""
+
+
+def image_paths(rt: Runtime, state: RunState) -> list:
+    return [rt.media.path(mid) for mid in state.media if rt.media.path(mid).suffix == ".png"]
+
+
+def images_line(state: RunState) -> str:
+    return ", ".join(f"{mid} ({desc})" for mid, desc in state.media.items()) or "none"
+
+
+def controller_messages(rt: Runtime, state: RunState) -> list[Message]:
+    system = prompting.load("controller").format(
+        tools="\n".join(t.prompt_line() for t in rt.tools),
+        tool_names=", ".join(rt.tools.names()),
+    )
+    user = prompting.load("task").format(
+        images=images_line(state), question=question(state), scratchpad=scratchpad(state)
+    )
+    return [Message(role="system", content=system), Message(role="user", content=user, images=image_paths(rt, state))]
+
+
+def evidence_messages(rt: Runtime, state: RunState, role: str) -> list[Message]:
+    user = prompting.load("task").format(
+        images=images_line(state), question=question(state), scratchpad=scratchpad(state)
+    )
+    return [
+        Message(role="system", content=prompting.load(role).format()),
+        Message(role="user", content=user, images=image_paths(rt, state)),
+    ]
+
+
+def _generate(rt: Runtime, backend: Backend, messages: list[Message], role: str) -> Generation:
+    tools = [t.schema() for t in rt.tools] if role == "controller" else None
+    return backend.generate(messages, tools=tools, max_new_tokens=rt.options.max_new_tokens, stop=STOP)
+
+
+def _model_step(role: str, gen: Generation, **kw: Any) -> Step:
+    return Step(role=role, model=gen.model, tokens_in=gen.tokens_in, tokens_out=gen.tokens_out, **kw)  # type: ignore[arg-type]
+
+
+def _record(rt: Runtime, step: Step) -> Step:
+    rt.trace.step(step)
+    return step
+
+
+# --------------------------------------------------------------------------------------------
+# nodes
+
+
+def make_ingest(rt: Runtime) -> Node:
+    """Turns a spoken question into text with the ``transcribe`` tool, recorded as a step."""
+
+    def ingest(state: RunState) -> dict[str, Any]:
+        if state.question or state.task.audio is None:
+            return {"question": state.task.question}
+        audio_id = next((m for m in state.media if m.startswith("audio")), None)
+        call = ToolCall(tool="transcribe", args={"audio": audio_id}, thought="The question is spoken; transcribe it first.")
+        step = _record(rt, execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout))
+        if step.error:
+            return {"steps": [step], "stop_reason": "transcription_failed"}
+        text = (step.result or {}).get("text", "").strip()
+        typed = f" (typed: {state.task.question})" if state.task.question else ""
+        return {"steps": [step], "question": text + typed}
+
+    return ingest
+
+
+def make_controller(rt: Runtime) -> Node:
+    """Writes a thought and the next tool call, or the Final Answer."""
+
+    def controller(state: RunState) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        gen = _generate(rt, rt.models.controller, controller_messages(rt, state), "controller")
+        parsed: ToolCall | FinalAnswer | ParseError
+        if gen.tool_calls:
+            parsed = gen.tool_calls[0]
+            if parsed.tool not in rt.tools:
+                parsed = ParseError(message=f"unknown tool {parsed.tool!r}; available: {', '.join(rt.tools.names())}")
+        else:
+            parsed = parse(gen.text, rt.tools.names())
+        seconds = time.perf_counter() - t0
+        if isinstance(parsed, ToolCall):
+            step = _model_step("controller", gen, thought=parsed.thought, tool=parsed.tool, args=parsed.args, seconds=seconds)
+            return {"steps": [_record(rt, step)], "pending": parsed, "draft": None}
+        if isinstance(parsed, FinalAnswer):
+            step = _model_step("controller", gen, thought=parsed.thought, observation=f"Final Answer: {parsed.answer}", seconds=seconds)
+            return {"steps": [_record(rt, step)], "pending": None, "draft": parsed.answer}
+        step = _model_step(
+            "controller", gen, error=f"Could not read your reply: {parsed.message}. Reply with Thought, Action and "
+            "Action Input, or with Final Answer.", observation=gen.text[:500], seconds=seconds,
+        )
+        return {"steps": [_record(rt, step)], "pending": None, "draft": None}
+
+    return controller
+
+
+def make_executor(rt: Runtime) -> Node:
+    """Not a model: validates the pending call against the tool's schema and runs it."""
+
+    def executor(state: RunState) -> dict[str, Any]:
+        assert state.pending is not None, "executor reached without a pending call"
+        step = execute(state.pending, rt.tools, rt.tool_context(), rt.options.tool_timeout)
+        return {"steps": [_record(rt, step)], "pending": None}
+
+    return executor
+
+
+def _parse_errors_in_a_row(state: RunState) -> int:
+    n = 0
+    for s in reversed([s for s in state.steps if s.role == "controller"]):
+        if s.error is None:
+            break
+        n += 1
+    return n
+
+
+def make_decider(rt: Runtime) -> Node:
+    """Is what has been gathered enough? Enforces the step budget and the parse-error limit; with
+    ``Options.model_decider`` it also asks the decider model."""
+
+    def decider(state: RunState) -> dict[str, Any]:
+        if state.draft is not None or state.stop_reason:
+            return {}
+        used = len(state.tool_steps)
+        if used >= state.task.max_steps:
+            step = Step(role="decider", observation=f"Step budget used: {used} of {state.task.max_steps} tool calls.")
+            return {"steps": [_record(rt, step)], "stop_reason": "budget"}
+        if _parse_errors_in_a_row(state) >= rt.options.max_parse_errors:
+            step = Step(role="decider", error=f"{rt.options.max_parse_errors} unreadable controller replies in a row")
+            return {"steps": [_record(rt, step)], "stop_reason": "parse_errors"}
+        if rt.options.model_decider and state.tool_steps:
+            t0 = time.perf_counter()
+            gen = rt.models.decider.generate(evidence_messages(rt, state, "decider"), max_new_tokens=4)  # type: ignore[union-attr]
+            enough = gen.text.strip().lower().startswith("yes")
+            step = _model_step("decider", gen, thought="enough to answer" if enough else "not enough yet",
+                               seconds=time.perf_counter() - t0)
+            return {"steps": [_record(rt, step)], "stop_reason": "decider" if enough else None}
+        return {}
+
+    return decider
+
+
+def route_after_controller(state: RunState) -> str:
+    return "executor" if state.pending is not None else "decider"
+
+
+def route_after_decider(state: RunState) -> str:
+    return "summarizer" if state.draft is not None or state.stop_reason else "controller"
+
+
+def make_summarizer(rt: Runtime) -> Node:
+    """Writes the final answer from the observations only."""
+
+    def summarizer(state: RunState) -> dict[str, Any]:
+        if state.stop_reason == "transcription_failed":
+            return {"answer": None}
+        if state.draft is not None and not rt.options.summarize:
+            return {"answer": state.draft, "stop_reason": state.stop_reason or "answered"}
+        t0 = time.perf_counter()
+        try:
+            gen = rt.models.summarizer.generate(evidence_messages(rt, state, "summarizer"),  # type: ignore[union-attr]
+                                                max_new_tokens=rt.options.max_new_tokens, stop=STOP)
+        except BackendError as e:
+            step = Step(role="summarizer", error=str(e), seconds=time.perf_counter() - t0)
+            return {"steps": [_record(rt, step)], "answer": state.draft}
+        parsed = parse(gen.text)
+        answer = parsed.answer if isinstance(parsed, FinalAnswer) else gen.text.strip() or None
+        step = _model_step("summarizer", gen, thought=parsed.thought if isinstance(parsed, FinalAnswer) else "",
+                           observation=f"Final Answer: {answer}", seconds=time.perf_counter() - t0)
+        return {"steps": [_record(rt, step)], "answer": answer, "stop_reason": state.stop_reason or "answered"}
+
+    return summarizer

@@ -1,0 +1,186 @@
+"""The agent loop end to end with a scripted model: routing, budgets, errors, persistence, traces."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from agentkit.errors import BackendError, MediaError
+from agentkit.graph import Agent, load_steps
+from agentkit.runtime import Options
+from agentkit.testing import ScriptedBackend
+from agentkit.tools.base import Tool, ToolRegistry
+from agentkit.trace import read_events, render_html
+
+
+class AddArgs(BaseModel):
+    a: float = Field(description="first number")
+    b: float = Field(description="second number")
+
+
+class AddResult(BaseModel):
+    value: float
+
+
+def _add(args: AddArgs, ctx) -> AddResult:
+    return AddResult(value=args.a + args.b)
+
+
+class SleepArgs(BaseModel):
+    seconds: float
+
+
+class Boxes(BaseModel):
+    objects: list[dict]
+
+
+def _sleep(args: SleepArgs, ctx) -> AddResult:
+    time.sleep(args.seconds)
+    return AddResult(value=args.seconds)
+
+
+def _boom(args: SleepArgs, ctx) -> AddResult:
+    raise RuntimeError("sensor on fire")
+
+
+def _find(args: SleepArgs, ctx) -> Boxes:
+    return Boxes(objects=[{"label": "cube", "box": [4, 4, 20, 20], "score": 0.9}])
+
+
+@pytest.fixture
+def registry() -> ToolRegistry:
+    return ToolRegistry([
+        Tool("add", "Adds two numbers.", AddArgs, AddResult, _add),
+        Tool("nap", "Sleeps.", SleepArgs, AddResult, _sleep, timeout=0.3),
+        Tool("boom", "Always fails.", SleepArgs, AddResult, _boom),
+        Tool("find", "Finds cubes.", SleepArgs, Boxes, _find),
+    ])
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    p = tmp_path / "scene.png"
+    Image.new("RGB", (32, 24), (90, 90, 90)).save(p)
+    return p
+
+
+def call(tool: str, args: dict, thought: str = "a step") -> str:
+    return f"Thought: {thought}\nAction: {tool}\nAction Input: {json.dumps(args)}"
+
+
+def agent(replies, registry, tmp_path, **opts) -> tuple[Agent, ScriptedBackend]:
+    backend = ScriptedBackend(replies)
+    return Agent(backend, tools=registry, runs_dir=tmp_path / "runs", options=Options(**opts)), backend
+
+
+def test_two_tool_calls_then_answer(registry, image, tmp_path):
+    a, backend = agent([
+        call("add", {"a": 2, "b": 3}),
+        call("add", {"a": 5, "b": 10}),
+        "Thought: the sum is 15\nFinal Answer: 15",
+    ], registry, tmp_path)
+    res = a.ask("What is 2+3+10?", images=[image])
+    assert res.answer == "15"
+    assert res.stop_reason == "answered"
+    executed = [s for s in res.steps if s.role == "executor"]
+    assert [s.result for s in executed] == [{"value": 5.0}, {"value": 15.0}]
+    # the controller saw the first observation before its second call
+    assert 'Observation: {"value":5.0}' in backend.calls[1][-1].content
+    # images reach the model as files of the run's media store, never inline
+    assert backend.calls[0][-1].images and backend.calls[0][-1].images[0].name == "image_0.png"
+    assert "image_0 (32x24 image)" in backend.calls[0][-1].content
+
+
+def test_tool_errors_become_observations_and_the_run_goes_on(registry, tmp_path):
+    a, backend = agent([
+        call("boom", {"seconds": 0}),
+        call("add", {"a": "two", "b": 1}),
+        call("nap", {"seconds": 2}),
+        call("teleport", {}),
+        "Final Answer: unsure",
+    ], registry, tmp_path)
+    res = a.ask("Try things.")
+    executed = [s for s in res.steps if s.role == "executor"]
+    assert "sensor on fire" in executed[0].error
+    assert "a:" in executed[1].error  # names the bad field
+    assert "longer than 0.3 s" in executed[2].error
+    last_prompt = backend.calls[4][-1].content
+    assert "Observation: Error: boom failed: RuntimeError: sensor on fire" in last_prompt
+    assert res.answer == "unsure"
+
+
+def test_unparseable_replies_are_fed_back_then_stop(registry, tmp_path):
+    a, backend = agent(["I think maybe", "???", "no format at all"], registry, tmp_path, max_parse_errors=3)
+    res = a.ask("q?")
+    assert res.stop_reason == "parse_errors"
+    ctrl = [s for s in res.steps if s.role == "controller"]
+    assert len(ctrl) == 3 and all(s.error for s in ctrl)
+    assert "Could not read your reply" in backend.calls[1][-1].content
+
+
+def test_step_budget_is_enforced_and_summarizer_answers(registry, tmp_path):
+    replies = [call("add", {"a": i, "b": 1}) for i in range(3)] + ["Final Answer: 3 calls were made"]
+    a, backend = agent(replies, registry, tmp_path)
+    res = a.ask("Loop forever", max_steps=3)
+    assert res.stop_reason == "budget"
+    assert len([s for s in res.steps if s.role == "executor"]) == 3
+    assert res.steps[-1].role == "summarizer" and res.answer == "3 calls were made"
+    # the summarizer got the observations, with its own prompt
+    assert "summarizer" in backend.calls[-1][0].content
+
+
+def test_model_decider_can_end_the_chain(registry, tmp_path):
+    a, _ = agent([call("add", {"a": 1, "b": 1}), "yes", "Final Answer: 2"], registry, tmp_path, model_decider=True)
+    res = a.ask("1+1?")
+    assert [s.role for s in res.steps] == ["controller", "executor", "decider", "summarizer"]
+    assert res.answer == "2"
+
+
+def test_native_tool_calls(registry, tmp_path):
+    a, _ = agent([{"text": "", "tool_calls": [{"tool": "add", "args": {"a": 1, "b": 2}, "id": "c1"}]},
+                  "Final Answer: 3"], registry, tmp_path)
+    res = a.ask("1+2?")
+    assert res.steps[1].result == {"value": 3.0}
+
+
+def test_backend_failure_keeps_finished_steps_and_resumes(registry, tmp_path):
+    a, _ = agent([call("add", {"a": 1, "b": 1})], registry, tmp_path)  # script ends: BackendError next
+    with pytest.raises(BackendError):
+        a.ask("1+1 then?", thread="t1")
+    run_dir = tmp_path / "runs" / "t1"
+    kept = load_steps(run_dir)
+    assert [s.role for s in kept] == ["controller", "executor"]
+    assert read_events(run_dir / "trace.jsonl")[-1]["event"] == "error"
+    b, _ = agent(["Final Answer: 2"], registry, tmp_path)
+    res = b.resume("t1")
+    assert res.answer == "2"
+    assert [s.started for s in res.steps[:2]] == [s.started for s in kept]
+
+
+def test_bad_image_fails_before_any_model_call(registry, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    a, backend = agent(["Final Answer: x"], registry, tmp_path)
+    with pytest.raises(MediaError, match="cannot read image"):
+        a.ask("q?", images=[bad])
+    assert backend.calls == []
+
+
+def test_trace_events_and_html(registry, image, tmp_path):
+    a, _ = agent([call("find", {"seconds": 0}), "Final Answer: one cube"], registry, tmp_path)
+    res = a.ask("How many cubes?", images=[image], thread="tr")
+    events = read_events(res.trace)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "run_start" and kinds[-2:] == ["answer", "run_end"]
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == len(res.steps)
+    assert all("seconds" in e and "started" in e for e in steps)
+    assert steps[0]["model"] == "scripted" and steps[0]["tokens_in"] > 0
+    page = render_html(tmp_path / "runs" / "tr").read_text()
+    assert "How many cubes?" in page and "<rect" in page and "data:image/png;base64," in page
+    assert "Answer: one cube" in page
