@@ -1,0 +1,178 @@
+"""detect: find objects with an ultralytics YOLO detector.
+
+The shipped default ``scenes-yolo`` is trained from ``yolov8n.yaml`` on the scene world; its
+class names spell the attributes ("large red metal cube": size, colour, material, shape), which
+:func:`parse_class_name` turns into fields. Any ultralytics detection checkpoint loads by path
+with ``YOLO(path)`` (``yolov8n.pt`` and its 80 COCO classes, a trained ``best.pt``); its class
+names are then plain labels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentkit.tools._vision import BoxXYXY, resolve_weights, round_box, weights_spec
+from pydantic import BaseModel, Field
+
+from agentkit.errors import ToolError
+
+if TYPE_CHECKING:
+    from agentkit.tools.base import ToolContext
+
+NAME = "detect"
+DESCRIPTION = """Find objects in an image with a YOLO detector. Returns each object's label, box
+[x1, y1, x2, y2] in pixels and score; the scene detector also gives size, color, material and shape.
+Narrow the list with classes (labels) or with color / material / size / shape."""
+TIMEOUT = 60.0
+DEFAULT_WEIGHTS = "scenes-yolo"
+
+# The scene world's vocabulary (CLEVR's). A class name made only of these words, ending in a
+# shape, is read as attributes; anything else ("person", "traffic light") is a plain label.
+SIZES = ("small", "large")
+COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
+MATERIALS = ("rubber", "metal")
+SHAPES = ("cube", "sphere", "cylinder")
+# Words people (and CLEVR's questions) use for the same values.
+SYNONYMS = {
+    "big": "large", "tiny": "small", "grey": "gray", "matte": "rubber", "metallic": "metal",
+    "shiny": "metal", "block": "cube", "ball": "sphere",
+}  # fmt: skip
+ATTRIBUTES = {"size": SIZES, "color": COLORS, "material": MATERIALS, "shape": SHAPES}
+
+
+class Args(BaseModel):
+    image: str = Field(description="Media id (image_0) or path of the image.")
+    classes: list[str] | None = Field(
+        None, description="Keep only these labels (e.g. ['cube', 'person'])."
+    )
+    color: str | None = Field(None, description="Keep only objects of this color (scene detector).")
+    material: str | None = Field(
+        None, description="Keep only rubber or metal objects (scene detector)."
+    )
+    size: str | None = Field(None, description="Keep only small or large objects (scene detector).")
+    shape: str | None = Field(
+        None, description="Keep only cubes, spheres or cylinders (scene detector)."
+    )
+    conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum confidence, 0-1.")
+    weights: str | None = Field(None, description="Checkpoint name or path (default scenes-yolo).")
+
+
+class DetectedObject(BaseModel):
+    label: str = Field(
+        description="The object's category: the shape for scene classes, else the class name."
+    )
+    box: BoxXYXY = Field(description="[x1, y1, x2, y2] in original-image pixels.")
+    score: float = Field(description="Detector confidence, 0-1.")
+    size: str | None = None
+    color: str | None = None
+    material: str | None = None
+    shape: str | None = None
+    name: str = Field(description="The detector's full class name.")
+
+
+class Result(BaseModel):
+    objects: list[DetectedObject]
+    width: int = Field(description="Image width in pixels.")
+    height: int = Field(description="Image height in pixels.")
+
+
+def normalize_word(word: str) -> str:
+    """Lower-case, singular, canonical attribute word ("Balls" -> "sphere", "grey" -> "gray")."""
+    w = word.strip().lower()
+    if w.endswith("s") and (w[:-1] in SHAPES or w[:-1] in SYNONYMS):
+        w = w[:-1]
+    return SYNONYMS.get(w, w)
+
+
+def parse_class_name(name: str) -> dict[str, str]:
+    """Attributes spelled by a scene class name, or ``{}`` for a plain label.
+
+    "large red metal cube" -> {size, color, material, shape}; "metal cube" -> {material, shape};
+    "cube" -> {shape}; "person" or "red car" -> {} (not all words are scene attributes).
+    """
+    words = [normalize_word(w) for w in name.replace("_", " ").replace("-", " ").split()]
+    if not words or words[-1] not in SHAPES:
+        return {}
+    found: dict[str, str] = {}
+    for w in words:
+        kind = next((k for k, vals in ATTRIBUTES.items() if w in vals), None)
+        if kind is None or kind in found:
+            return {}
+        found[kind] = w
+    return found
+
+
+def load_detector(path: Path) -> Any:
+    """``ultralytics.YOLO`` from a local checkpoint (never downloads: the path exists)."""
+    from ultralytics import YOLO
+
+    try:
+        model = YOLO(str(path), task="detect")
+    except Exception as e:  # ultralytics raises many kinds for a bad file
+        raise ToolError(f"cannot load YOLO checkpoint {path}: {type(e).__name__}: {e}") from e
+    if getattr(model, "task", "detect") != "detect":
+        raise ToolError(f"{path} is a YOLO {model.task} model; detect needs a detection checkpoint")
+    return model
+
+
+def get_detector(spec: str, ctx: ToolContext) -> Any:
+    path = resolve_weights(spec)
+    return ctx.models.get("yolo", str(path), ctx.device, lambda: load_detector(path))
+
+
+def to_objects(result: Any) -> list[DetectedObject]:
+    """ultralytics ``Results`` -> objects, boxes already in original-image pixels."""
+    names = result.names
+    boxes = result.boxes
+    out = []
+    for xyxy, score, cls in zip(
+        boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True
+    ):
+        name = str(names[int(cls)])
+        attrs = parse_class_name(name)
+        out.append(
+            DetectedObject(
+                label=attrs.get("shape", name),
+                box=round_box(xyxy),
+                score=round(score, 4),
+                name=name,
+                **attrs,
+            )
+        )
+    return out
+
+
+def keep(obj: DetectedObject, args: Args) -> bool:
+    """Whether an object passes the call's class and attribute filters."""
+    if args.classes:
+        wanted = {normalize_word(c) for c in args.classes}
+        if normalize_word(obj.label) not in wanted and obj.name.lower() not in wanted:
+            return False
+    for field in ("color", "material", "size", "shape"):
+        want = getattr(args, field)
+        if want is not None and getattr(obj, field) != normalize_word(want):
+            return False
+    return True
+
+
+def run(args: Args, ctx: ToolContext) -> Result:
+    image = ctx.image(args.image)
+    model = get_detector(weights_spec(NAME, args.weights, ctx, DEFAULT_WEIGHTS), ctx)
+    # A PIL image, not a path: media ids are not files, and ultralytics reads PIL as RGB.
+    (res,) = model.predict(image, conf=args.conf, device=ctx.device, verbose=False)
+    objects = sorted((o for o in to_objects(res) if keep(o, args)), key=lambda o: -o.score)
+    return Result(objects=objects, width=image.width, height=image.height)
+
+
+def describe(obj: DetectedObject) -> str:
+    """ "large red metal cube" for scene objects, the label otherwise."""
+    words = [obj.size, obj.color, obj.material, obj.shape] if obj.shape else [obj.label]
+    return " ".join(w for w in words if w)
+
+
+def summary(result: Result) -> str:
+    if not result.objects:
+        return "No objects found."
+    parts = [f"{describe(o)} {[round(v) for v in o.box]} {o.score:.2f}" for o in result.objects]
+    return f"{len(parts)} objects: " + "; ".join(parts)
