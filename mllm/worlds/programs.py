@@ -1,0 +1,165 @@
+"""Functional programs over a CLEVR-style scene graph, and the executor that answers them.
+
+A program is a list of nodes in CLEVR's format, each
+``{"function": str, "inputs": [int, ...], "value_inputs": [str, ...]}``, where ``inputs`` index
+earlier nodes and the last node gives the answer. Values flow between nodes as one of four kinds:
+
+* a set of object indices (``scene``, ``filter_*``, ``relate``, ``same_*``, ``union``, ``intersect``),
+* one object index (``unique``: the set must hold exactly one object, or the program is ill-posed),
+* an integer (``count``), a bool (``exist``, ``greater_than``, ``less_than``, ``equal_integer``),
+* an attribute word (``query_*``).
+
+Relations follow CLEVR: ``scene["relationships"]["left"][i]`` lists the objects that are left of
+object ``i`` as the camera sees them, so ``relate[left]`` applied to ``i`` returns that list.
+
+Answers are strings, as in CLEVR's question files: ``"yes"``/``"no"``, a count as ``"3"``, or an
+attribute word such as ``"red"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agentkit.errors import AgentkitError
+
+# CLEVR's vocabulary. Order matters only for determinism of sampling.
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "size": ("large", "small"),
+    "color": ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"),
+    "material": ("rubber", "metal"),
+    "shape": ("cube", "sphere", "cylinder"),
+}
+RELATIONS: tuple[str, ...] = ("left", "right", "front", "behind")
+OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "front": "behind", "behind": "front"}
+
+Node = dict[str, Any]
+Program = list[Node]
+
+
+class ProgramError(AgentkitError):
+    """A program is malformed, or is ill-posed on a scene (e.g. ``unique`` over 0 or 2 objects)."""
+
+
+def node(function: str, inputs: Sequence[int] = (), value_inputs: Sequence[str] = ()) -> Node:
+    """One program node in CLEVR's JSON form."""
+    return {"function": function, "inputs": list(inputs), "value_inputs": list(value_inputs)}
+
+
+def _as_set(value: Any, fn: str) -> frozenset[int]:
+    if not isinstance(value, frozenset):
+        raise ProgramError(f"{fn} expects a set of objects as input, got {type(value).__name__}")
+    return value
+
+
+def _as_object(value: Any, fn: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProgramError(f"{fn} expects one object (the output of unique), got {value!r}")
+    return value
+
+
+def _as_int(value: Any, fn: str) -> int:
+    if not isinstance(value, tuple) or len(value) != 2 or value[0] != "int":
+        raise ProgramError(f"{fn} expects a count, got {value!r}")
+    return value[1]
+
+
+def _check_scene(scene: dict[str, Any]) -> None:
+    if "objects" not in scene or "relationships" not in scene:
+        raise ProgramError(
+            "scene graph needs 'objects' and 'relationships' (CLEVR format); "
+            f"got keys {sorted(scene)}"
+        )
+
+
+def execute_trace(program: Program, scene: dict[str, Any]) -> list[Any]:
+    """Run ``program`` on ``scene`` and return every node's output (see the module docstring).
+
+    Counts come back as ``("int", n)`` so they cannot be confused with object indices.
+    Raises :class:`ProgramError` for an unknown function, wrong inputs, a bad attribute value or
+    a ``unique`` over anything but exactly one object.
+    """
+    _check_scene(scene)
+    objects = scene["objects"]
+    rels = scene["relationships"]
+    out: list[Any] = []
+    for k, nd in enumerate(program):
+        fn = nd.get("function")
+        try:
+            args = [out[i] for i in nd.get("inputs", [])]
+        except (IndexError, TypeError) as e:
+            raise ProgramError(f"node {k} ({fn}) refers to a later or missing node: {nd}") from e
+        values = list(nd.get("value_inputs", []))
+        out.append(_apply(fn, args, values, objects, rels, k))
+    if not out:
+        raise ProgramError("empty program")
+    return out
+
+
+def _apply(
+    fn: Any, args: list[Any], values: list[str], objects: list[dict], rels: dict, k: int
+) -> Any:
+    if fn == "scene":
+        return frozenset(range(len(objects)))
+    if isinstance(fn, str) and fn.startswith("filter_"):
+        attr = fn.removeprefix("filter_")
+        _check_value(attr, values, k)
+        return frozenset(i for i in _as_set(args[0], fn) if objects[i][attr] == values[0])
+    if fn == "unique":
+        s = _as_set(args[0], fn)
+        if len(s) != 1:
+            raise ProgramError(f"node {k}: unique over {len(s)} objects, expected exactly 1")
+        return next(iter(s))
+    if fn == "relate":
+        if len(values) != 1 or values[0] not in RELATIONS:
+            raise ProgramError(f"node {k}: relate expects one of {RELATIONS}, got {values}")
+        return frozenset(rels[values[0]][_as_object(args[0], fn)])
+    if isinstance(fn, str) and fn.startswith("same_"):
+        attr = fn.removeprefix("same_")
+        if attr not in ATTRIBUTES:
+            raise ProgramError(f"node {k}: unknown function {fn!r}")
+        o = _as_object(args[0], fn)
+        return frozenset(
+            i for i in range(len(objects)) if i != o and objects[i][attr] == objects[o][attr]
+        )
+    if fn in ("union", "intersect"):
+        a, b = _as_set(args[0], fn), _as_set(args[1], fn)
+        return a | b if fn == "union" else a & b
+    if fn == "count":
+        return ("int", len(_as_set(args[0], fn)))
+    if fn == "exist":
+        return len(_as_set(args[0], fn)) > 0
+    if isinstance(fn, str) and fn.startswith("query_"):
+        attr = fn.removeprefix("query_")
+        if attr not in ATTRIBUTES:
+            raise ProgramError(f"node {k}: unknown function {fn!r}")
+        return objects[_as_object(args[0], fn)][attr]
+    if fn in ("greater_than", "less_than", "equal_integer"):
+        a, b = _as_int(args[0], fn), _as_int(args[1], fn)
+        return a > b if fn == "greater_than" else a < b if fn == "less_than" else a == b
+    raise ProgramError(f"node {k}: unknown function {fn!r}")
+
+
+def _check_value(attr: str, values: list[str], k: int) -> None:
+    if attr not in ATTRIBUTES:
+        raise ProgramError(f"node {k}: unknown function 'filter_{attr}'")
+    if len(values) != 1 or values[0] not in ATTRIBUTES[attr]:
+        raise ProgramError(
+            f"node {k}: filter_{attr} expects one of {ATTRIBUTES[attr]}, got {values}"
+        )
+
+
+def answer_string(value: Any) -> str:
+    """The CLEVR answer string for a final node value."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple) and value[0] == "int":
+        return str(value[1])
+    if isinstance(value, str):
+        return value
+    raise ProgramError(f"a program must end in count, exist, query or compare; got {value!r}")
+
+
+def execute(program: Program, scene: dict[str, Any]) -> str:
+    """Answer ``program`` on ``scene`` as a CLEVR answer string (``"yes"``, ``"3"``, ``"red"``)."""
+    return answer_string(execute_trace(program, scene)[-1])

@@ -1,0 +1,472 @@
+"""CLEVR-style questions from functional programs, with balanced answers.
+
+For a scene graph (CLEVR JSON: ``objects`` with shape/color/material/size and ``relationships``)
+this module samples questions of 14 families, builds each one's program (see ``programs.py``),
+computes its answer by executing the program, and renders the text from ``templates.py``.
+
+Families and their reasoning length (the number of object-set steps: one per referring phrase,
+one per relation or same-attribute hop; joins and the final count/query are not counted):
+
+===============  ==========================================================  ======
+family           example                                                      length
+===============  ==========================================================  ======
+count            How many red cubes are there?                                1
+exist            Is there a small metal sphere?                               1
+query_color      What color is the large cylinder?  (also _shape, _material,  1
+query_size       _size)
+compare_count    Are there more cubes than red things?                        2
+same_count       How many other things are the same shape as the red ball?   2
+same_exist       Is there anything else of the same color as the tiny cube?   2
+relate_query     What color is the cube left of the small sphere?             2-3
+relate_count     How many spheres are behind the blue cube?                   2-3
+relate_exist     Are there any cylinders in front of the gray ball?           2-3
+logic_count      How many things are red cubes or small spheres?              2-4
+logic_exist      Is there anything both left of the cube and behind the ball?  2-4
+===============  ==========================================================  ======
+
+Ill-posed questions are rejected while sampling: a phrase that must name one object names
+exactly one; a query never asks for an attribute its own phrase states; compared or joined sets
+differ; no comparison of two empty sets. Answers are balanced per family by
+:class:`AnswerBalancer`: each question is picked, among a pool of well-posed candidates, with the
+answer seen least so far, and no answer may exceed half the family's questions (rounded up).
+
+Determinism: everything is drawn from one ``random.Random``; the same scenes and seed give the
+same questions, byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from agentkit.mllm.worlds import templates as T
+from agentkit.mllm.worlds.programs import (
+    ATTRIBUTES,
+    OPPOSITE,
+    RELATIONS,
+    Program,
+    ProgramError,
+    execute,
+    node,
+)
+
+from agentkit.errors import ConfigError
+
+FAMILIES: tuple[str, ...] = (
+    "count",
+    "exist",
+    "query_color",
+    "query_shape",
+    "query_material",
+    "query_size",
+    "compare_count",
+    "same_count",
+    "same_exist",
+    "relate_query",
+    "relate_count",
+    "relate_exist",
+    "logic_count",
+    "logic_exist",
+)
+_ATTR_ORDER = ("size", "color", "material", "shape")  # CLEVR's adjective order
+_CANDIDATES = 12  # well-posed candidates drawn per question before picking the rarest answer
+
+Scene = dict[str, Any]
+Spec = dict[str, str]  # attribute -> value, e.g. {"color": "red", "shape": "cube"}
+
+
+class AnswerBalancer:
+    """Per-family answer tallies; picks the candidate whose answer is rarest so far.
+
+    A candidate is admissible only if, once added, its answer holds at most half of its family's
+    questions (rounded up), so guessing the most common answer never scores above ~50%.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter[str]] = {}
+
+    def pick(self, family: str, candidates: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+        tally = self.counts.setdefault(family, Counter())
+        cap = math.ceil((sum(tally.values()) + 1) / 2)
+        best = None
+        for cand in candidates:
+            seen = tally[cand["answer"]]
+            if seen + 1 > cap:
+                continue
+            if best is None or seen < tally[best["answer"]]:
+                best = cand
+        if best is not None:
+            tally[best["answer"]] += 1
+        return best
+
+
+# -- text --------------------------------------------------------------------------------------
+
+
+def _word(rng: random.Random, value: str) -> str:
+    return rng.choice(T.SYNONYMS.get(value, (value,)))
+
+
+def _noun_phrase(rng: random.Random, spec: Spec, *, plural: bool) -> str:
+    """ "large red metal cube(s)" or "red thing(s)" when the shape is not given."""
+    words = [_word(rng, spec[a]) for a in _ATTR_ORDER[:3] if a in spec]
+    noun = _word(rng, spec.get("shape", "thing"))
+    words.append(T.PLURAL[noun] if plural else noun)
+    return " ".join(words)
+
+
+def _indefinite(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def _rel_phrase(rng: random.Random, rel: str) -> str:
+    return rng.choice(T.RELATION_PHRASES[rel])
+
+
+# -- programs ----------------------------------------------------------------------------------
+
+
+class _Builder:
+    """Accumulates program nodes; ``add`` returns the new node's index."""
+
+    def __init__(self) -> None:
+        self.nodes: Program = []
+
+    def add(self, fn: str, inputs: Sequence[int] = (), values: Sequence[str] = ()) -> int:
+        self.nodes.append(node(fn, inputs, values))
+        return len(self.nodes) - 1
+
+    def filters(self, base: int, spec: Spec) -> int:
+        for attr in _ATTR_ORDER:
+            if attr in spec:
+                base = self.add(f"filter_{attr}", [base], [spec[attr]])
+        return base
+
+
+class _Sampler:
+    """Draws well-posed question candidates for one scene."""
+
+    def __init__(self, scene: Scene, rng: random.Random) -> None:
+        self.scene = scene
+        self.objects: list[dict[str, Any]] = scene["objects"]
+        self.rels: dict[str, list[list[int]]] = scene["relationships"]
+        self.rng = rng
+
+    # - object sets -
+
+    def _match(self, spec: Spec, base: Iterable[int]) -> list[int]:
+        return [i for i in base if all(self.objects[i][a] == v for a, v in spec.items())]
+
+    def _unique_spec(
+        self, target: int, base: Sequence[int], exclude: Iterable[str] = ()
+    ) -> Spec | None:
+        """A random description of ``target`` that picks it alone out of ``base``."""
+        attrs = [a for a in _ATTR_ORDER if a not in set(exclude)]
+        self.rng.shuffle(attrs)
+        k = self.rng.randint(0, len(attrs))
+        spec = {a: self.objects[target][a] for a in attrs[:k]}
+        for a in attrs[k:]:
+            if self._match(spec, base) == [target]:
+                break
+            spec[a] = self.objects[target][a]
+        return spec if self._match(spec, base) == [target] else None
+
+    def _random_spec(
+        self, base: Sequence[int], *, min_attrs: int = 0, exclude: Iterable[str] = ()
+    ) -> Spec:
+        """A filter that may match several, one or no objects of ``base``."""
+        attrs = [a for a in _ATTR_ORDER if a not in set(exclude)]
+        k = self.rng.randint(min_attrs, min(3, len(attrs)))
+        chosen = self.rng.sample(attrs, k)
+        if base and self.rng.random() < 0.6:  # describe a real object half the time: fewer zeros
+            o = self.objects[self.rng.choice(list(base))]
+            return {a: o[a] for a in chosen}
+        return {a: self.rng.choice(ATTRIBUTES[a]) for a in chosen}
+
+    def _describe(
+        self, b: _Builder, target: int, hops: int, exclude: Iterable[str] = ()
+    ) -> tuple[int, str] | None:
+        """Program nodes ending in ``unique`` = ``target``, and its phrase (no article).
+
+        ``hops`` relations chain back to an anchor: "cube left of the small sphere" (1 hop).
+        """
+        if hops == 0:
+            spec = self._unique_spec(target, range(len(self.objects)), exclude)
+            if spec is None:
+                return None
+            idx = b.add("unique", [b.filters(b.add("scene"), spec)])
+            return idx, _noun_phrase(self.rng, spec, plural=False)
+        anchors = [
+            (a, r) for a in range(len(self.objects)) for r in RELATIONS if target in self.rels[r][a]
+        ]
+        if not anchors:
+            return None
+        a, r = self.rng.choice(anchors)
+        inner = self._describe(b, a, hops - 1)
+        if inner is None:
+            return None
+        related = self.rels[r][a]
+        spec = self._unique_spec(target, related, exclude)
+        if spec is None:
+            return None
+        rel_idx = b.add("relate", [inner[0]], [r])
+        idx = b.add("unique", [b.filters(rel_idx, spec)])
+        text = f"{_noun_phrase(self.rng, spec, plural=False)} {_rel_phrase(self.rng, r)} the {inner[1]}"
+        return idx, text
+
+    def _set_predicate(self, b: _Builder, kind: str) -> tuple[int, dict[str, str], tuple] | None:
+        """A set for and/or: a filter ("red cubes", "metal") or a relation ("left of the cube")."""
+        n = len(self.objects)
+        if kind == "filter":
+            spec = self._random_spec(range(n), min_attrs=1)
+            idx = b.filters(b.add("scene"), spec)
+            if "shape" in spec:
+                pl = _noun_phrase(self.rng, spec, plural=True)
+                sg = _indefinite(_noun_phrase(self.rng, spec, plural=False))
+            else:
+                sg = pl = " ".join(_word(self.rng, spec[a]) for a in _ATTR_ORDER if a in spec)
+            return idx, {"pl": pl, "sg": sg}, ("filter", tuple(sorted(spec.items())))
+        anchor = self.rng.randrange(n)
+        desc = self._describe(b, anchor, 0)
+        if desc is None:
+            return None
+        r = self.rng.choice(RELATIONS)
+        idx = b.add("relate", [desc[0]], [r])
+        text = f"{_rel_phrase(self.rng, r)} the {desc[1]}"
+        return idx, {"pl": text, "sg": text}, ("relate", anchor, r)
+
+    # - families: each returns (program, template id, fields for the phrasing, length) or None -
+
+    def count_or_exist(self, fn: str) -> tuple | None:
+        b = _Builder()
+        spec = self._random_spec(range(len(self.objects)))
+        b.add(fn, [b.filters(b.add("scene"), spec)])
+        a_pl = _noun_phrase(self.rng, spec, plural=True)
+        a_sg = _indefinite(_noun_phrase(self.rng, spec, plural=False))
+        return b.nodes, fn, {"A_pl": a_pl, "A_sg": a_sg}, 1
+
+    def query(self, attr: str, hops: int = 0) -> tuple | None:
+        b = _Builder()
+        desc = self._describe(b, self.rng.randrange(len(self.objects)), hops, exclude=[attr])
+        if desc is None:
+            return None
+        b.add(f"query_{attr}", [desc[0]])
+        return b.nodes, f"query.{attr}", {"A": desc[1]}, 1 + hops
+
+    def compare(self) -> tuple | None:
+        n = range(len(self.objects))
+        spec_a, spec_b = self._random_spec(n, min_attrs=1), self._random_spec(n, min_attrs=1)
+        if spec_a == spec_b:
+            return None
+        ca, cb = len(self._match(spec_a, n)), len(self._match(spec_b, n))
+        if ca == 0 and cb == 0:
+            return None
+        op, tid = self.rng.choice(
+            [("greater_than", "greater"), ("less_than", "less"), ("equal_integer", "equal")]
+        )
+        b = _Builder()
+        ia = b.add("count", [b.filters(b.add("scene"), spec_a)])
+        ib = b.add("count", [b.filters(b.add("scene"), spec_b)])
+        b.add(op, [ia, ib])
+        fields = {
+            "A_pl": _noun_phrase(self.rng, spec_a, plural=True),
+            "B_pl": _noun_phrase(self.rng, spec_b, plural=True),
+        }
+        return b.nodes, f"compare.{tid}", fields, 2
+
+    def same(self, fn: str) -> tuple | None:
+        attr = self.rng.choice(_ATTR_ORDER)
+        b = _Builder()
+        desc = self._describe(b, self.rng.randrange(len(self.objects)), 0, exclude=[attr])
+        if desc is None:
+            return None
+        b.add(fn, [b.add(f"same_{attr}", [desc[0]])])
+        return b.nodes, f"same.{fn}", {"A": desc[1], "attr": attr}, 2
+
+    def relate(self, fn: str) -> tuple | None:
+        hops = 1 if self.rng.random() < 0.3 else 0
+        anchor = self.rng.randrange(len(self.objects))
+        b = _Builder()
+        desc = self._describe(b, anchor, hops)
+        if desc is None:
+            return None
+        r = self.rng.choice(RELATIONS)
+        related = self.rels[r][anchor]
+        spec = self._random_spec(related)
+        b.add(fn, [b.filters(b.add("relate", [desc[0]], [r]), spec)])
+        fields = {
+            "A": desc[1],
+            "R": _rel_phrase(self.rng, r),
+            "B_pl": _noun_phrase(self.rng, spec, plural=True),
+            "B_sg": _indefinite(_noun_phrase(self.rng, spec, plural=False)),
+        }
+        return b.nodes, f"relate.{fn}", fields, 2 + hops
+
+    def logic(self, fn: str) -> tuple | None:
+        op = self.rng.choice(["union", "intersect"])
+        kinds = self.rng.choice([("filter", "filter"), ("filter", "relate"), ("relate", "relate")])
+        b = _Builder()
+        p1, p2 = self._set_predicate(b, kinds[0]), self._set_predicate(b, kinds[1])
+        if p1 is None or p2 is None or p1[2] == p2[2]:
+            return None
+        if kinds == ("filter", "filter"):
+            s1, s2 = dict(p1[2][1]), dict(p2[2][1])
+            if op == "intersect" and set(s1) & set(s2):
+                return None  # same attribute twice: empty or redundant
+            if s1.items() <= s2.items() or s2.items() <= s1.items():
+                return None  # one set contains the other: the join adds nothing
+        if (
+            kinds == ("relate", "relate")
+            and p1[2][1] == p2[2][1]
+            and p1[2][2] == OPPOSITE[p2[2][2]]
+        ):
+            return None  # left and right of the same object: always empty / everything
+        b.add(fn, [b.add(op, [p1[0], p2[0]])])
+        length = sum(1 if k == "filter" else 2 for k in kinds)
+        fields = {
+            "P1_pl": p1[1]["pl"],
+            "P1_sg": p1[1]["sg"],
+            "P2_pl": p2[1]["pl"],
+            "P2_sg": p2[1]["sg"],
+        }
+        return b.nodes, f"logic.{fn}.{op}", fields, length
+
+    def draw(self, family: str) -> tuple | None:
+        if family in ("count", "exist"):
+            return self.count_or_exist(family)
+        if family.startswith("query_"):
+            return self.query(family.removeprefix("query_"))
+        if family == "compare_count":
+            return self.compare()
+        if family in ("same_count", "same_exist"):
+            return self.same(family.removeprefix("same_"))
+        if family == "relate_query":
+            attr = self.rng.choice(_ATTR_ORDER)
+            return self.query(attr, hops=1 if self.rng.random() < 0.7 else 2)
+        if family in ("relate_count", "relate_exist"):
+            return self.relate(family.removeprefix("relate_"))
+        if family in ("logic_count", "logic_exist"):
+            return self.logic(family.removeprefix("logic_"))
+        raise ConfigError(f"unknown question family {family!r}; expected one of {FAMILIES}")
+
+
+def _validate_scene(scene: Scene) -> None:
+    objs = scene.get("objects")
+    if not isinstance(objs, list) or not objs:
+        raise ConfigError(f"scene {scene.get('image_filename', '?')} has no objects to ask about")
+    for key in ("relationships", "image_filename", "seed"):
+        if key not in scene:
+            raise ConfigError(
+                f"scene graph lacks {key!r} (expected CLEVR-style JSON from render.py)"
+            )
+    for i, o in enumerate(objs):
+        for attr, values in ATTRIBUTES.items():
+            if o.get(attr) not in values:
+                raise ConfigError(
+                    f"object {i} has {attr}={o.get(attr)!r}; expected one of {values}"
+                )
+
+
+def scene_questions(
+    scene: Scene,
+    n: int,
+    rng: random.Random,
+    balancer: AnswerBalancer,
+    *,
+    families: Sequence[str] = FAMILIES,
+) -> list[dict[str, Any]]:
+    """Up to ``n`` distinct, well-posed questions about ``scene`` (fewer if a scene is too poor).
+
+    Families rotate so each scene covers as many as ``n`` allows; ``balancer`` carries the answer
+    tallies across the scenes of one batch. Each record: ``question``, ``program``, ``answer``,
+    ``family``, ``template``, ``length``, ``image_filename``, ``seed``, ``id``.
+    """
+    _validate_scene(scene)
+    sampler = _Sampler(scene, rng)
+    order = list(families)
+    rng.shuffle(order)
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for family in order * (1 + n // max(1, len(order))):
+        if len(out) >= n:
+            break
+        cands = []
+        for _ in range(_CANDIDATES * 3):
+            if len(cands) >= _CANDIDATES:
+                break
+            drawn = sampler.draw(family)
+            if drawn is None:
+                continue
+            program, tid, fields, length = drawn
+            try:
+                answer = execute(program, scene)
+            except ProgramError:
+                continue  # a phrase named zero or several objects: ill-posed, draw again
+            text = rng.choice(T.PHRASINGS[tid]).format(**fields)
+            if text in seen:
+                continue
+            cands.append(
+                {
+                    "question": text,
+                    "program": program,
+                    "answer": answer,
+                    "family": family,
+                    "template": tid,
+                    "length": length,
+                }
+            )
+        chosen = balancer.pick(family, cands)
+        if chosen is None:
+            continue
+        seen.add(chosen["question"])
+        chosen.update(
+            image_filename=scene["image_filename"],
+            seed=scene["seed"],
+            id=f"{int(scene['seed']):06d}-{len(out):02d}",
+        )
+        out.append(chosen)
+    return out
+
+
+def generate_questions(
+    scenes: Iterable[Scene],
+    *,
+    per_scene: int = 10,
+    seed: int = 0,
+    families: Sequence[str] = FAMILIES,
+) -> list[dict[str, Any]]:
+    """Questions for a batch of scenes, balanced across the batch; deterministic in ``seed``."""
+    if per_scene < 1:
+        raise ConfigError(f"per_scene must be >= 1, got {per_scene}")
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ConfigError(
+            f"unknown question families {unknown or families}; expected some of {FAMILIES}"
+        )
+    rng = random.Random(seed)
+    balancer = AnswerBalancer()
+    out: list[dict[str, Any]] = []
+    for scene in scenes:
+        out.extend(scene_questions(scene, per_scene, rng, balancer, families=families))
+    return out
+
+
+def answer_balance(questions: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per family: number of questions, most common answer and its share (guessing accuracy)."""
+    by_family: dict[str, Counter[str]] = {}
+    for q in questions:
+        by_family.setdefault(q["family"], Counter())[q["answer"]] += 1
+    out = {}
+    for fam, tally in sorted(by_family.items()):
+        total = sum(tally.values())
+        top, top_n = tally.most_common(1)[0]
+        out[fam] = {
+            "n": total,
+            "top_answer": top,
+            "top_share": round(top_n / total, 4),
+            "answers": dict(sorted(tally.items())),
+        }
+    return out

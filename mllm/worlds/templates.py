@@ -1,0 +1,145 @@
+"""Phrasings of the question templates, and the words that fill them.
+
+Kept as data, apart from the sampling logic in ``questions.py``: each template id maps to at least
+three phrasings, chosen at random per question. Placeholders:
+
+* ``{A}`` / ``{B}``: a unique referring phrase without its article ("small red cube left of the
+  sphere"); the phrasing supplies "the";
+* ``{A_pl}`` / ``{B_pl}``: a plural noun phrase ("red cubes", "things");
+* ``{A_sg}`` / ``{B_sg}``: a singular noun phrase with "a"/"an" ("a red cube");
+* ``{P1_pl}`` / ``{P1_sg}`` (and ``P2``): a predicate that picks a set ("red cubes" / "a red cube",
+  "metal", "left of the gray sphere");
+* ``{R}``: a spatial relation ("left of", "in front of");
+* ``{attr}``: an attribute name ("color", "shape", "material", "size").
+
+Spelling follows CLEVR ("color", "gray") so the generated questions read like CLEVR's own.
+"""
+
+from __future__ import annotations
+
+PHRASINGS: dict[str, tuple[str, ...]] = {
+    # -- one step ------------------------------------------------------------------------------
+    "count": (
+        "How many {A_pl} are there?",
+        "What number of {A_pl} are there?",
+        "How many {A_pl} are in the scene?",
+        "Count the {A_pl}. How many are there?",
+    ),
+    "exist": (
+        "Are there any {A_pl}?",
+        "Is there {A_sg}?",
+        "Is there {A_sg} in the scene?",
+        "Does the scene contain {A_sg}?",
+    ),
+    "query.color": (
+        "What color is the {A}?",
+        "What is the color of the {A}?",
+        "The {A} has what color?",
+        "The {A} is what color?",
+    ),
+    "query.shape": (
+        "What shape is the {A}?",
+        "What is the shape of the {A}?",
+        "The {A} has what shape?",
+        "What is the {A} shaped like?",
+    ),
+    "query.material": (
+        "What material is the {A}?",
+        "What is the {A} made of?",
+        "What is the material of the {A}?",
+        "The {A} is made of what material?",
+    ),
+    "query.size": (
+        "What size is the {A}?",
+        "How big is the {A}?",
+        "What is the size of the {A}?",
+        "The {A} has what size?",
+    ),
+    # -- two numbers compared ------------------------------------------------------------------
+    "compare.greater": (
+        "Are there more {A_pl} than {B_pl}?",
+        "Is the number of {A_pl} greater than the number of {B_pl}?",
+        "Are there more {A_pl} than there are {B_pl}?",
+    ),
+    "compare.less": (
+        "Are there fewer {A_pl} than {B_pl}?",
+        "Is the number of {A_pl} less than the number of {B_pl}?",
+        "Are there fewer {A_pl} than there are {B_pl}?",
+    ),
+    "compare.equal": (
+        "Are there the same number of {A_pl} and {B_pl}?",
+        "Is the number of {A_pl} the same as the number of {B_pl}?",
+        "Are there as many {A_pl} as {B_pl}?",
+        "Is there an equal number of {A_pl} and {B_pl}?",
+    ),
+    # -- same attribute as a referred object ---------------------------------------------------
+    "same.count": (
+        "How many other things are the same {attr} as the {A}?",
+        "What number of other objects have the same {attr} as the {A}?",
+        "How many other things have the same {attr} as the {A}?",
+    ),
+    "same.exist": (
+        "Is there anything else that has the same {attr} as the {A}?",
+        "Are there any other things of the same {attr} as the {A}?",
+        "Is there another object with the same {attr} as the {A}?",
+    ),
+    # -- spatial relations ---------------------------------------------------------------------
+    "relate.count": (
+        "How many {B_pl} are {R} the {A}?",
+        "What number of {B_pl} are {R} the {A}?",
+        "How many {B_pl} are there {R} the {A}?",
+    ),
+    "relate.exist": (
+        "Are there any {B_pl} {R} the {A}?",
+        "Is there {B_sg} {R} the {A}?",
+        "Are there any {B_pl} that are {R} the {A}?",
+    ),
+    # -- sets joined by and / or ---------------------------------------------------------------
+    "logic.count.union": (
+        "How many things are {P1_pl} or {P2_pl}?",
+        "What number of objects are either {P1_pl} or {P2_pl}?",
+        "How many things are there that are {P1_pl} or {P2_pl}?",
+    ),
+    "logic.count.intersect": (
+        "How many things are both {P1_pl} and {P2_pl}?",
+        "What number of objects are {P1_pl} and {P2_pl}?",
+        "How many things are there that are both {P1_pl} and {P2_pl}?",
+    ),
+    "logic.exist.union": (
+        "Is there anything that is {P1_sg} or {P2_sg}?",
+        "Are there any things that are {P1_pl} or {P2_pl}?",
+        "Is there an object that is either {P1_sg} or {P2_sg}?",
+    ),
+    "logic.exist.intersect": (
+        "Is there anything that is both {P1_sg} and {P2_sg}?",
+        "Are there any things that are both {P1_pl} and {P2_pl}?",
+        "Is there an object that is {P1_sg} and {P2_sg}?",
+    ),
+}
+
+# Words for attribute values. The first is CLEVR's own word; the rest are synonyms used at random.
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "cube": ("cube", "block"),
+    "sphere": ("sphere", "ball"),
+    "cylinder": ("cylinder",),
+    "large": ("large", "big"),
+    "small": ("small", "tiny"),
+    "metal": ("metal", "metallic", "shiny"),
+    "rubber": ("rubber", "matte"),
+    "thing": ("thing", "object"),
+}
+PLURAL: dict[str, str] = {
+    "cube": "cubes",
+    "block": "blocks",
+    "sphere": "spheres",
+    "ball": "balls",
+    "cylinder": "cylinders",
+    "thing": "things",
+    "object": "objects",
+}
+RELATION_PHRASES: dict[str, tuple[str, ...]] = {
+    "left": ("left of", "to the left of", "on the left side of"),
+    "right": ("right of", "to the right of", "on the right side of"),
+    "front": ("in front of",),
+    "behind": ("behind",),
+}
