@@ -76,7 +76,9 @@ class Agent:
     ) -> None:
         from agentkit.planners import get_builder
 
-        self.model_spec = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+        self.model_spec = (
+            model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+        )
         if isinstance(model, str):
             model = load_backend(model)
         self.models = model if isinstance(model, RoleModels) else RoleModels(controller=model)
@@ -96,8 +98,13 @@ class Agent:
 
     def _runtime(self, run_dir: Path) -> Runtime:
         return Runtime(
-            models=self.models, tools=self.tools, media=MediaStore(run_dir / "media"),
-            trace=TraceWriter(run_dir), run_dir=run_dir, device=self.device, options=self.options,
+            models=self.models,
+            tools=self.tools,
+            media=MediaStore(run_dir / "media"),
+            trace=TraceWriter(run_dir),
+            run_dir=run_dir,
+            device=self.device,
+            options=self.options,
         )
 
     def ask(
@@ -111,12 +118,18 @@ class Agent:
     ) -> RunResult:
         """Run a new task. Images and audio are validated and copied into the run's media store
         first, so a bad file fails before any model is called."""
-        task = Task(question=question, images=[Path(p) for p in images], audio=Path(audio) if audio else None,
-                    max_steps=max_steps)
+        task = Task(
+            question=question,
+            images=[Path(p) for p in images],
+            audio=Path(audio) if audio else None,
+            max_steps=max_steps,
+        )
         thread = thread or new_thread_id()
         run_dir = self.runs_dir / thread
         if (run_dir / "run.json").exists():
-            raise ConfigError(f"thread {thread!r} already exists in {self.runs_dir}; resume it with resume({thread!r})")
+            raise ConfigError(
+                f"thread {thread!r} already exists in {self.runs_dir}; resume it with resume({thread!r})"
+            )
         rt = self._runtime(run_dir)
         media: dict[str, str] = {}
         try:
@@ -129,17 +142,33 @@ class Agent:
         except MediaError as e:
             rt.trace.event("error", message=str(e))
             raise
-        (run_dir / "run.json").write_text(json.dumps(
-            {"task": task.model_dump(mode="json"), "model": self.model_spec, "planner": self.planner}, indent=1))
-        rt.trace.event("run_start", thread=thread, task=task.model_dump(mode="json"), model=self.model_spec,
-                       planner=self.planner, media=list(media))
+        (run_dir / "run.json").write_text(
+            json.dumps(
+                {
+                    "task": task.model_dump(mode="json"),
+                    "model": self.model_spec,
+                    "planner": self.planner,
+                },
+                indent=1,
+            )
+        )
+        rt.trace.event(
+            "run_start",
+            thread=thread,
+            task=task.model_dump(mode="json"),
+            model=self.model_spec,
+            planner=self.planner,
+            media=list(media),
+        )
         return self._invoke(rt, thread, RunState(task=task, media=media))
 
     def resume(self, thread: str) -> RunResult:
         """Continue a run from its last finished step (after a crash, a kill or a budget stop)."""
         run_dir = self.runs_dir / thread
         if not (run_dir / "run.json").exists():
-            raise ConfigError(f"no run {thread!r} under {self.runs_dir} (looked for {run_dir / 'run.json'})")
+            raise ConfigError(
+                f"no run {thread!r} under {self.runs_dir} (looked for {run_dir / 'run.json'})"
+            )
         rt = self._runtime(run_dir)
         rt.trace.event("run_resume", thread=thread, model=self.model_spec)
         return self._invoke(rt, thread, None)
@@ -166,8 +195,13 @@ class Agent:
         if state.answer is not None:
             rt.trace.event("answer", answer=state.answer)
         rt.trace.event("run_end", stop_reason=state.stop_reason, seconds=time.perf_counter() - t0)
-        return RunResult(answer=state.answer, steps=state.steps, trace=rt.trace.path, thread=thread,
-                         stop_reason=state.stop_reason)
+        return RunResult(
+            answer=state.answer,
+            steps=state.steps,
+            trace=rt.trace.path,
+            thread=thread,
+            stop_reason=state.stop_reason,
+        )
 
 
 def load_steps(run_dir: str | Path) -> list[Step]:

@@ -101,7 +101,9 @@ class MediaStore:
             return self.root / self._index[media_id]
         except KeyError:
             known = ", ".join(self._index) or "none"
-            raise MediaError(f"no media with id {media_id!r} in this run (known: {known})") from None
+            raise MediaError(
+                f"no media with id {media_id!r} in this run (known: {known})"
+            ) from None
 
     def image(self, media_id: str) -> PILImage.Image:
         return open_image(self.path(media_id))

@@ -23,10 +23,14 @@ class Task(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str | None = Field(None, description="The question or instruction, as typed.")
-    audio: Path | None = Field(None, description="A spoken question (wav, any rate; read at 16 kHz mono).")
+    audio: Path | None = Field(
+        None, description="A spoken question (wav, any rate; read at 16 kHz mono)."
+    )
     images: list[Path] = Field(default_factory=list, description="Images the question is about.")
     env: str | None = Field(None, description="A GUI environment to act in, if any.")
-    max_steps: int = Field(8, ge=1, le=64, description="Tool calls allowed before the decider stops the run.")
+    max_steps: int = Field(
+        8, ge=1, le=64, description="Tool calls allowed before the decider stops the run."
+    )
 
     @field_validator("question")
     @classmethod
@@ -46,7 +50,9 @@ class ToolCall(BaseModel):
     """One call of a tool, however the model wrote it (ReAct text or native function call)."""
 
     tool: str = Field(description="Registered tool name.")
-    args: dict[str, Any] = Field(default_factory=dict, description="Arguments, validated later against the tool's Args.")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments, validated later against the tool's Args."
+    )
     thought: str = Field("", description="The model's reasoning before the call.")
     id: str | None = Field(None, description="The function-call id, when the backend gave one.")
 
@@ -58,10 +64,16 @@ class Step(BaseModel):
     thought: str = ""
     tool: str | None = None
     args: dict[str, Any] | None = None
-    observation: str | None = Field(None, description="What the controller reads next: the tool's result as text.")
-    result: dict[str, Any] | None = Field(None, description="The tool's structured result (its Result model, dumped).")
+    observation: str | None = Field(
+        None, description="What the controller reads next: the tool's result as text."
+    )
+    result: dict[str, Any] | None = Field(
+        None, description="The tool's structured result (its Result model, dumped)."
+    )
     error: str | None = Field(None, description="Why this step failed; the run goes on.")
-    media: list[str] = Field(default_factory=list, description="Media-store ids this step produced.")
+    media: list[str] = Field(
+        default_factory=list, description="Media-store ids this step produced."
+    )
     model: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
@@ -78,11 +90,20 @@ class RunState(BaseModel):
     and a checkpoint always holds every finished one."""
 
     task: Task
-    question: str | None = Field(None, description="The question as the controller reads it (typed, or transcribed).")
-    media: dict[str, str] = Field(default_factory=dict, description="Media-store id -> a short description shown to the model.")
+    question: str | None = Field(
+        None, description="The question as the controller reads it (typed, or transcribed)."
+    )
+    media: dict[str, str] = Field(
+        default_factory=dict,
+        description="Media-store id -> a short description shown to the model.",
+    )
     steps: Annotated[list[Step], operator.add] = Field(default_factory=list)
-    pending: ToolCall | None = Field(None, description="The call the controller chose and the executor runs next.")
-    draft: str | None = Field(None, description="The controller's Final Answer, before the summarizer.")
+    pending: ToolCall | None = Field(
+        None, description="The call the controller chose and the executor runs next."
+    )
+    draft: str | None = Field(
+        None, description="The controller's Final Answer, before the summarizer."
+    )
     answer: str | None = None
     stop_reason: str | None = None
 

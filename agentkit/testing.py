@@ -44,7 +44,11 @@ class ScriptedBackend:
         data = json.loads(Path(path).read_text())
         if isinstance(data, list):
             return cls(data)
-        return cls(data["replies"], index_by=data.get("index_by", "call"), name=data.get("name", "scripted"))
+        return cls(
+            data["replies"],
+            index_by=data.get("index_by", "call"),
+            name=data.get("name", "scripted"),
+        )
 
     def generate(
         self,
@@ -61,7 +65,9 @@ class ScriptedBackend:
         else:
             i = sum(line.startswith("Observation:") for line in messages[-1].content.splitlines())
         if i >= len(self.replies):
-            raise BackendError(f"scripted backend has no reply #{i} (script has {len(self.replies)})")
+            raise BackendError(
+                f"scripted backend has no reply #{i} (script has {len(self.replies)})"
+            )
         reply = self.replies[i]
         if isinstance(reply, str):
             reply = {"text": reply}
@@ -74,5 +80,10 @@ class ScriptedBackend:
             on_token(text)
         calls = [ToolCall.model_validate(c) for c in reply.get("tool_calls", [])]
         prompt_len = sum(len(m.content.split()) for m in messages)
-        return Generation(text=text, tool_calls=calls, model=self.name, tokens_in=prompt_len,
-                          tokens_out=len(text.split()))
+        return Generation(
+            text=text,
+            tool_calls=calls,
+            model=self.name,
+            tokens_in=prompt_len,
+            tokens_out=len(text.split()),
+        )

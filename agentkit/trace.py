@@ -66,7 +66,11 @@ def _boxes(result: dict[str, Any] | None) -> list[tuple[list[float], str]]:
     for value in result.values():
         if isinstance(value, list):
             for item in value:
-                if isinstance(item, dict) and isinstance(item.get("box"), list) and len(item["box"]) == 4:
+                if (
+                    isinstance(item, dict)
+                    and isinstance(item.get("box"), list)
+                    and len(item["box"]) == 4
+                ):
                     out.append((item["box"], str(item.get("label", ""))))
     return out
 
@@ -100,20 +104,26 @@ def render_html(run_dir: str | Path, out: str | Path | None = None) -> Path:
     def media_path(mid: str) -> Path | None:
         return run_dir / "media" / media[mid] if mid in media else None
 
-    parts = ["<!doctype html><meta charset='utf-8'><title>agentkit trace</title><style>",
-             "body{font:14px system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}",
-             ".step{border-left:4px solid #ccc;padding:.4em .8em;margin:.8em 0}",
-             ".controller{border-color:#0a84ff}.executor{border-color:#34c759}.decider{border-color:#ff9f0a}",
-             ".summarizer{border-color:#af52de}.err{color:#c00}pre{white-space:pre-wrap;margin:.2em 0}",
-             ".meta{color:#888;font-size:12px}</style>"]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>agentkit trace</title><style>",
+        "body{font:14px system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}",
+        ".step{border-left:4px solid #ccc;padding:.4em .8em;margin:.8em 0}",
+        ".controller{border-color:#0a84ff}.executor{border-color:#34c759}.decider{border-color:#ff9f0a}",
+        ".summarizer{border-color:#af52de}.err{color:#c00}pre{white-space:pre-wrap;margin:.2em 0}",
+        ".meta{color:#888;font-size:12px}</style>",
+    ]
     last_image: str | None = None
     for ev in events:
         kind = ev.get("event")
         if kind == "run_start":
             task = ev.get("task", {})
-            parts.append(f"<h1>{html.escape(str(task.get('question') or '(spoken question)'))}</h1>")
-            parts.append(f"<p class=meta>thread {html.escape(str(ev.get('thread')))} · model "
-                         f"{html.escape(str(ev.get('model')))} · planner {html.escape(str(ev.get('planner')))}</p>")
+            parts.append(
+                f"<h1>{html.escape(str(task.get('question') or '(spoken question)'))}</h1>"
+            )
+            parts.append(
+                f"<p class=meta>thread {html.escape(str(ev.get('thread')))} · model "
+                f"{html.escape(str(ev.get('model')))} · planner {html.escape(str(ev.get('planner')))}</p>"
+            )
             for mid in ev.get("media", []):
                 p = media_path(mid)
                 if p is not None and p.suffix == ".png":
@@ -127,8 +137,10 @@ def render_html(run_dir: str | Path, out: str | Path | None = None) -> Path:
             if ev.get("thought"):
                 parts.append(f"<pre>Thought: {html.escape(ev['thought'])}</pre>")
             if ev.get("tool"):
-                parts.append(f"<pre>Action: {html.escape(ev['tool'])}\nAction Input: "
-                             f"{html.escape(json.dumps(ev.get('args'), ensure_ascii=False))}</pre>")
+                parts.append(
+                    f"<pre>Action: {html.escape(ev['tool'])}\nAction Input: "
+                    f"{html.escape(json.dumps(ev.get('args'), ensure_ascii=False))}</pre>"
+                )
             if ev.get("observation") and not ev.get("error"):
                 parts.append(f"<pre>Observation: {html.escape(ev['observation'])}</pre>")
             if ev.get("error"):
@@ -144,9 +156,15 @@ def render_html(run_dir: str | Path, out: str | Path | None = None) -> Path:
             for p in produced:
                 if p is not None and p.suffix == ".png" and not p.name.startswith("mask"):
                     parts.append(_figure(p, [], []))
-            parts.append(f"<div class=meta>{float(ev.get('seconds') or 0):.3f} s"
-                         + (f" · {ev['model']} · {ev.get('tokens_in')}→{ev.get('tokens_out')} tokens" if ev.get("model") else "")
-                         + "</div></div>")
+            parts.append(
+                f"<div class=meta>{float(ev.get('seconds') or 0):.3f} s"
+                + (
+                    f" · {ev['model']} · {ev.get('tokens_in')}→{ev.get('tokens_out')} tokens"
+                    if ev.get("model")
+                    else ""
+                )
+                + "</div></div>"
+            )
         elif kind == "answer":
             parts.append(f"<h2>Answer: {html.escape(str(ev.get('answer')))}</h2>")
         elif kind == "error":

@@ -31,7 +31,9 @@ KNOWN: dict[str, Known] = {
     for k in (
         Known("scenes-yolo", "scenes-yolo.pt", "YOLO detector for the scene world", "detector"),
         Known("scenes-sam", "scenes-sam.pt", "compact SAM for the scene world", "segmenter"),
-        Known("speech-whisper", "speech-whisper.pt", "small whisper model for spoken questions", "asr"),
+        Known(
+            "speech-whisper", "speech-whisper.pt", "small whisper model for spoken questions", "asr"
+        ),
         Known("agentkit-mllm", "agentkit-mllm", "tiny LLaVA-style tool-use core", "mllm-tooluse"),
     )
 }

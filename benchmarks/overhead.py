@@ -35,7 +35,9 @@ class RealComputeScripted:
         self.model_seconds = 0.0
         self.i = 0
 
-    def generate(self, messages, *, tools=None, max_new_tokens=256, stop=None, on_token=None) -> Generation:
+    def generate(
+        self, messages, *, tools=None, max_new_tokens=256, stop=None, on_token=None
+    ) -> Generation:
         t0 = time.perf_counter()
         gen = self.backend.generate(messages, max_new_tokens=self.tokens)
         self.model_seconds += time.perf_counter() - t0
@@ -45,14 +47,18 @@ class RealComputeScripted:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=6, help="tool calls per run")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=48, help="tokens the model generates per turn")
     a = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="agentkit-overhead-"))
-    corpus = ["Thought: crop the image. Action: crop Action Input: {\"image\": \"image_0\"} Final Answer: yes"] * 50
+    corpus = [
+        'Thought: crop the image. Action: crop Action Input: {"image": "image_0"} Final Answer: yes'
+    ] * 50
     model_dir = build_tiny_llava(work / "tiny", texts=corpus)
     hf = HFBackend(str(model_dir))
     img = work / "scene.png"
@@ -73,14 +79,23 @@ def main() -> None:
         overhead = wall - compute
         if r:
             shares.append(overhead / compute)
-            rows.append({"wall_s": wall, "model_s": backend.model_seconds, "tool_s": tool_s,
-                         "overhead_s": overhead, "overhead_per_step_ms": 1000 * overhead / len(res.steps),
-                         "share": overhead / compute})
+            rows.append(
+                {
+                    "wall_s": wall,
+                    "model_s": backend.model_seconds,
+                    "tool_s": tool_s,
+                    "overhead_s": overhead,
+                    "overhead_per_step_ms": 1000 * overhead / len(res.steps),
+                    "share": overhead / compute,
+                }
+            )
     for row in rows:
         print(json.dumps({k: round(v, 4) for k, v in row.items()}))
     med = statistics.median(shares)
-    print(f"framework overhead / (model + tool) time: {med:.2%} (median of {a.runs} runs, {a.steps} tool steps each); "
-          f"target < 2%: {'OK' if med < 0.02 else 'MISSED'}")
+    print(
+        f"framework overhead / (model + tool) time: {med:.2%} (median of {a.runs} runs, {a.steps} tool steps each); "
+        f"target < 2%: {'OK' if med < 0.02 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

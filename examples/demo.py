@@ -28,12 +28,18 @@ def example_questions() -> list[tuple[Path, str]]:
     """(image, question) pairs from the shipped example scenes and their generated questions."""
     pairs = []
     for q in sorted((HERE / "scenes").glob("*questions*.json*")):
-        lines = q.read_text().splitlines() if q.suffix == ".jsonl" else [json.dumps(x) for x in json.loads(q.read_text())]
+        lines = (
+            q.read_text().splitlines()
+            if q.suffix == ".jsonl"
+            else [json.dumps(x) for x in json.loads(q.read_text())]
+        )
         for line in lines[:3]:
             item = json.loads(line)
             pairs.append((HERE / "scenes" / item["image_filename"], item["question"]))
     if not pairs:
-        pairs = [(p, "How many objects are there?") for p in sorted((HERE / "scenes").glob("*.png"))[:2]]
+        pairs = [
+            (p, "How many objects are there?") for p in sorted((HERE / "scenes").glob("*.png"))[:2]
+        ]
     return pairs
 
 
@@ -56,8 +62,10 @@ def main() -> int:
     media = MediaStore(Path("runs") / "demo-tools")
     ctx = ToolContext(media=media)
     mid = media.add_image(image)
-    for call in (ToolCall(tool="image_info", args={"image": mid}),
-                 ToolCall(tool="crop", args={"image": mid, "box": [0, 0, 160, 120]})):
+    for call in (
+        ToolCall(tool="image_info", args={"image": mid}),
+        ToolCall(tool="crop", args={"image": mid, "box": [0, 0, 160, 120]}),
+    ):
         step = execute(call, reg, ctx)
         console.print(f"  {call.tool}: {step.error or step.observation}")
 
@@ -67,8 +75,10 @@ def main() -> int:
         agent = Agent(spec)
     except WeightsNotFound as e:
         console.print(f"[yellow]No MLLM core to run the agent with:[/] {e}")
-        console.print("Point the agent at any OpenAI-compatible vision model instead:\n"
-                      "  AGENTKIT_OPENAI_URL=http://host:8000/v1 AGENTKIT_OPENAI_MODEL=NAME make demo")
+        console.print(
+            "Point the agent at any OpenAI-compatible vision model instead:\n"
+            "  AGENTKIT_OPENAI_URL=http://host:8000/v1 AGENTKIT_OPENAI_MODEL=NAME make demo"
+        )
         return 0
     for img, question in pairs:
         try:
@@ -80,7 +90,9 @@ def main() -> int:
 
         page = render_html(res.trace.parent)  # type: ignore[union-attr]
         tools = ", ".join(s.tool or "" for s in res.steps if s.role == "executor")
-        console.print(f"  {img.name}: {question}\n    → [bold]{res.answer}[/]  [dim]({tools or 'no tools'}; {page})[/]")
+        console.print(
+            f"  {img.name}: {question}\n    → [bold]{res.answer}[/]  [dim]({tools or 'no tools'}; {page})[/]"
+        )
     return 0
 
 

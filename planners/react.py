@@ -25,7 +25,11 @@ def build_react(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None)
     g.add_node("decider", roles.make_decider(rt))
     g.add_node("summarizer", roles.make_summarizer(rt))
     g.add_edge(START, "ingest")
-    g.add_conditional_edges("ingest", lambda s: "summarizer" if s.stop_reason else "controller", ["controller", "summarizer"])
+    g.add_conditional_edges(
+        "ingest",
+        lambda s: "summarizer" if s.stop_reason else "controller",
+        ["controller", "summarizer"],
+    )
     g.add_conditional_edges("controller", roles.route_after_controller, ["executor", "decider"])
     g.add_edge("executor", "decider")
     g.add_conditional_edges("decider", roles.route_after_decider, ["controller", "summarizer"])

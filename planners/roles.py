@@ -15,10 +15,10 @@ from typing import Any
 from agentkit.errors import BackendError
 from agentkit.mllm.backends.base import Backend, Generation, Message
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
+from agentkit.planners import prompting
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute
-from agentkit.planners import prompting
 
 Node = Callable[[RunState], dict[str, Any]]
 STOP = ["Observation:", "\nObservation"]
@@ -40,9 +40,7 @@ def scratchpad(state: RunState) -> str:
                 lines.append(f"Action Input: {json.dumps(s.args or {}, ensure_ascii=False)}")
             elif s.error:
                 lines.append(f"Observation: {s.error}")
-        elif s.role == "executor":
-            lines.append(f"Observation: {s.observation}")
-        elif s.role == "decider" and s.observation:
+        elif s.role == "executor" or s.role == "decider" and s.observation:
             lines.append(f"Observation: {s.observation}")
     return "\n".join(lines)
 
@@ -67,7 +65,10 @@ def controller_messages(rt: Runtime, state: RunState) -> list[Message]:
     user = prompting.load("task").format(
         images=images_line(state), question=question(state), scratchpad=scratchpad(state)
     )
-    return [Message(role="system", content=system), Message(role="user", content=user, images=image_paths(rt, state))]
+    return [
+        Message(role="system", content=system),
+        Message(role="user", content=user, images=image_paths(rt, state)),
+    ]
 
 
 def evidence_messages(rt: Runtime, state: RunState, role: str) -> list[Message]:
@@ -82,11 +83,15 @@ def evidence_messages(rt: Runtime, state: RunState, role: str) -> list[Message]:
 
 def _generate(rt: Runtime, backend: Backend, messages: list[Message], role: str) -> Generation:
     tools = [t.schema() for t in rt.tools] if role == "controller" else None
-    return backend.generate(messages, tools=tools, max_new_tokens=rt.options.max_new_tokens, stop=STOP)
+    return backend.generate(
+        messages, tools=tools, max_new_tokens=rt.options.max_new_tokens, stop=STOP
+    )
 
 
 def _model_step(role: str, gen: Generation, **kw: Any) -> Step:
-    return Step(role=role, model=gen.model, tokens_in=gen.tokens_in, tokens_out=gen.tokens_out, **kw)  # type: ignore[arg-type]
+    return Step(
+        role=role, model=gen.model, tokens_in=gen.tokens_in, tokens_out=gen.tokens_out, **kw
+    )  # type: ignore[arg-type]
 
 
 def _record(rt: Runtime, step: Step) -> Step:
@@ -105,7 +110,11 @@ def make_ingest(rt: Runtime) -> Node:
         if state.question or state.task.audio is None:
             return {"question": state.task.question}
         audio_id = next((m for m in state.media if m.startswith("audio")), None)
-        call = ToolCall(tool="transcribe", args={"audio": audio_id}, thought="The question is spoken; transcribe it first.")
+        call = ToolCall(
+            tool="transcribe",
+            args={"audio": audio_id},
+            thought="The question is spoken; transcribe it first.",
+        )
         step = _record(rt, execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout))
         if step.error:
             return {"steps": [step], "stop_reason": "transcription_failed"}
@@ -126,19 +135,38 @@ def make_controller(rt: Runtime) -> Node:
         if gen.tool_calls:
             parsed = gen.tool_calls[0]
             if parsed.tool not in rt.tools:
-                parsed = ParseError(message=f"unknown tool {parsed.tool!r}; available: {', '.join(rt.tools.names())}")
+                parsed = ParseError(
+                    message=f"unknown tool {parsed.tool!r}; available: {', '.join(rt.tools.names())}"
+                )
         else:
             parsed = parse(gen.text, rt.tools.names())
         seconds = time.perf_counter() - t0
         if isinstance(parsed, ToolCall):
-            step = _model_step("controller", gen, thought=parsed.thought, tool=parsed.tool, args=parsed.args, seconds=seconds)
+            step = _model_step(
+                "controller",
+                gen,
+                thought=parsed.thought,
+                tool=parsed.tool,
+                args=parsed.args,
+                seconds=seconds,
+            )
             return {"steps": [_record(rt, step)], "pending": parsed, "draft": None}
         if isinstance(parsed, FinalAnswer):
-            step = _model_step("controller", gen, thought=parsed.thought, observation=f"Final Answer: {parsed.answer}", seconds=seconds)
+            step = _model_step(
+                "controller",
+                gen,
+                thought=parsed.thought,
+                observation=f"Final Answer: {parsed.answer}",
+                seconds=seconds,
+            )
             return {"steps": [_record(rt, step)], "pending": None, "draft": parsed.answer}
         step = _model_step(
-            "controller", gen, error=f"Could not read your reply: {parsed.message}. Reply with Thought, Action and "
-            "Action Input, or with Final Answer.", observation=gen.text[:500], seconds=seconds,
+            "controller",
+            gen,
+            error=f"Could not read your reply: {parsed.message}. Reply with Thought, Action and "
+            "Action Input, or with Final Answer.",
+            observation=gen.text[:500],
+            seconds=seconds,
         )
         return {"steps": [_record(rt, step)], "pending": None, "draft": None}
 
@@ -174,17 +202,29 @@ def make_decider(rt: Runtime) -> Node:
             return {}
         used = len(state.tool_steps)
         if used >= state.task.max_steps:
-            step = Step(role="decider", observation=f"Step budget used: {used} of {state.task.max_steps} tool calls.")
+            step = Step(
+                role="decider",
+                observation=f"Step budget used: {used} of {state.task.max_steps} tool calls.",
+            )
             return {"steps": [_record(rt, step)], "stop_reason": "budget"}
         if _parse_errors_in_a_row(state) >= rt.options.max_parse_errors:
-            step = Step(role="decider", error=f"{rt.options.max_parse_errors} unreadable controller replies in a row")
+            step = Step(
+                role="decider",
+                error=f"{rt.options.max_parse_errors} unreadable controller replies in a row",
+            )
             return {"steps": [_record(rt, step)], "stop_reason": "parse_errors"}
         if rt.options.model_decider and state.tool_steps:
             t0 = time.perf_counter()
-            gen = rt.models.decider.generate(evidence_messages(rt, state, "decider"), max_new_tokens=4)  # type: ignore[union-attr]
+            gen = rt.models.decider.generate(
+                evidence_messages(rt, state, "decider"), max_new_tokens=4
+            )  # type: ignore[union-attr]
             enough = gen.text.strip().lower().startswith("yes")
-            step = _model_step("decider", gen, thought="enough to answer" if enough else "not enough yet",
-                               seconds=time.perf_counter() - t0)
+            step = _model_step(
+                "decider",
+                gen,
+                thought="enough to answer" if enough else "not enough yet",
+                seconds=time.perf_counter() - t0,
+            )
             return {"steps": [_record(rt, step)], "stop_reason": "decider" if enough else None}
         return {}
 
@@ -209,15 +249,27 @@ def make_summarizer(rt: Runtime) -> Node:
             return {"answer": state.draft, "stop_reason": state.stop_reason or "answered"}
         t0 = time.perf_counter()
         try:
-            gen = rt.models.summarizer.generate(evidence_messages(rt, state, "summarizer"),  # type: ignore[union-attr]
-                                                max_new_tokens=rt.options.max_new_tokens, stop=STOP)
+            gen = rt.models.summarizer.generate(
+                evidence_messages(rt, state, "summarizer"),  # type: ignore[union-attr]
+                max_new_tokens=rt.options.max_new_tokens,
+                stop=STOP,
+            )
         except BackendError as e:
             step = Step(role="summarizer", error=str(e), seconds=time.perf_counter() - t0)
             return {"steps": [_record(rt, step)], "answer": state.draft}
         parsed = parse(gen.text)
         answer = parsed.answer if isinstance(parsed, FinalAnswer) else gen.text.strip() or None
-        step = _model_step("summarizer", gen, thought=parsed.thought if isinstance(parsed, FinalAnswer) else "",
-                           observation=f"Final Answer: {answer}", seconds=time.perf_counter() - t0)
-        return {"steps": [_record(rt, step)], "answer": answer, "stop_reason": state.stop_reason or "answered"}
+        step = _model_step(
+            "summarizer",
+            gen,
+            thought=parsed.thought if isinstance(parsed, FinalAnswer) else "",
+            observation=f"Final Answer: {answer}",
+            seconds=time.perf_counter() - t0,
+        )
+        return {
+            "steps": [_record(rt, step)],
+            "answer": answer,
+            "stop_reason": state.stop_reason or "answered",
+        }
 
     return summarizer

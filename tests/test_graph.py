@@ -54,12 +54,14 @@ def _find(args: SleepArgs, ctx) -> Boxes:
 
 @pytest.fixture
 def registry() -> ToolRegistry:
-    return ToolRegistry([
-        Tool("add", "Adds two numbers.", AddArgs, AddResult, _add),
-        Tool("nap", "Sleeps.", SleepArgs, AddResult, _sleep, timeout=0.3),
-        Tool("boom", "Always fails.", SleepArgs, AddResult, _boom),
-        Tool("find", "Finds cubes.", SleepArgs, Boxes, _find),
-    ])
+    return ToolRegistry(
+        [
+            Tool("add", "Adds two numbers.", AddArgs, AddResult, _add),
+            Tool("nap", "Sleeps.", SleepArgs, AddResult, _sleep, timeout=0.3),
+            Tool("boom", "Always fails.", SleepArgs, AddResult, _boom),
+            Tool("find", "Finds cubes.", SleepArgs, Boxes, _find),
+        ]
+    )
 
 
 @pytest.fixture
@@ -75,15 +77,21 @@ def call(tool: str, args: dict, thought: str = "a step") -> str:
 
 def agent(replies, registry, tmp_path, **opts) -> tuple[Agent, ScriptedBackend]:
     backend = ScriptedBackend(replies)
-    return Agent(backend, tools=registry, runs_dir=tmp_path / "runs", options=Options(**opts)), backend
+    return Agent(
+        backend, tools=registry, runs_dir=tmp_path / "runs", options=Options(**opts)
+    ), backend
 
 
 def test_two_tool_calls_then_answer(registry, image, tmp_path):
-    a, backend = agent([
-        call("add", {"a": 2, "b": 3}),
-        call("add", {"a": 5, "b": 10}),
-        "Thought: the sum is 15\nFinal Answer: 15",
-    ], registry, tmp_path)
+    a, backend = agent(
+        [
+            call("add", {"a": 2, "b": 3}),
+            call("add", {"a": 5, "b": 10}),
+            "Thought: the sum is 15\nFinal Answer: 15",
+        ],
+        registry,
+        tmp_path,
+    )
     res = a.ask("What is 2+3+10?", images=[image])
     assert res.answer == "15"
     assert res.stop_reason == "answered"
@@ -97,13 +105,17 @@ def test_two_tool_calls_then_answer(registry, image, tmp_path):
 
 
 def test_tool_errors_become_observations_and_the_run_goes_on(registry, tmp_path):
-    a, backend = agent([
-        call("boom", {"seconds": 0}),
-        call("add", {"a": "two", "b": 1}),
-        call("nap", {"seconds": 2}),
-        call("teleport", {}),
-        "Final Answer: unsure",
-    ], registry, tmp_path)
+    a, backend = agent(
+        [
+            call("boom", {"seconds": 0}),
+            call("add", {"a": "two", "b": 1}),
+            call("nap", {"seconds": 2}),
+            call("teleport", {}),
+            "Final Answer: unsure",
+        ],
+        registry,
+        tmp_path,
+    )
     res = a.ask("Try things.")
     executed = [s for s in res.steps if s.role == "executor"]
     assert "sensor on fire" in executed[0].error
@@ -115,7 +127,9 @@ def test_tool_errors_become_observations_and_the_run_goes_on(registry, tmp_path)
 
 
 def test_unparseable_replies_are_fed_back_then_stop(registry, tmp_path):
-    a, backend = agent(["I think maybe", "???", "no format at all"], registry, tmp_path, max_parse_errors=3)
+    a, backend = agent(
+        ["I think maybe", "???", "no format at all"], registry, tmp_path, max_parse_errors=3
+    )
     res = a.ask("q?")
     assert res.stop_reason == "parse_errors"
     ctrl = [s for s in res.steps if s.role == "controller"]
@@ -124,7 +138,9 @@ def test_unparseable_replies_are_fed_back_then_stop(registry, tmp_path):
 
 
 def test_step_budget_is_enforced_and_summarizer_answers(registry, tmp_path):
-    replies = [call("add", {"a": i, "b": 1}) for i in range(3)] + ["Final Answer: 3 calls were made"]
+    replies = [call("add", {"a": i, "b": 1}) for i in range(3)] + [
+        "Final Answer: 3 calls were made"
+    ]
     a, backend = agent(replies, registry, tmp_path)
     res = a.ask("Loop forever", max_steps=3)
     assert res.stop_reason == "budget"
@@ -135,21 +151,34 @@ def test_step_budget_is_enforced_and_summarizer_answers(registry, tmp_path):
 
 
 def test_model_decider_can_end_the_chain(registry, tmp_path):
-    a, _ = agent([call("add", {"a": 1, "b": 1}), "yes", "Final Answer: 2"], registry, tmp_path, model_decider=True)
+    a, _ = agent(
+        [call("add", {"a": 1, "b": 1}), "yes", "Final Answer: 2"],
+        registry,
+        tmp_path,
+        model_decider=True,
+    )
     res = a.ask("1+1?")
     assert [s.role for s in res.steps] == ["controller", "executor", "decider", "summarizer"]
     assert res.answer == "2"
 
 
 def test_native_tool_calls(registry, tmp_path):
-    a, _ = agent([{"text": "", "tool_calls": [{"tool": "add", "args": {"a": 1, "b": 2}, "id": "c1"}]},
-                  "Final Answer: 3"], registry, tmp_path)
+    a, _ = agent(
+        [
+            {"text": "", "tool_calls": [{"tool": "add", "args": {"a": 1, "b": 2}, "id": "c1"}]},
+            "Final Answer: 3",
+        ],
+        registry,
+        tmp_path,
+    )
     res = a.ask("1+2?")
     assert res.steps[1].result == {"value": 3.0}
 
 
 def test_backend_failure_keeps_finished_steps_and_resumes(registry, tmp_path):
-    a, _ = agent([call("add", {"a": 1, "b": 1})], registry, tmp_path)  # script ends: BackendError next
+    a, _ = agent(
+        [call("add", {"a": 1, "b": 1})], registry, tmp_path
+    )  # script ends: BackendError next
     with pytest.raises(BackendError):
         a.ask("1+1 then?", thread="t1")
     run_dir = tmp_path / "runs" / "t1"

@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MAPPED = {"agentkit": "agentkit", "tools": "agentkit.tools", "planners": "agentkit.planners", "mllm": "agentkit.mllm"}
+MAPPED = {
+    "agentkit": "agentkit",
+    "tools": "agentkit.tools",
+    "planners": "agentkit.planners",
+    "mllm": "agentkit.mllm",
+}
 
 
 def test_every_package_folder_is_listed_in_pyproject():
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     found = set()
     for top, name in MAPPED.items():
         for init in (ROOT / top).rglob("__init__.py"):
@@ -31,18 +38,55 @@ def test_import_agentkit_does_not_import_torch():
 
 @pytest.mark.slow
 def test_wheel_installs_one_top_level_name(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     wheel = next((tmp_path / "dist").glob("*.whl"))
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True)
-    tops = {p.name for p in target.iterdir() if not p.name.endswith((".dist-info", ".data")) and p.name != "bin"}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tops = {
+        p.name
+        for p in target.iterdir()
+        if not p.name.endswith((".dist-info", ".data")) and p.name != "bin"
+    }
     assert tops == {"agentkit"}
     assert (target / "agentkit" / "planners" / "prompts" / "controller.txt").exists()
-    code = ("import agentkit, agentkit.tools, agentkit.planners, agentkit.mllm, agentkit.tools.base; "
-            "print(agentkit.__file__)")
-    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
-                         capture_output=True, text=True, cwd=tmp_path)
+    code = (
+        "import agentkit, agentkit.tools, agentkit.planners, agentkit.mllm, agentkit.tools.base; "
+        "print(agentkit.__file__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().startswith(str(target))

@@ -87,7 +87,9 @@ class ToolContext:
         if p.suffix and p.exists():
             return open_image(p)
         known = ", ".join(self.media.ids()) if self.media is not None else "none"
-        raise MediaError(f"image {ref!r} is neither a media id of this run (known: {known}) nor a file")
+        raise MediaError(
+            f"image {ref!r} is neither a media id of this run (known: {known}) nor a file"
+        )
 
     def add_image(self, image: PILImage.Image, prefix: str) -> str:
         """Store an image a tool made; returns its id (needs a media store)."""
@@ -112,7 +114,9 @@ class Tool:
         if not self.description.strip():
             raise ValueError(f"tool {self.name!r} needs a description")
         for attr in ("Args", "Result"):
-            if not (isinstance(getattr(self, attr), type) and issubclass(getattr(self, attr), BaseModel)):
+            if not (
+                isinstance(getattr(self, attr), type) and issubclass(getattr(self, attr), BaseModel)
+            ):
                 raise TypeError(f"tool {self.name!r}: {attr} must be a pydantic model")
 
     @classmethod
@@ -134,19 +138,32 @@ class Tool:
         """OpenAI function-calling schema of this tool."""
         return {
             "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": self.Args.model_json_schema()},
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.Args.model_json_schema(),
+            },
         }
 
     def prompt_line(self) -> str:
         """How the ReAct prompt lists this tool: name, description and its arguments."""
         props = self.Args.model_json_schema().get("properties", {})
-        args = ", ".join(f"{k}: {v.get('description', v.get('type', ''))}" for k, v in props.items())
+        args = ", ".join(
+            f"{k}: {v.get('description', v.get('type', ''))}" for k, v in props.items()
+        )
         return f"{self.name}: {self.description} Input: {{{args}}}"
 
     def observe(self, result: BaseModel) -> str:
-        text = self.summary(result) if self.summary else json.dumps(result.model_dump(mode="json"), separators=(",", ":"))
+        text = (
+            self.summary(result)
+            if self.summary
+            else json.dumps(result.model_dump(mode="json"), separators=(",", ":"))
+        )
         if len(text) > MAX_OBSERVATION_CHARS:
-            text = text[:MAX_OBSERVATION_CHARS] + f"... [{len(text) - MAX_OBSERVATION_CHARS} more characters]"
+            text = (
+                text[:MAX_OBSERVATION_CHARS]
+                + f"... [{len(text) - MAX_OBSERVATION_CHARS} more characters]"
+            )
         return text
 
 
@@ -172,7 +189,9 @@ class ToolRegistry:
         try:
             return self._tools[name]
         except KeyError:
-            raise UnknownTool(f"unknown tool {name!r}; available: {', '.join(sorted(self._tools))}") from None
+            raise UnknownTool(
+                f"unknown tool {name!r}; available: {', '.join(sorted(self._tools))}"
+            ) from None
 
     def __iter__(self):
         return iter(self._tools.values())
@@ -197,7 +216,9 @@ class ToolRegistry:
 _POOL = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentkit-tool")
 
 
-def call_tool(tool: Tool, args: dict[str, Any], ctx: ToolContext, timeout: float | None = None) -> BaseModel:
+def call_tool(
+    tool: Tool, args: dict[str, Any], ctx: ToolContext, timeout: float | None = None
+) -> BaseModel:
     """Validate ``args`` and run the tool with a time limit. Raises only :class:`ToolError` kinds.
 
     A timed-out call is abandoned, not killed (Python threads cannot be); its result is dropped.
@@ -205,7 +226,9 @@ def call_tool(tool: Tool, args: dict[str, Any], ctx: ToolContext, timeout: float
     try:
         parsed = tool.Args.model_validate(args)
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()
+        )
         raise ToolArgsError(f"bad arguments for {tool.name}: {problems}") from None
     limit = tool.timeout if timeout is None else timeout
     future = _POOL.submit(tool.run, parsed, ctx)
@@ -219,11 +242,15 @@ def call_tool(tool: Tool, args: dict[str, Any], ctx: ToolContext, timeout: float
     except (MediaError, ValueError, OSError, RuntimeError, KeyError, IndexError, TypeError) as e:
         raise ToolError(f"{tool.name} failed: {type(e).__name__}: {e}") from e
     if not isinstance(result, tool.Result):
-        raise ToolError(f"{tool.name} returned {type(result).__name__}, expected {tool.Result.__name__}")
+        raise ToolError(
+            f"{tool.name} returned {type(result).__name__}, expected {tool.Result.__name__}"
+        )
     return result
 
 
-def execute(call: ToolCall, registry: ToolRegistry, ctx: ToolContext, timeout: float | None = None) -> Step:
+def execute(
+    call: ToolCall, registry: ToolRegistry, ctx: ToolContext, timeout: float | None = None
+) -> Step:
     """Run one call and record it as an executor :class:`Step`; failures become the step's error."""
     started = time.time()
     t0 = time.perf_counter()

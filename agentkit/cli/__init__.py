@@ -18,7 +18,9 @@ app = typer.Typer(
 app.command("ask")(ask)
 app.add_typer(tool.app, name="tool")
 app.add_typer(trace.app, name="trace")
-app.add_typer(data.app, name="data", help="Generate the procedural worlds (scenes, questions, speech).")
+app.add_typer(
+    data.app, name="data", help="Generate the procedural worlds (scenes, questions, speech)."
+)
 
 
 def main() -> None:

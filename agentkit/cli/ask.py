@@ -25,16 +25,34 @@ def _split_args(args: list[str]) -> tuple[list[Path], str | None]:
 
 
 def ask(
-    args: Annotated[list[str] | None, typer.Argument(help="Image files, then the question.", show_default=False)] = None,
-    audio: Annotated[Path | None, typer.Option(help="A spoken question (wav); transcribed first.")] = None,
-    planner: Annotated[str, typer.Option(help="react (more planners come with later releases).")] = "react",
-    model: Annotated[str | None, typer.Option(help="hf:PATH | openai:URL#MODEL; default $AGENTKIT_MODEL or hf:agentkit-mllm.")] = None,
-    thread: Annotated[str | None, typer.Option(help="Resume this run from its last finished step (or name a new one).")] = None,
+    args: Annotated[
+        list[str] | None, typer.Argument(help="Image files, then the question.", show_default=False)
+    ] = None,
+    audio: Annotated[
+        Path | None, typer.Option(help="A spoken question (wav); transcribed first.")
+    ] = None,
+    planner: Annotated[
+        str, typer.Option(help="react (more planners come with later releases).")
+    ] = "react",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="hf:PATH | openai:URL#MODEL; default $AGENTKIT_MODEL or hf:agentkit-mllm."
+        ),
+    ] = None,
+    thread: Annotated[
+        str | None,
+        typer.Option(help="Resume this run from its last finished step (or name a new one)."),
+    ] = None,
     max_steps: Annotated[int, typer.Option(help="Tool calls allowed.")] = 8,
     trace: Annotated[Path | None, typer.Option(help="Also write the HTML trace here.")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Where runs are kept (default ./runs or $AGENTKIT_RUNS).")] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option(help="Where runs are kept (default ./runs or $AGENTKIT_RUNS).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
-    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON: {answer, steps, trace, thread}.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print only JSON: {answer, steps, trace, thread}.")
+    ] = False,
 ) -> None:
     """Answer a question about images. Prints the answer, or JSON with --json."""
     from agentkit.errors import AgentkitError
@@ -45,7 +63,10 @@ def ask(
     runs = runs_dir or default_runs_dir()
     resuming = thread is not None and (runs / thread / "run.json").exists()
     if not resuming and question is None and audio is None:
-        fail("give a question (or --audio FILE), e.g. agentkit ask scene.png \"How many cubes?\"", as_json)
+        fail(
+            'give a question (or --audio FILE), e.g. agentkit ask scene.png "How many cubes?"',
+            as_json,
+        )
     spec = model or default_model_spec()
     if resuming and model is None:
         spec = json.loads((runs / thread / "run.json").read_text())["model"]  # type: ignore[operator]
@@ -53,8 +74,13 @@ def ask(
         with console.status("loading model…", spinner="dots") if not as_json else _null():
             agent = Agent(spec, planner=planner, runs_dir=runs, device=device)
         with console.status("thinking…", spinner="dots") if not as_json else _null():
-            result = agent.resume(thread) if resuming else agent.ask(  # type: ignore[arg-type]
-                question, images=images, audio=audio, max_steps=max_steps, thread=thread)
+            result = (
+                agent.resume(thread)
+                if resuming
+                else agent.ask(  # type: ignore[arg-type]
+                    question, images=images, audio=audio, max_steps=max_steps, thread=thread
+                )
+            )
     except AgentkitError as e:
         fail(str(e), as_json)
     if trace is not None:
@@ -67,7 +93,9 @@ def ask(
             mark = "[red]✗[/]" if s.error else "[green]✓[/]"
             console.print(f"{mark} {s.tool}({json.dumps(s.args)}) [dim]{s.seconds:.2f}s[/]")
             console.print(f"  [dim]{(s.error or s.observation or '')[:200]}[/]", highlight=False)
-    console.print(f"[bold]Answer:[/] {result.answer if result.answer is not None else '(no answer)'}")
+    console.print(
+        f"[bold]Answer:[/] {result.answer if result.answer is not None else '(no answer)'}"
+    )
     console.print(f"[dim]thread {result.thread} · trace {result.trace}[/]")
 
 

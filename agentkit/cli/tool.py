@@ -15,7 +15,9 @@ app = typer.Typer(no_args_is_help=True, help="List tools or run one directly.")
 
 
 @app.command("list")
-def list_tools(as_json: Annotated[bool, typer.Option("--json", help="Print JSON schemas.")] = False) -> None:
+def list_tools(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON schemas.")] = False,
+) -> None:
     """List the registered tools with their descriptions."""
     from agentkit.tools.base import ToolRegistry
 
@@ -34,11 +36,15 @@ def list_tools(as_json: Annotated[bool, typer.Option("--json", help="Print JSON 
 @app.command("run")
 def run_tool(
     name: Annotated[str, typer.Argument(help="Tool name (see `agentkit tool list`).")],
-    image: Annotated[list[Path] | None, typer.Option(help="Image file(s); the first is `image` in --args.")] = None,
+    image: Annotated[
+        list[Path] | None, typer.Option(help="Image file(s); the first is `image` in --args.")
+    ] = None,
     audio: Annotated[Path | None, typer.Option(help="Audio file; it is `audio` in --args.")] = None,
     args: Annotated[str, typer.Option(help="Tool arguments as a JSON object.")] = "{}",
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
-    out: Annotated[Path | None, typer.Option(help="Keep images the tool makes in this folder.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Keep images the tool makes in this folder.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result as JSON.")] = False,
 ) -> None:
     """Run one tool on files and print its result."""
@@ -63,12 +69,24 @@ def run_tool(
             call_args.setdefault("image", ids[0])
         if audio is not None:
             call_args.setdefault("audio", media.add_file(audio, prefix="audio"))
-        step = execute(ToolCall(tool=name, args=call_args), reg, ToolContext(media=media, device=device))
+        step = execute(
+            ToolCall(tool=name, args=call_args), reg, ToolContext(media=media, device=device)
+        )
     except AgentkitError as e:
         fail(str(e), as_json)
     if as_json:
-        typer.echo(json.dumps({"tool": name, "args": step.args, "result": step.result, "error": step.error,
-                               "media": [str(media.path(m)) for m in step.media], "seconds": step.seconds}))
+        typer.echo(
+            json.dumps(
+                {
+                    "tool": name,
+                    "args": step.args,
+                    "result": step.result,
+                    "error": step.error,
+                    "media": [str(media.path(m)) for m in step.media],
+                    "seconds": step.seconds,
+                }
+            )
+        )
     elif step.error:
         console.print(f"[red]{step.error}[/]")
     else:

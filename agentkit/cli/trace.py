@@ -14,9 +14,15 @@ app = typer.Typer(no_args_is_help=True, help="Look at run traces.")
 
 @app.command("view")
 def view(
-    run: Annotated[str, typer.Argument(help="A thread id (under the runs folder) or a run folder.")],
-    out: Annotated[Path | None, typer.Option(help="Where to write the page (default RUN/trace.html).")] = None,
-    runs_dir: Annotated[Path | None, typer.Option(help="Runs folder (default ./runs or $AGENTKIT_RUNS).")] = None,
+    run: Annotated[
+        str, typer.Argument(help="A thread id (under the runs folder) or a run folder.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the page (default RUN/trace.html).")
+    ] = None,
+    runs_dir: Annotated[
+        Path | None, typer.Option(help="Runs folder (default ./runs or $AGENTKIT_RUNS).")
+    ] = None,
 ) -> None:
     """Write the HTML trace of a run (steps, images with boxes and masks) and print its path."""
     from agentkit.graph import default_runs_dir

@@ -18,12 +18,16 @@ from agentkit.state import ToolCall
 class Message(BaseModel):
     role: Literal["system", "user", "assistant"]
     content: str
-    images: list[Path] = Field(default_factory=list, description="Image files shown with this message, in order.")
+    images: list[Path] = Field(
+        default_factory=list, description="Image files shown with this message, in order."
+    )
 
 
 class Generation(BaseModel):
     text: str
-    tool_calls: list[ToolCall] = Field(default_factory=list, description="Native function calls, when the backend used them.")
+    tool_calls: list[ToolCall] = Field(
+        default_factory=list, description="Native function calls, when the backend used them."
+    )
     model: str
     tokens_in: int = 0
     tokens_out: int = 0

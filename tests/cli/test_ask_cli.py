@@ -41,8 +41,21 @@ def image(tmp_path: Path) -> Path:
 
 def test_ask_json_prints_only_json(tmp_path, image):
     s = script(tmp_path / "s.json", [calc("6*7"), "Thought: done\nFinal Answer: 42"])
-    r = runner.invoke(app, ["ask", str(image), "What", "is", "6*7?", "--model", f"scripted:{s}",
-                            "--runs-dir", str(tmp_path / "runs"), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            str(image),
+            "What",
+            "is",
+            "6*7?",
+            "--model",
+            f"scripted:{s}",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["answer"] == "42"
@@ -59,13 +72,26 @@ def test_ask_without_question_or_model_is_a_clear_error(tmp_path, image, monkeyp
     r = runner.invoke(app, ["ask", str(image), "How many?", "--runs-dir", str(tmp_path), "--json"])
     assert r.exit_code == 2
     err = json.loads(r.stdout)["error"]
-    assert "agentkit-mllm" in err and "agentkit train" in err  # says what is missing and how to get it
+    assert (
+        "agentkit-mllm" in err and "agentkit train" in err
+    )  # says what is missing and how to get it
 
 
 def test_ask_missing_image_is_a_clear_error(tmp_path):
     s = script(tmp_path / "s.json", ["Final Answer: x"])
-    r = runner.invoke(app, ["ask", str(tmp_path / "nope.png"), "q?", "--model", f"scripted:{s}",
-                            "--runs-dir", str(tmp_path / "runs"), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            str(tmp_path / "nope.png"),
+            "q?",
+            "--model",
+            f"scripted:{s}",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 2 and "image not found" in json.loads(r.stdout)["error"]
 
 
@@ -77,9 +103,13 @@ def test_tool_list_and_run(tmp_path, image):
     r = runner.invoke(app, ["tool", "run", "image_info", "--image", str(image), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["result"]["width"] == 40
-    r = runner.invoke(app, ["tool", "run", "calculate", "--args", '{"expression": "2**10"}', "--json"])
+    r = runner.invoke(
+        app, ["tool", "run", "calculate", "--args", '{"expression": "2**10"}', "--json"]
+    )
     assert json.loads(r.stdout)["result"]["value"] == 1024
-    r = runner.invoke(app, ["tool", "run", "calculate", "--args", '{"expression": "__import__(1)"}', "--json"])
+    r = runner.invoke(
+        app, ["tool", "run", "calculate", "--args", '{"expression": "__import__(1)"}', "--json"]
+    )
     assert r.exit_code == 1 and json.loads(r.stdout)["error"]
     r = runner.invoke(app, ["tool", "run", "nonexistent", "--json"])
     assert r.exit_code == 2 and "unknown tool" in json.loads(r.stdout)["error"]
@@ -88,8 +118,21 @@ def test_tool_list_and_run(tmp_path, image):
 def test_trace_view_writes_html(tmp_path, image):
     s = script(tmp_path / "s.json", [calc("1+1"), "Final Answer: 2"])
     runs = tmp_path / "runs"
-    r = runner.invoke(app, ["ask", str(image), "1+1?", "--model", f"scripted:{s}", "--runs-dir", str(runs),
-                            "--thread", "v1", "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "ask",
+            str(image),
+            "1+1?",
+            "--model",
+            f"scripted:{s}",
+            "--runs-dir",
+            str(runs),
+            "--thread",
+            "v1",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["trace", "view", "v1", "--runs-dir", str(runs)])
     assert r.exit_code == 0
@@ -101,11 +144,25 @@ def test_trace_view_writes_html(tmp_path, image):
 def test_sigkill_mid_run_then_resume_loses_no_finished_step(tmp_path):
     """A real process is killed while it works; `--thread` resumes it from the checkpoint."""
     n = 5
-    s = script(tmp_path / "s.json", [calc(f"{i}+1", sleep=0.5) for i in range(n)] + ["Final Answer: done"])
+    s = script(
+        tmp_path / "s.json", [calc(f"{i}+1", sleep=0.5) for i in range(n)] + ["Final Answer: done"]
+    )
     runs = tmp_path / "runs"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [*AGENTKIT, "ask", "count up", "--model", f"scripted:{s}", "--runs-dir", str(runs),
-           "--thread", "k1", "--max-steps", "10", "--json"]
+    cmd = [
+        *AGENTKIT,
+        "ask",
+        "count up",
+        "--model",
+        f"scripted:{s}",
+        "--runs-dir",
+        str(runs),
+        "--thread",
+        "k1",
+        "--max-steps",
+        "10",
+        "--json",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     trace = runs / "k1" / "trace.jsonl"
     deadline = time.time() + 60
@@ -122,14 +179,21 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_step(tmp_path):
     before = load_steps(runs / "k1")
     assert sum(s.role == "executor" for s in before) >= 2
 
-    done = subprocess.run([*AGENTKIT, "ask", "--thread", "k1", "--runs-dir", str(runs), "--json"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*AGENTKIT, "ask", "--thread", "k1", "--runs-dir", str(runs), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["answer"] == "done"
     after = out["steps"]
     # every step finished before the kill is still there, unchanged, in order
-    assert [(s["role"], s["started"]) for s in after[: len(before)]] == [(s.role, s.started) for s in before]
+    assert [(s["role"], s["started"]) for s in after[: len(before)]] == [
+        (s.role, s.started) for s in before
+    ]
     values = [s["result"]["value"] for s in after if s["role"] == "executor"]
     assert values == [i + 1 for i in range(n)]  # none lost, none run twice
     assert any(e["event"] == "run_resume" for e in read_events(trace))
