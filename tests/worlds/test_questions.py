@@ -1,0 +1,278 @@
+"""Questions from functional programs: answers re-checked independently, balance, determinism."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+
+import pytest
+
+from agentkit.errors import ConfigError
+from agentkit.mllm.worlds.programs import ProgramError, execute, node
+from agentkit.mllm.worlds.questions import FAMILIES, answer_balance, generate_questions
+from agentkit.mllm.worlds.templates import PHRASINGS, SYNONYMS
+
+COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
+
+
+def make_scene(seed: int) -> dict:
+    """A random scene graph built here, relations from the coordinates by CLEVR's rule."""
+    rng = random.Random(1000 + seed)
+    az = rng.uniform(0, 2 * math.pi)
+    right = (math.cos(az), math.sin(az))
+    behind = (-math.sin(az), math.cos(az))
+    objs = []
+    for _ in range(rng.randint(3, 10)):
+        objs.append(
+            {
+                "shape": rng.choice(["cube", "sphere", "cylinder"]),
+                "color": rng.choice(COLORS),
+                "material": rng.choice(["rubber", "metal"]),
+                "size": rng.choice(["large", "small"]),
+                "3d_coords": [rng.uniform(-3, 3), rng.uniform(-3, 3), 0.5],
+            }
+        )
+
+    def side(vec, sign):
+        return [
+            [
+                j
+                for j, b in enumerate(objs)
+                if j != i
+                and sign
+                * (
+                    (b["3d_coords"][0] - a["3d_coords"][0]) * vec[0]
+                    + (b["3d_coords"][1] - a["3d_coords"][1]) * vec[1]
+                )
+                > 0.2
+            ]
+            for i, a in enumerate(objs)
+        ]
+
+    rels = {
+        "right": side(right, 1),
+        "left": side(right, -1),
+        "behind": side(behind, 1),
+        "front": side(behind, -1),
+    }
+    return {
+        "seed": seed,
+        "image_filename": f"scene_{seed:06d}.png",
+        "objects": objs,
+        "relationships": rels,
+        "_right": right,
+        "_behind": behind,
+    }
+
+
+def where(scene: dict, i: int, rel: str) -> set[int]:
+    """Objects lying ``rel`` of object ``i``, recomputed from the coordinates (not the graph)."""
+    vec, sign = {
+        "right": ("_right", 1),
+        "left": ("_right", -1),
+        "behind": ("_behind", 1),
+        "front": ("_behind", -1),
+    }[rel]
+    d = scene[vec]
+    ax, ay, _ = scene["objects"][i]["3d_coords"]
+    out = set()
+    for j, o in enumerate(scene["objects"]):
+        bx, by, _ = o["3d_coords"]
+        if j != i and sign * ((bx - ax) * d[0] + (by - ay) * d[1]) > 0.2:
+            out.add(j)
+    return out
+
+
+class IllPosed(Exception):
+    pass
+
+
+def check(program: list[dict], scene: dict) -> str:
+    """Independent answer: evaluates the program bottom-up from its last node, recursively."""
+    objs = scene["objects"]
+
+    def ev(k: int):
+        nd = program[k]
+        f, args, vals = nd["function"], [ev(i) for i in nd["inputs"]], nd["value_inputs"]
+        if f == "scene":
+            return set(range(len(objs)))
+        kind, _, attr = f.partition("_")
+        if kind == "filter":
+            return {i for i in args[0] if objs[i][attr] == vals[0]}
+        if f == "unique":
+            if len(args[0]) != 1:
+                raise IllPosed(f"unique over {args[0]}")
+            return ("obj", min(args[0]))
+        if f == "relate":
+            return where(scene, args[0][1], vals[0])
+        if kind == "same":
+            o = args[0][1]
+            return {i for i in range(len(objs)) if i != o and objs[i][attr] == objs[o][attr]}
+        if kind == "query":
+            return objs[args[0][1]][attr]
+        table = {
+            "union": lambda a, b: a | b,
+            "intersect": lambda a, b: a & b,
+            "count": lambda a: str(len(a)),
+            "exist": lambda a: "yes" if a else "no",
+            "greater_than": lambda a, b: "yes" if int(a) > int(b) else "no",
+            "less_than": lambda a, b: "yes" if int(a) < int(b) else "no",
+            "equal_integer": lambda a, b: "yes" if a == b else "no",
+        }
+        return table[f](*args)
+
+    return ev(len(program) - 1)
+
+
+def words_for(value: str) -> tuple[str, ...]:
+    return SYNONYMS.get(value, (value,))
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[list[dict], dict[int, dict]]:
+    scenes = [make_scene(s) for s in range(80)]
+    qs = generate_questions(scenes, per_scene=10, seed=7)
+    return qs, {s["seed"]: s for s in scenes}
+
+
+def test_every_answer_agrees_with_an_independent_checker(batch):
+    qs, scenes = batch
+    assert len(qs) >= 700
+    for q in qs:
+        assert check(q["program"], scenes[q["seed"]]) == q["answer"], q
+
+
+def test_record_fields_and_text_mention_every_value(batch):
+    qs, _ = batch
+    for q in qs:
+        assert set(q) >= {
+            "question",
+            "program",
+            "answer",
+            "family",
+            "template",
+            "length",
+            "image_filename",
+            "seed",
+        }
+        assert q["family"] in FAMILIES and 1 <= q["length"] <= 4
+        assert q["image_filename"] == f"scene_{q['seed']:06d}.png"
+        text = q["question"].lower()
+        for nd in q["program"]:
+            for v in nd["value_inputs"]:
+                if nd["function"] == "relate":
+                    v = {"front": "front", "behind": "behind"}.get(v, v)
+                assert any(w in text for w in words_for(v)), (v, q["question"])
+
+
+def test_no_degenerate_questions(batch):
+    qs, scenes = batch
+    for q in qs:
+        prog = q["program"]
+        last = prog[-1]["function"]
+        if (
+            last.startswith("query_")
+            or last.startswith("same_")
+            or any(n["function"].startswith("same_") for n in prog)
+        ):
+            # the attribute asked for is never stated in the phrase that names the object
+            attr = next(
+                n["function"].split("_", 1)[1]
+                for n in prog
+                if n["function"].startswith(("query_", "same_"))
+            )
+            k = next(i for i, n in enumerate(prog) if n["function"].startswith(("query_", "same_")))
+            chain, j = [], prog[k]["inputs"][0]
+            while prog[j]["function"] not in ("scene", "relate"):
+                chain.append(prog[j]["function"])
+                j = prog[j]["inputs"][0]
+            assert f"filter_{attr}" not in chain, q
+        if last in ("greater_than", "less_than", "equal_integer"):
+            # the two counted sets are described differently, and not both empty
+            ia, ib = prog[-1]["inputs"]
+            filters_a = [(n["function"], n["value_inputs"]) for n in prog[:ia]]
+            filters_b = [(n["function"], n["value_inputs"]) for n in prog[ia + 1 : ib]]
+            assert filters_a != filters_b, q
+            scene = scenes[q["seed"]]
+            counts = [check(prog[: k + 1], scene) for k in (ia, ib)]
+            assert counts != ["0", "0"], q
+
+
+def test_answers_are_balanced_per_family():
+    scenes = [make_scene(s) for s in range(200, 300)]
+    qs = generate_questions(scenes, per_scene=10, seed=3)
+    bal = answer_balance(qs)
+    assert set(bal) == set(FAMILIES)
+    for fam, b in bal.items():
+        assert b["n"] >= 40, (fam, b)
+        # at most half (rounded up): guessing the most common answer scores ~50% or less
+        assert max(b["answers"].values()) <= math.ceil(b["n"] / 2), (fam, b)
+        if fam in ("exist", "same_exist", "relate_exist", "logic_exist", "compare_count"):
+            assert set(b["answers"]) == {"yes", "no"}
+        if fam.endswith("count") and fam != "compare_count":
+            assert len(b["answers"]) >= 6 and "0" in b["answers"], (fam, b)
+
+
+def test_lengths_templates_and_phrasings_cover_the_design(batch):
+    qs, _ = batch
+    assert set(Counter(q["length"] for q in qs)) == {1, 2, 3, 4}
+    assert all(len(p) >= 3 for p in PHRASINGS.values())
+    used = Counter(q["template"] for q in qs)
+    assert set(used) == set(PHRASINGS)
+
+
+def test_same_seed_same_bytes_other_seed_differs():
+    scenes = [make_scene(s) for s in range(10)]
+    a = json.dumps(generate_questions(scenes, per_scene=5, seed=11))
+    b = json.dumps(generate_questions(scenes, per_scene=5, seed=11))
+    c = json.dumps(generate_questions(scenes, per_scene=5, seed=12))
+    assert a == b and a != c
+
+
+def test_hand_made_scene_relations_follow_clevr():
+    # object 0 at x=-2 (left), 1 at x=+2 (right); camera right = +x, behind = +y
+    scene = {
+        "seed": 1,
+        "image_filename": "scene_000001.png",
+        "objects": [
+            {"shape": "cube", "color": "red", "material": "metal", "size": "large"},
+            {"shape": "sphere", "color": "blue", "material": "rubber", "size": "small"},
+        ],
+        "relationships": {
+            "left": [[], [0]],
+            "right": [[1], []],
+            "front": [[], []],
+            "behind": [[], []],
+        },
+    }
+    what_left_of_sphere = [
+        node("scene"),
+        node("filter_shape", [0], ["sphere"]),
+        node("unique", [1]),
+        node("relate", [2], ["left"]),
+        node("unique", [3]),
+        node("query_color", [4]),
+    ]
+    assert execute(what_left_of_sphere, scene) == "red"
+    with pytest.raises(ProgramError, match="unique over 2"):
+        execute([node("scene"), node("unique", [0]), node("query_color", [1])], scene)
+    with pytest.raises(ProgramError, match="unknown function"):
+        execute([node("scene"), node("teleport", [0])], scene)
+    with pytest.raises(ProgramError, match="filter_color expects one of"):
+        execute([node("scene"), node("filter_color", [0], ["pink"]), node("count", [1])], scene)
+
+
+def test_bad_arguments_give_clear_errors():
+    scene = make_scene(1)
+    with pytest.raises(ConfigError, match="per_scene must be >= 1"):
+        generate_questions([scene], per_scene=0)
+    with pytest.raises(ConfigError, match="unknown question families"):
+        generate_questions([scene], families=["riddle"])
+    with pytest.raises(ConfigError, match="no objects"):
+        generate_questions([{**scene, "objects": []}])
+    bad = json.loads(json.dumps({k: v for k, v in scene.items()}))
+    bad["objects"][0]["color"] = "pink"
+    with pytest.raises(ConfigError, match="color='pink'"):
+        generate_questions([bad])
