@@ -74,6 +74,9 @@ class Step(BaseModel):
     media: list[str] = Field(
         default_factory=list, description="Media-store ids this step produced."
     )
+    ref: str | None = Field(
+        None, description="The name later calls use to pass this step's result (detect_0)."
+    )
     model: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None

@@ -18,7 +18,7 @@ from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
 from agentkit.planners import prompting
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
-from agentkit.tools.base import execute
+from agentkit.tools.base import execute, step_refs
 
 Node = Callable[[RunState], dict[str, Any]]
 STOP = ["Observation:", "\nObservation"]
@@ -178,7 +178,8 @@ def make_executor(rt: Runtime) -> Node:
 
     def executor(state: RunState) -> dict[str, Any]:
         assert state.pending is not None, "executor reached without a pending call"
-        step = execute(state.pending, rt.tools, rt.tool_context(), rt.options.tool_timeout)
+        refs = step_refs(state.steps)
+        step = execute(state.pending, rt.tools, rt.tool_context(), rt.options.tool_timeout, refs)
         return {"steps": [_record(rt, step)], "pending": None}
 
     return executor

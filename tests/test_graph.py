@@ -52,6 +52,14 @@ def _find(args: SleepArgs, ctx) -> Boxes:
     return Boxes(objects=[{"label": "cube", "box": [4, 4, 20, 20], "score": 0.9}])
 
 
+class TallyArgs(BaseModel):
+    objects: list[dict]
+
+
+def _tally(args: TallyArgs, ctx) -> AddResult:
+    return AddResult(value=len(args.objects))
+
+
 @pytest.fixture
 def registry() -> ToolRegistry:
     return ToolRegistry(
@@ -60,6 +68,7 @@ def registry() -> ToolRegistry:
             Tool("nap", "Sleeps.", SleepArgs, AddResult, _sleep, timeout=0.3),
             Tool("boom", "Always fails.", SleepArgs, AddResult, _boom),
             Tool("find", "Finds cubes.", SleepArgs, Boxes, _find),
+            Tool("tally", "Counts objects.", TallyArgs, AddResult, _tally),
         ]
     )
 
@@ -98,7 +107,7 @@ def test_two_tool_calls_then_answer(registry, image, tmp_path):
     executed = [s for s in res.steps if s.role == "executor"]
     assert [s.result for s in executed] == [{"value": 5.0}, {"value": 15.0}]
     # the controller saw the first observation before its second call
-    assert 'Observation: {"value":5.0}' in backend.calls[1][-1].content
+    assert 'Observation: add_0 = {"value":5.0}' in backend.calls[1][-1].content
     # images reach the model as files of the run's media store, never inline
     assert backend.calls[0][-1].images and backend.calls[0][-1].images[0].name == "image_0.png"
     assert "image_0 (32x24 image)" in backend.calls[0][-1].content
@@ -213,3 +222,24 @@ def test_trace_events_and_html(registry, image, tmp_path):
     page = render_html(tmp_path / "runs" / "tr").read_text()
     assert "How many cubes?" in page and "<rect" in page and "data:image/png;base64," in page
     assert "Answer: one cube" in page
+
+
+def test_later_calls_pass_earlier_results_by_name(registry, tmp_path):
+    a, backend = agent(
+        [
+            call("find", {"seconds": 0}),
+            call("find", {"seconds": 0}),
+            call("tally", {"objects": "find_1"}),
+            call("tally", {"objects": "find_9"}),
+            "Final Answer: 1",
+        ],
+        registry,
+        tmp_path,
+    )
+    res = a.ask("How many?")
+    executed = [s for s in res.steps if s.role == "executor"]
+    assert [s.ref for s in executed] == ["find_0", "find_1", "tally_0", None]
+    assert executed[2].args == {"objects": "find_1"}  # recorded as the model wrote it
+    assert executed[2].result == {"value": 1.0}
+    assert "objects" in executed[3].error  # an unknown name stays a string and fails validation
+    assert "Observation: find_1 = " in backend.calls[2][-1].content

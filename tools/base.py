@@ -22,7 +22,7 @@ import importlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -248,19 +248,59 @@ def call_tool(
     return result
 
 
+def ref_value(result: dict[str, Any]) -> Any:
+    """What a step's name stands for when a later call passes it as an argument: the result's one
+    list (detections, masks, words) when it has exactly one, its one field, or the whole result."""
+    lists = [v for v in result.values() if isinstance(v, list)]
+    if len(lists) == 1:
+        return lists[0]
+    if len(result) == 1:
+        return next(iter(result.values()))
+    return result
+
+
+def resolve_refs(value: Any, refs: Mapping[str, Any]) -> Any:
+    """Replace every string that names an earlier step (``detect_0``) by that step's value, at any
+    depth of lists and dicts. Other strings, media ids included, pass unchanged."""
+    if isinstance(value, str):
+        return refs.get(value, value)
+    if isinstance(value, list):
+        return [resolve_refs(v, refs) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve_refs(v, refs) for k, v in value.items()}
+    return value
+
+
+def step_refs(steps: Iterable[Step]) -> dict[str, Any]:
+    """The names of earlier successful tool steps and their values (see :func:`ref_value`)."""
+    return {s.ref: ref_value(s.result) for s in steps if s.ref and s.result is not None}
+
+
 def execute(
-    call: ToolCall, registry: ToolRegistry, ctx: ToolContext, timeout: float | None = None
+    call: ToolCall,
+    registry: ToolRegistry,
+    ctx: ToolContext,
+    timeout: float | None = None,
+    refs: Mapping[str, Any] | None = None,
 ) -> Step:
-    """Run one call and record it as an executor :class:`Step`; failures become the step's error."""
+    """Run one call and record it as an executor :class:`Step`; failures become the step's error.
+
+    A successful step is named ``<tool>_<n>`` (``detect_0``); later calls can pass that name as an
+    argument value instead of copying the result (``{"objects": "detect_0"}``). ``refs`` maps the
+    names known so far to their values (:func:`step_refs`).
+    """
     started = time.time()
     t0 = time.perf_counter()
     step = Step(role="executor", tool=call.tool, args=call.args, started=started)
     before = set(ctx.media.ids()) if ctx.media is not None else set()
+    refs = refs or {}
     try:
         tool = registry[call.tool]
-        result = call_tool(tool, call.args, ctx, timeout)
+        result = call_tool(tool, resolve_refs(call.args, refs), ctx, timeout)
         step.result = result.model_dump(mode="json")
-        step.observation = tool.observe(result)
+        n = sum(1 for name in refs if name.rsplit("_", 1)[0] == tool.name)
+        step.ref = f"{tool.name}_{n}"
+        step.observation = f"{step.ref} = {tool.observe(result)}"
     except ToolError as e:
         step.error = str(e)
         step.observation = f"Error: {e}"
