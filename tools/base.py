@@ -213,7 +213,22 @@ class ToolRegistry:
         return reg
 
 
-_POOL = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentkit-tool")
+def _start(fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
+    """Run ``fn(*args)`` in a fresh daemon thread. Not a shared pool: an abandoned (timed-out)
+    call must neither hold a worker that later calls queue behind nor, as a pool's non-daemon
+    workers do, keep the interpreter from exiting until the hung tool returns."""
+    future: cf.Future[Any] = cf.Future()
+
+    def target() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # handed to the caller, who decides what it means
+            future.set_exception(e)
+
+    threading.Thread(target=target, name="agentkit-tool", daemon=True).start()
+    return future
 
 
 def call_tool(
@@ -231,7 +246,7 @@ def call_tool(
         )
         raise ToolArgsError(f"bad arguments for {tool.name}: {problems}") from None
     limit = tool.timeout if timeout is None else timeout
-    future = _POOL.submit(tool.run, parsed, ctx)
+    future = _start(tool.run, parsed, ctx)
     try:
         result = future.result(timeout=limit)
     except cf.TimeoutError:
@@ -239,7 +254,9 @@ def call_tool(
         raise ToolTimeout(f"{tool.name} took longer than {limit:g} s and was abandoned") from None
     except ToolError:
         raise
-    except (MediaError, ValueError, OSError, RuntimeError, KeyError, IndexError, TypeError) as e:
+    except (
+        Exception
+    ) as e:  # any bug in a tool (ZeroDivisionError, AttributeError...) is a failed step
         raise ToolError(f"{tool.name} failed: {type(e).__name__}: {e}") from e
     if not isinstance(result, tool.Result):
         raise ToolError(
