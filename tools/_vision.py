@@ -50,7 +50,7 @@ def resolve_weights(spec: str) -> Path:
     from agentkit.weights import resolve
 
     try:
-        return resolve(spec).resolve()
+        return resolve(spec).absolute()
     except WeightsNotFound as e:
         raise ToolError(str(e)) from e
 
