@@ -91,6 +91,7 @@ class ModelConfig:
     text_heads: int = 4
     vocab_size: int = 4000  # upper bound; a small corpus may yield fewer BPE tokens
     max_positions: int = 2048  # longest sequence, image tokens included
+    init_std: float = 0.02  # std of the random initial weights (transformers' initializer_range)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -220,6 +221,7 @@ def build_model(
         num_key_value_heads=cfg.text_heads,
         max_position_embeddings=cfg.max_positions,
         tie_word_embeddings=True,
+        initializer_range=cfg.init_std,
         bos_token_id=ids["bos"],
         eos_token_id=ids["eos"],
         pad_token_id=ids["pad"],
@@ -255,6 +257,7 @@ def build_tiny_llava(
     text_heads: int = 4,
     vocab_size: int = 4000,
     max_positions: int = 2048,
+    init_std: float = 0.02,
     seed: int = 0,
     fp16: bool = False,
 ) -> Path:
@@ -263,7 +266,8 @@ def build_tiny_llava(
     The folder holds ``config.json``, the weights (fp32, or fp16 with ``fp16=True``), the
     tokenizer, the processor, ``generation_config.json`` and ``agentkit_model.json`` (the sizes).
     The defaults give ~5 M parameters (~10 MB in fp16) and take a few seconds to build.
-    Returns the folder.
+    A random model with the default ``init_std`` repeats one token; tests that need varied text
+    pass ``init_std=0.2``. Returns the folder.
     """
     import torch
 
@@ -278,6 +282,7 @@ def build_tiny_llava(
         text_heads=text_heads,
         vocab_size=vocab_size,
         max_positions=max_positions,
+        init_std=init_std,
         seed=seed,
     )
     out = Path(out_dir)

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentkit.mllm.backends.base import Generation, Message
-
 from agentkit.errors import BackendError, WeightsNotFound
+from agentkit.mllm.backends.base import Generation, Message
 
 IMAGE_PLACEHOLDER = "<image>"
 
