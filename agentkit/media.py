@@ -77,7 +77,13 @@ class MediaStore:
 
     def add_image(self, image: str | Path | PILImage.Image, prefix: str = "image") -> str:
         """Validate and store an image (a path or a PIL image); return its id."""
-        im = open_image(image) if isinstance(image, str | Path) else image.convert("RGB")
+        if isinstance(image, str | Path):
+            im = open_image(image)
+        else:  # an image a tool made: same limits as a file, checked before the RGB copy
+            w, h = image.size
+            if w * h > MAX_PIXELS or w == 0 or h == 0:
+                raise MediaError(f"image is {w}x{h} pixels; expected 1 to {MAX_PIXELS} pixels")
+            im = image.convert("RGB")
         with self._lock:
             media_id = self._new_id(prefix)
             filename = f"{media_id}.png"
