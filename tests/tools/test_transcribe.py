@@ -1,0 +1,129 @@
+"""transcribe: whisper checkpoints in the official layout, loaded by path; audio reading; errors."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentkit import weights
+from agentkit.errors import MediaError
+from agentkit.media import MediaStore
+from agentkit.state import ToolCall
+from agentkit.tools import transcribe
+from agentkit.tools.base import ModelCache, Tool, ToolContext, ToolRegistry, call_tool, execute
+
+TINY = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6, n_audio_layer=4,
+            n_vocab=51865, n_text_ctx=448, n_text_state=384, n_text_head=6, n_text_layer=4)  # fmt: skip
+SMALL_128 = {
+    **TINY,
+    "n_audio_state": 128,
+    "n_audio_head": 2,
+    "n_audio_layer": 2,
+    "n_text_state": 128,
+    "n_text_head": 2,
+    "n_text_layer": 2,
+}
+
+
+def save_whisper(path: Path, dims: dict, **extra) -> Path:
+    """Random-init whisper saved as whisper's own checkpoints are: {"dims", "model_state_dict"}."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    torch.manual_seed(0)
+    model = Whisper(ModelDimensions(**dims))
+    torch.save({"dims": dims, "model_state_dict": model.state_dict(), **extra}, path)
+    return path
+
+
+def write_wav(path: Path, seconds: float = 2.0, rate: int = 16_000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) * np.exp(-t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(x.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    # sample_len bounds what random weights babble; without_timestamps gives one window segment.
+    opts = {"sample_len": 8, "without_timestamps": True, "not_honoured": 1}
+    return save_whisper(
+        tmp_path_factory.mktemp("whisper") / "small.pt", SMALL_128, transcribe_options=opts
+    )
+
+
+@pytest.mark.slow
+def test_published_tiny_dims_load_by_path(tmp_path):
+    """whisper's tiny architecture (39 M parameters), random weights: loads and returns a Result."""
+    ckpt = save_whisper(tmp_path / "tiny.pt", TINY)
+    ctx = ToolContext(models=ModelCache())
+    res = call_tool(
+        Tool.from_module(transcribe),
+        {"audio": str(write_wav(tmp_path / "a.wav")), "language": "en", "weights": str(ckpt)},
+        ctx,
+    )
+    assert isinstance(res, transcribe.Result) and res.language == "en" and res.duration == 2.0
+    assert res.segments and all(0.0 <= s.start <= s.end for s in res.segments)
+    (model,) = [m.model for m in ctx.models._models.values()]
+    assert model.dims.n_audio_state == 384 and next(model.parameters()).dtype.is_floating_point
+
+
+def test_checkpoint_options_and_media_ids(small, tmp_path):
+    media = MediaStore(tmp_path / "media")
+    ref = media.add_file(write_wav(tmp_path / "a.wav", seconds=2.5))
+    ctx = ToolContext(media=media, models=ModelCache(), weights={"transcribe": str(small)})
+    res = transcribe.run(transcribe.Args(audio=ref, language="en"), ctx)
+    (tr,) = ctx.models._models.values()
+    assert tr.options == {"sample_len": 8, "without_timestamps": True}
+    assert len(res.segments) == 1 and res.segments[0].start == 0.0 and res.duration == 2.5
+    assert res.text == res.segments[0].text and "Transcript (en), 2.5 s" in transcribe.summary(res)
+
+
+def test_wav_without_ffmpeg(small, tmp_path, monkeypatch):
+    import whisper
+
+    wav = write_wav(tmp_path / "a.wav")
+    if transcribe.shutil.which("ffmpeg"):
+        assert np.allclose(transcribe.load_audio(wav), whisper.load_audio(str(wav)), atol=1e-4)
+    monkeypatch.setattr(transcribe.shutil, "which", lambda _: None)
+    assert transcribe.load_audio(wav).shape == (32_000,)
+    with pytest.raises(MediaError, match="apt-get install ffmpeg"):
+        transcribe.load_audio(write_wav(tmp_path / "b.wav", rate=22_050))
+
+
+def test_unreadable_audio_and_missing_weights_are_recorded_errors(small, tmp_path, monkeypatch):
+    reg = ToolRegistry([Tool.from_module(transcribe)])
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really a wav")
+    step = execute(
+        ToolCall(tool="transcribe", args={"audio": str(junk), "weights": str(small)}),
+        reg,
+        ToolContext(models=ModelCache()),
+    )
+    assert step.error and "junk.wav" in step.error
+    step = execute(
+        ToolCall(tool="transcribe", args={"audio": "audio_3"}),
+        reg,
+        ToolContext(models=ModelCache()),
+    )
+    assert step.error and "neither a media id" in step.error
+    monkeypatch.setattr(weights, "PACKAGE_WEIGHTS", tmp_path)
+    monkeypatch.delenv("AGENTKIT_WEIGHTS", raising=False)
+    wav = write_wav(tmp_path / "a.wav")
+    step = execute(
+        ToolCall(tool="transcribe", args={"audio": str(wav)}), reg, ToolContext(models=ModelCache())
+    )
+    assert step.error and "speech-whisper" in step.error and "agentkit train asr" in step.error
+    step = execute(
+        ToolCall(tool="transcribe", args={"audio": str(wav), "weights": str(junk)}),
+        reg,
+        ToolContext(models=ModelCache()),
+    )
+    assert step.error and "cannot load whisper checkpoint" in step.error
