@@ -249,7 +249,7 @@ def sample_scene(
         gray = rng.uniform(0.32, 0.5)
         tint = rng.normal(0.0, 0.025, size=3)
         look = Look(
-            exposure=float(rng.uniform(-0.9, 0.15)),  # toward darker scenes, as real CLEVR reads
+            exposure=float(rng.uniform(-0.6, 0.3)),  # toward darker scenes, as real CLEVR reads
             white_balance=tuple(
                 float(g) for g in np.clip(1.0 + rng.normal(0, 0.05, 3), 0.85, 1.15)
             ),
