@@ -18,6 +18,8 @@ from pydantic import BaseModel, Field
 from agentkit.errors import ToolError
 
 if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
     from agentkit.tools.base import ToolContext
 
 NAME = "detect"
@@ -156,12 +158,19 @@ def keep(obj: DetectedObject, args: Args) -> bool:
     return True
 
 
+def detect_objects(
+    image: PILImage.Image, ctx: ToolContext, conf: float = 0.25, weights: str | None = None
+) -> list[DetectedObject]:
+    """All objects the detector finds in an RGB image, best score first (the captioners use this)."""
+    model = get_detector(weights_spec(NAME, weights, ctx, DEFAULT_WEIGHTS), ctx)
+    # A PIL image, not a path: media ids are not files, and ultralytics reads PIL as RGB.
+    (res,) = model.predict(image, conf=conf, device=ctx.device, verbose=False)
+    return sorted(to_objects(res), key=lambda o: -o.score)
+
+
 def run(args: Args, ctx: ToolContext) -> Result:
     image = ctx.image(args.image)
-    model = get_detector(weights_spec(NAME, args.weights, ctx, DEFAULT_WEIGHTS), ctx)
-    # A PIL image, not a path: media ids are not files, and ultralytics reads PIL as RGB.
-    (res,) = model.predict(image, conf=args.conf, device=ctx.device, verbose=False)
-    objects = sorted((o for o in to_objects(res) if keep(o, args)), key=lambda o: -o.score)
+    objects = [o for o in detect_objects(image, ctx, args.conf, args.weights) if keep(o, args)]
     return Result(objects=objects, width=image.width, height=image.height)
 
 
