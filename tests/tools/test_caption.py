@@ -149,8 +149,6 @@ def test_caption_with_a_real_yolo_checkpoint(tmp_path, image):
 
     model = YOLO("yolov8n.yaml")
     model.model.names = {i: detect.SHAPES[i % 3] for i in range(80)}  # shape-only class names
-        i: n for i, n in enumerate(detect.SHAPES * 27)
-    }  # shape-only names, 81 classes
     model.save(tmp_path / "shapes.pt")
     res = caption.run(
         caption.Args(image=str(image), conf=0.0, weights=str(tmp_path / "shapes.pt")),
