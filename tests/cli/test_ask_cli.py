@@ -166,11 +166,19 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_step(tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     trace = runs / "k1" / "trace.jsonl"
     deadline = time.time() + 60
-    while time.time() < deadline:
-        if trace.exists() and sum(e.get("role") == "executor" for e in read_events(trace)) >= 2:
-            break
+
+    def finished_tool_steps() -> int:
+        # the trace line of a step is written just before its checkpoint; read the checkpoint
+        if not (runs / "k1" / "checkpoint.sqlite").exists():
+            return 0
+        try:
+            return sum(s.role == "executor" for s in load_steps(runs / "k1"))
+        except Exception:  # the writer holds the database for a moment
+            return 0
+
+    while time.time() < deadline and finished_tool_steps() < 2:
         time.sleep(0.05)
-    else:
+    if finished_tool_steps() < 2:
         proc.kill()
         pytest.fail("the run never got to two tool calls")
     proc.send_signal(signal.SIGKILL)
