@@ -18,12 +18,14 @@ ground truth is the same bytes whichever way it ran.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +96,15 @@ def run_jobs(
             started = True
         try:
             remote = ray.remote(num_cpus=1, max_retries=0)(fn)
-            index = {remote.remote(**job): i for i, job in enumerate(jobs)}
+            try:
+                index = {remote.remote(**job): i for i, job in enumerate(jobs)}
+            except (
+                ImportError
+            ) as e:  # e.g. a pyarrow built for another numpy breaks Ray's serializer
+                raise ConfigError(
+                    f"Ray cannot ship tasks in this environment ({e}); run with --workers 1, "
+                    "or install a pyarrow that matches the installed numpy"
+                ) from e
             pending = list(index)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
@@ -131,10 +141,26 @@ def _check_n(n: int | None) -> None:
 # -- scenes ------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send fd 1 to fd 2 for a while: Blender logs to the C-level stdout, which must stay clean
+    for ``--json`` output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _scene_job(seed: int, out_dir: str, options: dict[str, Any]) -> int:
     from agentkit.mllm.worlds.render import make_scene
 
-    return len(make_scene(seed, Path(out_dir), **options)["objects"])
+    with _stdout_to_stderr():
+        return len(make_scene(seed, Path(out_dir), **options)["objects"])
 
 
 def gen_scenes(

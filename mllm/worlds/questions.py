@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from agentkit.errors import ConfigError
 from agentkit.mllm.worlds import templates as T
 from agentkit.mllm.worlds.programs import (
     ATTRIBUTES,
@@ -52,8 +53,6 @@ from agentkit.mllm.worlds.programs import (
     execute,
     node,
 )
-
-from agentkit.errors import ConfigError
 
 FAMILIES: tuple[str, ...] = (
     "count",
