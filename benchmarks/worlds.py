@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/worlds.py                 # scenes: 1 vs 2 worker processes
     .venv/bin/python benchmarks/worlds.py --scenes 6 --samples 32 --width 320 --height 240
+    .venv/bin/python benchmarks/worlds.py --only questions    # questions/s and answer balance
 
 Scenes are rendered by Blender's Cycles on the CPU. ``bpy`` is process-global, so parallelism means
 processes: one worker uses every core (Cycles' own threads), N workers split the cores between
@@ -59,14 +60,39 @@ def bench_scenes(
     return out
 
 
+def bench_questions(n_scenes: int = 200, per_scene: int = 10, *, seed: int = 0) -> dict[str, float]:
+    """Questions per second (one process) on synthetic scene graphs; prints the answer balance."""
+    from agentkit.mllm.worlds.questions import answer_balance, generate_questions
+    from agentkit.mllm.worlds.synthetic import synthetic_scene
+
+    scenes = [synthetic_scene(seed + i) for i in range(n_scenes)]
+    t = time.perf_counter()
+    qs = generate_questions(scenes, per_scene=per_scene, seed=seed)
+    wall = time.perf_counter() - t
+    qps = len(qs) / wall
+    print(f"questions: {len(qs)} from {n_scenes} scene graphs, {per_scene} per scene, 1 process")
+    print(f"  {qps:8.0f} questions/s  ({1000 * wall / len(qs):.2f} ms/question)")
+    print("  family           n  most common answer (share)")
+    for fam, b in answer_balance(qs).items():
+        print(f"  {fam:15s} {b['n']:4d}  {b['top_answer']} ({b['top_share']:.1%})")
+    return {"questions_per_s": qps, "questions": float(len(qs))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=4, help="scenes per measurement")
     parser.add_argument("--samples", type=int, default=32, help="Cycles samples per pixel")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
+    parser.add_argument(
+        "--question-scenes", type=int, default=200, help="scene graphs to ask about"
+    )
+    parser.add_argument("--only", choices=["scenes", "questions"], help="run one part")
     args = parser.parse_args()
-    bench_scenes(args.scenes, samples=args.samples, width=args.width, height=args.height)
+    if args.only != "questions":
+        bench_scenes(args.scenes, samples=args.samples, width=args.width, height=args.height)
+    if args.only != "scenes":
+        bench_questions(args.question_scenes)
 
 
 if __name__ == "__main__":
