@@ -88,7 +88,11 @@ def run_jobs(
 
         started = False
         if not ray.is_initialized():
-            common = dict(log_to_driver=False, configure_logging=True, logging_level="ERROR")
+            common: dict[str, Any] = {
+                "log_to_driver": False,
+                "configure_logging": True,
+                "logging_level": "ERROR",
+            }
             if ray_address:
                 ray.init(address=ray_address, **common)
             else:
@@ -357,8 +361,9 @@ def gen_speech(
     jobs = [{"question": q, "out_dir": str(out), "seed": seed, "engines": engines} for q in todo]
     run_jobs(_speech_job, jobs, workers=workers, ray_address=ray_address, desc="speech",
              progress=progress)  # fmt: skip
-    records = [_read_json(out / f"{q['id']}.json") for q in qs]
-    if any(r is None for r in records):
+    found = [_read_json(out / f"{q['id']}.json") for q in qs]
+    records = [r for r in found if r is not None]
+    if len(records) != len(found):
         raise ConfigError(f"some clips were not written to {out}; re-run to retry them")
     _write_atomic(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     summary = {

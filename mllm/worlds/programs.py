@@ -123,8 +123,8 @@ def _apply(
             i for i in range(len(objects)) if i != o and objects[i][attr] == objects[o][attr]
         )
     if fn in ("union", "intersect"):
-        a, b = _as_set(args[0], fn), _as_set(args[1], fn)
-        return a | b if fn == "union" else a & b
+        sa, sb = _as_set(args[0], fn), _as_set(args[1], fn)
+        return sa | sb if fn == "union" else sa & sb
     if fn == "count":
         return ("int", len(_as_set(args[0], fn)))
     if fn == "exist":

@@ -392,7 +392,7 @@ def scene_questions(
     for family in order * (1 + n // max(1, len(order))):
         if len(out) >= n:
             break
-        cands = []
+        cands: list[dict[str, Any]] = []
         for _ in range(_CANDIDATES * 3):
             if len(cands) >= _CANDIDATES:
                 break

@@ -291,7 +291,7 @@ def speak_question(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = str(question["id"])
-    record = {
+    record: dict[str, Any] = {
         "id": stem,
         "audio": f"{stem}.wav",
         "transcript": question["question"],
