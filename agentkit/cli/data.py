@@ -45,8 +45,12 @@ def gen(
         int, typer.Option(help="Seed: same seed, same ground truth, byte for byte.")
     ] = 0,
     workers: Annotated[
-        int, typer.Option(help="Parallel Ray workers; 1 runs in this process without Ray.")
-    ] = os.cpu_count() or 1,
+        int | None,
+        typer.Option(
+            help="Parallel Ray workers; 1 runs in this process without Ray. Default: every core "
+            "for scenes and speech, 1 for questions (thousands per second in one process)."
+        ),
+    ] = None,
     ray: Annotated[
         str | None, typer.Option("--ray", help="Address of a Ray cluster (default: a local one).")
     ] = None,
@@ -79,6 +83,8 @@ def gen(
 
     if n is not None and n < 1:
         fail(f"--n {n} is invalid: expected a whole number >= 1", as_json)
+    if workers is None:
+        workers = 1 if world is World.questions else (os.cpu_count() or 1)
     if workers < 1:
         fail(f"--workers {workers} is invalid: expected >= 1", as_json)
     common = {
