@@ -187,6 +187,12 @@ def build_processor(tokenizer: PreTrainedTokenizerFast, cfg: ModelConfig) -> Any
     )
 
 
+def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    i = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(i, int), token  # one token in, one id out
+    return i
+
+
 def build_model(
     tokenizer: PreTrainedTokenizerFast, cfg: ModelConfig
 ) -> LlavaForConditionalGeneration:
@@ -200,8 +206,7 @@ def build_model(
     )
 
     ids = {
-        name: tokenizer.convert_tokens_to_ids(tok)
-        for name, tok in (("bos", BOS), ("eos", EOS), ("pad", PAD))
+        name: _token_id(tokenizer, tok) for name, tok in (("bos", BOS), ("eos", EOS), ("pad", PAD))
     }
     vision = CLIPVisionConfig(
         hidden_size=cfg.vision_dim,
@@ -229,7 +234,7 @@ def build_model(
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
+        image_token_index=_token_id(tokenizer, IMAGE),
         image_seq_length=cfg.image_tokens,
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
@@ -289,7 +294,7 @@ def build_tiny_llava(
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts, vocab_size)
     processor = build_processor(tokenizer, cfg)
-    model = build_model(tokenizer, cfg)
+    model: Any = build_model(tokenizer, cfg)
     if fp16:
         model = model.to(torch.float16)
     model.save_pretrained(out)

@@ -86,7 +86,7 @@ def _load(path: Path, device: str, dtype: Any) -> _Loaded:
     _check_vlm_folder(path)
     try:
         processor = AutoProcessor.from_pretrained(path)
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        model: Any = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise BackendError(f"cannot load the model in {path}: {type(e).__name__}: {e}") from e
     if not hasattr(processor, "tokenizer") or getattr(processor, "chat_template", None) is None:
@@ -303,7 +303,7 @@ class HFBackend:
         if sink is not None and sink.sent < len(
             text
         ):  # the streamer's last flush, if it held any back
-            on_token(text[sink.sent :])
+            sink.on_token(text[sink.sent :])
         return Generation(
             text=text,
             model=self.name,

@@ -86,7 +86,7 @@ def _lenient_tool_call(call: dict[str, Any]) -> ToolCall:
         except (TypeError, json.JSONDecodeError):
             parsed = None
         args = parsed if isinstance(parsed, dict) else {"input": raw}
-    return ToolCall(tool=str(fn.get("name") or ""), args=args, id=call.get("id"))
+    return ToolCall(tool=str(fn.get("name") or ""), args=args, thought="", id=call.get("id"))
 
 
 class OpenAIBackend:
