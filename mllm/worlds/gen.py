@@ -253,7 +253,7 @@ def gen_questions(
 
     Writes ``questions.jsonl`` and ``summary.json`` (per-family answer balance, lengths) to ``out``.
     """
-    from agentkit.mllm.worlds.questions import FAMILIES, answer_balance
+    from agentkit.mllm.worlds.questions import FAMILIES, answer_balance, trim_to_balance
 
     _check_n(n)
     if per_scene < 1:
@@ -292,11 +292,14 @@ def gen_questions(
              progress=progress)  # fmt: skip
     for stale in set((out / "parts").glob("part_*.jsonl")) - set(part_files):
         stale.unlink()  # from an earlier run with other scenes or options
-    lines = "".join(p.read_text(encoding="utf-8") for p in part_files)
-    _write_atomic(out / "questions.jsonl", lines)
-    qs = [json.loads(line) for line in lines.splitlines()]
+    generated = [
+        json.loads(line) for p in part_files for line in p.read_text(encoding="utf-8").splitlines()
+    ]
+    qs = trim_to_balance(generated)  # chunks balance alone; make the union exact
+    _write_atomic(out / "questions.jsonl", "".join(json.dumps(q) + "\n" for q in qs))
     summary = {
         "world": "questions", "scenes": len(paths), "questions": len(qs), "seed": seed,
+        "dropped_for_balance": len(generated) - len(qs),
         "per_scene": per_scene, "lengths": dict(sorted(Counter(str(q["length"]) for q in qs).items())),
         "families": answer_balance(qs),
     }  # fmt: skip

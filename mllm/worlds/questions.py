@@ -453,6 +453,30 @@ def generate_questions(
     return out
 
 
+def trim_to_balance(questions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the last questions of a family's most common answer until it holds at most half.
+
+    Batches balanced one by one (chunks generated in parallel) can each carry a one-question
+    excess; this makes the union exactly balanced: per family, top answer <= the rest + 1.
+    Order is kept; the result depends only on the input.
+    """
+    drop: set[int] = set()
+    by_family: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        by_family.setdefault(q["family"], []).append(i)
+    for idx in by_family.values():
+        tally = Counter(questions[i]["answer"] for i in idx)
+        top, top_n = tally.most_common(1)[0]
+        excess = top_n - (len(idx) - top_n) - 1
+        for i in reversed(idx):
+            if excess <= 0:
+                break
+            if questions[i]["answer"] == top:
+                drop.add(i)
+                excess -= 1
+    return [q for i, q in enumerate(questions) if i not in drop]
+
+
 def answer_balance(questions: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per family: number of questions, most common answer and its share (guessing accuracy)."""
     by_family: dict[str, Counter[str]] = {}

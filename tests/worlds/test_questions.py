@@ -11,7 +11,12 @@ import pytest
 
 from agentkit.errors import ConfigError
 from agentkit.mllm.worlds.programs import ProgramError, execute, node
-from agentkit.mllm.worlds.questions import FAMILIES, answer_balance, generate_questions
+from agentkit.mllm.worlds.questions import (
+    FAMILIES,
+    answer_balance,
+    generate_questions,
+    trim_to_balance,
+)
 from agentkit.mllm.worlds.templates import PHRASINGS, SYNONYMS
 
 COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
@@ -213,6 +218,16 @@ def test_answers_are_balanced_per_family():
             assert set(b["answers"]) == {"yes", "no"}
         if fam.endswith("count") and fam != "compare_count":
             assert len(b["answers"]) >= 6 and "0" in b["answers"], (fam, b)
+
+
+def test_trim_to_balance_drops_the_latest_excess():
+    qs = [{"family": "exist", "answer": a, "k": k} for k, a in enumerate("yyynyyn")]
+    qs += [{"family": "count", "answer": "2", "k": 9}]
+    kept = trim_to_balance(qs)
+    exist = [q for q in kept if q["family"] == "exist"]
+    assert [q["answer"] for q in exist] == list("yyynn")  # 3 yes vs 2 no: at most the rest + 1
+    assert [q["k"] for q in exist] == [0, 1, 2, 3, 6]  # the latest yeses went, order kept
+    assert kept[-1]["k"] == 9  # one question, one answer: nothing to trim
 
 
 def test_lengths_templates_and_phrasings_cover_the_design(batch):
