@@ -25,10 +25,13 @@ import httpx
 
 from agentkit.errors import BackendError
 from agentkit.mllm.backends.base import Generation, Message
+from agentkit.mllm.backends.hf import StopFilter, cut_at_stop
 from agentkit.state import ToolCall
 
 #: Environment variables read for the API key, in order.
 KEY_ENV = ("AGENTKIT_OPENAI_KEY", "OPENAI_API_KEY")
+#: Stop strings sent to the server (OpenAI's limit); any further ones are applied here.
+MAX_STOP = 4
 
 
 def image_data_url(path: str | Path) -> str:
@@ -183,7 +186,7 @@ class OpenAIBackend:
             "temperature": 0.0,  # greedy, like the hf backend
         }
         if stop:
-            payload["stop"] = list(stop)
+            payload["stop"] = list(stop)[:MAX_STOP]
         if tools and self.tools_supported is not False:
             payload["tools"] = tools
         if stream:
@@ -203,11 +206,14 @@ class OpenAIBackend:
         on_token: Callable[[str], None] | None = None,
     ) -> Generation:
         """One chat completion. With ``on_token`` the answer streams (SSE) and each text piece is
-        passed on as it arrives."""
+        passed on as it arrives. The text ends before the first ``stop`` string: servers send at
+        most four and some keep the stop string, so the text is cut here too."""
         start = time.perf_counter()
-        payload = self._payload(messages, tools, max_new_tokens, stop, stream=on_token is not None)
+        stops = [s for s in stop or [] if s]
+        payload = self._payload(messages, tools, max_new_tokens, stops, stream=on_token is not None)
+        sink = StopFilter(on_token, stops) if on_token is not None else None
         try:
-            gen = self._complete(payload, on_token)
+            gen = self._complete(payload, sink)
         except _StatusError as e:
             # A server without function calling tends to answer 400/422/500 to `tools`: ask once
             # more without them, and if that works stop sending them; the prompt still describes
@@ -215,21 +221,22 @@ class OpenAIBackend:
             if "tools" not in payload or e.status not in (400, 404, 422, 500, 501):
                 raise
             payload.pop("tools")
-            gen = self._complete(payload, on_token)
+            gen = self._complete(payload, sink)
             self.tools_supported = False
         else:
             if "tools" in payload:
                 self.tools_supported = True
+        if sink is not None:
+            sink.feed("", final=True)
+        gen.text = cut_at_stop(gen.text, stops)
         gen.seconds = time.perf_counter() - start
         return gen
 
-    def _complete(
-        self, payload: dict[str, Any], on_token: Callable[[str], None] | None
-    ) -> Generation:
-        if on_token is None:
+    def _complete(self, payload: dict[str, Any], sink: StopFilter | None) -> Generation:
+        if sink is None:
             data = self._json(self._request("POST", "/chat/completions", payload))
             return self._parse_completion(data)
-        return self._stream(payload, on_token)
+        return self._stream(payload, sink)
 
     def _parse_completion(self, data: Any) -> Generation:
         where = f"{self.url}/chat/completions"
@@ -248,7 +255,9 @@ class OpenAIBackend:
             tokens_out=int(usage.get("completion_tokens") or 0),
         )
 
-    def _stream(self, payload: dict[str, Any], on_token: Callable[[str], None]) -> Generation:
+    def _stream(self, payload: dict[str, Any], sink: StopFilter) -> Generation:
+        """Read the SSE stream, passing content through ``sink``; leaving early (a stop string
+        the server was not sent) closes the connection, which ends generation there."""
         where = f"{self.url}/chat/completions"
         text: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
@@ -268,9 +277,11 @@ class OpenAIBackend:
                         if delta.get("content"):
                             text.append(delta["content"])
                             pieces += 1
-                            on_token(delta["content"])
+                            sink.feed(delta["content"])
                         for tc in delta.get("tool_calls") or []:
                             _merge_tool_call_delta(calls, tc)
+                    if sink.stopped:
+                        break
         except httpx.TimeoutException:
             raise BackendError(
                 f"{where} stopped answering for {self.timeout:g} s while streaming"

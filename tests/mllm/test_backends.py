@@ -450,3 +450,43 @@ def test_server_maps_tool_turns_to_react_text(tmp_path):
     assert [m.role for m in msgs] == ["system", "user", "assistant", "user"]
     assert msgs[2].content == 'Action: detect\nAction Input: {"classes": ["cube"]}'
     assert msgs[3].content == "Observation: 3 cubes 2 spheres"
+
+
+def test_openai_applies_stop_strings_the_server_ignored(image):
+    import json
+
+    bodies: list[dict] = []
+    app = FastAPI()
+    text = "Action: detect\nObservation: made up"
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request):
+        body = await request.json()
+        bodies.append(body)
+        if not body.get("stream"):
+            return {"choices": [{"message": {"content": text}}]}
+        words = [w + " " for w in text.split(" ")]
+        events = [
+            f"data: {json.dumps({'choices': [{'delta': {'content': w}}]})}\n\n" for w in words
+        ]
+        return StreamingResponse(
+            iter([*events, "data: [DONE]\n\n"]), media_type="text/event-stream"
+        )
+
+    stops = ["<a>", "<b>", "<c>", "<d>", "Observation:"]  # five: OpenAI takes at most four
+    out: list[str] = []
+    with running(app) as url:
+        remote = OpenAIBackend(url, "m")
+        assert remote.generate(ask(image), stop=stops).text == "Action: detect\n"
+        assert (
+            remote.generate(ask(image), stop=stops, on_token=out.append).text == "Action: detect\n"
+        )
+    assert "".join(out) == "Action: detect\n"
+    assert bodies[0]["stop"] == stops[:4]
+
+
+def test_hf_resolves_shipped_names(tiny, monkeypatch, tmp_path):
+    (tmp_path / "agentkit-mllm").symlink_to(tiny, target_is_directory=True)
+    monkeypatch.setenv("AGENTKIT_WEIGHTS", str(tmp_path))
+    b = HFBackend("agentkit-mllm", device="cpu")
+    assert b.name == "agentkit-mllm" and b.path == tiny.resolve()
