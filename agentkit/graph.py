@@ -28,7 +28,17 @@ from agentkit.tools.base import ToolRegistry
 from agentkit.trace import TraceWriter
 
 #: Types LangGraph may rebuild from a checkpoint (its msgpack serde refuses unknown classes).
-_CHECKPOINT_TYPES = [("agentkit.state", n) for n in ("RunState", "Task", "Step", "ToolCall")]
+_CHECKPOINT_TYPES = [
+    ("agentkit.state", n)
+    for n in (
+        "RunState",
+        "Task",
+        "Step",
+        "ToolCall",
+        "Branch",
+        "BranchAnswer",
+    )
+]
 
 
 def default_model_spec() -> str:

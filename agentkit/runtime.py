@@ -41,6 +41,16 @@ class Options:
     #: Seconds a tool may run (None: the tool's own limit).
     tool_timeout: float | None = None
     max_new_tokens: int = 192
+    #: ``plan`` / ``program``: times the controller may rewrite after a failed call (0: never).
+    replans: int = 1
+    #: ``tree``: most sub-questions a decomposition may have (more are dropped).
+    max_branches: int = 4
+    #: ``tree``: tool calls of all branches together (None: ``max_branches * task.max_steps``);
+    #: each branch gets ``min(task.max_steps, total // branches)``.
+    max_total_steps: int | None = None
+    #: ``tree``: the controller writes rephrasings of the question instead of sub-questions and
+    #: the decider takes the branches' majority answer (no summarizer call).
+    vote: bool = False
 
 
 @dataclass

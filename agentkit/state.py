@@ -55,6 +55,10 @@ class ToolCall(BaseModel):
     )
     thought: str = Field("", description="The model's reasoning before the call.")
     id: str | None = Field(None, description="The function-call id, when the backend gave one.")
+    name: str | None = Field(
+        None,
+        description="The name its result gets (a program's variable); default ``<tool>_<n>``.",
+    )
 
 
 class Step(BaseModel):
@@ -77,6 +81,9 @@ class Step(BaseModel):
     ref: str | None = Field(
         None, description="The name later calls use to pass this step's result (detect_0)."
     )
+    branch: int | None = Field(
+        None, description="Which branch of a ``tree`` run this step belongs to (0-based)."
+    )
     model: str | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
@@ -86,6 +93,24 @@ class Step(BaseModel):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class Branch(BaseModel):
+    """One branch of a ``tree`` run: the sub-question it answers (sent to the branch node)."""
+
+    index: int = Field(ge=0)
+    question: str
+    max_steps: int = Field(ge=1, description="Tool calls this branch may make.")
+    media: dict[str, str] = Field(default_factory=dict)
+
+
+class BranchAnswer(BaseModel):
+    """What one branch of a ``tree`` run concluded; collected by an append reducer."""
+
+    index: int
+    question: str
+    answer: str | None = None
+    stop_reason: str | None = None
 
 
 class RunState(BaseModel):
@@ -109,6 +134,19 @@ class RunState(BaseModel):
     )
     answer: str | None = None
     stop_reason: str | None = None
+    # -- planners that write ahead (plan, program) -------------------------------------------
+    plan: list[ToolCall] = Field(
+        default_factory=list, description="The calls of the current plan or program, in order."
+    )
+    cursor: int = Field(0, description="Index in ``plan`` of the next call to run.")
+    answer_expr: dict[str, Any] | None = Field(
+        None,
+        description='A program\'s ANSWER: {"ref": variable} or {"value": constant}.',
+    )
+    attempts: int = Field(0, description="Plans or programs the controller has written.")
+    # -- tree -----------------------------------------------------------------------------
+    subquestions: list[str] = Field(default_factory=list)
+    branch_answers: Annotated[list[BranchAnswer], operator.add] = Field(default_factory=list)
 
     @property
     def tool_steps(self) -> list[Step]:

@@ -71,9 +71,16 @@ def controller_messages(rt: Runtime, state: RunState) -> list[Message]:
     ]
 
 
-def evidence_messages(rt: Runtime, state: RunState, role: str) -> list[Message]:
+Pad = Callable[[RunState], str]
+
+
+def evidence_messages(
+    rt: Runtime, state: RunState, role: str, pad: Pad | None = None
+) -> list[Message]:
+    """The decider's or summarizer's view: the question and the transcript ``pad`` writes
+    (:func:`scratchpad` by default; planners that write ahead show their calls differently)."""
     user = prompting.load("task").format(
-        images=images_line(state), question=question(state), scratchpad=scratchpad(state)
+        images=images_line(state), question=question(state), scratchpad=(pad or scratchpad)(state)
     )
     return [
         Message(role="system", content=prompting.load(role).format()),
@@ -240,8 +247,9 @@ def route_after_decider(state: RunState) -> str:
     return "summarizer" if state.draft is not None or state.stop_reason else "controller"
 
 
-def make_summarizer(rt: Runtime) -> Node:
-    """Writes the final answer from the observations only."""
+def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summarizer") -> Node:
+    """Writes the final answer from the observations only (as ``pad`` shows them, with the
+    ``prompt`` file as its instructions)."""
 
     def summarizer(state: RunState) -> dict[str, Any]:
         if state.stop_reason == "transcription_failed":
@@ -251,7 +259,7 @@ def make_summarizer(rt: Runtime) -> Node:
         t0 = time.perf_counter()
         try:
             gen = rt.models.summarizer.generate(
-                evidence_messages(rt, state, "summarizer"),  # type: ignore[union-attr]
+                evidence_messages(rt, state, prompt, pad),  # type: ignore[union-attr]
                 max_new_tokens=rt.options.max_new_tokens,
                 stop=STOP,
             )
@@ -274,3 +282,85 @@ def make_summarizer(rt: Runtime) -> Node:
         }
 
     return summarizer
+
+
+# --------------------------------------------------------------------------------------------
+# variants for planners that write ahead (plan, program)
+
+
+def calls_pad(state: RunState) -> str:
+    """A transcript of written-ahead work: each plan or program the controller wrote, then each
+    call that ran with its observation, and the decider's notes (why a plan was abandoned)."""
+    lines: list[str] = []
+    for s in state.steps:
+        if s.role == "controller":
+            if s.observation:
+                lines.append(f"Plan:\n{s.observation}")
+            if s.error:
+                lines.append(f"Observation: {s.error}")
+        elif s.role == "executor":
+            lines.append(f"Action: {s.tool}")
+            lines.append(f"Action Input: {json.dumps(s.args or {}, ensure_ascii=False)}")
+            lines.append(f"Observation: {s.observation}")
+        elif s.role == "decider" and (s.error or s.observation):
+            lines.append(f"Observation: {s.error or s.observation}")
+    return "\n".join(lines)
+
+
+def make_plan_executor(
+    rt: Runtime, *, refs: Callable[[RunState], dict[str, Any]] | None = None
+) -> Node:
+    """The executor for written-ahead work: runs ``state.plan[state.cursor]``, one call per node
+    invocation (so every finished call is checkpointed), and moves the cursor on. ``refs`` gives
+    the names a call may pass (default: every earlier successful step, as in ``react``)."""
+
+    def executor(state: RunState) -> dict[str, Any]:
+        assert state.cursor < len(state.plan), "executor reached with no call left in the plan"
+        call = state.plan[state.cursor]
+        known = refs(state) if refs is not None else step_refs(state.steps)
+        step = execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout, known)
+        return {"steps": [_record(rt, step)], "cursor": state.cursor + 1}
+
+    return executor
+
+
+def budget_step(rt: Runtime, state: RunState) -> Step | None:
+    """A decider step that stops the run when the tool-call budget is spent, else None."""
+    used = len(state.tool_steps)
+    if used < state.task.max_steps:
+        return None
+    return _record(
+        rt,
+        Step(
+            role="decider",
+            observation=f"Step budget used: {used} of {state.task.max_steps} tool calls.",
+        ),
+    )
+
+
+def parse_error_step(rt: Runtime, state: RunState) -> Step | None:
+    """A decider step that stops the run after too many unreadable controller replies, else None."""
+    if _parse_errors_in_a_row(state) < rt.options.max_parse_errors:
+        return None
+    return _record(
+        rt,
+        Step(
+            role="decider",
+            error=f"{rt.options.max_parse_errors} unreadable controller replies in a row",
+        ),
+    )
+
+
+def last_controller_failed(state: RunState) -> bool:
+    """Whether the newest controller step is an unreadable reply (a parse error)."""
+    ctrl = [s for s in state.steps if s.role == "controller"]
+    return bool(ctrl) and ctrl[-1].error is not None
+
+
+def route_written_ahead(state: RunState) -> str:
+    """After the decider of ``plan`` / ``program``: stop, run the next call, or (re)plan."""
+    if state.stop_reason or state.draft is not None:
+        return "summarizer"
+    if state.cursor < len(state.plan) and not last_controller_failed(state):
+        return "executor"
+    return "controller"

@@ -304,7 +304,8 @@ def execute(
 
     A successful step is named ``<tool>_<n>`` (``detect_0``); later calls can pass that name as an
     argument value instead of copying the result (``{"objects": "detect_0"}``). ``refs`` maps the
-    names known so far to their values (:func:`step_refs`).
+    names known so far to their values (:func:`step_refs`). A call with a ``name`` (a program's
+    variable) is named that instead.
     """
     started = time.time()
     t0 = time.perf_counter()
@@ -315,8 +316,11 @@ def execute(
         tool = registry[call.tool]
         result = call_tool(tool, resolve_refs(call.args, refs), ctx, timeout)
         step.result = result.model_dump(mode="json")
-        n = sum(1 for name in refs if name.rsplit("_", 1)[0] == tool.name)
-        step.ref = f"{tool.name}_{n}"
+        if call.name:
+            step.ref = call.name
+        else:
+            n = sum(1 for name in refs if name.rsplit("_", 1)[0] == tool.name)
+            step.ref = f"{tool.name}_{n}"
         step.observation = f"{step.ref} = {tool.observe(result)}"
     except ToolError as e:
         step.error = str(e)
