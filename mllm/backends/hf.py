@@ -255,7 +255,8 @@ class HFBackend:
             raise BackendError(
                 f"{self.name}: cannot build the model input from {len(messages)} messages: {e}"
             ) from e
-        return inputs.to(self.model.device)
+        # Pixel values in the model's dtype (a half-precision model on GPU); ids stay integers.
+        return inputs.to(self.model.device, dtype=self.model.dtype)
 
     def generate(
         self,
@@ -300,10 +301,8 @@ class HFBackend:
                 ) from e
         new = out[0, n_in:]
         text = cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), stops)
-        if sink is not None and sink.sent < len(
-            text
-        ):  # the streamer's last flush, if it held any back
-            sink.on_token(text[sink.sent :])
+        if sink is not None and sink.sent < len(text):
+            sink.on_token(text[sink.sent :])  # whatever the streamer's last flush held back
         return Generation(
             text=text,
             model=self.name,
