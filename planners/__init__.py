@@ -1,19 +1,23 @@
-"""Planners: each builds a LangGraph ``StateGraph`` from the same four roles, wired differently."""
+"""Planners: each builds a LangGraph ``StateGraph`` from the same four roles, wired differently.
+
+``react`` (adaptive chain), ``plan`` (whole plan first), ``program`` (a DSL program run by an
+interpreter), ``tree`` (sub-questions answered in parallel branches, then merged or voted).
+See docs/planners.md.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from agentkit.errors import ConfigError
 
-PLANNERS = ("react",)
+PLANNERS = ("react", "plan", "program", "tree")
 
 
 def get_builder(name: str) -> Callable[..., Any]:
-    """The ``build_*`` function of a planner by name."""
-    if name == "react":
-        from agentkit.planners.react import build_react
-
-        return build_react
-    raise ConfigError(f"unknown planner {name!r}; available: {', '.join(PLANNERS)}")
+    """The ``build_<name>(rt, *, checkpointer=None)`` function of a planner by name."""
+    if name not in PLANNERS:
+        raise ConfigError(f"unknown planner {name!r}; available: {', '.join(PLANNERS)}")
+    return getattr(importlib.import_module(f"agentkit.planners.{name}"), f"build_{name}")

@@ -40,6 +40,11 @@ FIELDS: dict[str, frozenset[str]] = {
     "task": frozenset({"images", "question", "scratchpad"}),
     "decider": frozenset(),
     "summarizer": frozenset(),
+    "plan_controller": frozenset({"tools", "tool_names", "max_steps"}),
+    "program_controller": frozenset({"tools", "tool_names", "max_lines"}),
+    "tree_controller": frozenset({"max_branches"}),
+    "tree_vote": frozenset({"max_branches"}),
+    "tree_summarizer": frozenset(),
 }
 
 

@@ -361,6 +361,6 @@ def route_written_ahead(state: RunState) -> str:
     """After the decider of ``plan`` / ``program``: stop, run the next call, or (re)plan."""
     if state.stop_reason or state.draft is not None:
         return "summarizer"
-    if state.cursor < len(state.plan) and not last_controller_failed(state):
-        return "executor"
-    return "controller"
+    if not state.plan or last_controller_failed(state):
+        return "controller"  # nothing to run: (re)plan
+    return "executor" if state.cursor < len(state.plan) else "summarizer"

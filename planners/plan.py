@@ -1,0 +1,240 @@
+"""``plan``: the controller writes the whole plan first, then it runs (predefined chain length).
+
+    ingest → controller ─┬─ plan ───────→ executor → decider ─┬─ next call → executor
+           (writes plan) └─ unreadable → decider               ├─ call failed, re-plan → controller
+                                                               └─ done / budget / failed → summarizer
+
+The controller sees no observation before the plan is written, so one model call plans every tool
+call; the executor runs one call per node invocation (each finished call is checkpointed). The
+decider stops on the step budget, or when a call fails: the controller may then re-plan with the
+error shown (``Options.replans`` times, 1 by default). The summarizer model always writes the
+answer, from the calls and their observations.
+
+A plan is numbered ReAct calls (each ``Thought:`` / ``Action:`` / ``Action Input:`` block read by
+:func:`agentkit.mllm.toolcall.parse`) or a JSON list of ``{"tool": ..., "args": {...}}``. Later calls
+pass earlier results by their names (``detect_0``), as in ``react``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Collection
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+
+from agentkit.mllm.backends.base import Message
+from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
+from agentkit.planners import prompting, roles
+from agentkit.runtime import Runtime
+from agentkit.state import RunState, Step, ToolCall
+
+#: Calls a plan may hold, whatever the budget (the prompt asks for at most ``max_steps``).
+MAX_PLAN_CALLS = 64
+
+_NUMBER_RE = re.compile(r"[ \t]*(?:\d{1,3}[.)]|step[ \t]*\d{1,3}[.):]?)[ \t]*", re.IGNORECASE)
+_THOUGHT_RE = re.compile(r"[ \t*#>]*thought[ \t]*:", re.IGNORECASE)
+_ACTION_RE = re.compile(r"[ \t*#>]*action\**[ \t]*:", re.IGNORECASE)  # not "Action Input:"
+_TOOL_KEYS = ("tool", "action", "name")
+_ARGS_KEYS = ("args", "action_input", "arguments", "input")
+
+
+def _json_plan(text: str, tools: Collection[str]) -> list[ToolCall] | ParseError:
+    try:
+        items = json.loads(text)
+    except ValueError as e:
+        return ParseError(message=f"the plan looks like a JSON list but is not valid JSON: {e}")
+    if not isinstance(items, list):
+        return ParseError(message="a JSON plan must be a list of calls")
+    calls: list[ToolCall] = []
+    for i, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            return ParseError(message=f'step {i} of the plan is not an object {{"tool", "args"}}')
+        tool = next((item[k] for k in _TOOL_KEYS if isinstance(item.get(k), str)), None)
+        args = next((item[k] for k in _ARGS_KEYS if k in item), {})
+        if tool is None or tool not in tools:
+            return ParseError(
+                message=f"step {i} of the plan names no known tool ({tool!r}); "
+                f"valid tools: {', '.join(sorted(tools))}"
+            )
+        if not isinstance(args, dict):
+            return ParseError(message=f"step {i}: the arguments of {tool} must be a JSON object")
+        calls.append(ToolCall(tool=tool, args=args, thought=str(item.get("thought", ""))))
+    return calls
+
+
+def _blocks(text: str) -> list[str]:
+    """Split plan text into one block per call: a block starts at a ``Thought:`` line, or at an
+    ``Action:`` line when the current block already has its Action. Step numbers are dropped."""
+    blocks: list[list[str]] = [[]]
+    has_action = has_thought = False
+    for raw in text.split("\n"):
+        line = raw
+        m = _NUMBER_RE.match(line)
+        if m and (_THOUGHT_RE.match(line, m.end()) or _ACTION_RE.match(line, m.end())):
+            line = line[m.end() :]
+        is_thought = bool(_THOUGHT_RE.match(line))
+        is_action = bool(_ACTION_RE.match(line))
+        if (is_thought and (has_action or has_thought)) or (is_action and has_action):
+            blocks.append([])
+            has_action = has_thought = False
+        has_thought |= is_thought
+        has_action |= is_action
+        blocks[-1].append(line)
+    return ["\n".join(b).strip() for b in blocks if "\n".join(b).strip()]
+
+
+def parse_plan(text: str, tools: Collection[str]) -> list[ToolCall] | ParseError:
+    """Read a plan: a JSON list of calls or numbered ReAct blocks. A block that is a Final Answer
+    ends the plan (the summarizer answers); an unreadable block makes the whole plan a
+    :class:`ParseError` that names its step."""
+    body = text.strip()
+    fenced = re.fullmatch(r"```[\w-]*\n(.*)\n```", body, re.DOTALL)
+    if fenced:
+        body = fenced.group(1).strip()
+    if body.startswith("["):
+        calls = _json_plan(body, tools)
+    else:
+        calls = []
+        for i, block in enumerate(_blocks(body), 1):
+            if not (_ACTION_RE.search(block) or "final answer" in block.lower()):
+                continue  # a heading ("Plan:") or a stray note between steps
+            parsed = parse(block, tools)
+            if isinstance(parsed, FinalAnswer):
+                break
+            if isinstance(parsed, ParseError):
+                return ParseError(message=f"step {i} of the plan: {parsed.message}", text=block)
+            calls.append(parsed)
+    if isinstance(calls, ParseError):
+        return calls
+    if not calls:
+        return ParseError(
+            message="the plan has no tool calls; write numbered steps with Action and Action Input"
+        )
+    if len(calls) > MAX_PLAN_CALLS:
+        return ParseError(message=f"the plan has {len(calls)} calls; at most {MAX_PLAN_CALLS}")
+    return calls
+
+
+def format_plan(calls: list[ToolCall]) -> str:
+    """The plan as numbered ReAct blocks (what the transcript and the trace show)."""
+    out = []
+    for i, c in enumerate(calls, 1):
+        head = f"{i}. Thought: {c.thought}\n" if c.thought else f"{i}. "
+        out.append(
+            f"{head}Action: {c.tool}\nAction Input: {json.dumps(c.args, ensure_ascii=False)}"
+        )
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# nodes
+
+
+def make_plan_controller(rt: Runtime) -> roles.Node:
+    """Writes the whole plan (or, after a failed call, a new plan with the error shown)."""
+
+    def controller(state: RunState) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        system = prompting.load("plan_controller").format(
+            tools="\n".join(t.prompt_line() for t in rt.tools),
+            tool_names=", ".join(rt.tools.names()),
+            max_steps=str(state.task.max_steps - len(state.tool_steps)),
+        )
+        user = prompting.load("task").format(
+            images=roles.images_line(state),
+            question=roles.question(state),
+            scratchpad=roles.calls_pad(state),
+        )
+        messages = [
+            Message(role="system", content=system),
+            Message(role="user", content=user, images=roles.image_paths(rt, state)),
+        ]
+        gen = rt.models.controller.generate(
+            messages, max_new_tokens=rt.options.max_new_tokens * 4, stop=roles.STOP
+        )
+        plan: list[ToolCall] | ParseError = (
+            list(gen.tool_calls) if gen.tool_calls else parse_plan(gen.text, rt.tools.names())
+        )
+        if isinstance(plan, list) and (bad := [c.tool for c in plan if c.tool not in rt.tools]):
+            plan = ParseError(
+                message=f"unknown tool {bad[0]!r}; valid: {', '.join(rt.tools.names())}"
+            )
+        seconds = time.perf_counter() - t0
+        if isinstance(plan, ParseError):
+            step = roles._model_step(
+                "controller",
+                gen,
+                error=f"Could not read your plan: {plan.message}",
+                seconds=seconds,
+            )
+            return {"steps": [roles._record(rt, step)], "plan": [], "cursor": 0}
+        step = roles._model_step(
+            "controller",
+            gen,
+            thought=f"a plan of {len(plan)} calls",
+            observation=format_plan(plan),
+            seconds=seconds,
+        )
+        return {
+            "steps": [roles._record(rt, step)],
+            "plan": plan,
+            "cursor": 0,
+            "attempts": state.attempts + 1,
+        }
+
+    return controller
+
+
+def make_plan_decider(rt: Runtime) -> roles.Node:
+    """Stops on the budget, on too many unreadable plans, or on a failed call (after
+    ``Options.replans`` re-plans); otherwise lets the next call run."""
+
+    def decider(state: RunState) -> dict[str, Any]:
+        if state.stop_reason:
+            return {}
+        if roles.last_controller_failed(state):
+            stop = roles.parse_error_step(rt, state)
+            return {"steps": [stop], "stop_reason": "parse_errors"} if stop else {}
+        if stop := roles.budget_step(rt, state):
+            return {"steps": [stop], "stop_reason": "budget"}
+        last = state.steps[-1]
+        if last.role == "executor" and last.error:
+            where = f"Call {state.cursor} of the plan ({last.tool}) failed"
+            if state.attempts <= rt.options.replans:
+                note = Step(role="decider", error=f"{where}; write a new plan for what is left.")
+                return {"steps": [roles._record(rt, note)], "plan": [], "cursor": 0}
+            note = Step(role="decider", error=f"{where}; no re-plan left.")
+            return {"steps": [roles._record(rt, note)], "stop_reason": "call_failed"}
+        return {}  # the route runs the next call, or the summarizer once the plan is done
+
+    return decider
+
+
+def build_plan(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
+    g = StateGraph(RunState)
+    g.add_node("ingest", roles.make_ingest(rt))
+    g.add_node("controller", make_plan_controller(rt))
+    g.add_node("executor", roles.make_plan_executor(rt))
+    g.add_node("decider", make_plan_decider(rt))
+    g.add_node("summarizer", roles.make_summarizer(rt, pad=roles.calls_pad))
+    g.add_edge(START, "ingest")
+    g.add_conditional_edges(
+        "ingest",
+        lambda s: "summarizer" if s.stop_reason else "controller",
+        ["controller", "summarizer"],
+    )
+    g.add_conditional_edges(
+        "controller",
+        lambda s: "executor" if s.plan else "decider",
+        ["executor", "decider"],
+    )
+    g.add_edge("executor", "decider")
+    g.add_conditional_edges(
+        "decider", roles.route_written_ahead, ["executor", "controller", "summarizer"]
+    )
+    g.add_edge("summarizer", END)
+    return g.compile(checkpointer=checkpointer)
