@@ -341,17 +341,3 @@ def serve(
 
     backend = load_backend(spec)
     uvicorn.run(build_app(backend, model_name), host=host, port=port, log_level="info")
-
-
-if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(description="Serve a backend as an OpenAI-compatible endpoint.")
-    ap.add_argument("spec", help="hf:PATH_OR_NAME or openai:URL#MODEL")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument(
-        "--model-name", default=None, help="the id /v1/models lists (default: the backend's name)"
-    )
-    a = ap.parse_args()
-    serve(a.spec, a.host, a.port, model_name=a.model_name)

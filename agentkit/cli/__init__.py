@@ -7,6 +7,7 @@ import typer
 
 from agentkit.cli import data, tool, trace
 from agentkit.cli.ask import ask
+from agentkit.cli.serve import serve
 
 app = typer.Typer(
     name="agentkit",
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("ask")(ask)
+app.command("serve")(serve)
 app.add_typer(tool.app, name="tool")
 app.add_typer(trace.app, name="trace")
 app.add_typer(
