@@ -49,7 +49,8 @@ def to_coco(scene_dir: str | Path) -> dict[str, Any]:
     """COCO instance-segmentation dict for all scenes in ``scene_dir`` (category = shape)."""
     scenes = load_scenes(scene_dir)
     cat_id = {s: i + 1 for i, s in enumerate(SHAPES)}
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for img_id, sc in enumerate(scenes, start=1):
         images.append(
             {

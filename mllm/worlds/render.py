@@ -373,7 +373,9 @@ def render_scene(
         )
     if (width is None) != (height is None):
         raise ConfigError(f"width={width}, height={height}: give both or neither")
-    w, h = (width, height) if width is not None else (spec.width, spec.height)
+    w, h = (
+        (width, height) if width is not None and height is not None else (spec.width, spec.height)
+    )
     if not (16 <= w <= 4096 and 16 <= h <= 4096):
         raise ConfigError(f"resolution {w}x{h} is invalid: expected 16..4096 pixels a side")
     if width is not None:

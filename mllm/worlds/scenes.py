@@ -140,7 +140,7 @@ class Camera(BaseModel):
             out[name] = vec
         out["front"] = -out["behind"]
         out["right"] = -out["left"]
-        return {k: tuple(float(x) for x in v) for k, v in out.items()}
+        return {k: (float(v[0]), float(v[1]), float(v[2])) for k, v in out.items()}
 
 
 class Light(BaseModel):
@@ -216,7 +216,11 @@ def sample_scene(
     _check_counts(min_objects, max_objects)
     if (width is None) != (height is None):
         raise ConfigError(f"width={width}, height={height}: give both or neither")
-    if width is not None and (width < 16 or height < 16 or width > 4096 or height > 4096):
+    if (
+        width is not None
+        and height is not None
+        and (width < 16 or height < 16 or width > 4096 or height > 4096)
+    ):
         raise ConfigError(
             f"resolution {width}x{height} is invalid: expected 16..4096 pixels a side"
         )
@@ -225,7 +229,7 @@ def sample_scene(
     def jitter(p: tuple[float, float, float], amount: float) -> tuple[float, float, float]:
         return tuple(float(c + rng.uniform(-amount, amount)) for c in p)  # type: ignore[return-value]
 
-    if width is None:
+    if width is None or height is None:
         width, height = RESOLUTIONS[int(rng.integers(len(RESOLUTIONS)))]
     camera = Camera(location=jitter(CAMERA_LOCATION, CAMERA_JITTER))
     lights = {
