@@ -258,17 +258,26 @@ class Segmenter:
             str, tuple[torch.Tensor, tuple[int, int], tuple[int, int]]
         ] = OrderedDict()
 
-    def set_image(self, image: PILImage.Image) -> None:
-        """Encode ``image`` (RGB) unless its embedding is cached; call with the lock held."""
+    def use_cached(self, key: str) -> tuple[int, int] | None:
+        """Restore the embedding stored under ``key``; return the image's (width, height), or
+        None if it is not cached. Call with the lock held."""
+        if key not in self._embeddings:
+            return None
+        self._embeddings.move_to_end(key)
+        p = self.predictor
+        p.features, p.original_size, p.input_size = self._embeddings[key]
+        p.is_image_set = True
+        return p.original_size[1], p.original_size[0]
+
+    def set_image(self, image: PILImage.Image, key: str | None = None) -> None:
+        """Encode ``image`` (RGB) unless its embedding is cached under ``key`` (default: a hash of
+        its pixels); call with the lock held."""
         import numpy as np
 
-        key = image_key(image)
-        p = self.predictor
-        if key in self._embeddings:
-            self._embeddings.move_to_end(key)
-            p.features, p.original_size, p.input_size = self._embeddings[key]
-            p.is_image_set = True
+        key = key or image_key(image)
+        if self.use_cached(key):
             return
+        p = self.predictor
         p.set_image(np.asarray(image.convert("RGB")), image_format="RGB")
         self._embeddings[key] = (p.features, p.original_size, p.input_size)
         while len(self._embeddings) > EMBEDDING_CACHE_SIZE:
@@ -360,19 +369,31 @@ def _everything(
     return [(m["segmentation"], float(m["predicted_iou"])) for m in found]
 
 
+def _file_key(ref: str, ctx: ToolContext) -> str | None:
+    """A key for an image file that needs no decoding: path, modification time and size.
+    Saves the decode and the pixel hash (~1.5 ms at 320x240) when the embedding is cached."""
+    path = ctx.media.path(ref) if ctx.media is not None and ref in ctx.media else Path(ref)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return f"{path.resolve()}:{st.st_mtime_ns}:{st.st_size}"
+
+
 def run(args: Args, ctx: ToolContext) -> Result:
-    image = ctx.image(args.image)
-    w, h = image.size
-    prompts = _prompts(args, w, h)
     seg = get_segmenter(weights_spec(NAME, args.weights, ctx, DEFAULT_WEIGHTS), ctx)
+    key = _file_key(args.image, ctx) if args.mode == "prompt" else None
     with seg.lock:
+        size = seg.use_cached(key) if key else None
+        image = None if size else ctx.image(args.image)
+        w, h = size or image.size
+        prompts = _prompts(args, w, h)
         if args.mode == "everything":
-            found = _everything(seg, image, args)
+            found = sorted(_everything(seg, image, args), key=lambda f: -f[1])
         else:
-            seg.set_image(image)
+            if image is not None:
+                seg.set_image(image, key)
             found = [seg.predict(box, pts, lbl) for box, pts, lbl in prompts]
-    if args.mode == "everything":
-        found = sorted(found, key=lambda f: -f[1])[: args.max_masks]
     return Result(masks=[_mask(m, s, ctx) for m, s in found[: args.max_masks]], width=w, height=h)
 
 
