@@ -8,6 +8,7 @@ import typer
 from agentkit.cli import data, tool, trace
 from agentkit.cli.ask import ask
 from agentkit.cli.serve import serve
+from agentkit.cli.train import train
 
 app = typer.Typer(
     name="agentkit",
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 app.command("ask")(ask)
 app.command("serve")(serve)
+app.command("train")(train)
 app.add_typer(tool.app, name="tool")
 app.add_typer(trace.app, name="trace")
 app.add_typer(

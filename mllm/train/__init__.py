@@ -1,0 +1,83 @@
+"""Training recipes: ``agentkit train RECIPE`` reproduces every shipped checkpoint.
+
+A recipe is a small TOML file in ``mllm/recipes/`` (or any path) whose ``stage`` names a trainer
+module in this package. The module exposes a ``Config`` dataclass (fields with help text in
+``metadata["help"]``) and ``train(cfg: Config, out: Path) -> Path`` that returns the checkpoint it
+wrote. The recipe's other keys fill the config; ``--set key=value`` overrides them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import ConfigError
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.toml"))
+
+
+def load_recipe(name_or_path: str) -> dict[str, Any]:
+    """Read a recipe by name (``detector``) or path; it must name its ``stage``."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = RECIPE_DIR / f"{name_or_path}.toml"
+    if not p.is_file():
+        raise ConfigError(
+            f"no recipe {name_or_path!r}; shipped recipes: {', '.join(recipe_names()) or 'none'}"
+        )
+    data = tomllib.loads(p.read_text())
+    if "stage" not in data:
+        raise ConfigError(
+            f"recipe {p} has no `stage` (the trainer module under agentkit.mllm.train)"
+        )
+    return data
+
+
+def _coerce(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def build_config(recipe: dict[str, Any], overrides: list[str] = ()) -> tuple[Any, Any]:
+    """The trainer module and its ``Config`` filled from the recipe and ``key=value`` overrides."""
+    stage = recipe["stage"]
+    try:
+        module = importlib.import_module(f"agentkit.mllm.train.{stage}")
+    except ModuleNotFoundError as e:
+        raise ConfigError(
+            f"recipe stage {stage!r} has no trainer module agentkit.mllm.train.{stage}"
+        ) from e
+    values = {k: v for k, v in recipe.items() if k != "stage"}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes key=value, got {item!r}")
+        values[key.strip()] = _coerce(value.strip())
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(
+            f"recipe keys {unknown} are not options of {stage}; known: {sorted(fields)}"
+        )
+    return module, module.Config(**values)
+
+
+def run_recipe(name_or_path: str, out: Path | None = None, overrides: list[str] = ()) -> Path:
+    recipe = load_recipe(name_or_path)
+    module, cfg = build_config(recipe, list(overrides))
+    out = Path(out) if out is not None else Path("runs") / "train" / Path(name_or_path).stem
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(
+        json.dumps({"recipe": name_or_path, **dataclasses.asdict(cfg)}, indent=1, default=str)
+    )
+    return module.train(cfg, out)
