@@ -17,8 +17,9 @@ from agentkit.errors import ToolError, WeightsNotFound
 
 if TYPE_CHECKING:
     import numpy as np
-    from agentkit.tools.base import ToolContext
     from PIL import Image as PILImage
+
+    from agentkit.tools.base import ToolContext
 
 #: A box ``[x1, y1, x2, y2]`` in original-image pixels.
 BoxXYXY = Annotated[list[float], Field(min_length=4, max_length=4)]

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentkit.tools._vision import BoxXYXY, resolve_weights, round_box, weights_spec
 from pydantic import BaseModel, Field
 
 from agentkit.errors import ToolError
+from agentkit.tools._vision import BoxXYXY, resolve_weights, round_box, weights_spec
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage

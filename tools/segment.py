@@ -385,10 +385,13 @@ def run(args: Args, ctx: ToolContext) -> Result:
     key = _file_key(args.image, ctx) if args.mode == "prompt" else None
     with seg.lock:
         size = seg.use_cached(key) if key else None
-        image = None if size else ctx.image(args.image)
-        w, h = size or image.size
+        image = None
+        if size is None:
+            image = ctx.image(args.image)
+            size = image.size
+        w, h = size
         prompts = _prompts(args, w, h)
-        if args.mode == "everything":
+        if image is not None and args.mode == "everything":
             found = sorted(_everything(seg, image, args), key=lambda f: -f[1])
         else:
             if image is not None:

@@ -12,13 +12,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from agentkit.tools import detect  # noqa: E402
-from agentkit.tools.base import ModelCache, Tool, ToolContext, ToolRegistry, call_tool, execute  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from agentkit import weights  # noqa: E402
 from agentkit.media import MediaStore  # noqa: E402
 from agentkit.state import ToolCall  # noqa: E402
+from agentkit.tools import detect  # noqa: E402
+from agentkit.tools.base import ModelCache, Tool, ToolContext, ToolRegistry, call_tool, execute  # noqa: E402
 
 SCENE_NAMES = [
     f"{s} {c} {m} {sh}"
