@@ -1,8 +1,8 @@
 """``plan``: the controller writes the whole plan first, then it runs (predefined chain length).
 
-    ingest → controller ─┬─ plan ───────→ executor → decider ─┬─ next call → executor
-           (writes plan) └─ unreadable → decider               ├─ call failed, re-plan → controller
-                                                               └─ done / budget / failed → summarizer
+    ingest → controller → decider ─┬─ next call ─→ executor → decider
+           (writes plan)            ├─ unreadable, or a call failed: re-plan → controller
+                                    └─ done / budget / no re-plan left ─→ summarizer → END
 
 The controller sees no observation before the plan is written, so one model call plans every tool
 call; the executor runs one call per node invocation (each finished call is checkpointed). The
@@ -199,17 +199,21 @@ def make_plan_decider(rt: Runtime) -> roles.Node:
         if roles.last_controller_failed(state):
             stop = roles.parse_error_step(rt, state)
             return {"steps": [stop], "stop_reason": "parse_errors"} if stop else {}
-        if stop := roles.budget_step(rt, state):
-            return {"steps": [stop], "stop_reason": "budget"}
         last = state.steps[-1]
         if last.role == "executor" and last.error:
             where = f"Call {state.cursor} of the plan ({last.tool}) failed"
+            if stop := roles.budget_step(rt, state):
+                return {"steps": [stop], "stop_reason": "budget"}
             if state.attempts <= rt.options.replans:
                 note = Step(role="decider", error=f"{where}; write a new plan for what is left.")
                 return {"steps": [roles._record(rt, note)], "plan": [], "cursor": 0}
             note = Step(role="decider", error=f"{where}; no re-plan left.")
             return {"steps": [roles._record(rt, note)], "stop_reason": "call_failed"}
-        return {}  # the route runs the next call, or the summarizer once the plan is done
+        if state.cursor >= len(state.plan):
+            return {}  # the plan is done: the route goes on to the summarizer
+        if stop := roles.budget_step(rt, state):
+            return {"steps": [stop], "stop_reason": "budget"}
+        return {}  # the route runs the next call
 
     return decider
 
@@ -227,11 +231,7 @@ def build_plan(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
         lambda s: "summarizer" if s.stop_reason else "controller",
         ["controller", "summarizer"],
     )
-    g.add_conditional_edges(
-        "controller",
-        lambda s: "executor" if s.plan else "decider",
-        ["executor", "decider"],
-    )
+    g.add_edge("controller", "decider")  # the decider gates every call (budget, parse errors)
     g.add_edge("executor", "decider")
     g.add_conditional_edges(
         "decider", roles.route_written_ahead, ["executor", "controller", "summarizer"]

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from pydantic import BaseModel, Field
 
 from agentkit.graph import Agent
@@ -72,6 +73,13 @@ def registry() -> ToolRegistry:
     reg.register(count)
     reg.register(calculate)
     return reg
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    p = tmp_path / "scene.png"
+    Image.new("RGB", (32, 24), (90, 90, 90)).save(p)
+    return p
 
 
 @pytest.fixture

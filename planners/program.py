@@ -1,0 +1,215 @@
+"""``program``: the controller writes a short program in a small DSL; an interpreter runs it
+(VisProg-style).
+
+    ingest → controller → decider ─┬─ next line ─→ executor → decider
+        (writes program)            ├─ unreadable, or a line failed: rewrite → controller
+                                    ├─ every line ran: ANSWER read ─→ summarizer → END
+                                    └─ budget / no rewrite left ─→ summarizer
+
+The program (see :mod:`agentkit.planners.dsl`) is parsed, never executed as Python. The executor
+runs one line per node invocation (so each finished line is checkpointed); the line's variable is
+the step's ``ref``, and later lines pass it by name. A failed line stops the program and goes back
+to the controller as an observation; it may rewrite the program ``Options.replans`` times (1 by
+default). When every line has run, the decider reads ANSWER and formats it as the short answer
+(:func:`~agentkit.planners.dsl.format_answer`); that *is* the answer, with no model call, unless
+``Options.summarize`` asks the summarizer model to write it from the observations. A program that
+cannot finish (no rewrite left, budget spent) is answered by the summarizer model.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+
+from agentkit.mllm.backends.base import Message
+from agentkit.planners import dsl, prompting, roles
+from agentkit.runtime import Runtime
+from agentkit.state import RunState, Step
+from agentkit.tools.base import step_refs
+
+_THOUGHT_RE = re.compile(r"[ \t*#>]*thought[ \t]*:[ \t]*", re.IGNORECASE)
+_PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
+
+
+def split_reply(text: str) -> tuple[str, str]:
+    """(thought, program text) of a controller reply: ``Thought: ...`` then ``Program:`` and the
+    program, fenced or not. Without a ``Program:`` line, the first code fence is the program;
+    without either, everything after the ``Thought:`` line."""
+    text = text.replace("\r\n", "\n").strip()
+    m = _PROGRAM_RE.search(text)
+    if m:
+        head, body = text[: m.start()], text[m.end() :]
+    elif (fence := text.find("```")) >= 0:
+        head, body = text[:fence], text[fence:]
+    else:
+        lines = text.split("\n")
+        n = 0
+        while n < len(lines) and (_THOUGHT_RE.match(lines[n]) or not lines[n].strip()):
+            n += 1
+        head, body = "\n".join(lines[:n]), "\n".join(lines[n:])
+    thought = " ".join(_THOUGHT_RE.sub("", head).split())
+    return thought, body.strip()
+
+
+def program_start(state: RunState) -> int:
+    """Index in ``state.steps`` just after the controller step that wrote the current program."""
+    for i in range(len(state.steps) - 1, -1, -1):
+        s = state.steps[i]
+        if s.role == "controller" and s.error is None:
+            return i + 1
+    return len(state.steps)
+
+
+def program_refs(state: RunState) -> dict[str, Any]:
+    """The variables of the current program that have a value (earlier programs' do not count:
+    a rewrite starts from a clean slate, and its names may repeat)."""
+    return step_refs(state.steps[program_start(state) :])
+
+
+def program_pad(state: RunState) -> str:
+    """What the controller and summarizer read: each program written, the observation of each line
+    that ran, and why a program was abandoned."""
+    lines: list[str] = []
+    for s in state.steps:
+        if s.role == "controller":
+            if s.observation:
+                lines.append(f"Program:\n{s.observation}")
+            if s.error:
+                lines.append(f"Observation: {s.error}")
+        elif s.role == "executor":
+            lines.append(f"Observation: {s.observation}")
+        elif s.role == "decider" and (s.error or s.observation):
+            lines.append(f"Observation: {s.error or s.observation}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# nodes
+
+
+def make_program_controller(rt: Runtime) -> roles.Node:
+    """Writes the program (or, after a failed line, a rewrite with the error shown)."""
+
+    def controller(state: RunState) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        system = prompting.load("program_controller").format(
+            tools="\n".join(t.prompt_line() for t in rt.tools),
+            tool_names=", ".join(rt.tools.names()),
+            max_lines=str(dsl.MAX_LINES),
+        )
+        user = prompting.load("task").format(
+            images=roles.images_line(state),
+            question=roles.question(state),
+            scratchpad=program_pad(state),
+        )
+        messages = [
+            Message(role="system", content=system),
+            Message(role="user", content=user, images=roles.image_paths(rt, state)),
+        ]
+        # No stop at "Observation:": a program is written in one go and observes nothing.
+        gen = rt.models.controller.generate(messages, max_new_tokens=rt.options.max_new_tokens * 2)
+        thought, body = split_reply(gen.text)
+        seconds = time.perf_counter() - t0
+        try:
+            program = dsl.parse_program(body, rt.tools.names(), media=list(state.media))
+        except dsl.DSLError as e:
+            step = roles._model_step(
+                "controller",
+                gen,
+                thought=thought,
+                error=f"Could not read your program: {e}. Rewrite it.",
+                seconds=seconds,
+            )
+            return {"steps": [roles._record(rt, step)], "plan": [], "cursor": 0}
+        step = roles._model_step(
+            "controller", gen, thought=thought, observation=program.source, seconds=seconds
+        )
+        return {
+            "steps": [roles._record(rt, step)],
+            "plan": program.calls,
+            "cursor": 0,
+            "answer_expr": program.answer,
+            "attempts": state.attempts + 1,
+        }
+
+    return controller
+
+
+def read_answer(state: RunState) -> str:
+    """The program's ANSWER as the short answer; :class:`~agentkit.planners.dsl.DSLError` when it
+    is not one (a list, a whole detection result, nothing)."""
+    expr = state.answer_expr or {}
+    if "value" in expr:
+        return dsl.format_answer(expr["value"])
+    name = expr.get("ref")
+    step = next(
+        (s for s in state.steps[program_start(state) :] if s.ref == name and s.result is not None),
+        None,
+    )
+    if step is None:
+        raise dsl.DSLError(f"ANSWER names {name!r}, which has no value")
+    return dsl.format_answer(dsl.answer_value(step.result or {}))
+
+
+def make_program_decider(rt: Runtime) -> roles.Node:
+    """Stops on the budget or too many unreadable programs; sends a failed line back to the
+    controller (while rewrites are left); reads ANSWER once every line has run."""
+
+    def rewrite_or_stop(state: RunState, why: str, stop: str) -> dict[str, Any]:
+        if budget := roles.budget_step(rt, state):
+            return {"steps": [budget], "stop_reason": "budget"}
+        if state.attempts <= rt.options.replans:
+            note = Step(role="decider", error=f"{why}; rewrite the program.")
+            return {"steps": [roles._record(rt, note)], "plan": [], "cursor": 0}
+        note = Step(role="decider", error=f"{why}; no rewrite left.")
+        return {"steps": [roles._record(rt, note)], "stop_reason": stop}
+
+    def decider(state: RunState) -> dict[str, Any]:
+        if state.stop_reason or state.draft is not None:
+            return {}
+        if roles.last_controller_failed(state):
+            stop = roles.parse_error_step(rt, state)
+            return {"steps": [stop], "stop_reason": "parse_errors"} if stop else {}
+        last = state.steps[-1]
+        if last.role == "executor" and last.error:
+            call = state.plan[state.cursor - 1]
+            why = f"Line {state.cursor} ({call.name} = {call.tool}(...)) failed"
+            return rewrite_or_stop(state, why, "program_failed")
+        if state.cursor >= len(state.plan):
+            try:
+                answer = read_answer(state)
+            except dsl.DSLError as e:
+                return rewrite_or_stop(state, f"The program ran but {e}", "bad_answer")
+            note = Step(role="decider", thought="the program ran", observation=f"ANSWER = {answer}")
+            return {"steps": [roles._record(rt, note)], "draft": answer}
+        if stop := roles.budget_step(rt, state):
+            return {"steps": [stop], "stop_reason": "budget"}
+        return {}
+
+    return decider
+
+
+def build_program(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
+    g = StateGraph(RunState)
+    g.add_node("ingest", roles.make_ingest(rt))
+    g.add_node("controller", make_program_controller(rt))
+    g.add_node("executor", roles.make_plan_executor(rt, refs=program_refs))
+    g.add_node("decider", make_program_decider(rt))
+    g.add_node("summarizer", roles.make_summarizer(rt, pad=program_pad))
+    g.add_edge(START, "ingest")
+    g.add_conditional_edges(
+        "ingest",
+        lambda s: "summarizer" if s.stop_reason else "controller",
+        ["controller", "summarizer"],
+    )
+    g.add_edge("controller", "decider")  # the decider gates every line (budget, parse errors)
+    g.add_edge("executor", "decider")
+    g.add_conditional_edges(
+        "decider", roles.route_written_ahead, ["executor", "controller", "summarizer"]
+    )
+    g.add_edge("summarizer", END)
+    return g.compile(checkpointer=checkpointer)

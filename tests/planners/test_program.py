@@ -1,0 +1,220 @@
+"""``program``: the controller writes a DSL program; the interpreter runs it line by line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentkit.cli import app
+from agentkit.errors import BackendError
+from agentkit.graph import load_steps
+from agentkit.planners.program import split_reply
+from agentkit.tools.base import Tool
+from agentkit.trace import read_events
+
+
+def program(*lines: str, thought: str = "find, then count") -> str:
+    return f"Thought: {thought}\nProgram:\n```\n" + "\n".join(lines) + "\n```"
+
+
+COUNT_RED = program(
+    "objs = find(image=image_0)",
+    'reds = count(detections=objs, where={"color": "red"})',
+    "ANSWER = reds",
+)
+
+
+def test_split_reply_forms():
+    assert split_reply(COUNT_RED)[0] == "find, then count"
+    assert split_reply(COUNT_RED)[1].startswith("```\nobjs = find")
+    assert split_reply("Thought: a\nb = x()\nANSWER = b") == ("a", "b = x()\nANSWER = b")
+    assert split_reply("I think:\n```py\nANSWER = 1\n```") == ("I think:", "```py\nANSWER = 1\n```")
+    assert split_reply("ANSWER = 1") == ("", "ANSWER = 1")
+
+
+def test_program_runs_with_named_results_and_no_answer_model_call(make_agent, image, tmp_path):
+    a, backend = make_agent("program", [COUNT_RED])
+    res = a.ask("How many red things?", images=[image])
+    assert res.answer == "2" and res.stop_reason == "answered"
+    assert len(backend.calls) == 1  # the interpreted ANSWER is the answer
+    executed = [s for s in res.steps if s.role == "executor"]
+    assert [s.ref for s in executed] == ["objs", "reds"]
+    assert executed[0].args == {"image": "image_0"}
+    assert executed[1].args == {"detections": "objs", "where": {"color": "red"}}  # as written
+    assert executed[1].result == {"count": 2, "total": 3, "indices": [0, 2]}
+    assert executed[1].observation.startswith("reds = 2 of 3")
+    assert res.steps[0].thought == "find, then count"
+    assert res.steps[0].observation.startswith("objs = find(image=image_0)")
+    assert res.steps[-1].role == "decider" and res.steps[-1].observation == "ANSWER = 2"
+    # the prompt lists the tools and the language
+    assert "count(detections=objs" in backend.calls[0][0].content
+    # one checkpoint per line: what the checkpoint holds is what ran
+    assert [s.ref for s in load_steps(tmp_path / "runs" / res.thread) if s.role == "executor"] == [
+        "objs",
+        "reds",
+    ]
+
+
+def test_failed_line_is_recorded_and_the_program_rewritten(make_agent, image):
+    broken = program(
+        "objs = find(image=image_0)",
+        "x = boom()",
+        "n = count(detections=objs)",
+        "ANSWER = n",
+    )
+    fixed = program("objs = find(image=image_0)", "n = count(detections=objs)", "ANSWER = n")
+    a, backend = make_agent("program", [broken, fixed])
+    res = a.ask("How many objects?", images=[image])
+    assert res.answer == "3"
+    executed = [s for s in res.steps if s.role == "executor"]
+    assert [(s.tool, s.ok) for s in executed] == [
+        ("find", True),
+        ("boom", False),
+        ("find", True),
+        ("count", True),
+    ]  # the failed program stopped at its failed line; the rewrite starts afresh
+    assert "sensor on fire" in executed[1].error
+    note = next(s for s in res.steps if s.role == "decider" and s.error)
+    assert note.error.startswith("Line 2 (x = boom(...)) failed")
+    rewrite_prompt = backend.calls[1][-1].content
+    assert "Program:\nobjs = find(image=image_0)\nx = boom()" in rewrite_prompt
+    assert "Observation: Error: boom failed: RuntimeError: sensor on fire" in rewrite_prompt
+    assert "rewrite the program" in rewrite_prompt
+
+
+def test_no_rewrite_left_hands_over_to_the_summarizer(make_agent):
+    broken = program("x = boom()", "ANSWER = x")
+    a, backend = make_agent("program", [broken, "Final Answer: unknown"], replans=0)
+    res = a.ask("q?")
+    assert res.stop_reason == "program_failed" and res.answer == "unknown"
+    assert "summarizer" in backend.calls[1][0].content
+    assert "no rewrite left" in backend.calls[1][-1].content
+
+
+def test_unreadable_program_goes_back_with_the_line_named(make_agent, image):
+    bad = program("objs = find(image=image_0)", "n = len(objs)", "ANSWER = n")
+    a, backend = make_agent("program", [bad, program("ANSWER = 0")])
+    res = a.ask("q?", images=[image])
+    assert res.answer == "0"
+    assert not [s for s in res.steps if s.role == "executor"]  # nothing of the bad program ran
+    err = res.steps[0].error
+    assert "line 2: 'len' is not a tool" in err
+    assert "line 2: 'len' is not a tool" in backend.calls[1][-1].content
+
+
+def test_unreadable_programs_stop_after_the_parse_limit(make_agent):
+    a, _ = make_agent("program", ["import os", "x.y = 1", "Final Answer: ?"], max_parse_errors=2)
+    res = a.ask("q?")
+    assert res.stop_reason == "parse_errors" and res.answer == "?"
+
+
+def test_a_list_answer_is_sent_back_for_a_rewrite(make_agent, image):
+    listy = program("objs = find(image=image_0)", "ANSWER = objs")
+    fixed = program("objs = find(image=image_0)", "n = count(detections=objs)", "ANSWER = n")
+    a, backend = make_agent("program", [listy, fixed])
+    res = a.ask("How many?", images=[image])
+    assert res.answer == "3"
+    assert "ANSWER is a list of 3 items" in backend.calls[1][-1].content
+
+
+def test_answer_formats(make_agent):
+    a, _ = make_agent("program", [program("v = add(a=1.5, b=1.5)", "ANSWER = v")])
+    assert a.ask("1.5+1.5?").answer == "3"
+    a, _ = make_agent("program", [program("ANSWER = True")])
+    assert a.ask("Is it?").answer == "yes"
+    a, _ = make_agent("program", [program("ANSWER = calculate(expression='7/2')")])
+    assert a.ask("7/2?").answer == "3.5"
+
+
+def test_summarize_option_lets_the_model_write_the_answer(make_agent, image):
+    a, backend = make_agent("program", [COUNT_RED, "Final Answer: two"], summarize=True)
+    res = a.ask("How many red?", images=[image])
+    assert res.answer == "two"
+    assert "Observation: reds = 2 of 3" in backend.calls[1][-1].content
+
+
+def test_budget_stops_a_long_program(make_agent):
+    long = program(*[f"v{i} = add(a={i}, b=1)" for i in range(5)], "ANSWER = v4")
+    a, _ = make_agent("program", [long, "Final Answer: partial"])
+    res = a.ask("add", max_steps=2)
+    assert res.stop_reason == "budget" and res.answer == "partial"
+    assert len([s for s in res.steps if s.role == "executor"]) == 2
+
+
+def test_resume_after_backend_error_continues_from_the_checkpoint(make_agent, image, tmp_path):
+    broken = program("objs = find(image=image_0)", "x = boom()", "ANSWER = x")
+    a, _ = make_agent("program", [broken])  # the rewrite finds the script empty
+    with pytest.raises(BackendError):
+        a.ask("How many?", images=[image], thread="r1")
+    run_dir = tmp_path / "runs" / "r1"
+    kept = load_steps(run_dir)
+    assert [(s.role, s.tool) for s in kept] == [
+        ("controller", None),
+        ("executor", "find"),
+        ("executor", "boom"),
+        ("decider", None),
+    ]
+    assert read_events(run_dir / "trace.jsonl")[-1]["event"] == "error"
+    fixed = program("objs = find(image=image_0)", "n = count(detections=objs)", "ANSWER = n")
+    b, backend = make_agent("program", [fixed])
+    res = b.resume("r1")
+    assert res.answer == "3" and res.stop_reason == "answered"
+    assert [s.started for s in res.steps[:4]] == [s.started for s in kept]  # nothing ran twice
+    assert len(backend.calls) == 1 and "sensor on fire" in backend.calls[0][-1].content
+
+
+def test_interrupted_mid_program_resumes_at_the_unfinished_line(
+    make_agent, image, registry, tmp_path
+):
+    """Ctrl-C while line 2 runs: line 1 is in the checkpoint, so a resume runs lines 2 and 3."""
+    from pydantic import BaseModel
+
+    class NoArgs(BaseModel):
+        pass
+
+    class Done(BaseModel):
+        ok: bool
+
+    calls = []
+
+    def _halt(args, ctx):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return Done(ok=True)
+
+    registry.register(Tool("halt", "Stops the first time.", NoArgs, Done, _halt))
+    prog = program(
+        "objs = find(image=image_0)", "h = halt()", "n = count(detections=objs)", "ANSWER = n"
+    )
+    a, _ = make_agent("program", [prog])
+    with pytest.raises(KeyboardInterrupt):
+        a.ask("How many?", images=[image], thread="r2")
+    kept = load_steps(tmp_path / "runs" / "r2")
+    assert [s.ref for s in kept] == [None, "objs"]
+    b, backend = make_agent("program", [])  # no model call is needed to finish
+    res = b.resume("r2")
+    assert res.answer == "3" and backend.calls == []
+    assert [s.ref for s in res.steps if s.role == "executor"] == ["objs", "h", "n"]
+    assert res.steps[1].started == kept[1].started
+
+
+def test_cli_program(tmp_path: Path):
+    s = tmp_path / "s.json"
+    s.write_text(json.dumps([program("v = calculate(expression='6*7')", "ANSWER = v")]))
+    r = CliRunner().invoke(
+        app,
+        ["ask", "What is 6*7?", "--planner", "program", "--model", f"scripted:{s}"]
+        + ["--runs-dir", str(tmp_path / "runs"), "--json"],
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["answer"] == "42"
+    assert [(s["role"], s["ref"]) for s in out["steps"]] == [
+        ("controller", None),
+        ("executor", "v"),
+        ("decider", None),
+    ]
