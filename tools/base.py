@@ -170,7 +170,18 @@ class Tool:
 class ToolRegistry:
     """Tools by name. ``ToolRegistry.default()`` has the built-ins and every entry-point tool."""
 
-    BUILTIN = ("crop", "image_info", "calculate", "count")
+    BUILTIN = (
+        "detect",
+        "segment",
+        "transcribe",
+        "ocr",
+        "caption",
+        "describe_region",
+        "crop",
+        "image_info",
+        "calculate",
+        "count",
+    )
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
