@@ -20,12 +20,16 @@ class RoleModels:
     """The backend each model role calls; one core plays all three unless configured otherwise."""
 
     controller: Backend
-    decider: Backend | None = None
-    summarizer: Backend | None = None
+    decider_backend: Backend | None = None
+    summarizer_backend: Backend | None = None
 
-    def __post_init__(self) -> None:
-        self.decider = self.decider or self.controller
-        self.summarizer = self.summarizer or self.controller
+    @property
+    def decider(self) -> Backend:
+        return self.decider_backend or self.controller
+
+    @property
+    def summarizer(self) -> Backend:
+        return self.summarizer_backend or self.controller
 
 
 @dataclass

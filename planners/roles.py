@@ -225,7 +225,7 @@ def make_decider(rt: Runtime) -> Node:
             t0 = time.perf_counter()
             gen = rt.models.decider.generate(
                 evidence_messages(rt, state, "decider"), max_new_tokens=4
-            )  # type: ignore[union-attr]
+            )
             enough = gen.text.strip().lower().startswith("yes")
             step = _model_step(
                 "decider",
@@ -259,7 +259,7 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
         t0 = time.perf_counter()
         try:
             gen = rt.models.summarizer.generate(
-                evidence_messages(rt, state, prompt, pad),  # type: ignore[union-attr]
+                evidence_messages(rt, state, prompt, pad),
                 max_new_tokens=rt.options.max_new_tokens,
                 stop=STOP,
             )

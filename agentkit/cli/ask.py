@@ -32,8 +32,11 @@ def ask(
         Path | None, typer.Option(help="A spoken question (wav); transcribed first.")
     ] = None,
     planner: Annotated[
-        str, typer.Option(help="react (more planners come with later releases).")
-    ] = "react",
+        str | None,
+        typer.Option(
+            help="react | plan | program | tree (default react; a resumed run keeps its own)."
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -61,30 +64,31 @@ def ask(
 
     images, question = _split_args(args or [])
     runs = runs_dir or default_runs_dir()
-    resuming = thread is not None and (runs / thread / "run.json").exists()
-    if not resuming and question is None and audio is None:
+    resume = thread if thread is not None and (runs / thread / "run.json").exists() else None
+    if resume is None and question is None and audio is None:
         fail(
             'give a question (or --audio FILE), e.g. agentkit ask scene.png "How many cubes?"',
             as_json,
         )
     spec = model or default_model_spec()
-    if resuming and model is None:
-        spec = json.loads((runs / thread / "run.json").read_text())["model"]  # type: ignore[operator]
+    if resume is not None:  # the run's own model and planner, unless named again
+        saved = json.loads((runs / resume / "run.json").read_text())
+        spec = model or saved["model"]
+        planner = planner or saved["planner"]
     try:
         with console.status("loading model…", spinner="dots") if not as_json else _null():
-            agent = Agent(spec, planner=planner, runs_dir=runs, device=device)
+            agent = Agent(spec, planner=planner or "react", runs_dir=runs, device=device)
         with console.status("thinking…", spinner="dots") if not as_json else _null():
-            result = (
-                agent.resume(thread)
-                if resuming
-                else agent.ask(  # type: ignore[arg-type]
+            if resume is not None:
+                result = agent.resume(resume)
+            else:
+                result = agent.ask(
                     question, images=images, audio=audio, max_steps=max_steps, thread=thread
                 )
-            )
     except AgentkitError as e:
         fail(str(e), as_json)
     if trace is not None:
-        render_html(runs / result.thread, trace)  # type: ignore[operator]
+        render_html(runs / str(result.thread), trace)
     if as_json:
         typer.echo(result.model_dump_json())
         return

@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import json
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def _coerce(value: str) -> Any:
         return value
 
 
-def build_config(recipe: dict[str, Any], overrides: list[str] = ()) -> tuple[Any, Any]:
+def build_config(recipe: dict[str, Any], overrides: Sequence[str] = ()) -> tuple[Any, Any]:
     """The trainer module and its ``Config`` filled from the recipe and ``key=value`` overrides."""
     stage = recipe["stage"]
     try:
@@ -72,7 +73,7 @@ def build_config(recipe: dict[str, Any], overrides: list[str] = ()) -> tuple[Any
     return module, module.Config(**values)
 
 
-def run_recipe(name_or_path: str, out: Path | None = None, overrides: list[str] = ()) -> Path:
+def run_recipe(name_or_path: str, out: Path | None = None, overrides: Sequence[str] = ()) -> Path:
     recipe = load_recipe(name_or_path)
     module, cfg = build_config(recipe, list(overrides))
     out = Path(out) if out is not None else Path("runs") / "train" / Path(name_or_path).stem
