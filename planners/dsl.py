@@ -163,20 +163,22 @@ class _Reader:
                 return v
             raise DSLError(f"not allowed: {_what(node)}; use str, int, float, bool or None", line)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            inner = node.operand
-            if isinstance(inner, ast.Constant) and type(inner.value) in (int, float):
-                return -inner.value if isinstance(node.op, ast.USub) else inner.value
-            raise DSLError("a sign is only allowed before a number", line)
+            num = node.operand.value if isinstance(node.operand, ast.Constant) else None
+            if not isinstance(num, int | float) or isinstance(num, bool):
+                raise DSLError("a sign is only allowed before a number", line)
+            if not math.isfinite(num):
+                raise DSLError(f"the number {num!r} is not finite", line)
+            return -num if isinstance(node.op, ast.USub) else num
         if isinstance(node, ast.List | ast.Tuple):
             return [self.value(e, line, names, texts) for e in node.elts]
         if isinstance(node, ast.Dict):
             out: dict[str, Any] = {}
-            for k, v in zip(node.keys, node.values, strict=True):
-                if k is None:
+            for key, item in zip(node.keys, node.values, strict=True):
+                if key is None:
                     raise DSLError("not allowed: ** unpacking", line)
-                if not (isinstance(k, ast.Constant) and isinstance(k.value, str)):
+                if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
                     raise DSLError("dict keys must be quoted strings", line)
-                out[k.value] = self.value(v, line, names, texts)
+                out[key.value] = self.value(item, line, names, texts)
             return out
         if isinstance(node, ast.Name):
             return self.name(node.id, line, names)

@@ -54,7 +54,7 @@ def _json_plan(text: str, tools: Collection[str]) -> list[ToolCall] | ParseError
         if not isinstance(item, dict):
             return ParseError(message=f'step {i} of the plan is not an object {{"tool", "args"}}')
         tool = next((item[k] for k in _TOOL_KEYS if isinstance(item.get(k), str)), None)
-        args = next((item[k] for k in _ARGS_KEYS if k in item), {})
+        args: Any = next((item[k] for k in _ARGS_KEYS if k in item), {})
         if tool is None or tool not in tools:
             return ParseError(
                 message=f"step {i} of the plan names no known tool ({tool!r}); "

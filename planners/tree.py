@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -113,22 +113,17 @@ def total_budget(rt: Runtime, state: RunState) -> int:
     return rt.options.max_total_steps or rt.options.max_branches * state.task.max_steps
 
 
-@dataclass
-class _BranchTrace:
-    """The trace as a branch writes it: every step stamped with the branch index."""
+class _BranchTrace(TraceWriter):
+    """The run's trace as a branch writes it: the same file and lock, every step stamped with
+    the branch index."""
 
-    inner: TraceWriter
-    index: int
-
-    @property
-    def path(self):
-        return self.inner.path
-
-    def event(self, event: str, **data: Any) -> None:
-        self.inner.event(event, **data)
+    def __init__(self, inner: TraceWriter, index: int):
+        self.path = inner.path
+        self._lock = inner._lock  # one lock per file: branches write from several threads
+        self.index = index
 
     def step(self, step: Step) -> None:
-        self.inner.step(step.model_copy(update={"branch": self.index}))
+        super().step(step.model_copy(update={"branch": self.index}))
 
 
 # --------------------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ OK_HEAD = "objs = detect(image=image_0)\n"
         (OK_HEAD + "n = count(detections=objs, min_score=1j)\nANSWER = n", "complex"),
         (OK_HEAD + "n = count(detections=objs, min_score=1e999)\nANSWER = n", "not finite"),
         (OK_HEAD + "n = count(detections=objs, label=-'x')\nANSWER = n", "before a number"),
+        (OK_HEAD + "n = count(detections=objs, min_score=-1e999)\nANSWER = n", "not finite"),
+        (OK_HEAD + "n = count(detections=objs, min_score=-True)\nANSWER = n", "before a number"),
         (OK_HEAD + "n = count(detections=objs, where={1: 'a'})\nANSWER = n", "quoted strings"),
         (OK_HEAD + "n = count(detections=objs, where={**x})\nANSWER = n", "** unpacking"),
         (OK_HEAD + "n = count(detections=[*objs])\nANSWER = n", "* unpacking"),
