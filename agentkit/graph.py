@@ -16,6 +16,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ class Agent:
         runs_dir: str | Path | None = None,
         device: str = "cpu",
         options: Options | None = None,
+        tool_weights: dict[str, str] | None = None,
     ) -> None:
         from agentkit.planners import get_builder
 
@@ -98,6 +100,10 @@ class Agent:
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.device = device
         self.options = options or Options()
+        if tool_weights:  # a copy: the caller's Options may be shared by other agents
+            self.options = replace(
+                self.options, tool_weights={**self.options.tool_weights, **tool_weights}
+            )
 
     @classmethod
     def default(cls, **kwargs: Any) -> Agent:
@@ -123,15 +129,24 @@ class Agent:
         images: Sequence[str | Path] = (),
         audio: str | Path | None = None,
         *,
+        video: str | Path | None = None,
+        fps: float = 1.0,
+        max_frames: int = 16,
         max_steps: int = 8,
         thread: str | None = None,
     ) -> RunResult:
-        """Run a new task. Images and audio are validated and copied into the run's media store
-        first, so a bad file fails before any model is called."""
+        """Run a new task. Images, audio and video frames are validated and copied into the run's
+        media store first, so a bad file fails before any model is called.
+
+        ``video``: frames are sampled every ``1 / fps`` seconds (at most ``max_frames``) with
+        ffmpeg and stored as ``frame_0 .. frame_N`` after the images; the controller sees each
+        with its time, ``frame_3 (t=3.0 s, 480x320)``.
+        """
         task = Task(
             question=question,
             images=[Path(p) for p in images],
             audio=Path(audio) if audio else None,
+            video=Path(video) if video else None,
             max_steps=max_steps,
         )
         thread = thread or new_thread_id()
@@ -147,6 +162,8 @@ class Agent:
                 mid = rt.media.add_image(p)
                 with rt.media.image(mid) as im:
                     media[mid] = f"{im.width}x{im.height} image"
+            if task.video is not None:
+                media.update(_add_frames(rt.media, task.video, fps, max_frames))
             if task.audio is not None:
                 media[rt.media.add_file(task.audio, prefix="audio")] = "spoken question"
         except MediaError as e:
@@ -212,6 +229,19 @@ class Agent:
             thread=thread,
             stop_reason=state.stop_reason,
         )
+
+
+def _add_frames(store: MediaStore, video: Path, fps: float, max_frames: int) -> dict[str, str]:
+    """Sample ``video`` and store its frames as ``frame_<k>``; media id -> description."""
+    from agentkit.video import describe_frame, sampled_frames
+
+    out: dict[str, str] = {}
+    with sampled_frames(video, fps=fps, max_frames=max_frames) as frames:
+        for f in frames:
+            mid = store.add_image(f.path, prefix="frame")
+            with store.image(mid) as im:
+                out[mid] = describe_frame(f, im.width, im.height)
+    return out
 
 
 def load_steps(run_dir: str | Path) -> list[Step]:

@@ -55,6 +55,16 @@ class Options:
     #: ``tree``: the controller writes rephrasings of the question instead of sub-questions and
     #: the decider takes the branches' majority answer (no summarizer call).
     vote: bool = False
+    #: Re-check the objects and attributes the answer names with the ``detect`` tool
+    #: (Woodpecker-style; see :mod:`agentkit.planners.verify`). No model call: one detector run
+    #: per image at most, reused from the run when it already has one.
+    verify: bool = True
+    #: ``verify``: detector confidence (0-1) needed to flip a yes/no existence answer; below it a
+    #: contradiction is only flagged.
+    verify_score: float = 0.5
+    #: Tool name -> weights (a shipped name or a path) every call of that tool uses unless the
+    #: call names its own (``ToolContext.weights``), e.g. ``{"transcribe": "tiny.pt"}``.
+    tool_weights: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,4 +78,6 @@ class Runtime:
     options: Options = field(default_factory=Options)
 
     def tool_context(self) -> ToolContext:
-        return ToolContext(media=self.media, device=self.device)
+        return ToolContext(
+            media=self.media, device=self.device, weights=dict(self.options.tool_weights)
+        )

@@ -27,6 +27,10 @@ class Task(BaseModel):
         None, description="A spoken question (wav, any rate; read at 16 kHz mono)."
     )
     images: list[Path] = Field(default_factory=list, description="Images the question is about.")
+    video: Path | None = Field(
+        None,
+        description="A short video; its frames, sampled at a fixed rate, join the images.",
+    )
     env: str | None = Field(None, description="A GUI environment to act in, if any.")
     max_steps: int = Field(
         8, ge=1, le=64, description="Tool calls allowed before the decider stops the run."

@@ -24,12 +24,36 @@ def _split_args(args: list[str]) -> tuple[list[Path], str | None]:
     return images, " ".join(words) or None
 
 
+def _parse_tool_weights(items: list[str], as_json: bool) -> dict[str, str]:
+    """``["transcribe=tiny.pt"]`` -> ``{"transcribe": "tiny.pt"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, weights = item.partition("=")
+        if not sep or not name.strip() or not weights.strip():
+            fail(f"--tool-weights {item!r} is invalid: expected TOOL=WEIGHTS", as_json)
+        out[name.strip()] = weights.strip()
+    return out
+
+
 def ask(
     args: Annotated[
         list[str] | None, typer.Argument(help="Image files, then the question.", show_default=False)
     ] = None,
     audio: Annotated[
         Path | None, typer.Option(help="A spoken question (wav); transcribed first.")
+    ] = None,
+    video: Annotated[
+        Path | None,
+        typer.Option(help="A short video; frames sampled at --fps join the images (needs ffmpeg)."),
+    ] = None,
+    fps: Annotated[float, typer.Option(help="Video frames per second to sample.")] = 1.0,
+    max_frames: Annotated[int, typer.Option(help="Most video frames to sample.")] = 16,
+    tool_weights: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="TOOL=WEIGHTS: the checkpoint (name or path) a tool uses; repeatable, "
+            "e.g. --tool-weights transcribe=tiny.pt",
+        ),
     ] = None,
     planner: Annotated[
         str | None,
@@ -63,6 +87,7 @@ def ask(
     from agentkit.trace import render_html
 
     images, question = _split_args(args or [])
+    weights = _parse_tool_weights(tool_weights or [], as_json)
     runs = runs_dir or default_runs_dir()
     resume = thread if thread is not None and (runs / thread / "run.json").exists() else None
     if resume is None and question is None and audio is None:
@@ -77,13 +102,26 @@ def ask(
         planner = planner or saved["planner"]
     try:
         with console.status("loading model…", spinner="dots") if not as_json else _null():
-            agent = Agent(spec, planner=planner or "react", runs_dir=runs, device=device)
+            agent = Agent(
+                spec,
+                planner=planner or "react",
+                runs_dir=runs,
+                device=device,
+                tool_weights=weights,
+            )
         with console.status("thinking…", spinner="dots") if not as_json else _null():
             if resume is not None:
                 result = agent.resume(resume)
             else:
                 result = agent.ask(
-                    question, images=images, audio=audio, max_steps=max_steps, thread=thread
+                    question,
+                    images=images,
+                    audio=audio,
+                    video=video,
+                    fps=fps,
+                    max_frames=max_frames,
+                    max_steps=max_steps,
+                    thread=thread,
                 )
     except AgentkitError as e:
         fail(str(e), as_json)
