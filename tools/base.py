@@ -181,6 +181,13 @@ class ToolRegistry:
         "image_info",
         "calculate",
         "count",
+        "select",
+        "relate",
+        "same",
+        "combine",
+        "exist",
+        "query",
+        "compare",
     )
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:

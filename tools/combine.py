@@ -1,0 +1,51 @@
+"""``combine``: union or intersection of two lists of objects (CLEVR's ``union`` / ``intersect``).
+
+Objects are matched by their box: the same box in both lists is the same object.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentkit.tools._objects import MAX_OBJECTS, ObjectList, key, list_summary
+from agentkit.tools.base import ToolContext
+
+NAME = "combine"
+DESCRIPTION = """Joins two lists of objects: "union" keeps the objects in either list (for "A or
+B" questions), "intersection" the objects in both (for "both A and B"). Objects are the same when
+their boxes are the same. Pass both lists by the names of earlier results."""
+TIMEOUT = 5.0
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    a: ObjectList = Field(max_length=MAX_OBJECTS, description="The first list (a result name).")
+    b: ObjectList = Field(max_length=MAX_OBJECTS, description="The second list (a result name).")
+    op: Literal["union", "intersection"] = Field(
+        description="union: in a or b; intersection: in both a and b."
+    )
+
+
+class Result(BaseModel):
+    objects: ObjectList = Field(description="The joined list, in the order of a, then b.")
+    count: int
+
+
+def run(args: Args, ctx: ToolContext) -> Result:
+    in_b = {key(o) for o in args.b}
+    if args.op == "intersection":
+        out = [o for o in args.a if key(o) in in_b]
+    else:
+        out, seen = [], set()
+        for o in [*args.a, *args.b]:
+            if key(o) not in seen:
+                seen.add(key(o))
+                out.append(o)
+    return Result(objects=out, count=len(out))
+
+
+def summary(result: Result) -> str:
+    return list_summary(result.objects)

@@ -1,0 +1,50 @@
+"""``query``: an attribute of the one object in a list (CLEVR's ``query_*`` after ``unique``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentkit.errors import ToolError
+from agentkit.tools._objects import (
+    OBJECTS_HELP,
+    Attribute,
+    ObjectList,
+    attribute,
+    describe,
+    the_one,
+)
+from agentkit.tools.base import ToolContext
+
+NAME = "query"
+DESCRIPTION = """Tells the color, shape, material or size of an object. The list must hold exactly
+one object (narrow it with select or relate first); otherwise it fails and says how many there
+are. Use it for "what color / shape / material / size is the ...?" questions."""
+TIMEOUT = 5.0
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    objects: ObjectList = Field(max_length=1000, description=OBJECTS_HELP + " Exactly one object.")
+    attribute: Attribute = Field(description="color, shape, material or size.")
+
+
+class Result(BaseModel):
+    answer: str = Field(description="The attribute's value, e.g. red, cube, metal, large.")
+    attribute: str
+    object: str = Field(description="The object, described.")
+
+
+def run(args: Args, ctx: ToolContext) -> Result:
+    obj = the_one(args.objects, NAME, "objects")
+    value = attribute(obj, args.attribute)
+    if value is None:
+        raise ToolError(
+            f"query: the detector gave no {args.attribute} for the {describe(obj)}; "
+            "a scene detector names color, shape, material and size"
+        )
+    return Result(answer=value, attribute=args.attribute, object=describe(obj))
+
+
+def summary(result: Result) -> str:
+    return f"the {result.object} has {result.attribute} {result.answer}"
