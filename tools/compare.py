@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,7 @@ they have the same number. a and b are result names holding lists of objects (or
 Use it for "are there more / fewer / the same number of A than B?" questions."""
 TIMEOUT = 5.0
 
-Amount = int | ObjectList | list[int]
+Amount: TypeAlias = int | ObjectList | list[int]
 
 
 class Args(BaseModel):

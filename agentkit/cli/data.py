@@ -5,6 +5,7 @@ Examples::
     agentkit data gen scenes --out data/scenes --n 1000 --seed 0 --workers 2 --width 320 --height 240
     agentkit data gen questions --scenes data/scenes --out data/questions --per-scene 10 --seed 0
     agentkit data gen speech --questions data/questions/questions.jsonl --out data/speech --n 500
+    agentkit data gen tooluse --scenes data/scenes --questions data/questions/questions.jsonl --out data/tooluse
 
 Heavy libraries (bpy, ray, numpy) load only when a command runs, so ``--help`` stays fast.
 """
@@ -28,11 +29,14 @@ class World(StrEnum):
     scenes = "scenes"
     questions = "questions"
     speech = "speech"
+    tooluse = "tooluse"
 
 
 @app.command("gen")
 def gen(
-    world: Annotated[World, typer.Argument(help="What to generate: scenes, questions or speech.")],
+    world: Annotated[
+        World, typer.Argument(help="What to generate: scenes, questions, speech or tooluse.")
+    ],
     out: Annotated[Path, typer.Option(help="Output folder (created; re-running resumes in it).")],
     n: Annotated[
         int | None,
@@ -62,7 +66,19 @@ def gen(
         str | None, typer.Option(help="questions: comma-separated families (default: all).")
     ] = None,
     questions: Annotated[
-        Path | None, typer.Option(help="speech: questions.jsonl to speak.")
+        Path | None, typer.Option(help="speech, tooluse: the questions.jsonl to use.")
+    ] = None,
+    detections: Annotated[
+        str, typer.Option(help="tooluse: gt (the scene graph's objects) or model (the detector).")
+    ] = "gt",
+    planner: Annotated[
+        str, typer.Option(help="tooluse: samples for react, program, or both (comma-separated).")
+    ] = "react,program",
+    unseen: Annotated[
+        str, typer.Option(help="tooluse: tools held out of training (comma-separated).")
+    ] = "same,compare",
+    detect_weights: Annotated[
+        str | None, typer.Option(help="tooluse --detections model: detector checkpoint.")
     ] = None,
     engines: Annotated[
         str | None,
@@ -109,6 +125,17 @@ def gen(
             fams = [f.strip() for f in families.split(",") if f.strip()] if families else None
             summary = G.gen_questions(out, scenes_dir=scenes, n=n, per_scene=per_scene,
                                       families=fams, **common)  # fmt: skip
+        elif world is World.tooluse:
+            from agentkit.mllm.data.tooluse import generate
+
+            if scenes is None or questions is None:
+                fail("tooluse needs --scenes DIR and --questions FILE", as_json)
+            summary = generate(
+                scenes, questions, out, detections=detections, seed=seed,
+                planners=[p.strip() for p in planner.split(",") if p.strip()],
+                unseen=[t.strip() for t in unseen.split(",") if t.strip()],
+                detect_weights=detect_weights,
+            )  # fmt: skip
         else:
             if questions is None:
                 fail("speech needs --questions FILE: a questions.jsonl", as_json)

@@ -215,9 +215,10 @@ class _Converter:
     def answer(self) -> ToolPlan:
         k = len(self.program) - 1
         fn = self.fn(k)
-        (j, *rest) = self.inputs(k) or [None]
-        if j is None:
+        inputs = self.inputs(k)
+        if not inputs:
             raise ConversionError(f"the last node ({fn}) has no input")
+        j, rest = inputs[0], inputs[1:]
         if fn == "count":
             base, spec = self.chain(j)
             where = {a: spec[a] for a in _ATTR_ORDER if a in spec}

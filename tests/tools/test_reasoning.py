@@ -130,15 +130,18 @@ def test_results_pass_by_name_through_the_executor(reg: ToolRegistry) -> None:
     calls = [
         ToolCall(tool="select", args={"objects": SCENE, "color": "red"}),
         ToolCall(tool="select", args={"objects": "select_0", "shape": "cube"}),
-        ToolCall(tool="relate", args={"objects": SCENE, "reference": "select_1",
-                                      "relation": "right"}),  # fmt: skip
+        ToolCall(
+            tool="relate", args={"objects": SCENE, "reference": "select_1", "relation": "right"}
+        ),  # fmt: skip
         ToolCall(tool="compare", args={"a": "relate_0", "b": "select_0", "relation": "more"}),
     ]
     for call in calls:
         steps.append(execute(call, reg, ToolContext(), refs=step_refs(steps)))
     assert [s.ref for s in steps] == ["select_0", "select_1", "relate_0", "compare_0"]
     assert all(s.error is None for s in steps), [s.error for s in steps]
-    assert steps[2].observation.startswith("relate_0 = right of the large red rubber cube: 3 objects")
+    assert steps[2].observation.startswith(
+        "relate_0 = right of the large red rubber cube: 3 objects"
+    )
     assert steps[3].observation == "compare_0 = yes (a has 3, b has 2; asked: a more than b)"
 
 

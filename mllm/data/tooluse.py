@@ -1,0 +1,527 @@
+"""GPT4Tools-style tool-use data: scene questions → chat samples in the runtime's exact prompts.
+
+Example::
+
+    agentkit data gen tooluse --scenes examples/scenes --questions data/questions/questions.jsonl \\
+        --out data/tooluse --seed 0
+
+For each question, the ground-truth program is converted to tool calls
+(:mod:`agentkit.mllm.data.programs_to_tools`) and run with the real tools, on ground-truth
+detections (``--detections gt``: the scene graph's objects through a ``detect`` with the real
+tool's name, description and schemas) or the detector itself (``--detections model``). A question
+whose tool answer differs from its ground-truth answer is dropped and counted (``relate`` judges
+from the image; a detector can miss), so no sample carries a wrong answer.
+
+Every sample is one model call as the runtime makes it: the messages come from the same functions
+the planners call (:func:`agentkit.planners.roles.controller_messages`,
+:func:`~agentkit.planners.roles.evidence_messages`, and the ``program`` planner's prompt), on a
+:class:`~agentkit.state.RunState` holding the steps a run would hold, plus the assistant turn to
+learn. Kinds:
+
+* ``tool_call`` — one per controller turn of a ReAct trajectory (Thought / Action / Action Input);
+* ``final`` — the turn after the last observation (Thought / Final Answer);
+* ``context`` — the turns of a second question about the same image, asked after a first one's
+  tool work: earlier results are passed by name, never recomputed (``detect_0`` is reused);
+* ``no_tool`` — a question the conversation already answers (the same question in other words,
+  after its own tool work): Final Answer with no tool call;
+* ``decider`` — after each observation, "enough to answer?" → ``yes`` only after the last one;
+* ``summarizer`` — the final answer from the observations;
+* ``program`` — the ``program`` planner's controller turn: Thought and the whole DSL program.
+
+Splits are by scene seed (``train`` / ``val`` / ``test``, 80/10/10 from the seed), and a set of
+tools (``same`` and ``compare`` by default) is *unseen*: any sample that calls one goes to the
+``test_unseen`` split only, while every prompt still lists every tool, as GPT4Tools does.
+Output: ``train.jsonl``, ``val.jsonl``, ``test.jsonl``, ``test_unseen.jsonl`` and
+``summary.json`` under ``--out``. The same inputs and seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+from agentkit.errors import AgentkitError, ConfigError
+from agentkit.media import open_image
+from agentkit.mllm.backends.base import Message
+from agentkit.mllm.data import programs_to_tools as P
+from agentkit.mllm.data.gt import gt_detect_tool
+from agentkit.mllm.toolcall import format_call, format_final
+from agentkit.mllm.worlds import templates as T
+from agentkit.planners import dsl, prompting, roles
+from agentkit.planners.program import program_pad
+from agentkit.runtime import Runtime
+from agentkit.state import RunState, Step, Task, ToolCall
+from agentkit.tools.base import Tool, ToolContext, ToolRegistry
+
+KINDS = ("tool_call", "final", "context", "no_tool", "decider", "summarizer", "program")
+SPLITS = ("train", "val", "test", "test_unseen")
+UNSEEN_DEFAULT = ("same", "compare")
+IMAGE = "image_0"
+
+
+class SceneMedia:
+    """The media a run about one scene holds: ``image_0`` is the scene's image file. Stands in for
+    the run's :class:`~agentkit.media.MediaStore` (``path``, ``image``, ``ids``, ``in``)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __contains__(self, media_id: str) -> bool:
+        return media_id == IMAGE
+
+    def ids(self) -> list[str]:
+        return [IMAGE]
+
+    def path(self, media_id: str) -> Path:
+        return self._path
+
+    def image(self, media_id: str) -> Any:
+        return open_image(self._path)
+
+
+class _PromptTool(Tool):
+    """A tool whose prompt line is computed once (the same text; a schema per call is slow)."""
+
+    def prompt_line(self) -> str:
+        line = self.__dict__.get("_line")
+        if line is None:
+            line = Tool.prompt_line(self)
+            object.__setattr__(self, "_line", line)
+        return line
+
+
+def _cached(registry: ToolRegistry) -> ToolRegistry:
+    return ToolRegistry(
+        _PromptTool(t.name, t.description, t.Args, t.Result, t.run, t.timeout, t.summary)
+        for t in registry
+    )
+
+
+def prompt_runtime(registry: ToolRegistry, image: Path) -> Runtime:
+    """What the prompt functions read of a :class:`Runtime`: its tools and its media."""
+    return cast(Runtime, SimpleNamespace(tools=registry, media=SceneMedia(image)))
+
+
+def run_state(question: str, image: Path, size: tuple[int, int], steps: Sequence[Step]) -> RunState:
+    """The state a run of ``question`` about ``image`` has after ``steps`` (ingest done)."""
+    return RunState(
+        task=Task(question=question, images=[image]),
+        question=question,
+        media={IMAGE: f"{size[0]}x{size[1]} image"},
+        steps=list(steps),
+    )
+
+
+def program_messages(rt: Runtime, state: RunState) -> list[Message]:
+    """The ``program`` planner's controller prompt (as ``make_program_controller`` builds it)."""
+    system = prompting.load("program_controller").format(
+        tools="\n".join(t.prompt_line() for t in rt.tools),
+        tool_names=", ".join(rt.tools.names()),
+        max_lines=str(dsl.MAX_LINES),
+    )
+    user = prompting.load("task").format(
+        images=roles.images_line(state),
+        question=roles.question(state),
+        scratchpad=program_pad(state),
+    )
+    return [
+        Message(role="system", content=system),
+        Message(role="user", content=user, images=roles.image_paths(rt, state)),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# paraphrases (for no-tool samples): the same question in another of its template's phrasings
+
+
+def _phrasing_regex(phrasing: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{\w+\})", phrasing)
+    rx = "".join(
+        f"(?P<{p[1:-1]}>.+?)" if p.startswith("{") and p.endswith("}") else re.escape(p)
+        for p in parts
+    )
+    return re.compile(rx + r"\Z")
+
+
+def paraphrase(question: str, template: str, rng: random.Random) -> str | None:
+    """Another phrasing of ``template`` with the same fields as ``question``, or None."""
+    phrasings = T.PHRASINGS.get(template, ())
+    for p in phrasings:
+        m = _phrasing_regex(p).match(question)
+        if not m:
+            continue
+        fields = m.groupdict()
+        others = [
+            q for q in phrasings if q != p and set(re.findall(r"\{(\w+)\}", q)) <= set(fields)
+        ]
+        if others:
+            return rng.choice(others).format(**fields)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# the generator
+
+
+class _Sink:
+    """Samples by split, with tallies."""
+
+    def __init__(self, unseen: Sequence[str]) -> None:
+        self.unseen = set(unseen)
+        self.rows: dict[str, list[str]] = {s: [] for s in SPLITS}
+        self.kinds: Counter[tuple[str, str]] = Counter()
+
+    def add(
+        self,
+        messages: list[Message],
+        target: str,
+        *,
+        kind: str,
+        split: str,
+        tools: Iterable[str],
+        meta: dict[str, Any],
+    ) -> None:
+        used = sorted(set(tools))
+        if self.unseen & set(used):
+            split = "test_unseen"
+        msgs = [*messages, Message(role="assistant", content=target)]
+        row = {
+            "messages": [m.model_dump(mode="json") for m in msgs],
+            "images": [str(p) for m in messages for p in m.images],
+            "kind": kind,
+            **meta,
+            "split": split,
+            "tools": used,
+        }
+        self.rows[split].append(json.dumps(row, ensure_ascii=False))
+        self.kinds[split, kind] += 1
+
+
+def _tools_of(steps: Iterable[Step]) -> list[str]:
+    return [s.tool for s in steps if s.role == "controller" and s.tool]
+
+
+def scene_split(scene_seed: int, seed: int, fractions: tuple[float, float] = (0.8, 0.9)) -> str:
+    """train / val / test for a scene, from the run's seed and the scene's (stable across runs)."""
+    u = random.Random(f"tooluse-split:{seed}:{scene_seed}").random()
+    return "train" if u < fractions[0] else "val" if u < fractions[1] else "test"
+
+
+def _load_scenes(scenes_dir: Path, questions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    scenes: dict[str, dict[str, Any]] = {}
+    for q in questions:
+        name = q["image_filename"]
+        if name in scenes:
+            continue
+        path = scenes_dir / Path(name).with_suffix(".json").name
+        if not path.exists():
+            raise ConfigError(
+                f"question {q.get('id')} is about {name}, but {path} does not exist; pass the "
+                "--scenes folder the questions were generated from"
+            )
+        scenes[name] = json.loads(path.read_text())
+    return scenes
+
+
+def read_questions(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ConfigError(f"questions file {path} does not exist (agentkit data gen questions)")
+    out = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            q = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{i + 1} is not JSON: {e}") from None
+        for key in ("question", "program", "answer", "family", "image_filename", "seed"):
+            if key not in q:
+                raise ConfigError(f"{path}:{i + 1} lacks {key!r} (expected questions.jsonl)")
+        out.append(q)
+    return out
+
+
+class _Question:
+    """One question with its scene, image and trajectory (after running the tools)."""
+
+    def __init__(self, q: dict[str, Any], scene: dict[str, Any], image: Path) -> None:
+        self.q = q
+        self.scene = scene
+        self.image = image
+        self.size = (int(scene.get("width", 0)), int(scene.get("height", 0)))
+        self.plan: P.ToolPlan | None = None
+        self.traj: P.Trajectory | None = None
+
+    def meta(self, kind_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "family": self.q["family"],
+            "scene_seed": int(self.q["seed"]),
+            "question_id": self.q.get("id"),
+            "answer": self.q["answer"],
+            **(kind_extra or {}),
+        }
+
+
+def generate(
+    scenes_dir: Path,
+    questions_file: Path,
+    out: Path,
+    *,
+    detections: str = "gt",
+    planners: Sequence[str] = ("react", "program"),
+    seed: int = 0,
+    unseen: Sequence[str] = UNSEEN_DEFAULT,
+    detect_weights: str | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Write the samples under ``out`` and return the summary (also in ``summary.json``)."""
+    if detections not in ("gt", "model"):
+        raise ConfigError(f"--detections {detections!r}: expected gt or model")
+    bad = [p for p in planners if p not in ("react", "program")]
+    if bad or not planners:
+        raise ConfigError(f"--planner {','.join(planners)}: expected react and/or program")
+    questions = read_questions(questions_file)
+    scenes = _load_scenes(scenes_dir, questions)
+
+    base = ToolRegistry.default()
+    unknown = [t for t in unseen if t not in base]
+    if unknown:
+        raise ConfigError(f"unseen tools {unknown} are not registered; known: {base.names()}")
+    current: dict[str, Any] = {}
+    if detections == "gt":
+        base.register(gt_detect_tool(lambda ref: current["scene"]))
+    registry = _cached(base)
+    weights = {"detect": detect_weights} if detect_weights else {}
+
+    rng = random.Random(seed)
+    sink = _Sink(unseen)
+    skipped: Counter[str] = Counter()
+    disagree: Counter[str] = Counter()
+    by_scene: dict[str, list[_Question]] = defaultdict(list)
+
+    for q in questions:
+        scene = scenes[q["image_filename"]]
+        item = _Question(q, scene, scenes_dir / q["image_filename"])
+        current["scene"] = scene
+        ctx = ToolContext(media=cast(Any, SceneMedia(item.image)), device=device, weights=weights)
+        try:
+            item.plan = P.to_plan(q["program"], image=IMAGE)
+        except P.ConversionError:
+            skipped["unconvertible"] += 1
+            continue
+        try:
+            item.traj = P.run_plan(item.plan, registry, ctx)
+        except AgentkitError as e:  # a missing image or weights file: say which
+            raise ConfigError(f"question {q.get('id')}: {e}") from e
+        if item.traj.answer is None:
+            skipped["tool_failed"] += 1
+            disagree[q["family"]] += 1
+            continue
+        if item.traj.answer != str(q["answer"]):
+            skipped["answer_differs"] += 1
+            disagree[q["family"]] += 1
+            continue
+        by_scene[q["image_filename"]].append(item)
+
+    n_used = 0
+    for name in sorted(by_scene, key=lambda n: (int(scenes[n]["seed"]), n)):
+        items = by_scene[name]
+        current["scene"] = scenes[name]
+        split = scene_split(int(scenes[name]["seed"]), seed)
+        for i, item in enumerate(items):
+            n_used += 1
+            rt = prompt_runtime(registry, item.image)
+            if "react" in planners:
+                _react_samples(sink, rt, item, split)
+                _no_tool_sample(sink, rt, item, split, rng)
+                if len(items) > 1:
+                    other = items[(i + 1 + rng.randrange(len(items) - 1)) % len(items)]
+                    ctx = ToolContext(
+                        media=cast(Any, SceneMedia(item.image)), device=device, weights=weights
+                    )
+                    _context_samples(sink, rt, registry, ctx, other, item, split, skipped)
+            if "program" in planners:
+                _program_sample(sink, rt, item, split)
+
+    out.mkdir(parents=True, exist_ok=True)
+    for s in SPLITS:
+        (out / f"{s}.jsonl").write_text("".join(r + "\n" for r in sink.rows[s]))
+    by_kind: Counter[str] = Counter()
+    for (_, kind), n in sink.kinds.items():
+        by_kind[kind] += n
+    summary = {
+        "questions": len(questions),
+        "questions_used": n_used,
+        "skipped": dict(sorted(skipped.items())),
+        "disagreements_by_family": dict(sorted(disagree.items())),
+        "samples": sum(by_kind.values()),
+        "by_kind": {k: by_kind[k] for k in KINDS if by_kind[k]},
+        "by_split": {s: len(sink.rows[s]) for s in SPLITS},
+        "by_split_kind": {
+            s: {k: sink.kinds[s, k] for k in KINDS if sink.kinds[s, k]} for s in SPLITS
+        },
+        "unseen_tools": sorted(unseen),
+        "detections": detections,
+        "planners": list(planners),
+        "seed": seed,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# samples of one question
+
+
+def _final_step(traj: P.Trajectory) -> Step:
+    return Step(
+        role="controller",
+        thought=traj.final_thought(),
+        observation=f"Final Answer: {traj.answer}",
+        started=0.0,
+    )
+
+
+def _turns(
+    sink: _Sink,
+    rt: Runtime,
+    item: _Question,
+    question: str,
+    history: list[Step],
+    traj: P.Trajectory,
+    split: str,
+    kind: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """One sample per controller turn of ``traj`` run after ``history``, and the final turn."""
+    extra = extra or {}
+    steps = traj.steps
+    # every turn of a question that uses an unseen tool goes to test_unseen, not just the turns
+    # that call it: the earlier turns would teach part of the unseen-tool chains
+    tools = [*_tools_of(history), *_tools_of(steps)]
+    for k in range(0, len(steps), 2):
+        ctrl = steps[k]
+        state = run_state(question, item.image, item.size, [*history, *steps[:k]])
+        call = ToolCall(tool=ctrl.tool or "", args=ctrl.args or {}, thought=ctrl.thought)
+        sink.add(
+            roles.controller_messages(rt, state),
+            format_call(call),
+            kind="tool_call" if kind == "react" else kind,
+            split=split,
+            tools=tools,
+            meta=item.meta({"step": k // 2, **extra}),
+        )
+    state = run_state(question, item.image, item.size, [*history, *steps])
+    sink.add(
+        roles.controller_messages(rt, state),
+        format_final(traj.answer or "", traj.final_thought()),
+        kind="final" if kind == "react" else kind,
+        split=split,
+        tools=tools,
+        meta=item.meta({"step": len(steps) // 2, **extra}),
+    )
+
+
+def _react_samples(sink: _Sink, rt: Runtime, item: _Question, split: str) -> None:
+    traj = item.traj
+    assert traj is not None
+    question = item.q["question"]
+    _turns(sink, rt, item, question, [], traj, split, "react")
+    tools = _tools_of(traj.steps)
+    # decider: after each observation, is it enough? Only after the last call's.
+    n_calls = len(traj.steps) // 2
+    for k in range(1, n_calls + 1):
+        state = run_state(question, item.image, item.size, traj.steps[: 2 * k])
+        sink.add(
+            roles.evidence_messages(rt, state, "decider"),
+            "yes" if k == n_calls else "no",
+            kind="decider",
+            split=split,
+            tools=tools,
+            meta=item.meta({"step": k}),
+        )
+    # summarizer: the answer from the observations, after the controller's Final Answer
+    state = run_state(question, item.image, item.size, [*traj.steps, _final_step(traj)])
+    sink.add(
+        roles.evidence_messages(rt, state, "summarizer"),
+        format_final(traj.answer or ""),
+        kind="summarizer",
+        split=split,
+        tools=tools,
+        meta=item.meta(),
+    )
+
+
+def _no_tool_sample(
+    sink: _Sink, rt: Runtime, item: _Question, split: str, rng: random.Random
+) -> None:
+    """The question asked again in other words after its own tool work: answer, call nothing."""
+    traj = item.traj
+    assert traj is not None
+    again = paraphrase(item.q["question"], item.q.get("template", ""), rng)
+    if again is None or again == item.q["question"]:
+        return
+    state = run_state(again, item.image, item.size, traj.steps)
+    thought = f"{traj.answer_ref} already answers this question; no tool is needed."
+    sink.add(
+        roles.controller_messages(rt, state),
+        format_final(traj.answer or "", thought),
+        kind="no_tool",
+        split=split,
+        tools=_tools_of(traj.steps),
+        meta=item.meta({"paraphrase_of": item.q["question"]}),
+    )
+
+
+def _context_samples(
+    sink: _Sink,
+    rt: Runtime,
+    registry: ToolRegistry,
+    ctx: ToolContext,
+    first: _Question,
+    item: _Question,
+    split: str,
+    skipped: Counter[str],
+) -> None:
+    """``item`` asked after ``first``'s tool work on the same image: earlier results are reused."""
+    assert first.traj is not None and item.plan is not None
+    history = list(first.traj.steps)
+    traj = P.run_plan(item.plan, registry, ctx, history)
+    if traj.answer != str(item.q["answer"]):
+        skipped["context_answer_differs"] += 1
+        return
+    if not traj.steps:  # everything already computed: the answer is in the conversation
+        state = run_state(item.q["question"], item.image, item.size, history)
+        thought = f"{traj.answer_ref} already answers this question; no tool is needed."
+        sink.add(
+            roles.controller_messages(rt, state),
+            format_final(traj.answer or "", thought),
+            kind="no_tool",
+            split=split,
+            tools=_tools_of(history),
+            meta=item.meta({"after": first.q.get("id")}),
+        )
+        return
+    _turns(sink, rt, item, item.q["question"], history, traj, split, "context",
+           {"after": first.q.get("id")})  # fmt: skip
+
+
+def _program_sample(sink: _Sink, rt: Runtime, item: _Question, split: str) -> None:
+    assert item.plan is not None
+    state = run_state(item.q["question"], item.image, item.size, [])
+    text = P.to_program(item.plan, media=[IMAGE])
+    target = f"Thought: {P.program_thought(item.plan)}\nProgram:\n```\n{text}\n```"
+    sink.add(
+        program_messages(rt, state),
+        target,
+        kind="program",
+        split=split,
+        tools=item.plan.tools(),
+        meta=item.meta(),
+    )

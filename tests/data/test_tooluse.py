@@ -1,0 +1,181 @@
+"""GPT4Tools-style samples: the runtime's exact prompts, disjoint splits, unseen tools held out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from agentkit.graph import Agent
+from agentkit.mllm.data.gt import gt_detect_tool, projected_scene
+from agentkit.mllm.data.tooluse import SPLITS, generate, paraphrase
+from agentkit.mllm.worlds.questions import FAMILIES, generate_questions
+from agentkit.runtime import Options, RoleModels
+from agentkit.testing import ScriptedBackend
+from agentkit.tools.base import ToolRegistry
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenes"
+UNSEEN = {"same", "compare"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    """12 example scenes (with images) and 40 projected ones, their questions, and samples."""
+    root = tmp_path_factory.mktemp("tooluse")
+    scenes_dir = root / "scenes"
+    scenes_dir.mkdir()
+    for p in EXAMPLES.glob("scene_*"):
+        shutil.copy(p, scenes_dir / p.name)
+    for s in range(7000, 7040):
+        (scenes_dir / f"scene_{s:06d}.json").write_text(json.dumps(projected_scene(s)))
+    scenes = [json.loads(p.read_text()) for p in sorted(scenes_dir.glob("scene_*.json"))]
+    questions = generate_questions(scenes, per_scene=8, seed=0)
+    qfile = root / "questions.jsonl"
+    qfile.write_text("".join(json.dumps(q) + "\n" for q in questions))
+    out = root / "out"
+    summary = generate(scenes_dir, qfile, out, seed=0)
+    rows = {s: [json.loads(line) for line in (out / f"{s}.jsonl").open()] for s in SPLITS}
+    scene_of = {sc["image_filename"]: sc for sc in scenes}
+    return {"root": root, "scenes_dir": scenes_dir, "qfile": qfile, "out": out,
+            "summary": summary, "rows": rows, "questions": questions, "scene_of": scene_of}  # fmt: skip
+
+
+def _all(world) -> list[dict]:
+    return [r for s in SPLITS for r in world["rows"][s]]
+
+
+def _text(row: dict) -> str:
+    return "\n".join(m["content"] for m in row["messages"][1:])
+
+
+def test_summary_and_kinds(world) -> None:
+    s = world["summary"]
+    assert set(s["by_kind"]) == {"tool_call", "final", "context", "no_tool", "decider",
+                                 "summarizer", "program"}  # fmt: skip
+    assert (
+        s["questions_used"]
+        + sum(v for k, v in s["skipped"].items() if k != "context_answer_differs")
+        == s["questions"]
+    )
+    assert s["samples"] == sum(len(v) for v in world["rows"].values())
+
+
+def test_answers_are_the_questions_answers(world) -> None:
+    for row in _all(world):
+        target = row["messages"][-1]["content"]
+        if row["kind"] in ("final", "no_tool", "summarizer"):
+            assert target.endswith(f"Final Answer: {row['answer']}"), target
+        elif row["kind"] == "decider":
+            assert target in ("yes", "no")
+        elif row["kind"] == "tool_call":
+            assert target.split("\n")[1].startswith("Action: ")
+
+
+def test_splits_disjoint_by_scene_and_unseen_tools_held_out(world) -> None:
+    seeds = {s: {r["scene_seed"] for r in world["rows"][s]} for s in ("train", "val", "test")}
+    assert seeds["train"] and seeds["val"] and seeds["test"]
+    assert not seeds["train"] & seeds["val"]
+    assert not seeds["train"] & seeds["test"]
+    assert not seeds["val"] & seeds["test"]
+    for split in ("train", "val", "test"):
+        for row in world["rows"][split]:
+            text = _text(row)
+            for tool in UNSEEN:
+                assert f"Action: {tool}\n" not in text and f" = {tool}(" not in text, row
+    # ... yet every controller prompt still lists them
+    controller = [r for r in world["rows"]["train"] if r["kind"] in ("tool_call", "program")]
+    assert all("\ncompare: " in r["messages"][0]["content"] for r in controller)
+    unseen = world["rows"]["test_unseen"]
+    assert unseen and all(UNSEEN & set(r["tools"]) for r in unseen)
+
+
+def test_every_family_covered(world) -> None:
+    seen = {r["family"] for r in _all(world)}
+    assert seen == set(FAMILIES)
+    train = {r["family"] for r in world["rows"]["train"]}
+    assert {"compare_count", "same_count", "same_exist"}.isdisjoint(train)  # unseen tools only
+    assert train >= set(FAMILIES) - {"compare_count", "same_count", "same_exist"}
+
+
+def test_deterministic_in_seed(world, tmp_path) -> None:
+    again = tmp_path / "again"
+    generate(world["scenes_dir"], world["qfile"], again, seed=0)
+    for s in SPLITS:
+        assert (again / f"{s}.jsonl").read_bytes() == (world["out"] / f"{s}.jsonl").read_bytes()
+
+
+def _agent(world, scene: dict, planner: str, ctrl, dec=None, summ=None, **opts) -> Agent:
+    tools = ToolRegistry.default()
+    tools.register(gt_detect_tool(lambda ref: scene))
+    models = RoleModels(controller=ctrl, decider_backend=dec, summarizer_backend=summ)
+    return Agent(models, tools=tools, planner=planner, runs_dir=world["root"] / "runs",
+                 options=Options(**opts))  # fmt: skip
+
+
+def _same_prompt(runtime: list, sample: list[dict]) -> None:
+    """The runtime's messages equal the sample's (all but its assistant turn); the image is the
+    run's copy in its media store, so only the number of images is compared."""
+    assert [(m.role, m.content) for m in runtime] == [
+        (m["role"], m["content"]) for m in sample[:-1]
+    ]
+    assert [len(m.images) for m in runtime] == [len(m["images"]) for m in sample[:-1]]
+
+
+def test_react_samples_are_the_runtime_prompts(world) -> None:
+    """Replaying a question's targets through the real react graph (scripted backends) shows the
+    controller, decider and summarizer exactly the samples' messages, turn by turn."""
+    by_q: dict[str, list[dict]] = defaultdict(list)
+    for r in _all(world):
+        by_q[r["question_id"]].append(r)
+    examples = [q for q in world["questions"] if q["seed"] < 100]  # rendered: have images
+    checked = set()
+    for q in examples:
+        rows = by_q.get(q["id"], [])
+        if q["family"] in checked or not any(r["kind"] == "final" for r in rows):
+            continue
+        turns = sorted((r for r in rows if r["kind"] in ("tool_call", "final")),
+                       key=lambda r: r["step"])  # fmt: skip
+        deciders = sorted((r for r in rows if r["kind"] == "decider"), key=lambda r: r["step"])
+        (summ_row,) = [r for r in rows if r["kind"] == "summarizer"]
+        ctrl = ScriptedBackend([r["messages"][-1]["content"] for r in turns])
+        dec = ScriptedBackend(["no"] * len(deciders))  # "no" lets the controller answer itself
+        summ = ScriptedBackend([summ_row["messages"][-1]["content"]])
+        scene = world["scene_of"][q["image_filename"]]
+        agent = _agent(world, scene, "react", ctrl, dec, summ, model_decider=True, summarize=True)
+        result = agent.ask(q["question"], images=[world["scenes_dir"] / q["image_filename"]])
+        assert result.answer == q["answer"]
+        assert len(ctrl.calls) == len(turns) and len(dec.calls) == len(deciders)
+        for got, row in zip(ctrl.calls, turns, strict=True):
+            _same_prompt(got, row["messages"])
+        for got, row in zip(dec.calls, deciders, strict=True):
+            _same_prompt(got, row["messages"])
+        _same_prompt(summ.calls[0], summ_row["messages"])
+        checked.add(q["family"])
+        if len(checked) >= 4:
+            break
+    assert len(checked) >= 4
+
+
+def test_program_samples_are_the_runtime_prompts(world) -> None:
+    rows = [r for r in _all(world) if r["kind"] == "program" and r["scene_seed"] < 100][:3]
+    assert rows
+    for row in rows:
+        q = next(q for q in world["questions"] if q["id"] == row["question_id"])
+        ctrl = ScriptedBackend([row["messages"][-1]["content"]])
+        scene = world["scene_of"][q["image_filename"]]
+        agent = _agent(world, scene, "program", ctrl)
+        result = agent.ask(q["question"], images=[world["scenes_dir"] / q["image_filename"]])
+        _same_prompt(ctrl.calls[0], row["messages"])
+        assert result.answer == q["answer"]  # the program runs in the planner's interpreter
+
+
+def test_paraphrase_keeps_the_fields() -> None:
+    import random
+
+    q = "How many red cubes are there?"
+    out = paraphrase(q, "count", random.Random(0))
+    assert out and out != q and "red cubes" in out
+    assert paraphrase("Something else entirely", "count", random.Random(0)) is None
