@@ -255,7 +255,12 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
         if state.stop_reason == "transcription_failed":
             return {"answer": None}
         if state.draft is not None and not rt.options.summarize:
-            return {"answer": state.draft, "stop_reason": state.stop_reason or "answered"}
+            answer, checks = _verified(rt, state, state.draft, _last_thought(state))
+            return {
+                "steps": checks,
+                "answer": answer,
+                "stop_reason": state.stop_reason or "answered",
+            }
         t0 = time.perf_counter()
         try:
             gen = rt.models.summarizer.generate(
@@ -275,13 +280,31 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
             observation=f"Final Answer: {answer}",
             seconds=time.perf_counter() - t0,
         )
+        answer, checks = _verified(rt, state, answer, step.thought or _last_thought(state))
         return {
-            "steps": [_record(rt, step)],
+            "steps": [_record(rt, step), *checks],
             "answer": answer,
             "stop_reason": state.stop_reason or "answered",
         }
 
     return summarizer
+
+
+def _last_thought(state: RunState) -> str:
+    ctrl = [s for s in state.steps if s.role == "controller" and s.error is None]
+    return ctrl[-1].thought if ctrl else ""
+
+
+def _verified(
+    rt: Runtime, state: RunState, answer: str | None, thought: str
+) -> tuple[str | None, list[Step]]:
+    """The answer re-checked against the detector (``Options.verify``), with the steps that
+    record the check; unchanged and no steps when verification is off."""
+    if not rt.options.verify:
+        return answer, []
+    from agentkit.planners.verify import verify
+
+    return verify(rt, state, answer, thought)
 
 
 # --------------------------------------------------------------------------------------------

@@ -190,7 +190,12 @@ def make_branch(rt: Runtime):
     index) and its answer."""
 
     def branch(b: Branch) -> dict[str, Any]:
-        sub_rt = replace(rt, trace=_BranchTrace(rt.trace, b.index))
+        # verify=False: the run's own summarizer checks the merged answer once
+        sub_rt = replace(
+            rt,
+            trace=_BranchTrace(rt.trace, b.index),
+            options=replace(rt.options, verify=False),
+        )
         # checkpointer=False: the chain runs inside this node; the parent checkpoints its result
         graph = build_react(sub_rt, checkpointer=False)  # type: ignore[arg-type]
         task = Task(question=b.question, max_steps=b.max_steps)
