@@ -30,6 +30,7 @@ KNOWN: dict[str, Known] = {
     k.name: k
     for k in (
         Known("scenes-yolo", "scenes-yolo.pt", "YOLO detector for the scene world", "detector"),
+        Known("scenes-attr", "scenes-attr.pt", "attribute head of the scene detector", "detector"),
         Known("scenes-sam", "scenes-sam.pt", "compact SAM for the scene world", "segmenter"),
         Known(
             "speech-whisper", "speech-whisper.pt", "small whisper model for spoken questions", "asr"

@@ -5,6 +5,11 @@ class names spell the attributes ("large red metal cube": size, colour, material
 :func:`parse_class_name` turns into fields. Any ultralytics detection checkpoint loads by path
 with ``YOLO(path)`` (``yolov8n.pt`` and its 80 COCO classes, a trained ``best.pt``); its class
 names are then plain labels.
+
+When the detector's classes are shapes only (``scenes-yolo`` is trained on cube / sphere /
+cylinder), the attribute head ``scenes-attr`` (:mod:`agentkit.tools._attributes`) names each box's
+colour, material and size: a ``scenes-attr.pt`` next to the YOLO checkpoint wins (a training run's
+output folder), else the shipped one; without either, those fields stay empty.
 """
 
 from __future__ import annotations
@@ -123,16 +128,63 @@ def get_detector(spec: str, ctx: ToolContext) -> Any:
     return ctx.models.get("yolo", str(path), ctx.device, lambda: load_detector(path))
 
 
-def to_objects(result: Any) -> list[DetectedObject]:
-    """ultralytics ``Results`` -> objects, boxes already in original-image pixels."""
+def is_shape_detector(names: dict[int, str] | list[str]) -> bool:
+    """Whether every class name is a bare shape (the scene detector that needs the head)."""
+    values = names.values() if isinstance(names, dict) else names
+    return bool(values) and all(set(parse_class_name(str(n))) == {"shape"} for n in values)
+
+
+def attribute_head_path(yolo_path: Path, attr: str | None = None) -> Path | None:
+    """The attribute head for a shape detector: ``attr`` if given, else ``scenes-attr.pt`` beside
+    the YOLO file, else the shipped ``scenes-attr``; None when there is none."""
+    if attr is not None:
+        return resolve_weights(attr)
+    sibling = Path(yolo_path).with_name("scenes-attr.pt")
+    if sibling.is_file():
+        return sibling
+    from agentkit.weights import KNOWN, search_dirs
+
+    for d in search_dirs():
+        p = d / KNOWN["scenes-attr"].file
+        if p.is_file():
+            return p
+    return None
+
+
+def load_attribute_head(yolo_path: Path, attr: str | None = None, device: str = "cpu") -> Any:
+    """The :class:`~agentkit.tools._attributes.AttributeHead` for a detector, or None."""
+    from agentkit.tools._attributes import AttributeHead
+
+    path = attribute_head_path(yolo_path, attr)
+    if path is None:
+        return None
+    try:
+        return AttributeHead.load(str(path), device)
+    except Exception as e:  # a wrong or truncated file
+        raise ToolError(f"cannot load attribute head {path}: {type(e).__name__}: {e}") from e
+
+
+def to_objects(result: Any, head: Any = None, image: Any = None) -> list[DetectedObject]:
+    """ultralytics ``Results`` -> objects, boxes already in original-image pixels.
+
+    ``head`` (an attribute head) and ``image`` (HxWx3 uint8 RGB) fill colour, material and size
+    of shape-only classes.
+    """
+    import numpy as np
+
     names = result.names
     boxes = result.boxes
+    xyxy_all = boxes.xyxy.tolist()
+    extra: list[dict[str, str]] = [{} for _ in xyxy_all]
+    if head is not None and image is not None and xyxy_all and is_shape_detector(names):
+        for i, pred in enumerate(head.predict(image, np.asarray(xyxy_all))):
+            extra[i] = {k: pred[k][0] for k in ("color", "material", "size")}
     out = []
-    for xyxy, score, cls in zip(
-        boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True
+    for xyxy, score, cls, more in zip(
+        xyxy_all, boxes.conf.tolist(), boxes.cls.tolist(), extra, strict=True
     ):
         name = str(names[int(cls)])
-        attrs = parse_class_name(name)
+        attrs = {**more, **parse_class_name(name)}
         out.append(
             DetectedObject(
                 label=attrs.get("shape", name),
@@ -162,10 +214,18 @@ def detect_objects(
     image: PILImage.Image, ctx: ToolContext, conf: float = 0.25, weights: str | None = None
 ) -> list[DetectedObject]:
     """All objects the detector finds in an RGB image, best score first (the captioners use this)."""
-    model = get_detector(weights_spec(NAME, weights, ctx, DEFAULT_WEIGHTS), ctx)
+    import numpy as np
+
+    path = resolve_weights(weights_spec(NAME, weights, ctx, DEFAULT_WEIGHTS))
+    model = ctx.models.get("yolo", str(path), ctx.device, lambda: load_detector(path))
+    head = None
+    if is_shape_detector(model.names):
+        head = ctx.models.get("yolo-attr", str(path), ctx.device,
+                              lambda: load_attribute_head(path, device=ctx.device))  # fmt: skip
     # A PIL image, not a path: media ids are not files, and ultralytics reads PIL as RGB.
     (res,) = model.predict(image, conf=conf, device=ctx.device, verbose=False)
-    return sorted(to_objects(res), key=lambda o: -o.score)
+    rgb = np.asarray(image.convert("RGB")) if head is not None else None
+    return sorted(to_objects(res, head, rgb), key=lambda o: -o.score)
 
 
 def run(args: Args, ctx: ToolContext) -> Result:
