@@ -80,6 +80,10 @@ def gen(
     detect_weights: Annotated[
         str | None, typer.Option(help="tooluse --detections model: detector checkpoint.")
     ] = None,
+    tools: Annotated[
+        str | None,
+        typer.Option(help="tooluse: tools the prompts list, in order (default: all registered)."),
+    ] = None,
     engines: Annotated[
         str | None,
         typer.Option(
@@ -135,6 +139,7 @@ def gen(
                 planners=[p.strip() for p in planner.split(",") if p.strip()],
                 unseen=[t.strip() for t in unseen.split(",") if t.strip()],
                 detect_weights=detect_weights,
+                tools=[t.strip() for t in tools.split(",") if t.strip()] if tools else None,
             )  # fmt: skip
         else:
             if questions is None:

@@ -279,8 +279,13 @@ def generate(
     unseen: Sequence[str] = UNSEEN_DEFAULT,
     detect_weights: str | None = None,
     device: str = "cpu",
+    tools: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Write the samples under ``out`` and return the summary (also in ``summary.json``)."""
+    """Write the samples under ``out`` and return the summary (also in ``summary.json``).
+
+    ``tools`` lists the tools the prompts show, in order (default: every registered tool, as
+    ``Agent`` uses); give the same list to the runtime (``ToolRegistry.default().subset(...)``)
+    so its prompts stay identical. It must hold every tool the plans call."""
     if detections not in ("gt", "model"):
         raise ConfigError(f"--detections {detections!r}: expected gt or model")
     bad = [p for p in planners if p not in ("react", "program")]
@@ -296,6 +301,11 @@ def generate(
     current: dict[str, Any] = {}
     if detections == "gt":
         base.register(gt_detect_tool(lambda ref: current["scene"]))
+    if tools is not None:
+        missing = [t for t in (*P.PLAN_TOOLS, *unseen) if t not in tools]
+        if missing:
+            raise ConfigError(f"--tools lacks {missing}, which the trajectories call")
+        base = base.subset(tools)
     registry = _cached(base)
     weights = {"detect": detect_weights} if detect_weights else {}
 
@@ -319,6 +329,9 @@ def generate(
             item.traj = P.run_plan(item.plan, registry, ctx)
         except AgentkitError as e:  # a missing image or weights file: say which
             raise ConfigError(f"question {q.get('id')}: {e}") from e
+        if item.traj.error and item.traj.steps[-1].tool == "detect":
+            # no detections at all (weights missing, unreadable image): nothing to learn from
+            raise ConfigError(f"question {q.get('id')}: detect failed: {item.traj.error}")
         if item.traj.answer is None:
             skipped["tool_failed"] += 1
             disagree[q["family"]] += 1
@@ -369,6 +382,7 @@ def generate(
         "unseen_tools": sorted(unseen),
         "detections": detections,
         "planners": list(planners),
+        "tools": registry.names(),
         "seed": seed,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

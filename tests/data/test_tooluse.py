@@ -179,3 +179,43 @@ def test_paraphrase_keeps_the_fields() -> None:
     out = paraphrase(q, "count", random.Random(0))
     assert out and out != q and "red cubes" in out
     assert paraphrase("Something else entirely", "count", random.Random(0)) is None
+
+
+def test_tool_subset_and_bad_options(world, tmp_path) -> None:
+    from agentkit.errors import ConfigError
+    from agentkit.mllm.data.programs_to_tools import PLAN_TOOLS
+
+    names = [*PLAN_TOOLS, "calculate"]
+    summary = generate(world["scenes_dir"], world["qfile"], tmp_path / "sub", seed=0, tools=names,
+                       planners=["react"])  # fmt: skip
+    assert summary["tools"] == sorted(names) and "program" not in summary["by_kind"]
+    row = json.loads((tmp_path / "sub" / "train.jsonl").open().readline())
+    listed = [ln.split(":")[0] for ln in row["messages"][0]["content"].split("\n") if ": " in ln]
+    assert set(names) <= set(listed) and "segment" not in listed
+    with pytest.raises(ConfigError, match="lacks"):
+        generate(world["scenes_dir"], world["qfile"], tmp_path / "x", tools=["detect", "count"])
+    with pytest.raises(ConfigError, match="gt or model"):
+        generate(world["scenes_dir"], world["qfile"], tmp_path / "x", detections="oracle")
+
+
+@pytest.mark.slow
+def test_model_detections_never_write_a_wrong_answer(world, tmp_path, monkeypatch) -> None:
+    """--detections model runs the real detect tool; with an untrained YOLO most questions
+    disagree with the ground truth and are dropped, and whatever remains is still right."""
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo"))
+    from ultralytics import YOLO
+
+    weights = tmp_path / "untrained.pt"
+    YOLO("yolov8n.yaml").save(str(weights))
+    qs = [q for q in world["questions"] if q["seed"] < 2]
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("".join(json.dumps(q) + "\n" for q in qs))
+    out = tmp_path / "model"
+    s = generate(world["scenes_dir"], qfile, out, detections="model", detect_weights=str(weights))
+    assert s["questions_used"] + sum(s["skipped"].values()) >= len(qs)
+    assert s["skipped"]  # an untrained detector gets most questions wrong
+    for split in SPLITS:
+        for line in (out / f"{split}.jsonl").open():
+            row = json.loads(line)
+            if row["kind"] in ("final", "summarizer"):
+                assert row["messages"][-1]["content"].endswith(f"Final Answer: {row['answer']}")
