@@ -1,0 +1,213 @@
+"""`agentkit eval vqa`: answer normalisation, metrics on a crafted set, and the harness (caching,
+resume after a kill, planners compared, spoken vs typed) driven by a scripted *oracle* test double
+that replays the question record's answer (one script per question via ``scripted:{id}``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from agentkit.cli import app
+from agentkit.mllm.eval.vqa import (
+    evaluate,
+    failure_cause,
+    is_correct,
+    metrics,
+    normalize_answer,
+    percentile,
+    read_results,
+)
+from agentkit.mllm.worlds.questions import generate_questions
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenes"
+runner = CliRunner()
+
+
+def test_answers_normalise_yes_no_numbers_and_synonyms():
+    assert normalize_answer("Yes.") == "yes" and normalize_answer("True") == "yes"
+    assert normalize_answer("Three") == "3" and normalize_answer("3.0") == "3"
+    assert normalize_answer("Grey") == "gray" and normalize_answer("a shiny Ball") == "metal sphere"
+    assert is_correct("yes, there is one", "yes") and not is_correct("no", "yes")
+    assert is_correct("There are 2 red cubes.", 2) and is_correct("two", "2")
+    assert not is_correct("2 or 3", "2") and not is_correct(None, "2")
+    assert is_correct("It is a metallic cube.", "metal") and is_correct("balls", "sphere")
+    assert not is_correct("red or blue", "red") and not is_correct("large", "small")
+
+
+def rec(family, length, correct, seconds, answer="x", stop="answered", error=None, tools=1):
+    return {"family": family, "length": length, "correct": correct, "seconds": seconds,
+            "answer": answer, "stop_reason": stop, "error": error, "steps": tools + 1,
+            "tool_calls": tools}  # fmt: skip
+
+
+def test_metrics_on_a_crafted_set():
+    rs = [
+        rec("count", 1, True, 1.0),
+        rec("count", 1, False, 2.0),
+        rec("exist", 1, True, 3.0, tools=3),
+        rec("relate_count", 2, False, 4.0, answer=None, stop="budget"),
+        rec("relate_count", 3, False, 10.0, answer=None, stop="error", error="BackendError"),
+    ]
+    m = metrics(rs)
+    assert m["n"] == 5 and m["correct"] == 2 and m["accuracy"] == 0.4
+    assert m["per_family"]["count"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert m["per_family"]["relate_count"]["accuracy"] == 0.0
+    assert m["per_length"]["1"] == {"n": 3, "correct": 2, "accuracy": 0.6667}
+    assert m["mean_tool_calls"] == 1.4 and m["mean_steps"] == 2.4
+    assert m["latency_s"]["median"] == 3.0 and m["latency_s"]["p90"] == pytest.approx(7.6)
+    assert m["failures"] == {"wrong_answer": 1, "no_answer:budget": 1, "error:BackendError": 1}
+    assert percentile([5.0], 90) == 5.0 and percentile([], 50) is None
+    assert failure_cause(rec("x", 1, False, 1, stop="parse_errors")) == "stopped:parse_errors"
+
+
+# -- the harness -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def qset(tmp_path: Path) -> tuple[Path, list[dict]]:
+    scenes = [json.loads((EXAMPLES / f"scene_00000{i}.json").read_text()) for i in range(3)]
+    qs = generate_questions(scenes, per_scene=2, seed=1)
+    path = tmp_path / "questions.jsonl"
+    path.write_text("".join(json.dumps(q) + "\n" for q in qs))
+    return path, qs
+
+
+def oracle(scripts: Path, qs: list[dict], wrong: set[str] = frozenset(), sleep: dict | None = None):
+    """Test double: each question's script answers with the record's own answer (or a wrong one
+    for ids in ``wrong``); ``sleep`` delays an id's reply (to kill the run there)."""
+    scripts.mkdir(exist_ok=True)
+    for q in qs:
+        answer = "no idea" if q["id"] in wrong else q["answer"]
+        reply = {"text": f"Thought: oracle (test double)\nFinal Answer: {answer}"}
+        if sleep and q["id"] in sleep:
+            reply["sleep"] = sleep[q["id"]]
+        (scripts / f"{q['id']}.json").write_text(json.dumps({"replies": [reply] * 4}))
+    return f"scripted:{scripts}/{{id}}.json"
+
+
+def test_oracle_scores_and_cache_skips_finished_items(tmp_path, qset):
+    path, qs = qset
+    wrong = {qs[0]["id"]}
+    spec = oracle(tmp_path / "s", qs, wrong)
+    out = tmp_path / "out"
+    rep = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, progress=False)
+    m = rep["planners"]["react"]
+    assert rep["ran"] == len(qs) and rep["cached"] == 0
+    assert m["correct"] == len(qs) - 1 and m["failures"] == {"wrong_answer": 1}
+    assert m["mean_tool_calls"] == 0 and m["latency_s"]["median"] > 0
+    assert sum(v["n"] for v in m["per_family"].values()) == len(qs)
+    again = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, progress=False)
+    assert again["ran"] == 0 and again["cached"] == len(qs)
+    assert again["planners"] == rep["planners"]
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(qs)
+    assert json.loads((out / "report.json").read_text())["planners"] == rep["planners"]
+
+
+def test_cli_all_planners_json_and_table(tmp_path, qset):
+    path, qs = qset
+    spec = oracle(tmp_path / "s", qs[:2])
+    base = ["eval", "vqa", "--questions", str(path), "--scenes", str(EXAMPLES), "--limit", "2",
+            "--model", spec, "--out", str(tmp_path / "out"), "--no-verify"]  # fmt: skip
+    r = runner.invoke(app, [*base, "--planner", "all", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert list(rep["planners"]) == ["react", "plan", "program", "tree"]
+    # the oracle's Final Answer is the answer for react; the others read it differently, but
+    # every planner ran every item and was scored
+    assert all(m["n"] == 2 for m in rep["planners"].values())
+    assert rep["planners"]["react"]["accuracy"] == 1.0
+    r = runner.invoke(app, [*base, "--planner", "all"])
+    assert r.exit_code == 0 and "react" in r.output and "cached" in r.output
+    r = runner.invoke(app, [*base, "--planner", "nope", "--json"])
+    assert r.exit_code == 2 and "unknown planner" in json.loads(r.stdout)["error"]
+
+
+@pytest.mark.slow
+def test_killed_evaluation_resumes_without_redoing_items(tmp_path, qset):
+    path, qs = qset
+    stuck = qs[2]["id"]
+    spec = oracle(tmp_path / "s", qs, sleep={stuck: 60})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "agentkit.cli", "eval", "vqa", "--questions", str(path),
+           "--scenes", str(EXAMPLES), "--model", spec, "--out", str(out), "--no-verify", "--json"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "results.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside the stuck item's sleep now
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = read_results(out)
+    assert len(first) == 2 and stuck not in {r["id"] for r in first.values()}
+    oracle(tmp_path / "s", qs)  # the model no longer hangs
+    rep = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, progress=False)
+    assert rep["cached"] == 2 and rep["ran"] == len(qs) - 2
+    assert rep["planners"]["react"]["accuracy"] == 1.0
+    after = read_results(out)
+    assert all(after[k] == v for k, v in first.items())  # finished items were not redone
+    assert after[next(k for k in after if stuck in k)]["resumed"]  # its run continued
+
+
+def tiny_whisper(path: Path) -> Path:
+    """A random-weights whisper small enough for a test (it babbles: the transcript is noise)."""
+    import torch
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=128, n_audio_head=2, n_audio_layer=2,
+                n_vocab=51865, n_text_ctx=448, n_text_state=128, n_text_head=2, n_text_layer=2)  # fmt: skip
+    torch.manual_seed(0)
+    opts = {"sample_len": 6, "without_timestamps": True}
+    state = Whisper(ModelDimensions(**dims)).state_dict()
+    torch.save({"dims": dims, "model_state_dict": state, "transcribe_options": opts}, path)
+    return path
+
+
+def wav(path: Path, seconds: float = 1.0, rate: int = 16_000) -> Path:
+    import wave
+
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((0.3 * np.sin(2 * np.pi * 300 * t) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.mark.slow
+def test_spoken_vs_typed_and_ray_workers(tmp_path, qset):
+    path, qs = qset
+    audio = tmp_path / "speech"
+    audio.mkdir()
+    for q in qs[:2]:
+        wav(audio / f"{q['id']}.wav")
+    (audio / "manifest.jsonl").write_text(
+        "".join(json.dumps({"id": q["id"], "audio": f"{q['id']}.wav"}) + "\n" for q in qs[:2])
+    )
+    # The oracle answers from the record whatever whisper heard: the harness pairs spoken and
+    # typed items of the same questions and reports both.
+    spec = oracle(tmp_path / "s", qs[:2])
+    weights = {"transcribe": str(tiny_whisper(tmp_path / "w.pt"))}
+    rep = evaluate(path, EXAMPLES, model=spec, out=tmp_path / "o", limit=2, audio_dir=audio,
+                   verify=False, tool_weights=weights, progress=False)  # fmt: skip
+    assert rep["ran"] == 4  # two questions, typed and spoken
+    sv = rep["planners"]["react"]["spoken_vs_typed"]
+    assert sv["n"] == 2 and sv["typed"] == 1.0 and sv["spoken"] == 1.0 and sv["gap_points"] == 0
+    spoken = [r for r in read_results(tmp_path / "o").values() if r["modality"] == "spoken"]
+    assert all(r["tool_calls"] == 1 and r["tool_errors"] == 0 for r in spoken)  # transcribe ran
+    rep = evaluate(path, EXAMPLES, model=spec, out=tmp_path / "r", limit=2, workers=2,
+                   verify=False, progress=False)  # fmt: skip
+    assert rep["ran"] == 2 and rep["planners"]["react"]["accuracy"] == 1.0
