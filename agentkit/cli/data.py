@@ -84,6 +84,10 @@ def gen(
         str | None,
         typer.Option(help="tooluse: tools the prompts list, in order (default: all registered)."),
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="tooluse: openai:URL#MODEL, an LLM that rewrites the questions."),
+    ] = None,
     engines: Annotated[
         str | None,
         typer.Option(
@@ -140,6 +144,7 @@ def gen(
                 unseen=[t.strip() for t in unseen.split(",") if t.strip()],
                 detect_weights=detect_weights,
                 tools=[t.strip() for t in tools.split(",") if t.strip()] if tools else None,
+                teacher=teacher,
             )  # fmt: skip
         else:
             if questions is None:

@@ -28,6 +28,10 @@ learn. Kinds:
 * ``summarizer`` — the final answer from the observations;
 * ``program`` — the ``program`` planner's controller turn: Thought and the whole DSL program.
 
+With ``--teacher openai:URL#MODEL`` (self-instruct, as GPT4Tools), a teacher LLM rewrites each
+question; a rewrite that still names every value of the program adds the question's ReAct turns
+once more in its words (``"teacher": true``; see :mod:`agentkit.mllm.data.teacher`).
+
 Splits are by scene seed (``train`` / ``val`` / ``test``, 80/10/10 from the seed), and a set of
 tools (``same`` and ``compare`` by default) is *unseen*: any sample that calls one goes to the
 ``test_unseen`` split only, while every prompt still lists every tool, as GPT4Tools does.
@@ -51,6 +55,7 @@ from agentkit.media import open_image
 from agentkit.mllm.backends.base import Message
 from agentkit.mllm.data import programs_to_tools as P
 from agentkit.mllm.data.gt import gt_detect_tool
+from agentkit.mllm.data.teacher import Teacher
 from agentkit.mllm.toolcall import format_call, format_final
 from agentkit.mllm.worlds import templates as T
 from agentkit.planners import dsl, prompting, roles
@@ -280,12 +285,15 @@ def generate(
     detect_weights: str | None = None,
     device: str = "cpu",
     tools: Sequence[str] | None = None,
+    teacher: str | None = None,
 ) -> dict[str, Any]:
     """Write the samples under ``out`` and return the summary (also in ``summary.json``).
 
     ``tools`` lists the tools the prompts show, in order (default: every registered tool, as
     ``Agent`` uses); give the same list to the runtime (``ToolRegistry.default().subset(...)``)
-    so its prompts stay identical. It must hold every tool the plans call."""
+    so its prompts stay identical. It must hold every tool the plans call. ``teacher`` (a backend
+    spec) adds, per question, the ReAct turns once more with the teacher's checked rewrite of the
+    question (:mod:`agentkit.mllm.data.teacher`)."""
     if detections not in ("gt", "model"):
         raise ConfigError(f"--detections {detections!r}: expected gt or model")
     bad = [p for p in planners if p not in ("react", "program")]
@@ -311,6 +319,7 @@ def generate(
 
     rng = random.Random(seed)
     sink = _Sink(unseen)
+    rewriter = Teacher(teacher, out) if teacher else None
     skipped: Counter[str] = Counter()
     disagree: Counter[str] = Counter()
     by_scene: dict[str, list[_Question]] = defaultdict(list)
@@ -352,6 +361,11 @@ def generate(
             rt = prompt_runtime(registry, item.image)
             if "react" in planners:
                 _react_samples(sink, rt, item, split)
+                if rewriter is not None and item.traj is not None:
+                    text = rewriter.rewrite(item.q["question"], item.q["program"])
+                    if text is not None:
+                        _turns(sink, rt, item, text, [], item.traj, split, "react",
+                               {"teacher": True})  # fmt: skip
                 _no_tool_sample(sink, rt, item, split, rng)
                 if len(items) > 1:
                     other = items[(i + 1 + rng.randrange(len(items) - 1)) % len(items)]
@@ -385,6 +399,9 @@ def generate(
         "tools": registry.names(),
         "seed": seed,
     }
+    if rewriter is not None:
+        summary["teacher"] = {"spec": teacher, "asked": rewriter.asked, "kept": rewriter.kept,
+                              "rejected": rewriter.rejected}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
