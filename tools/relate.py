@@ -15,10 +15,11 @@ A pair is related when the difference exceeds ``MARGIN`` of the two boxes' mean 
 eps, scaled by apparent size so it means the same near and far). CLEVR's scenes keep every pair
 0.4 world units apart along both axes (twice the eps), so the best margin measured is 0: any
 positive one only drops true pairs. Measured against the scene graphs' 3D relations
-(``tests/data/test_programs_to_tools.py``): front/behind agree on every pair of the 12 example
-scenes and of 200 projected scenes; left/right disagree on 4 of 972 pairs (example scenes) and
-33 of 15920 (projected): perspective moves a far object's image x toward the centre, so a pair
-nearly in line in depth can swap. Overall agreement 99.6 % (examples) and 99.8 % (projected).
+(``tests/tools/test_reasoning.py``): front/behind agree on every ordered pair of the 12 example
+scenes and of 200 projected scenes (``agentkit.mllm.data.gt.projected_scene``); left/right
+disagree on 8 of 972 pairs (examples) and 66 of 15920 (projected): perspective moves a far
+object's image x toward the centre, so a pair nearly in line in depth can swap. Overall 99.6 %
+(8 of 1944 pairs) and 99.8 % (66 of 31840) agree; per question, 3 of 2968 answers differ.
 """
 
 from __future__ import annotations
