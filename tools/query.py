@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.errors import ToolError
 from agentkit.tools._objects import (
+    MAX_OBJECTS,
     OBJECTS_HELP,
     Attribute,
     ObjectList,
@@ -25,7 +26,9 @@ TIMEOUT = 5.0
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    objects: ObjectList = Field(max_length=1000, description=OBJECTS_HELP + " Exactly one object.")
+    objects: ObjectList = Field(
+        max_length=MAX_OBJECTS, description=OBJECTS_HELP + " Exactly one object."
+    )
     attribute: Attribute = Field(description="color, shape, material or size.")
 
 
