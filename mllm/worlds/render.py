@@ -33,6 +33,7 @@ ID_STEP = 20  # id k is written as red level k * ID_STEP: robust to any rounding
 MIN_PIXELS_480 = 200  # CLEVR's minimum visible pixels per object at 480x320; scaled by area
 METAL_ROUGHNESS = 0.12
 RUBBER_ROUGHNESS = 0.55
+SKY_STRENGTH = 0.5  # ambient fill from the sky (lights shadows and the far ground evenly)
 
 
 class HiddenObjectError(AgentkitError):
@@ -190,14 +191,17 @@ def _render_to(scene: Any, path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _set_world(scene: Any, rgb: tuple[float, float, float], strength: float) -> None:
+def _set_world(
+    scene: Any, rgb: tuple[float, float, float], strength: float, diffuse: bool = False
+) -> None:
     world = scene.world
     world.use_nodes = True
     bg = world.node_tree.nodes["Background"]
     bg.inputs["Color"].default_value = (*rgb, 1.0)
     bg.inputs["Strength"].default_value = strength
-    # the sky only shows in reflections: lighting the ground with it would wash out the shadows
-    world.cycles_visibility.diffuse = False
+    # the sky also lights diffuse surfaces a little: an even ambient term keeps the far ground a
+    # mid grey (CLEVR's backdrop does not fall off into darkness) and lifts the shadows
+    world.cycles_visibility.diffuse = diffuse
 
 
 def _id_pass(scene: Any, objects: list[Any], ground: Any, tmp: Path) -> np.ndarray:
@@ -241,7 +245,7 @@ def _beauty_pass(
     scene.view_settings.view_transform = "Standard"
     scene.view_settings.look = "None"
     scene.view_settings.exposure = spec.look.exposure
-    _set_world(scene, (0.55, 0.55, 0.58), 0.5)  # soft sky for the metal to reflect
+    _set_world(scene, (0.55, 0.55, 0.57), SKY_STRENGTH, diffuse=True)  # metal reflects it too
     ground.data.materials.clear()
     ground.data.materials.append(
         _principled("ground", spec.look.ground_rgb, metallic=0.0, roughness=0.75, specular=0.3)

@@ -235,27 +235,28 @@ def sample_scene(
     lights = {
         "key": Light(
             location=jitter(LIGHTS["key"], LIGHT_JITTER),
-            energy=float(rng.uniform(520, 640)),
-            size=1.0,
+            energy=float(rng.uniform(440, 540)),
+            size=3.0,  # CLEVR's shadows are soft: a broad key light
         ),
         "fill": Light(
             location=jitter(LIGHTS["fill"], LIGHT_JITTER),
-            energy=float(rng.uniform(30, 50)),
-            size=2.0,
+            energy=float(rng.uniform(40, 60)),
+            size=4.0,
         ),
         "back": Light(
             location=jitter(LIGHTS["back"], LIGHT_JITTER),
             energy=float(rng.uniform(40, 70)),
-            size=1.5,
+            size=3.0,
         ),
     }
     if randomize_look:
-        gray = rng.uniform(0.32, 0.5)
-        tint = rng.normal(0.0, 0.025, size=3)
+        gray = rng.uniform(0.34, 0.48)
+        # subtle casts only: real CLEVR is a neutral grey; strong green/lilac tints looked fake
+        tint = rng.normal(0.0, 0.008, size=3)
         look = Look(
             exposure=float(rng.uniform(-0.6, 0.3)),  # toward darker scenes, as real CLEVR reads
             white_balance=tuple(
-                float(g) for g in np.clip(1.0 + rng.normal(0, 0.05, 3), 0.85, 1.15)
+                float(g) for g in np.clip(1.0 + rng.normal(0, 0.02, 3), 0.94, 1.06)
             ),
             ground_rgb=tuple(float(x) for x in np.clip(gray + tint, 0.05, 0.9)),
             noise_std=float(rng.uniform(0.0, 3.0)),
