@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from agentkit.cli import data, tool, trace
+from agentkit.cli import eval as eval_
 from agentkit.cli.ask import ask
 from agentkit.cli.serve import serve
 from agentkit.cli.train import train
@@ -22,6 +23,7 @@ app.command("serve")(serve)
 app.command("train")(train)
 app.add_typer(tool.app, name="tool")
 app.add_typer(trace.app, name="trace")
+app.add_typer(eval_.app, name="eval")
 app.add_typer(
     data.app, name="data", help="Generate the procedural worlds (scenes, questions, speech)."
 )
