@@ -1,0 +1,440 @@
+"""Shared pieces of the three MLLM stages (``mllm-align``, ``mllm-tooluse``, ``mllm-dpo``).
+
+* :func:`load_base` — any transformers image-text-to-text folder (the tiny LLaVA core, or a
+  Qwen2-VL / Idefics3 / LLaVA checkpoint on disk) as a float32 model and its processor.
+* :func:`conversation` — a training sample's messages in the exact form
+  :meth:`agentkit.mllm.backends.hf.HFBackend.prepare` gives the processor at inference, so the
+  model learns on the token sequence it will be prompted with.
+* :class:`ChatCollator` / :class:`PreferenceCollator` — batches of (prompt with images,
+  completion). The prompt is encoded by the processor exactly as at inference (chat template with
+  ``add_generation_prompt=True``, then ``processor(text, images)``); the completion is the rest of
+  the chat-template text after it (the last assistant turn and its end-of-turn token), tokenized
+  alone. Loss goes on the completion only, so it works for any chat template, with or without
+  ``{% generation %}`` markers, and on the last assistant turn only (earlier assistant turns in
+  the history are context).
+* :func:`lora_config` — LoRA on the language model's projections only (a regex, so a vision
+  tower's ``q_proj`` / ``k_proj`` / ``v_proj`` are never wrapped).
+* :func:`training_args` / :class:`SaveConfigCallback` / :func:`save_folder` — the trl/transformers
+  arguments every stage shares, the recipe written into each checkpoint, and the shipped folder.
+
+Batches are token ids (``input_ids``, ``attention_mask``: batch x length), ``completion_mask``
+(1 on completion tokens) and whatever image tensors the processor returns (``pixel_values`` and,
+for Qwen2-VL, ``image_grid_thw``; for Idefics3, ``pixel_attention_mask``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import ConfigError, WeightsNotFound
+
+IMAGE_PLACEHOLDER = "<image>"
+
+#: LoRA targets: the attention and MLP projections of the language model only. LLaVA and
+#: Qwen2-VL name it ``language_model``, Idefics3 ``text_model``; their vision towers use other
+#: module paths (``vision_tower``, ``visual``, ``vision_model``) and are never matched.
+LORA_TARGET = (
+    r".*(language_model|text_model)\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+)
+
+
+def f(default: Any, help: str) -> Any:  # noqa: A002 - the recipe CLI reads metadata["help"]
+    """A dataclass field with help text (the recipe CLI shows it)."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+# --------------------------------------------------------------------------------------------
+# model folders
+
+
+def load_base(base: str | Path) -> tuple[Any, Any]:
+    """(model in float32, processor) from a vision-language folder or a shipped name.
+
+    Training runs in float32 whatever the folder holds (an fp16 shipped folder included): CPU
+    fp16 matmuls are slow and fp16 Adam updates underflow.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from agentkit.mllm.backends.hf import _check_vlm_folder, resolve_path
+
+    path = resolve_path(base)
+    _check_vlm_folder(path)
+    processor = AutoProcessor.from_pretrained(path)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    tok = getattr(processor, "tokenizer", None)
+    if tok is None or getattr(processor, "chat_template", None) is None:
+        raise WeightsNotFound(
+            f"{path} has no processor with a tokenizer and a chat template; the training stages "
+            "need the same processor files the hf backend uses"
+        )
+    if (
+        tok.pad_token is None
+    ):  # padding a batch needs one; the end-of-sequence token is the usual stand-in
+        tok.pad_token = tok.eos_token
+    return model, processor
+
+
+def save_folder(model: Any, processor: Any, out: Path, *, base: str | Path, fp16: bool) -> Path:
+    """Save ``model`` (cast to fp16 when asked) and ``processor`` to ``out``; keep the base's
+    ``agentkit_model.json`` so the sizes travel with the weights."""
+    import torch
+
+    from agentkit.mllm.backends.hf import resolve_path
+    from agentkit.mllm.model import CONFIG_FILE
+
+    out.mkdir(parents=True, exist_ok=True)
+    if fp16:
+        model = model.to(torch.float16)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    src = resolve_path(base) / CONFIG_FILE if base else None
+    if src is not None and src.is_file():
+        shutil.copy(src, out / CONFIG_FILE)
+    return out
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` under ``folder`` (the trainer resumes from it), or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+# --------------------------------------------------------------------------------------------
+# samples
+
+
+def read_jsonl(path: str | Path, kinds: Sequence[str] = (), limit: int = 0) -> list[dict[str, Any]]:
+    """Samples from a JSONL file, optionally only the given ``kind`` values, at most ``limit``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"no training data at {p}; generate it with `agentkit data gen tooluse --out {p.parent}`"
+        )
+    rows = []
+    with p.open() as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{p}:{n} is not JSON: {e}") from e
+            if "messages" not in row:
+                raise ConfigError(f"{p}:{n} has no 'messages'; expected the tooluse sample format")
+            if kinds and row.get("kind") not in kinds:
+                continue
+            rows.append(row)
+            if limit and len(rows) >= limit:
+                break
+    return rows
+
+
+def conversation(
+    messages: Sequence[dict[str, Any]], images: Sequence[str] = ()
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(chat-template conversation, image paths in order) as ``HFBackend.prepare`` builds them.
+
+    Images listed on a message go before its text as ``{"type": "image"}`` parts. A sample that
+    lists its images only at the top level (``images``) gets them on its first user message, in
+    place of that message's ``<image>`` placeholders. A literal ``<image>`` left in any text
+    becomes ``<img>``, as at inference, so the processor never expects one image too many.
+    """
+    per_message = any(m.get("images") for m in messages)
+    conv: list[dict[str, Any]] = []
+    paths: list[str] = []
+    pending = [] if per_message else [str(p) for p in images]
+    for m in messages:
+        text = str(m["content"])
+        own = [str(p) for p in m.get("images") or []]
+        if pending and m["role"] == "user":
+            own, pending = pending, []
+            text = text.replace(IMAGE_PLACEHOLDER + "\n", "").replace(IMAGE_PLACEHOLDER, "")
+        parts: list[dict[str, Any]] = [{"type": "image"} for _ in own]
+        parts.append({"type": "text", "text": text.replace(IMAGE_PLACEHOLDER, "<img>")})
+        conv.append({"role": m["role"], "content": parts})
+        paths.extend(own)
+    if pending:
+        raise ConfigError(f"a sample has {len(pending)} images but no user message to show them in")
+    return conv, paths
+
+
+def split_last_turn(processor: Any, conv: list[dict[str, Any]]) -> tuple[str, str]:
+    """(prompt text, completion text) for a conversation that ends with the assistant's turn.
+
+    The prompt is the chat template of every message before it with the generation prompt (what
+    the backend sends); the completion is what the full template adds after that: the answer and
+    its end-of-turn token.
+    """
+    if not conv or conv[-1]["role"] != "assistant":
+        raise ConfigError("a training sample must end with the assistant message to learn")
+    prompt = processor.apply_chat_template(conv[:-1], tokenize=False, add_generation_prompt=True)
+    full = processor.apply_chat_template(conv, tokenize=False)
+    if not full.startswith(prompt):
+        raise ConfigError(
+            "the chat template renders the history differently once an assistant turn follows, so "
+            f"the prompt is not a prefix of the full text; prompt ends {prompt[-80:]!r}, full text "
+            f"there reads {full[len(prompt) - 80 : len(prompt)]!r}"
+        )
+    return prompt, full[len(prompt) :]
+
+
+def assistant_text(processor: Any, answer: str) -> str:
+    """The completion text the chat template writes for an assistant ``answer`` (with its
+    end-of-turn token), independent of the prompt."""
+    probe = [{"role": "user", "content": [{"type": "text", "text": "?"}]}]
+    _, completion = split_last_turn(
+        processor, [*probe, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    )
+    return completion
+
+
+def open_images(paths: Iterable[str]) -> list[Any]:
+    from agentkit.media import open_image
+
+    return [open_image(p) for p in paths]
+
+
+# --------------------------------------------------------------------------------------------
+# batches
+
+
+def encode(
+    processor: Any,
+    prompts: Sequence[str],
+    images: Sequence[Sequence[Any]],
+    completions: Sequence[str],
+    max_length: int | None = None,
+) -> dict[str, Any]:
+    """One batch: prompts (with their PIL images) then completions, padding flushed right.
+
+    The prompts go through the processor as one left-padded batch (it expands image tokens and
+    returns the pixel tensors); completions are tokenized alone, right-padded, and appended; then
+    every row is shifted left so positions start at 0. ``max_length`` cuts the end (the prompt,
+    which holds the image tokens, is kept whole first).
+    """
+    import torch
+    from trl.trainer.utils import flush_left
+
+    tok = processor.tokenizer
+    has_images = any(len(i) for i in images)
+    p = processor(
+        text=list(prompts),
+        images=[list(i) for i in images] if has_images else None,
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+        add_special_tokens=False,
+    )
+    c = tok(
+        list(completions),
+        padding=True,
+        padding_side="right",
+        return_tensors="pt",
+        add_special_tokens=False,
+    )
+    prompt_ids, prompt_mask = p["input_ids"], p["attention_mask"]
+    input_ids = torch.cat((prompt_ids, c["input_ids"]), dim=1)
+    attention_mask = torch.cat((prompt_mask, c["attention_mask"]), dim=1)
+    completion_mask = torch.cat((torch.zeros_like(prompt_mask), c["attention_mask"]), dim=1)
+    # Token-aligned extras (Qwen2.5-VL's mm_token_type_ids, Gemma's token_type_ids): zeros over
+    # the completion, shifted with the ids.
+    extra = [
+        k
+        for k, v in p.items()
+        if k not in ("input_ids", "attention_mask")
+        and isinstance(v, torch.Tensor)
+        and v.shape == prompt_ids.shape
+    ]
+    extras = [torch.cat((p[k], torch.zeros_like(c["input_ids"])), dim=1) for k in extra]
+    attention_mask, input_ids, completion_mask, *extras = flush_left(
+        attention_mask, input_ids, completion_mask, *extras
+    )
+    if max_length is not None and input_ids.shape[1] > max_length:
+        keep = max(max_length, int(prompt_mask.sum(1).max()))
+        input_ids, attention_mask, completion_mask = (
+            input_ids[:, :keep],
+            attention_mask[:, :keep],
+            completion_mask[:, :keep],
+        )
+        extras = [e[:, :keep] for e in extras]
+    out = dict(p)
+    out.update(input_ids=input_ids, attention_mask=attention_mask, completion_mask=completion_mask)
+    out.update(zip(extra, extras, strict=True))
+    return out
+
+
+@dataclass
+class ChatCollator:
+    """Samples ``{"messages": [...], "images": [...]}`` → a batch with ``labels``.
+
+    ``labels`` are the ids on the last assistant turn (its text and end-of-turn token) and -100
+    everywhere else: system, user, earlier assistant turns, image tokens and padding.
+    ``messages`` may also be a JSON string (how the stages store them in a ``datasets.Dataset``).
+    """
+
+    processor: Any
+    max_length: int | None = None
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        prompts, completions, images = [], [], []
+        for ex in examples:
+            msgs = ex["messages"]
+            if isinstance(msgs, str):
+                msgs = json.loads(msgs)
+            conv, paths = conversation(msgs, ex.get("images") or ())
+            prompt, completion = split_last_turn(self.processor, conv)
+            prompts.append(prompt)
+            completions.append(completion)
+            images.append(open_images(paths))
+        batch = encode(self.processor, prompts, images, completions, self.max_length)
+        labels = batch["input_ids"].clone()
+        labels[batch.pop("completion_mask") == 0] = -100
+        batch["labels"] = labels
+        return batch
+
+
+@dataclass
+class PreferenceCollator:
+    """Pairs ``{"prompt": [messages], "chosen": str, "rejected": str, "images": [...]}`` → the
+    batch trl's DPOTrainer expects: the chosen rows first, then the rejected rows (same prompts),
+    with ``completion_mask`` on the answers."""
+
+    processor: Any
+    max_length: int | None = None
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        prompts, chosen, rejected, images = [], [], [], []
+        for ex in examples:
+            msgs = ex["prompt"]
+            if isinstance(msgs, str):
+                msgs = json.loads(msgs)
+            conv, paths = conversation(msgs, ex.get("images") or ())
+            for answer, sink in ((ex["chosen"], chosen), (ex["rejected"], rejected)):
+                turn = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+                prompt, completion = split_last_turn(self.processor, [*conv, turn])
+                sink.append(completion)
+            prompts.append(prompt)
+            images.append(open_images(paths))
+        return encode(self.processor, prompts * 2, images * 2, chosen + rejected, self.max_length)
+
+
+def completion_logps(model: Any, batch: dict[str, Any]) -> Any:
+    """Sum of log-probabilities of the completion tokens, one per row (a float tensor)."""
+    import torch
+
+    inputs = {k: v for k, v in batch.items() if k not in ("completion_mask", "labels")}
+    logits = model(**inputs).logits[:, :-1].float()
+    target = batch["input_ids"][:, 1:]
+    mask = batch["completion_mask"][:, 1:].bool()
+    logp = torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return (logp * mask).sum(-1)
+
+
+# --------------------------------------------------------------------------------------------
+# trainer plumbing
+
+
+def lora_config(r: int, alpha: int, dropout: float, target: str = LORA_TARGET) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target, task_type="CAUSAL_LM"
+    )
+
+
+def check_lora_targets(model: Any, target: str) -> list[str]:
+    """Module names the LoRA regex wraps; fails, naming the regex, when it wraps none."""
+    import re
+
+    names = [n for n, _ in model.named_modules() if re.fullmatch(target, n)]
+    if not names:
+        raise ConfigError(
+            f"lora_target {target!r} matches no module of {type(model).__name__}; pass a regex over "
+            "its language model's projection names (print model.named_modules() to see them)"
+        )
+    return names
+
+
+def training_args(cls: Any, cfg: Any, out: Path, **extra: Any) -> Any:
+    """``cls`` (trl's SFTConfig or DPOConfig) filled from the shared stage options.
+
+    Mixed precision: bf16 autocast on a GPU that has it, float32 elsewhere (CPU included).
+    """
+    import torch
+
+    bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return cls(
+        bf16=bf16,
+        fp16=False,
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=cfg.batch,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=0.0,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        logging_steps=cfg.log_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        save_only_model=False,  # optimizer and scheduler too, so a resumed run continues exactly
+        report_to="none",
+        remove_unused_columns=False,  # the collators read messages / images themselves
+        dataloader_num_workers=cfg.workers,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=False,
+        max_length=None,  # the collators truncate (keeping image tokens whole)
+        **extra,
+    )
+
+
+def save_config_callback(cfg: Any, stage: str) -> Any:
+    """A TrainerCallback writing the stage's config into every checkpoint (``agentkit_train.json``),
+    so a checkpoint says how it was made."""
+    from transformers import TrainerCallback
+
+    payload = json.dumps({"stage": stage, **asdict(cfg)}, indent=1, default=str)
+
+    class _SaveConfig(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if ckpt.is_dir():
+                    (ckpt / "agentkit_train.json").write_text(payload)
+
+    return _SaveConfig()
+
+
+def run(trainer: Any, out: Path) -> None:
+    """``trainer.train()``, resuming from the newest checkpoint under ``out/checkpoints``."""
+    resume = last_checkpoint(out / "checkpoints")
+    if resume:
+        print(f"resuming from {resume}", flush=True)
+    trainer.train(resume_from_checkpoint=resume)
+
+
+def dataset(rows: list[dict[str, Any]], keys: Sequence[str]) -> Any:
+    """A ``datasets.Dataset`` of ``rows``; nested values stored as JSON strings (Arrow wants one
+    type per column, message lists vary)."""
+    from datasets import Dataset
+
+    def cell(v: Any) -> Any:
+        return json.dumps(v) if isinstance(v, list | dict) and not _paths(v) else v
+
+    return Dataset.from_list([{k: cell(r.get(k)) for k in keys} for r in rows])
+
+
+def _paths(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)

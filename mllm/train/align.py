@@ -1,0 +1,305 @@
+"""The ``mllm-align`` recipe: connector alignment on the scene world's image-caption pairs.
+
+Stage 1 of the core (DESIGN §4), as LLaVA's pre-training: each scene image with its caption (the
+scene JSON's ``caption``) becomes one chat sample, ``user: <image> Describe the image.`` →
+``assistant: <caption>``, with the loss on the caption only. The vision tower is frozen, the MLP
+projector trains, and the language model trains too when ``train_lm`` (the shipped core's LM
+starts from random weights, so it must; a pretrained base usually keeps its LM frozen here).
+``extra_data`` mixes in chat samples of the tool-use format (full-parameter, loss on the
+assistant turn), which gives a from-scratch LM its first pass over the runtime's prompts.
+
+With ``base = ""`` the stage also *creates* the shipped architecture: it trains the BPE tokenizer
+on the project's corpus (the planners' prompt templates, every registered tool's prompt line, the
+questions, the captions and any ``corpus`` files) and builds the random-init tiny LLaVA with
+:func:`agentkit.mllm.model.build_tiny_llava` into ``out/base`` (reused when resuming). Otherwise
+``base`` is any image-text-to-text folder.
+
+Runs under accelerate through trl's SFTTrainer, resumes from ``out/checkpoints``, and saves the
+aligned model to ``out/model``.
+
+Example::
+
+    agentkit train mllm-align --set scenes_dir=data/scenes-train --set max_steps=2000
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import ConfigError
+from agentkit.mllm.train import _vlm
+from agentkit.mllm.train._vlm import f
+
+PROMPTS = (
+    "Describe the image.",
+    "What is in this image?",
+    "List the objects in the image and where they are.",
+)
+
+
+@dataclass
+class Config:
+    description: str = f("Connector (and LM) alignment on scene captions", "one line")
+    base: str = f("", "model folder to start from; empty = build the tiny LLaVA core from scratch")
+    scenes_dir: str = f("data/scenes-train", "scene JSONs (with `caption`) and their images")
+    max_scenes: int = f(0, "use at most this many scenes (0 = all)")
+    questions: str = f("", "questions JSONL (agentkit data gen questions) for the tokenizer corpus")
+    corpus: list[str] = f(
+        [], "more text for the tokenizer: .txt or .jsonl files (strings inside are read)"
+    )
+    extra_data: str = f(
+        "", "chat samples (tool-use JSONL) mixed into training, loss on the last assistant turn"
+    )
+    extra_max: int = f(0, "use at most this many extra samples (0 = all)")
+    train_projector: bool = f(True, "train the MLP projector")
+    train_lm: bool = f(True, "train the language model too (needed when it starts from random)")
+    max_length: int = f(1536, "tokens per sample, image tokens included")
+    # sizes of a from-scratch core (base = "")
+    image_size: int = f(64, "image side in pixels (new core)")
+    patch: int = f(8, "ViT patch side (new core)")
+    vision_dim: int = f(128, "vision width (new core)")
+    vision_layers: int = f(3, "vision layers (new core)")
+    vision_heads: int = f(4, "vision heads (new core)")
+    text_dim: int = f(256, "LM width (new core)")
+    text_layers: int = f(4, "LM layers (new core)")
+    text_heads: int = f(4, "LM heads (new core)")
+    vocab_size: int = f(4000, "BPE vocabulary bound (new core)")
+    init_std: float = f(0.02, "std of the random initial weights (new core)")
+    # optimisation
+    lr: float = f(1e-3, "peak learning rate (AdamW)")
+    scheduler: str = f("cosine", "learning-rate schedule (transformers' lr_scheduler_type)")
+    warmup_steps: int = f(50, "linear warm-up steps")
+    batch: int = f(8, "samples per device per step")
+    grad_accum: int = f(1, "gradient accumulation steps")
+    epochs: float = f(3.0, "passes over the data (max_steps > 0 overrides)")
+    max_steps: int = f(0, "optimizer steps (0 = from epochs)")
+    log_steps: int = f(10, "log the loss every N steps")
+    save_steps: int = f(200, "checkpoint every N steps (resume point)")
+    workers: int = f(0, "dataloader workers")
+    gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
+    fp16: bool = f(False, "save the aligned model in fp16 (the next stage trains in fp32 anyway)")
+    seed: int = f(0, "seed of the new core, the prompts and the data order")
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def scene_captions(scenes_dir: str | Path, limit: int = 0) -> list[tuple[str, str]]:
+    """(image path, caption) for every scene JSON in ``scenes_dir`` whose image exists."""
+    d = Path(scenes_dir)
+    if not d.is_dir():
+        raise ConfigError(
+            f"no scenes at {d}; render some with `agentkit data gen scenes --out {d}`"
+        )
+    pairs = []
+    for p in sorted(d.glob("*.json")):
+        try:
+            scene = json.loads(p.read_text())
+        except json.JSONDecodeError:
+            continue  # summary files and partial writes are not scenes
+        if not isinstance(scene, dict) or not scene.get("caption"):
+            continue
+        image = d / str(scene.get("image_filename", p.with_suffix(".png").name))
+        if image.is_file():
+            pairs.append((str(image), str(scene["caption"])))
+        if limit and len(pairs) >= limit:
+            break
+    if not pairs:
+        raise ConfigError(f"{d} holds no scene JSON with a caption and its image")
+    return pairs
+
+
+def caption_samples(pairs: list[tuple[str, str]], seed: int) -> list[dict[str, Any]]:
+    """One chat sample per pair, the prompt drawn from :data:`PROMPTS` (seeded)."""
+    rng = random.Random(seed)
+    return [
+        {
+            "messages": [
+                {"role": "user", "content": rng.choice(PROMPTS), "images": [image]},
+                {"role": "assistant", "content": caption},
+            ],
+            "images": [image],
+        }
+        for image, caption in pairs
+    ]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _file_texts(path: Path) -> Iterator[str]:
+    if not path.is_file():
+        raise ConfigError(f"tokenizer corpus file {path} does not exist")
+    if path.suffix == ".jsonl":
+        for line in path.open():
+            if line.strip():
+                yield from _strings(json.loads(line))
+    else:
+        yield from path.read_text().splitlines()
+
+
+def tokenizer_corpus(cfg: Config, captions: list[tuple[str, str]]) -> list[str]:
+    """The texts the BPE tokenizer learns from: what the runtime will actually feed the model."""
+    import agentkit.planners
+    from agentkit.tools.base import ToolRegistry
+
+    texts: list[str] = []
+    prompts = Path(agentkit.planners.__file__).resolve().parent / "prompts"
+    for p in sorted(prompts.glob("*.txt")):
+        texts.extend(p.read_text().splitlines())
+    for tool in ToolRegistry.default():
+        texts.append(tool.prompt_line())
+    texts.extend(PROMPTS)
+    texts.extend(c for _, c in captions)
+    for extra in ([cfg.questions] if cfg.questions else []) + list(cfg.corpus):
+        texts.extend(_file_texts(Path(extra)))
+    if cfg.extra_data:
+        texts.extend(_file_texts(Path(cfg.extra_data)))
+    return [t for t in texts if t.strip()]
+
+
+def build_core(cfg: Config, out: Path, captions: list[tuple[str, str]]) -> Path:
+    """``out/base``: a new tokenizer + random-init tiny LLaVA (kept as it is when it exists, so a
+    resumed run keeps its token ids)."""
+    from agentkit.mllm.model import CONFIG_FILE, build_tiny_llava
+
+    folder = out / "base"
+    if (folder / CONFIG_FILE).is_file() and (folder / "config.json").is_file():
+        return folder
+    return build_tiny_llava(
+        folder,
+        texts=tokenizer_corpus(cfg, captions),
+        image_size=cfg.image_size,
+        patch=cfg.patch,
+        vision_dim=cfg.vision_dim,
+        vision_layers=cfg.vision_layers,
+        vision_heads=cfg.vision_heads,
+        text_dim=cfg.text_dim,
+        text_layers=cfg.text_layers,
+        text_heads=cfg.text_heads,
+        vocab_size=cfg.vocab_size,
+        init_std=cfg.init_std,
+        seed=cfg.seed,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# parts
+
+
+def vision_part(model: Any) -> Any:
+    """The vision encoder of a LLaVA / Qwen2-VL / Idefics3 model (frozen here)."""
+    inner = getattr(model, "model", model)
+    for name in ("vision_tower", "visual", "vision_model"):
+        if hasattr(inner, name):
+            return getattr(inner, name)
+    raise ConfigError(f"cannot find the vision tower of {type(model).__name__}")
+
+
+def projector_part(model: Any) -> Any:
+    """The connector between vision features and the LM (LLaVA's multi_modal_projector,
+    Qwen2-VL's patch merger, Idefics3's connector)."""
+    inner = getattr(model, "model", model)
+    if hasattr(inner, "multi_modal_projector"):
+        return inner.multi_modal_projector
+    if hasattr(inner, "connector"):
+        return inner.connector
+    visual = getattr(inner, "visual", None)
+    if visual is not None and hasattr(visual, "merger"):
+        return visual.merger
+    raise ConfigError(f"cannot find the projector of {type(model).__name__}")
+
+
+def language_part(model: Any) -> Any:
+    inner = getattr(model, "model", model)
+    for name in ("language_model", "text_model"):
+        if hasattr(inner, name):
+            return getattr(inner, name)
+    raise ConfigError(f"cannot find the language model of {type(model).__name__}")
+
+
+def set_trainable(model: Any, cfg: Config) -> dict[str, int]:
+    """Freeze everything, then unfreeze the projector and (``train_lm``) the LM and its head.
+    Returns trainable parameter counts per part."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    counts = {"projector": 0, "language_model": 0}
+    if cfg.train_projector:
+        for p in projector_part(model).parameters():
+            p.requires_grad_(True)
+            counts["projector"] += p.numel()
+    if cfg.train_lm:
+        lm_params = list(language_part(model).parameters())
+        head = model.get_output_embeddings()
+        if head is not None:
+            lm_params += list(head.parameters())
+        for p in lm_params:
+            if not p.requires_grad:
+                counts["language_model"] += p.numel()
+            p.requires_grad_(True)
+    if not any(counts.values()):
+        raise ConfigError("nothing to train: set train_projector and/or train_lm")
+    # A merger inside the vision tower (Qwen2-VL) stays trainable; the rest of the tower does not.
+    return counts
+
+
+def make_trainer(cfg: Config, out: Path) -> Any:
+    """The SFTTrainer for ``cfg`` (the core built first when ``base`` is empty)."""
+    from trl import SFTConfig, SFTTrainer
+
+    captions = scene_captions(cfg.scenes_dir, cfg.max_scenes)
+    base = cfg.base or str(build_core(cfg, out, captions))
+    rows = caption_samples(captions, cfg.seed)
+    if cfg.extra_data:
+        rows += _vlm.read_jsonl(cfg.extra_data, limit=cfg.extra_max)
+    model, processor = _vlm.load_base(base)
+    set_trainable(model, cfg)
+    args = _vlm.training_args(SFTConfig, cfg, out, assistant_only_loss=False)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=_vlm.dataset(rows, ("messages", "images")),
+        data_collator=_vlm.ChatCollator(processor, cfg.max_length),
+        processing_class=processor,
+        callbacks=[_vlm.save_config_callback(cfg, "align")],
+    )
+    trainer.agentkit_base = base  # the folder the sizes file is copied from
+    return trainer
+
+
+def finish(trainer: Any, cfg: Config, out: Path, t0: float | None = None) -> Path:
+    """Save the trained model to ``out/model`` (main process only); returns that folder."""
+    folder = out / "model"
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        _vlm.save_folder(
+            model, trainer.processing_class, folder, base=trainer.agentkit_base, fp16=cfg.fp16
+        )
+        took = f" in {time.perf_counter() - t0:.0f} s" if t0 is not None else ""
+        print(
+            f"[mllm-align] {trainer.state.global_step} steps{took}; model in {folder}", flush=True
+        )
+    return folder
+
+
+def train(cfg: Config, out: Path) -> Path:
+    """Align and save ``out/model``; returns that folder."""
+    t0 = time.perf_counter()
+    trainer = make_trainer(cfg, out)
+    _vlm.run(trainer, out)
+    return finish(trainer, cfg, out, t0)

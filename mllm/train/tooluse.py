@@ -1,0 +1,119 @@
+"""The ``mllm-tooluse`` recipe: LoRA instruction tuning on GPT4Tools-style tool-use samples.
+
+Input: the JSONL of ``agentkit data gen tooluse`` (one model call per line: ``messages`` ending
+with the assistant turn to learn, ``images``, ``kind``). Each sample is encoded as the hf backend
+prompts the model (:func:`agentkit.mllm.train._vlm.conversation`), with the loss on that last
+assistant turn only (:class:`~agentkit.mllm.train._vlm.ChatCollator`).
+
+Training: peft LoRA on the language model's projections (the vision tower and the projector stay
+frozen) with trl's ``SFTTrainer`` — so it runs under accelerate as it is
+(``accelerate launch -m agentkit.cli train mllm-tooluse`` on several GPUs), resumes from the
+newest ``out/checkpoints/checkpoint-N``, and writes this config into each checkpoint. At the end
+the adapters are merged into the base (``merge_and_unload``) and the plain model is saved (fp16
+by default) to ``out/model``, which ``hf:`` backends and the next stage load like any folder.
+
+``base`` is any image-text-to-text folder: the ``mllm-align`` output, or a real LLaVA / Qwen2-VL /
+Idefics3 checkpoint on disk (LoRA then targets its language model by the ``lora_target`` regex).
+
+Example::
+
+    agentkit train mllm-tooluse --set base=runs/train/mllm-align/model --set data=data/tooluse/train.jsonl
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import ConfigError
+from agentkit.mllm.train import _vlm
+from agentkit.mllm.train._vlm import LORA_TARGET, f
+
+
+@dataclass
+class Config:
+    description: str = f("LoRA tool-use instruction tuning (loss on the model's turn)", "one line")
+    base: str = f(
+        "runs/train/mllm-align/model", "model folder to tune (any HF vision-language model)"
+    )
+    data: str = f("data/tooluse/train.jsonl", "training samples (agentkit data gen tooluse)")
+    kinds: list[str] = f([], "only these sample kinds (empty = all)")
+    max_samples: int = f(0, "use at most this many samples (0 = all)")
+    max_length: int = f(
+        1536, "tokens per sample, image tokens included (longer ones are cut at the end)"
+    )
+    lora_r: int = f(16, "LoRA rank")
+    lora_alpha: int = f(32, "LoRA scale numerator (scale = alpha / r)")
+    lora_dropout: float = f(0.05, "LoRA dropout")
+    lora_target: str = f(LORA_TARGET, "regex over module names that get LoRA")
+    lr: float = f(1e-3, "peak learning rate (AdamW)")
+    scheduler: str = f("cosine", "learning-rate schedule (transformers' lr_scheduler_type)")
+    warmup_steps: int = f(20, "linear warm-up steps")
+    batch: int = f(4, "samples per device per step")
+    grad_accum: int = f(1, "gradient accumulation steps")
+    epochs: float = f(2.0, "passes over the data (max_steps > 0 overrides)")
+    max_steps: int = f(0, "optimizer steps (0 = from epochs)")
+    log_steps: int = f(10, "log the loss every N steps")
+    save_steps: int = f(200, "checkpoint every N steps (resume point)")
+    workers: int = f(0, "dataloader workers")
+    gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
+    fp16: bool = f(True, "save the merged model in fp16")
+    seed: int = f(0, "seed of the LoRA init and data order")
+
+
+def _check(cfg: Config) -> None:
+    if not cfg.base:
+        raise ConfigError(
+            "mllm-tooluse needs base=<model folder> (the mllm-align output or any VLM)"
+        )
+    if cfg.lora_r < 1:
+        raise ConfigError(f"lora_r must be >= 1, got {cfg.lora_r}")
+
+
+def make_trainer(cfg: Config, out: Path) -> Any:
+    """The SFTTrainer (LoRA already applied) for ``cfg``; :func:`train` runs and merges it."""
+    from peft import get_peft_model
+    from trl import SFTConfig, SFTTrainer
+
+    _check(cfg)
+    rows = _vlm.read_jsonl(cfg.data, cfg.kinds, cfg.max_samples)
+    if not rows:
+        raise ConfigError(f"{cfg.data} has no samples of kinds {cfg.kinds or 'any'}")
+    model, processor = _vlm.load_base(cfg.base)
+    _vlm.check_lora_targets(model, cfg.lora_target)
+    model = get_peft_model(
+        model, _vlm.lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target)
+    )
+    args = _vlm.training_args(SFTConfig, cfg, out, assistant_only_loss=False)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=_vlm.dataset(rows, ("messages", "images")),
+        data_collator=_vlm.ChatCollator(processor, cfg.max_length),
+        processing_class=processor,
+        callbacks=[_vlm.save_config_callback(cfg, "tooluse")],
+    )
+
+
+def finish(trainer: Any, cfg: Config, out: Path, t0: float | None = None) -> Path:
+    """Merge the LoRA adapters into the base and save ``out/model`` (main process only)."""
+    folder = out / "model"
+    if trainer.is_world_process_zero():
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        _vlm.save_folder(merged, trainer.processing_class, folder, base=cfg.base, fp16=cfg.fp16)
+        took = f" in {time.perf_counter() - t0:.0f} s" if t0 is not None else ""
+        print(
+            f"[mllm-tooluse] {trainer.state.global_step} steps{took}; merged model in {folder}",
+            flush=True,
+        )
+    return folder
+
+
+def train(cfg: Config, out: Path) -> Path:
+    """Train, merge and save ``out/model``; returns that folder."""
+    t0 = time.perf_counter()
+    trainer = make_trainer(cfg, out)
+    _vlm.run(trainer, out)
+    return finish(trainer, cfg, out, t0)

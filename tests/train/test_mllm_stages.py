@@ -1,0 +1,506 @@
+"""The three MLLM stages (mllm-align, mllm-tooluse, mllm-dpo) on a tiny core, a few steps each.
+
+One chain, built once per module: align builds the core from scratch on two scenes, tooluse
+tunes the aligned model, DPO tunes the tooluse model. A tiny Qwen2-VL built here checks that the
+same tooluse recipe trains a second architecture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentkit.errors import ConfigError
+from agentkit.mllm.train import _vlm, build_config, load_recipe
+
+TINY = dict(
+    image_size=32,
+    patch=8,
+    vision_dim=32,
+    vision_layers=1,
+    vision_heads=2,
+    text_dim=64,
+    text_layers=2,
+    text_heads=2,
+    vocab_size=400,
+)
+FAST = dict(log_steps=1, warmup_steps=0, scheduler="constant", workers=0)
+SCENES = [
+    [("small", "red", "rubber", "cube"), ("large", "blue", "metal", "sphere")],
+    [
+        ("small", "green", "rubber", "cylinder"),
+        ("large", "red", "metal", "cube"),
+        ("small", "gray", "rubber", "cube"),
+    ],
+]
+
+
+def _scene_dir(root: Path) -> Path:
+    from PIL import Image
+
+    d = root / "scenes"
+    d.mkdir()
+    for i, objs in enumerate(SCENES):
+        img = Image.new("RGB", (48, 32), (40, 40, 40))
+        for j, (_, color, _, _) in enumerate(objs):  # a coloured block per object
+            rgb = {
+                "red": (200, 30, 30),
+                "blue": (30, 30, 200),
+                "green": (30, 200, 30),
+                "gray": (128, 128, 128),
+            }[color]
+            img.paste(rgb, (4 + 14 * j, 8, 14 + 14 * j, 24))
+        img.save(d / f"scene_{i:06d}.png")
+        objects = [{"size": s, "color": c, "material": m, "shape": sh} for s, c, m, sh in objs]
+        caption = "A " + " and a ".join(f"{s} {c} {m} {sh}" for s, c, m, sh in objs) + "."
+        (d / f"scene_{i:06d}.json").write_text(
+            json.dumps(
+                {"image_filename": f"scene_{i:06d}.png", "objects": objects, "caption": caption}
+            )
+        )
+    return d
+
+
+def _tooluse_samples(root: Path, scenes: Path) -> Path:
+    """Samples of the generator's shape: a multi-turn history whose earlier assistant turn must
+    not be learned, and the target last."""
+    rows = []
+    for i, answer in enumerate(["Final Answer: 1 cube", "Final Answer: 2 cubes"]):
+        img = str(scenes / f"scene_{i:06d}.png")
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": "Tools: detect, count.", "images": []},
+                    {"role": "user", "content": "How many cubes?", "images": [img]},
+                    {
+                        "role": "assistant",
+                        "content": "Thought: count them. Action: count",
+                        "images": [],
+                    },
+                    {"role": "user", "content": f"Observation: {i + 1}", "images": []},
+                    {"role": "assistant", "content": answer, "images": []},
+                ],
+                "images": [img],
+                "kind": "final",
+            }
+        )
+    p = root / "tooluse.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p
+
+
+def _state(folder: Path) -> dict[str, Any]:
+    ckpt = _vlm.last_checkpoint(folder / "checkpoints")
+    assert ckpt is not None
+    return json.loads((Path(ckpt) / "trainer_state.json").read_text())
+
+
+def _losses(state: dict[str, Any]) -> list[float]:
+    return [h["loss"] for h in state["log_history"] if "loss" in h]
+
+
+def _weights(folder: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
+
+
+def _generates(folder: Path, image: Path) -> None:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from agentkit.mllm.backends.base import Message
+    from agentkit.mllm.backends.hf import HFBackend
+
+    AutoModelForImageTextToText.from_pretrained(folder)
+    AutoProcessor.from_pretrained(folder)
+    gen = HFBackend(folder, device="cpu").generate(
+        [Message(role="user", content="How many cubes?", images=[image])], max_new_tokens=4
+    )
+    assert gen.tokens_out >= 1 and gen.tokens_in > 16  # the image tokens are in the prompt
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("mllm-stages")
+
+
+@pytest.fixture(scope="module")
+def scenes(root) -> Path:
+    return _scene_dir(root)
+
+
+@pytest.fixture(scope="module")
+def aligned(root, scenes) -> Path:
+    from agentkit.mllm.train import align
+
+    cfg = align.Config(
+        scenes_dir=str(scenes), max_steps=10, batch=2, lr=3e-3, save_steps=10, **TINY, **FAST
+    )
+    return align.train(cfg, root / "align")
+
+
+@pytest.fixture(scope="module")
+def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
+    """(merged folder, facts measured on the trainer before the merge)."""
+    import torch
+
+    from agentkit.mllm.train import tooluse
+
+    data = _tooluse_samples(root, scenes)
+    cfg = tooluse.Config(
+        base=str(aligned),
+        data=str(data),
+        max_steps=10,
+        batch=2,
+        lr=5e-3,
+        save_steps=10,
+        fp16=True,
+        **FAST,
+    )
+    out = root / "tooluse"
+    trainer = tooluse.make_trainer(cfg, out)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    _vlm.run(trainer, out)
+    after = dict(trainer.model.named_parameters())
+    lora = [n for n in before if "lora_" in n]
+    facts = {
+        "lora_names": lora,
+        "lora_moved": [n for n in lora if not torch.equal(before[n], after[n])],
+        "base_moved": [
+            n for n in before if "lora_" not in n and not torch.equal(before[n], after[n])
+        ],
+        "batch": trainer.data_collator([trainer.train_dataset[0]]),
+        "tokenizer": trainer.processing_class.tokenizer,
+    }
+    return tooluse.finish(trainer, cfg, out), facts
+
+
+# --------------------------------------------------------------------------------------------
+# fast
+
+
+def test_recipes_fill_their_configs():
+    for name, stage in (("mllm-align", "align"), ("mllm-tooluse", "tooluse"), ("mllm-dpo", "dpo")):
+        module, cfg = build_config(load_recipe(name), ["max_steps=3"])
+        assert module.__name__.endswith(f"train.{stage}") and cfg.max_steps == 3
+    _, cfg = build_config(load_recipe("mllm-align"))
+    assert cfg.base == "" and cfg.train_projector and cfg.train_lm
+
+
+def test_conversation_matches_the_backend_layout():
+    msgs = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "look <image> here", "images": ["a.png", "b.png"]},
+        {"role": "assistant", "content": "ok"},
+    ]
+    conv, paths = _vlm.conversation(msgs)
+    assert paths == ["a.png", "b.png"]
+    assert conv[1]["content"] == [
+        {"type": "image"},
+        {"type": "image"},
+        {"type": "text", "text": "look <img> here"},
+    ]
+    # images only at the top level go to the first user message, in place of its placeholders
+    conv, paths = _vlm.conversation(
+        [{"role": "user", "content": "<image>\nWhat?"}, msgs[2]], ["c.png"]
+    )
+    assert paths == ["c.png"] and conv[0]["content"] == [
+        {"type": "image"},
+        {"type": "text", "text": "What?"},
+    ]
+
+
+def test_preference_pairs_are_grounded(tmp_path):
+    from agentkit.mllm.train import dpo
+
+    d = _scene_dir(tmp_path)
+    pairs = dpo.preference_pairs(d, seed=3, per_kind=3)
+    assert pairs == dpo.preference_pairs(d, seed=3, per_kind=3)  # deterministic
+    assert {p["kind"] for p in pairs} == set(dpo.KINDS)
+    for p in pairs:
+        scene = json.loads(Path(p["images"][0]).with_suffix(".json").read_text())
+        have = {(o["color"], o["shape"]) for o in scene["objects"]}
+        assert p["chosen"] != p["rejected"]
+        if p["kind"] in ("absent", "present"):
+            color, shape = (
+                p["question"].removeprefix("Is there a ").removesuffix(" in the image?").split()
+            )
+            assert (p["chosen"] == "Yes.") == ((color, shape) in have)
+        elif p["kind"] == "count":
+            shape = p["question"].split()[2][:-1]
+            assert int(p["chosen"]) == sum(o["shape"] == shape for o in scene["objects"])
+        else:
+            assert p["chosen"] == scene["caption"]
+    with pytest.raises(ConfigError, match="unknown pair kinds"):
+        dpo.preference_pairs(d, kinds=["nope"])
+
+
+# --------------------------------------------------------------------------------------------
+# the chain
+
+
+@pytest.mark.slow
+def test_align_builds_the_core_and_trains_projector_not_vision(root, aligned, scenes):
+    state = _state(root / "align")
+    losses = _losses(state)
+    assert len(losses) == 10 and losses[-1] < 0.8 * losses[0], losses
+    start, end = _weights(root / "align" / "base"), _weights(aligned)
+    vision = [k for k in start if "vision_tower" in k]
+    projector = [k for k in start if "multi_modal_projector" in k]
+    assert vision and projector
+    assert all((start[k] == end[k]).all() for k in vision)  # frozen
+    assert all(not (start[k] == end[k]).all() for k in projector if k.endswith("weight"))
+    ckpt = Path(_vlm.last_checkpoint(root / "align" / "checkpoints"))
+    assert json.loads((ckpt / "agentkit_train.json").read_text())["stage"] == "align"
+    assert (aligned / "agentkit_model.json").is_file()
+    _generates(aligned, scenes / "scene_000000.png")
+
+
+@pytest.mark.slow
+def test_align_resumes_from_its_last_checkpoint(root, aligned, scenes):
+    from agentkit.mllm.train import align
+
+    cfg = align.Config(
+        scenes_dir=str(scenes), max_steps=12, batch=2, lr=3e-3, save_steps=12, **TINY, **FAST
+    )
+    align.train(cfg, root / "align")
+    state = _state(root / "align")
+    assert state["global_step"] == 12
+    steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert steps == list(range(1, 13))  # 11 and 12 continued the first run's 10 steps
+
+
+@pytest.mark.slow
+def test_tooluse_labels_only_the_last_assistant_turn(tooluse_out):
+    _, facts = tooluse_out
+    batch, tok = facts["batch"], facts["tokenizer"]
+    labels = batch["labels"][0]
+    learned = labels[labels != -100]
+    assert tok.decode(learned) == "Final Answer: 1 cube</s>\n"
+    # the learned tokens are exactly the tail of the sequence, not the earlier assistant turn
+    n = int(batch["attention_mask"][0].sum())
+    assert (batch["input_ids"][0, n - len(learned) : n] == learned).all()
+    assert (labels[: n - len(learned)] == -100).all()
+
+
+@pytest.mark.slow
+def test_tooluse_prompt_is_the_backends_prompt(tooluse_out, scenes):
+    from agentkit.mllm.backends.base import Message
+    from agentkit.mllm.backends.hf import HFBackend
+
+    folder, facts = tooluse_out
+    batch = facts["batch"]
+    n_prompt = int(batch["attention_mask"][0].sum()) - int((batch["labels"][0] != -100).sum())
+    msgs = [
+        Message(role="system", content="Tools: detect, count."),
+        Message(role="user", content="How many cubes?", images=[scenes / "scene_000000.png"]),
+        Message(role="assistant", content="Thought: count them. Action: count"),
+        Message(role="user", content="Observation: 1"),
+    ]
+    expected = HFBackend(folder, device="cpu").prepare(msgs)["input_ids"][0]
+    assert batch["input_ids"][0, :n_prompt].tolist() == expected.tolist()
+
+
+@pytest.mark.slow
+def test_tooluse_moves_lora_only_and_merges(root, aligned, tooluse_out, scenes):
+    folder, facts = tooluse_out
+    assert facts["lora_names"] and not any("vision_tower" in n for n in facts["lora_names"])
+    assert set(facts["lora_moved"]) >= {n for n in facts["lora_names"] if "lora_B" in n}
+    assert facts["base_moved"] == []  # base frozen before the merge
+    losses = _losses(_state(root / "tooluse"))
+    # LoRA alone moves a near-uniform random LM slowly (its tied embeddings are frozen and small)
+    assert len(losses) == 10 and losses[-1] < 0.9 * losses[0], losses
+    assert sum(losses[-3:]) < sum(losses[:3]), losses
+    base, merged = _weights(aligned), _weights(folder)
+    assert next(iter(_load_dtypes(folder))) == "F16"
+    changed = [
+        k for k in base if "language_model" in k and not (base[k] - merged[k]).abs().max() < 1e-3
+    ]
+    assert changed and all("proj" in k for k in changed)
+    assert all((base[k] - merged[k]).abs().max() < 1e-3 for k in base if "vision_tower" in k)
+    _generates(folder, scenes / "scene_000001.png")
+
+
+def _load_dtypes(folder: Path) -> set[str]:
+    import struct
+
+    raw = (folder / "model.safetensors").read_bytes()
+    header = json.loads(raw[8 : 8 + struct.unpack("<Q", raw[:8])[0]])
+    return {v["dtype"] for k, v in header.items() if k != "__metadata__"}
+
+
+@pytest.mark.slow
+def test_dpo_increases_the_chosen_margin(root, scenes, tooluse_out):
+    import torch
+
+    from agentkit.mllm.train import dpo
+
+    base, _ = tooluse_out
+    cfg = dpo.Config(
+        base=str(base),
+        scenes_dir=str(scenes),
+        max_steps=10,
+        batch=8,
+        lr=2e-3,
+        beta=0.5,
+        save_steps=10,
+        **FAST,
+    )
+    out = root / "dpo"
+    trainer = dpo.make_trainer(cfg, out)
+    rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+    batch = trainer.data_collator(rows)
+    n = len(rows)
+
+    def margin() -> float:
+        trainer.model.eval()
+        with torch.no_grad():
+            logps = _vlm.completion_logps(trainer.model, batch)
+        return float((logps[:n] - logps[n:]).mean())
+
+    m0 = margin()
+    _vlm.run(trainer, out)
+    m1 = margin()
+    assert m1 > m0 + 0.5, (m0, m1)
+    folder = dpo.finish(trainer, cfg, out)
+    assert (out / "pairs.jsonl").is_file()
+    _generates(folder, scenes / "scene_000000.png")
+
+
+# --------------------------------------------------------------------------------------------
+# a second architecture
+
+
+def _tiny_qwen2_vl(folder: Path) -> Path:
+    """A random-init Qwen2-VL (~0.15 M parameters) with a BPE tokenizer trained here."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+    )
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    special = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
+    template = (
+        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
+        "<|vision_start|><|image_pad|><|vision_end|>{% elif part['type'] == 'text' %}{{ part['text'] }}"
+        "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        ["How many cubes? Final Answer: 2 cubes. Thought: count them. Action: count"] * 10,
+        trainer=trainers.BpeTrainer(
+            vocab_size=320,
+            special_tokens=special,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=template,
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+    )
+    sizes = dict(
+        patch_size=8, temporal_patch_size=2, merge_size=2, min_pixels=32 * 32, max_pixels=32 * 32
+    )
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**sizes),
+        video_processor=Qwen2VLVideoProcessor(**sizes),
+        tokenizer=tokenizer,
+        chat_template=template,
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
+    config = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            rope_parameters={
+                "rope_type": "default",
+                "mrope_section": [4, 6, 6],
+                "rope_theta": 10000.0,
+            },
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=1,
+            embed_dim=32,
+            hidden_size=64,
+            num_heads=2,
+            mlp_ratio=2,
+            patch_size=8,
+            temporal_patch_size=2,
+            spatial_merge_size=2,
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_tooluse_trains_a_second_architecture(root, scenes):
+    from agentkit.mllm.train import tooluse
+
+    base = _tiny_qwen2_vl(root / "qwen2vl")
+    (root / "q").mkdir()
+    data = _tooluse_samples(root / "q", scenes)
+    cfg = tooluse.Config(
+        base=str(base), data=str(data), max_steps=2, batch=2, lr=5e-3, save_steps=2, **FAST
+    )
+    out = root / "qwen-tooluse"
+    trainer = tooluse.make_trainer(cfg, out)
+    wrapped = [n for n, _ in trainer.model.named_modules() if n.endswith("lora_A")]
+    assert wrapped and all("language_model" in n for n in wrapped)  # the ViT's qkv is not wrapped
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    assert "image_grid_thw" in batch and "mm_token_type_ids" in batch
+    labels = batch["labels"][0]
+    assert (
+        trainer.processing_class.tokenizer.decode(labels[labels != -100])
+        == "Final Answer: 1 cube<|im_end|>\n"
+    )
+    _vlm.run(trainer, out)
+    assert trainer.state.global_step == 2
+    folder = tooluse.finish(trainer, cfg, out)
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen2_vl"
+    _generates(folder, scenes / "scene_000000.png")
