@@ -1,0 +1,90 @@
+"""Speech recognition metric: word error rate of the ``transcribe`` tool on held-out clips.
+
+The clips are a folder written by the ``asr`` recipe (or ``agentkit data gen speech``): ``*.wav``
+16 kHz mono with a ``*.json`` beside each holding its ``transcript``. Every clip goes through
+:func:`agentkit.tools.transcribe.run`, the call path users get (same loader, same decoding options,
+language detected), and the corpus WER is total word edits over total reference words.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import ConfigError
+
+_PUNCT = re.compile(r"[^\w\s']")
+
+
+def normalise(text: str) -> list[str]:
+    """Lower-case words without punctuation: ``"Is it red?"`` -> ``["is", "it", "red"]``."""
+    return _PUNCT.sub(" ", text.lower()).split()
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    """Levenshtein distance between two word lists (substitutions, insertions, deletions)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def wer(ref: str, hyp: str) -> float:
+    """Word error rate of one hypothesis: edits / reference words (may exceed 1)."""
+    r = normalise(ref)
+    if not r:
+        raise ConfigError(f"reference {ref!r} has no words: WER is undefined")
+    return edit_distance(r, normalise(hyp)) / len(r)
+
+
+def evaluate_asr(
+    weights: str | Path = "speech-whisper",
+    clips_dir: str | Path = "data/asr/test",
+    *,
+    limit: int | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Corpus WER of the transcribe tool with ``weights`` on the clips of ``clips_dir``.
+
+    Returns ``{"clips", "wer", "sentence_accuracy", "seconds_per_clip", "weights", "worst"}``:
+    ``wer`` is summed edits over summed reference words; ``worst`` lists up to 5 clips with the
+    highest WER (reference and hypothesis) for inspection.
+    """
+    from agentkit.tools.base import ToolContext
+    from agentkit.tools.transcribe import Args, run
+
+    d = Path(clips_dir)
+    metas = sorted(p for p in d.glob("*.json") if (p.with_suffix(".wav")).is_file())
+    if not metas:
+        raise ConfigError(
+            f"no clips (*.wav with a *.json transcript) in {d}; make them with "
+            "`agentkit train asr` (data_dir/test) or `agentkit data gen speech`"
+        )
+    metas = metas[:limit] if limit else metas
+    ctx = ToolContext(device=device)
+    edits = words = exact = 0
+    rows = []
+    t0 = time.perf_counter()
+    for m in metas:
+        ref = json.loads(m.read_text())["transcript"]
+        hyp = run(Args(audio=str(m.with_suffix(".wav")), weights=str(weights)), ctx).text
+        r = normalise(ref)
+        e = edit_distance(r, normalise(hyp))
+        edits, words, exact = edits + e, words + len(r), exact + (e == 0)
+        rows.append({"id": m.stem, "wer": round(e / max(1, len(r)), 3), "ref": ref, "hyp": hyp})
+    dt = time.perf_counter() - t0
+    rows.sort(key=lambda x: -x["wer"])
+    return {
+        "clips": len(metas),
+        "wer": round(edits / max(1, words), 4),
+        "sentence_accuracy": round(exact / len(metas), 4),
+        "seconds_per_clip": round(dt / len(metas), 3),
+        "weights": str(weights),
+        "worst": rows[:5],
+    }

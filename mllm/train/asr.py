@@ -1,0 +1,416 @@
+"""The ``asr`` recipe: a small whisper trained on spoken questions, fed exactly as ``transcribe`` is.
+
+Data: questions drawn on synthetic scene graphs (``worlds/synthetic.py`` + ``worlds/questions.py``:
+no rendering), spoken by espeak-ng / flite / festival with echo and noise (``worlds/speech.py``).
+Voices and noise levels are split: the held-out test set uses voice variants, a flite voice and a
+band of SNRs that training never hears (see :data:`HELD_OUT`), and scenes from another seed range.
+
+Inputs are built the way ``whisper.transcribe`` builds them (the call path of
+``agentkit.tools.transcribe``): the log-mel of the clip *plus 30 s of zero samples* (so the
+normalisation clamp matches), cut to the clip's content frames, then zero-padded **in mel space**
+to 3000 frames. Only the content frames are cached (``data/asr/<split>/mels.pt``, fp16); the zero
+padding is added per batch, which is the same tensor transcribe feeds.
+
+Targets: ``<|startoftranscript|><|en|><|transcribe|><|notimestamps|> text<|endoftext|>`` with
+teacher forcing (the loss includes the ``<|en|>`` step, so language detection picks English). The
+checkpoint carries ``transcribe_options = {"without_timestamps": True}``, which the tool honours.
+
+Model: whisper's own ``ModelDimensions``/``Whisper`` with the multilingual vocabulary (51865; the
+tokenizer is chosen by ``n_vocab``, so it cannot shrink). The token embedding is most of the file
+(51865 x d_model). Saved fp16 as ``{"dims", "model_state_dict", "transcribe_options"}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import ConfigError
+
+N_MELS = 80
+N_FRAMES = 3000  # whisper's 30 s window in mel frames
+
+#: Never heard in training: espeak-ng voice variants, one flite voice, and an SNR band (dB).
+HELD_OUT: dict[str, Any] = {
+    "espeak_variants": ("m3", "f4", "klatt2", "steph"),
+    "flite_voices": ("rms",),
+    "snr_band": (12.0, 17.0),
+}
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - the recipe CLI reads metadata["help"]
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Config:
+    description: str = _f(
+        "small whisper on spoken scene questions (held-out voices/SNR)", "one line"
+    )
+    data_dir: str = _f("data/asr", "where clips and the mel cache go (regenerated from seeds)")
+    train_clips: int = _f(3000, "training clips to synthesise")
+    test_clips: int = _f(120, "held-out clips (unseen voices, SNR band and scenes)")
+    seed: int = _f(0, "seed of scenes, questions, voices and effects")
+    engines: list[str] = _f(["espeak-ng", "flite", "festival"], "speech synthesizers")
+    workers: int = _f(2, "processes synthesising clips")
+    n_audio_state: int = _f(128, "width of encoder and decoder (whisper ties them)")
+    n_audio_layer: int = _f(3, "encoder blocks")
+    n_text_layer: int = _f(2, "decoder blocks")
+    n_head: int = _f(4, "attention heads")
+    n_text_ctx: int = _f(128, "decoder context in tokens (questions are < 40)")
+    batch_size: int = _f(8, "clips per step")
+    steps: int = _f(3000, "optimizer steps")
+    lr: float = _f(1.5e-3, "peak AdamW learning rate")
+    warmup: int = _f(150, "linear warm-up steps before the cosine decay")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    spec_augment: bool = _f(True, "mask random mel bands and time spans while training")
+    threads: int = _f(2, "torch CPU threads")
+    save_every: int = _f(100, "steps between resumable checkpoints (last.pt)")
+    max_minutes: float = _f(
+        0.0, "stop (and save) after this many minutes of training; 0 = no limit"
+    )
+    progress: bool = _f(True, "show a rich progress bar")
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+def _in_band(snr: float | None) -> bool:
+    lo, hi = HELD_OUT["snr_band"]
+    return snr is not None and lo <= snr < hi
+
+
+def split_voice(rng: random.Random, engines: list[str], split: str) -> Any:
+    """A voice for ``split`` ("train" or "test"): test voices come only from :data:`HELD_OUT`
+    variants and the held-out SNR band; train voices and SNRs never do."""
+    from agentkit.mllm.worlds import speech
+
+    for _ in range(1000):
+        v = speech.sample_voice(rng, engines)
+        if v.engine == "espeak-ng":
+            variant = v.voice.partition("+")[2]
+            held = variant in HELD_OUT["espeak_variants"]
+        elif v.engine == "flite":
+            held = v.voice in HELD_OUT["flite_voices"]
+        else:
+            held = None  # festival has one voice: it is heard in both splits
+        if split == "test":
+            if held is False:
+                # keep engines in proportion: swap in a held-out voice of the same engine
+                pool = (
+                    HELD_OUT["espeak_variants"]
+                    if v.engine == "espeak-ng"
+                    else HELD_OUT["flite_voices"]
+                )
+                variant = rng.choice(pool)
+                voice = (
+                    f"{v.voice.partition('+')[0]}+{variant}" if v.engine == "espeak-ng" else variant
+                )
+                v = v.model_copy(update={"voice": voice})
+            lo, hi = HELD_OUT["snr_band"]
+            return v.model_copy(update={"snr_db": round(rng.uniform(lo, hi), 2)})
+        if held or _in_band(v.snr_db):
+            continue
+        return v
+    raise ConfigError(f"could not draw a {split} voice from engines {engines}")
+
+
+def _questions(n: int, seed: int, scene_base: int) -> list[dict[str, Any]]:
+    from agentkit.mllm.worlds.questions import generate_questions
+    from agentkit.mllm.worlds.synthetic import synthetic_scene
+
+    out: list[dict[str, Any]] = []
+    s = scene_base
+    while len(out) < n:
+        scenes = [synthetic_scene(s + i) for i in range(50)]
+        out.extend(generate_questions(scenes, per_scene=4, seed=seed + s))
+        s += 50
+    return out[:n]
+
+
+def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Speak one question into ``dir`` (wav + json); skips a clip already written."""
+    from agentkit.mllm.worlds import speech
+
+    d = Path(job["dir"])
+    q = job["question"]
+    meta = d / f"{q['id']}.json"
+    if meta.exists():
+        return json.loads(meta.read_text())
+    s = speech.item_seed(job["seed"], f"{job['split']}:{q['id']}")
+    voice = split_voice(random.Random(s), job["engines"], job["split"])
+    audio = speech.apply_effects(speech.synthesize(q["question"], voice), voice, s)
+    speech.write_wav(d / f"{q['id']}.wav", audio)
+    rec = {"id": q["id"], "audio": f"{q['id']}.wav", "transcript": q["question"], "seed": s,
+           "duration_s": round(len(audio) / speech.SAMPLE_RATE, 3), **voice.model_dump()}  # fmt: skip
+    tmp = d / f".{q['id']}.json.tmp"
+    tmp.write_text(json.dumps(rec) + "\n")
+    tmp.replace(meta)  # the json last: its presence means the clip is complete
+    return rec
+
+
+def make_clips(cfg: Config, split: str) -> Path:
+    """Synthesise ``split``'s clips into ``data_dir/split`` (resumable); returns the folder."""
+    from multiprocessing import get_context
+
+    from agentkit.mllm.worlds.speech import require_engines
+
+    require_engines(cfg.engines)
+    n = cfg.train_clips if split == "train" else cfg.test_clips
+    # test scenes come from a far seed range: their sentences are new too
+    qs = _questions(n, cfg.seed, 0 if split == "train" else 1_000_000)
+    d = Path(cfg.data_dir) / split
+    d.mkdir(parents=True, exist_ok=True)
+    jobs = [{"dir": str(d), "question": q, "seed": cfg.seed, "split": split,
+             "engines": list(cfg.engines)} for q in qs]  # fmt: skip
+    todo = [j for j in jobs if not (d / f"{j['question']['id']}.json").exists()]
+    if todo:
+        with get_context("spawn").Pool(max(1, cfg.workers)) as pool:
+            for i, _ in enumerate(pool.imap_unordered(_clip_job, todo, chunksize=4)):
+                if cfg.progress and (i + 1) % 100 == 0:
+                    print(f"{split}: {i + 1}/{len(todo)} clips", flush=True)
+    recs = [json.loads((d / f"{j['question']['id']}.json").read_text()) for j in jobs]
+    (d / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return d
+
+
+def transcribe_mel(audio: Any) -> Any:
+    """The log-mel ``whisper.transcribe`` computes for a short clip, content frames only:
+    ``(80, frames)`` float32. Padding it with zeros to 3000 frames gives the window it decodes."""
+    import whisper
+
+    mel = whisper.log_mel_spectrogram(audio, N_MELS, padding=whisper.audio.N_SAMPLES)
+    return mel[:, : mel.shape[-1] - N_FRAMES]
+
+
+def build_cache(clips_dir: Path) -> Path:
+    """Mels (fp16, content frames only, concatenated) and texts of a clip folder, computed once."""
+    import torch
+
+    from agentkit.tools.transcribe import read_wav_16k
+
+    cache = clips_dir / "mels.pt"
+    manifest = clips_dir / "manifest.jsonl"
+    if cache.exists() and cache.stat().st_mtime >= manifest.stat().st_mtime:
+        return cache
+    recs = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    mels, texts, lengths = [], [], []
+    for r in recs:
+        # read back the written 16-bit wav: the exact samples the tool will read
+        audio = torch.from_numpy(read_wav_16k(clips_dir / r["audio"]))
+        m = transcribe_mel(audio)
+        if m.shape[-1] > N_FRAMES:
+            continue  # longer than one window: not a training example for one-window decoding
+        mels.append(m.half())
+        lengths.append(m.shape[-1])
+        texts.append(r["transcript"])
+    torch.save({"mels": torch.cat(mels, dim=1), "lengths": lengths, "texts": texts}, cache)
+    return cache
+
+
+# -- model ------------------------------------------------------------------------------------
+
+
+def tokenizer() -> Any:
+    from whisper.tokenizer import get_tokenizer
+
+    return get_tokenizer(multilingual=True, num_languages=99, language="en", task="transcribe")
+
+
+def build_model(cfg: Config) -> Any:
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(
+        n_mels=N_MELS, n_audio_ctx=N_FRAMES // 2, n_audio_state=cfg.n_audio_state,
+        n_audio_head=cfg.n_head, n_audio_layer=cfg.n_audio_layer, n_vocab=51865,
+        n_text_ctx=cfg.n_text_ctx, n_text_state=cfg.n_audio_state, n_text_head=cfg.n_head,
+        n_text_layer=cfg.n_text_layer,
+    )  # fmt: skip
+    import torch
+
+    model = Whisper(dims)
+    # Whisper leaves the decoder's positional embedding uninitialised (torch.empty: it expects
+    # loaded weights) and the token embedding at N(0, 1), whose tied logits start near 100 nats.
+    with torch.no_grad():
+        torch.nn.init.normal_(model.decoder.positional_embedding, std=0.01)
+        torch.nn.init.normal_(model.decoder.token_embedding.weight, std=0.02)
+    return model
+
+
+def encode_texts(texts: list[str], n_ctx: int) -> list[list[int]]:
+    """``sot en transcribe notimestamps " text" eot`` for each text (fits ``n_ctx``)."""
+    tok = tokenizer()
+    prefix = list(tok.sot_sequence_including_notimestamps)
+    out = []
+    for t in texts:
+        ids = prefix + tok.encode(" " + t.strip()) + [tok.eot]
+        if len(ids) > n_ctx:
+            raise ConfigError(f"transcript of {len(ids)} tokens exceeds n_text_ctx {n_ctx}: {t!r}")
+        out.append(ids)
+    return out
+
+
+class Batches:
+    """Random batches of zero-padded 3000-frame mels and teacher-forcing token tensors."""
+
+    def __init__(self, cache: Path, n_ctx: int, seed: int):
+        import torch
+
+        data = torch.load(cache, weights_only=True)
+        self.mels = data["mels"]
+        self.lengths = list(data["lengths"])
+        self.starts = [0]
+        for n in self.lengths[:-1]:
+            self.starts.append(self.starts[-1] + n)
+        self.tokens = encode_texts(list(data["texts"]), n_ctx)
+        self.texts = list(data["texts"])
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def mel(self, i: int) -> Any:
+        return self.mels[:, self.starts[i] : self.starts[i] + self.lengths[i]].float()
+
+    def batch(self, size: int, augment: bool) -> tuple[Any, Any, Any]:
+        import torch
+
+        idx = [self.rng.randrange(len(self)) for _ in range(size)]
+        x = torch.zeros(size, N_MELS, N_FRAMES)
+        for b, i in enumerate(idx):
+            m = self.mel(i)
+            if augment:
+                m = spec_augment(m, self.rng)
+            x[b, :, : m.shape[-1]] = m  # zeros beyond: what transcribe's pad_or_trim feeds
+        n = max(len(self.tokens[i]) for i in idx) - 1
+        inp = torch.full((size, n), self.tokens[idx[0]][-1], dtype=torch.long)  # eot pads
+        tgt = torch.full((size, n), -100, dtype=torch.long)
+        for b, i in enumerate(idx):
+            t = self.tokens[i]
+            inp[b, : len(t) - 1] = torch.tensor(t[:-1])
+            tgt[b, : len(t) - 1] = torch.tensor(t[1:])
+        return x, inp, tgt
+
+
+def spec_augment(m: Any, rng: random.Random) -> Any:
+    """Two mel-band masks (<= 10 bands) and two time masks (<= 8% of the clip), filled with the
+    clip's mean, so unseen voices and rooms look less like memorised ones."""
+    m = m.clone()
+    fill = float(m.mean())
+    for _ in range(2):
+        w = rng.randint(0, 10)
+        f0 = rng.randint(0, N_MELS - w)
+        m[f0 : f0 + w, :] = fill
+    t_len = m.shape[-1]
+    for _ in range(2):
+        w = rng.randint(0, max(1, int(0.08 * t_len)))
+        t0 = rng.randint(0, max(0, t_len - w))
+        m[:, t0 : t0 + w] = fill
+    return m
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def save_release(model: Any, path: Path) -> Path:
+    """fp16 ``{"dims", "model_state_dict", "transcribe_options"}`` that ``whisper.load_model``
+    and the transcribe tool read."""
+    import torch
+
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {"dims": dataclasses.asdict(model.dims), "model_state_dict": sd,
+         "transcribe_options": {"without_timestamps": True}},
+        tmp,
+    )  # fmt: skip
+    tmp.replace(path)
+    return path
+
+
+def _save_last(path: Path, model: Any, opt: Any, step: int, losses: list[float]) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                "losses": losses, "dims": dataclasses.asdict(model.dims)}, tmp)  # fmt: skip
+    tmp.replace(path)
+
+
+def train(cfg: Config, out: Path) -> Path:
+    """Synthesise and cache the data, train (resuming from ``out/last.pt``) and write
+    ``out/speech-whisper.pt``; the loss curve goes to ``out/log.jsonl``."""
+    import torch
+    import torch.nn.functional as F
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed)
+    for split in ("train", "test"):
+        if (cfg.train_clips if split == "train" else cfg.test_clips) > 0:
+            build_cache(make_clips(cfg, split))
+    data = Batches(Path(cfg.data_dir) / "train" / "mels.pt", cfg.n_text_ctx, cfg.seed)
+
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, losses = 0, []
+    last = out / "last.pt"
+    if last.exists():
+        ck = torch.load(last, weights_only=True)
+        if ck["dims"] != dataclasses.asdict(model.dims):
+            raise ConfigError(
+                f"{last} holds a model of dims {ck['dims']}, not this recipe's; use another --out"
+            )
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, losses = ck["step"], list(ck["losses"])
+        data.rng.seed(cfg.seed * 1_000_003 + step)  # a fresh, reproducible batch order
+    model.train()
+    log = (out / "log.jsonl").open("a")
+    t_start = time.monotonic()
+    cols = [TextColumn("asr"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]  # fmt: skip
+    with Progress(*cols, disable=not cfg.progress or not os.isatty(2)) as bar:
+        task = bar.add_task("train", total=cfg.steps, completed=step, loss=float("nan"))
+        while step < cfg.steps:
+            x, inp, tgt = data.batch(cfg.batch_size, cfg.spec_augment)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            logits = model(x, inp)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            losses.append(round(loss.item(), 4))
+            bar.update(task, completed=step, loss=losses[-1])
+            log.write(json.dumps({"step": step, "loss": losses[-1], "lr": lr_at(step - 1, cfg),
+                                  "t": round(time.monotonic() - t_start, 1)}) + "\n")  # fmt: skip
+            log.flush()
+            over = cfg.max_minutes > 0 and time.monotonic() - t_start > 60 * cfg.max_minutes
+            if step % cfg.save_every == 0 or step == cfg.steps or over:
+                _save_last(last, model, opt, step, losses)
+                save_release(model, out / "speech-whisper.pt")
+            if over:
+                break
+    log.close()
+    return save_release(model, out / "speech-whisper.pt")

@@ -1,0 +1,110 @@
+"""The asr recipe end to end on a tiny config: speak, cache mels, train, load through the tool."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from agentkit.mllm.eval.asr import edit_distance, normalise, wer
+from agentkit.mllm.train import build_config, load_recipe
+
+
+def test_shipped_recipe_fills_the_config():
+    module, cfg = build_config(load_recipe("asr"), ["steps=5"])
+    assert module.__name__.endswith("train.asr")
+    assert cfg.steps == 5 and cfg.n_audio_state * 51865 * 2 < 20e6  # the fp16 embedding fits
+
+
+def test_held_out_voices_never_reach_training():
+    from agentkit.mllm.train.asr import HELD_OUT, split_voice
+
+    lo, hi = HELD_OUT["snr_band"]
+    rng = random.Random(0)
+    engines = ["espeak-ng", "flite", "festival"]
+    for _ in range(300):
+        v = split_voice(rng, engines, "train")
+        assert v.voice.partition("+")[2] not in HELD_OUT["espeak_variants"]
+        assert v.voice not in HELD_OUT["flite_voices"]
+        assert v.snr_db is None or not lo <= v.snr_db < hi
+        t = split_voice(rng, engines, "test")
+        assert lo <= t.snr_db < hi
+        held = (
+            t.voice.partition("+")[2] in HELD_OUT["espeak_variants"]
+            or t.voice in (HELD_OUT["flite_voices"])
+        )
+        assert held or t.engine == "festival"
+
+
+def test_wer_counts_word_edits_on_normalised_text():
+    assert normalise("Is there a RED cube?") == ["is", "there", "a", "red", "cube"]
+    assert edit_distance(["a", "b", "c"], ["a", "c", "d"]) == 2
+    assert wer("How many cubes?", "how many cubes") == 0.0
+    assert wer("how many red cubes", "how many cubes are") == 0.5
+
+
+@pytest.mark.slow
+def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path):
+    import torch
+    import whisper
+
+    from agentkit.mllm.train.asr import Batches
+    from agentkit.tools import transcribe
+    from agentkit.tools.base import ModelCache, ToolContext
+
+    data = tmp_path / "data"
+    module, cfg = build_config(
+        load_recipe("asr"),
+        [f"data_dir={data}", "train_clips=12", "test_clips=2", "workers=1",
+         "n_audio_state=32", "n_audio_layer=1", "n_text_layer=1", "n_head=2", "n_text_ctx=64",
+         "batch_size=4", "steps=12", "warmup=2", "lr=0.01", "save_every=6", "threads=2",
+         "progress=false"],
+    )  # fmt: skip
+    out = module.train(cfg, tmp_path / "out")
+    assert out == tmp_path / "out" / "speech-whisper.pt" and out.is_file()
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "out" / "log.jsonl").open()]
+    assert len(losses) == 12
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
+
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["transcribe_options"] == {"without_timestamps": True}
+    assert all(
+        v.dtype == torch.float16 for v in ckpt["model_state_dict"].values() if v.is_floating_point()
+    )
+
+    # the tool loads the run's checkpoint by path, and the window it feeds the encoder is the
+    # cached training mel zero-padded to 3000 frames (train the way transcribe calls)
+    seen = []
+    model = whisper.load_model(str(out))
+    encoder_forward = model.encoder.forward
+    model.encoder.forward = lambda x: (seen.append(x.detach().clone()), encoder_forward(x))[1]
+    cache = ModelCache()
+    wav = sorted((data / "train").glob("*.wav"))[0]
+    cache.get(
+        "whisper",
+        str(out),
+        "cpu",
+        lambda: transcribe.Transcriber(model, {"without_timestamps": True}),
+    )
+    res = transcribe.run(
+        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=cache)
+    )
+    assert isinstance(res.text, str) and res.duration > 0.5
+    batches = Batches(data / "train" / "mels.pt", 64, 0)
+    i = batches.texts.index(json.loads(wav.with_suffix(".json").read_text())["transcript"])
+    expected = torch.zeros(80, 3000)
+    expected[:, : batches.lengths[i]] = batches.mel(i)
+    decoded = seen[-1][0]  # the language is given by detection first; the last call decodes
+    assert decoded.shape == (80, 3000)
+    assert torch.allclose(decoded, expected, atol=2e-2), (decoded - expected).abs().max()
+
+    # and the plain tool path (no injected model) loads it too
+    plain = transcribe.run(
+        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=ModelCache())
+    )
+    assert plain.text == res.text
+
+    # re-running resumes at the last step: nothing is trained again
+    assert module.train(cfg, tmp_path / "out") == out
+    assert len((tmp_path / "out" / "log.jsonl").read_text().splitlines()) == 12
