@@ -30,13 +30,25 @@ def perception(
     limit: Annotated[int | None, typer.Option(help="Score only the first N scenes.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    asr_clips: Annotated[
+        Path | None,
+        typer.Option(help="Held-out speech clips (*.wav + *.json, e.g. data/asr/test): adds WER."),
+    ] = None,
+    asr_weights: Annotated[
+        str, typer.Option(help="Transcribe checkpoint name or path.")
+    ] = "speech-whisper",
 ) -> None:
-    """Detection mAP50 and attribute accuracy of the detect tool's models on held-out scenes."""
+    """Detection mAP50 and attribute accuracy of the detect tool's models on held-out scenes;
+    with --asr-clips also the transcribe tool's word error rate."""
     from agentkit.errors import AgentkitError
     from agentkit.mllm.eval.perception import perception as run
 
     try:
         res = run(scenes, weights=weights, attr=attr, conf=conf, limit=limit, device=device)
+        if asr_clips is not None:
+            from agentkit.mllm.eval.asr import evaluate_asr
+
+            res["transcribe"] = evaluate_asr(asr_weights, asr_clips, device=device)
     except AgentkitError as e:
         fail(str(e), as_json)
     if as_json:
@@ -50,6 +62,13 @@ def perception(
         f"all four {d['all_four_accuracy']:.3f}",
         highlight=False,
     )
+    if "transcribe" in res:
+        t = res["transcribe"]
+        console.print(
+            f"transcribe on {t['clips']} clips: WER {t['wer']:.3f}, sentences exact "
+            f"{t['sentence_accuracy']:.3f}, {t['seconds_per_clip']} s per clip",
+            highlight=False,
+        )
 
 
 from agentkit.cli.eval_vqa import vqa  # noqa: E402  (its own module: one command, one file)
