@@ -170,7 +170,7 @@ def make_clips(cfg: Config, split: str) -> Path:
     qs = _questions(n, cfg.seed, 0 if split == "train" else 1_000_000)
     d = Path(cfg.data_dir) / split
     d.mkdir(parents=True, exist_ok=True)
-    jobs = [{"dir": str(d), "question": q, "seed": cfg.seed, "split": split,
+    jobs: list[dict[str, Any]] = [{"dir": str(d), "question": q, "seed": cfg.seed, "split": split,
              "engines": list(cfg.engines)} for q in qs]  # fmt: skip
     todo = [j for j in jobs if not (d / f"{j['question']['id']}.json").exists()]
     if todo:
