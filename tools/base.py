@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import importlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from agentkit.media import MediaStore
 
+PromptStyle = Literal["full", "compact"]
 ENTRY_POINT_GROUP = "agentkit.tools"
 DEFAULT_TIMEOUT = 60.0
 #: Observations longer than this are cut (the model's context is small; the full result is kept).
@@ -145,13 +147,30 @@ class Tool:
             },
         }
 
-    def prompt_line(self) -> str:
-        """How the ReAct prompt lists this tool: name, description and its arguments."""
-        props = self.Args.model_json_schema().get("properties", {})
-        args = ", ".join(
-            f"{k}: {v.get('description', v.get('type', ''))}" for k, v in props.items()
-        )
-        return f"{self.name}: {self.description} Input: {{{args}}}"
+    def prompt_line(self, style: PromptStyle = "full") -> str:
+        """How a controller prompt lists this tool.
+
+        ``full`` (for capable models): the whole description and every argument's description.
+        ``compact`` (for the small shipped core, whose context is short): the description's
+        first sentence and the argument names, optional ones marked with ``?``:
+        ``count(objects, where?, label?): Counts the objects ...``.
+        Both are computed once per tool (building a JSON schema is slow).
+        """
+        cache: dict[str, str] = self.__dict__.setdefault("_prompt_lines", {})
+        if style not in cache:
+            schema = self.Args.model_json_schema()
+            props = schema.get("properties", {})
+            if style == "compact":
+                required = set(schema.get("required", []))
+                names = ", ".join(k if k in required else f"{k}?" for k in props)
+                first = re.split(r"(?<=[.!?])\s", self.description, maxsplit=1)[0]
+                cache[style] = f"{self.name}({names}): {first}"
+            else:
+                args = ", ".join(
+                    f"{k}: {v.get('description', v.get('type', ''))}" for k, v in props.items()
+                )
+                cache[style] = f"{self.name}: {self.description} Input: {{{args}}}"
+        return cache[style]
 
     def observe(self, result: BaseModel) -> str:
         text = (

@@ -39,7 +39,7 @@ class Detection(BaseModel):
 class Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    detections: list[Detection] = Field(
+    objects: list[Detection] = Field(
         max_length=MAX_DETECTIONS,
         description='The objects to count: the name of an earlier detection result (e.g. detect_0) or a list like [{"label": "cube", "color": "red", "score": 0.9}].',
     )
@@ -87,11 +87,9 @@ def matches(
 
 def run(args: Args, ctx: ToolContext) -> Result:
     hits = [
-        i
-        for i, d in enumerate(args.detections)
-        if matches(d, args.label, args.where, args.min_score)
+        i for i, d in enumerate(args.objects) if matches(d, args.label, args.where, args.min_score)
     ]
-    return Result(count=len(hits), total=len(args.detections), indices=hits)
+    return Result(count=len(hits), total=len(args.objects), indices=hits)
 
 
 def summary(result: Result) -> str:

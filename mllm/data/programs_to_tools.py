@@ -13,7 +13,7 @@ program nodes                    tool call
 ``relate[r]``                    ``relate(objects=detect_0, reference=X, relation=r)``
 ``same_<attr>``                  ``same(objects=detect_0, reference=X, attribute=attr)``
 ``union`` / ``intersect``        ``combine(a=X, b=Y, op=union|intersection)``
-``count``                        ``count(detections=X, where={...})`` (a last filter is fused)
+``count``                        ``count(objects=X, where={...})`` (a last filter is fused)
 ``exist``                        ``exist(objects=X)``
 ``query_<attr>``                 ``query(objects=X, attribute=attr)``
 ``count, count, greater_than``   ``compare(a=X, b=Y, relation=more)`` (``less_than``: fewer,
@@ -223,8 +223,8 @@ class _Converter:
             base, spec = self.chain(j)
             where = {a: spec[a] for a in _ATTR_ORDER if a in spec}
             src = self.objects(base)
-            what = f"the {_spec_words(spec)} in {{detections}}" if where else "{detections}"
-            args: dict[str, Any] = {"detections": Ref(src)}
+            what = f"the {_spec_words(spec)} in {{objects}}" if where else "{objects}"
+            args: dict[str, Any] = {"objects": Ref(src)}
             if where:
                 args["where"] = where
             self.emit("count", args, f"Count {what}.", "n")

@@ -36,14 +36,14 @@ OK_HEAD = "objs = detect(image=image_0)\n"
         ("x = eval('1')\nANSWER = x", "'eval' is not a tool"),
         ("x = getattr(objs, 'a')\nANSWER = x", "'getattr' is not a tool"),
         (OK_HEAD + "ANSWER = objs.count", "attribute access"),
-        (OK_HEAD + "n = count(detections=objs.items)\nANSWER = n", "attribute access"),
+        (OK_HEAD + "n = count(objects=objs.items)\nANSWER = n", "attribute access"),
         ("n = detect.__globals__(image=image_0)\nANSWER = n", "attribute access"),
         (OK_HEAD + "ANSWER = objs[0]", "subscripts"),
-        (OK_HEAD + "n = count(detections=objs[0:2])\nANSWER = n", "subscripts"),
+        (OK_HEAD + "n = count(objects=objs[0:2])\nANSWER = n", "subscripts"),
         ("f = lambda: 1\nANSWER = f", "lambda"),
-        (OK_HEAD + "n = count(detections=[i for i in objs])\nANSWER = n", "comprehensions"),
-        (OK_HEAD + "n = count(detections={i: 1 for i in objs})\nANSWER = n", "comprehensions"),
-        (OK_HEAD + "n = count(detections=(i for i in objs))\nANSWER = n", "generator"),
+        (OK_HEAD + "n = count(objects=[i for i in objs])\nANSWER = n", "comprehensions"),
+        (OK_HEAD + "n = count(objects={i: 1 for i in objs})\nANSWER = n", "comprehensions"),
+        (OK_HEAD + "n = count(objects=(i for i in objs))\nANSWER = n", "generator"),
         ('n = detect(image=f"image_{0}")\nANSWER = n', "f-strings"),
         ("import os\nANSWER = 1", "imports"),
         ("from os import path\nANSWER = 1", "imports"),
@@ -63,27 +63,27 @@ OK_HEAD = "objs = detect(image=image_0)\n"
         ("__builtins__ = detect(image=image_0)\nANSWER = 1", "may not start with _"),
         ("count = detect(image=image_0)\nANSWER = count", "is a tool"),
         ("image_1 = detect(image=image_0)\nANSWER = image_1", "media id"),
-        (OK_HEAD + "n = count(detections=detect(image=image_0))\nANSWER = n", "inside an argument"),
+        (OK_HEAD + "n = count(objects=detect(image=image_0))\nANSWER = n", "inside an argument"),
         (OK_HEAD + "ANSWER = 1 + 2", "arithmetic"),
-        (OK_HEAD + "n = count(detections=objs, min_score=0.1 * 5)\nANSWER = n", "arithmetic"),
+        (OK_HEAD + "n = count(objects=objs, min_score=0.1 * 5)\nANSWER = n", "arithmetic"),
         (OK_HEAD + "ANSWER = objs if objs else 0", "conditional"),
         (OK_HEAD + "ANSWER = objs and 1", "and/or"),
         (OK_HEAD + "ANSWER = objs == 1", "comparisons"),
-        (OK_HEAD + "n = count(detections=objs, where={'a'})\nANSWER = n", "sets"),
+        (OK_HEAD + "n = count(objects=objs, where={'a'})\nANSWER = n", "sets"),
         (
-            OK_HEAD + "n = count(detections=objs, label=b'cube')\nANSWER = n",
+            OK_HEAD + "n = count(objects=objs, label=b'cube')\nANSWER = n",
             "bytes constant b'cube'",
         ),
-        (OK_HEAD + "n = count(detections=objs, label=...)\nANSWER = n", "ellipsis constant"),
-        (OK_HEAD + "n = count(detections=objs, min_score=1j)\nANSWER = n", "complex"),
-        (OK_HEAD + "n = count(detections=objs, min_score=1e999)\nANSWER = n", "not finite"),
-        (OK_HEAD + "n = count(detections=objs, label=-'x')\nANSWER = n", "before a number"),
-        (OK_HEAD + "n = count(detections=objs, min_score=-1e999)\nANSWER = n", "not finite"),
-        (OK_HEAD + "n = count(detections=objs, min_score=-True)\nANSWER = n", "before a number"),
-        (OK_HEAD + "n = count(detections=objs, where={1: 'a'})\nANSWER = n", "quoted strings"),
-        (OK_HEAD + "n = count(detections=objs, where={**x})\nANSWER = n", "** unpacking"),
-        (OK_HEAD + "n = count(detections=[*objs])\nANSWER = n", "* unpacking"),
-        (OK_HEAD + "n = count(detections=objs, label='objs')\nANSWER = n", "both a quoted"),
+        (OK_HEAD + "n = count(objects=objs, label=...)\nANSWER = n", "ellipsis constant"),
+        (OK_HEAD + "n = count(objects=objs, min_score=1j)\nANSWER = n", "complex"),
+        (OK_HEAD + "n = count(objects=objs, min_score=1e999)\nANSWER = n", "not finite"),
+        (OK_HEAD + "n = count(objects=objs, label=-'x')\nANSWER = n", "before a number"),
+        (OK_HEAD + "n = count(objects=objs, min_score=-1e999)\nANSWER = n", "not finite"),
+        (OK_HEAD + "n = count(objects=objs, min_score=-True)\nANSWER = n", "before a number"),
+        (OK_HEAD + "n = count(objects=objs, where={1: 'a'})\nANSWER = n", "quoted strings"),
+        (OK_HEAD + "n = count(objects=objs, where={**x})\nANSWER = n", "** unpacking"),
+        (OK_HEAD + "n = count(objects=[*objs])\nANSWER = n", "* unpacking"),
+        (OK_HEAD + "n = count(objects=objs, label='objs')\nANSWER = n", "both a quoted"),
         ("def f():\n    pass\nANSWER = 1", "function definitions"),
         ("class A:\n    pass\nANSWER = 1", "class definitions"),
         ("for i in x:\n    pass\nANSWER = 1", "loops"),
@@ -122,7 +122,7 @@ def test_unsafe_or_invalid_programs_are_refused(program, needle):
 
 def test_errors_name_the_line():
     with pytest.raises(DSLError) as e:
-        parse(OK_HEAD + "n = count(detections=objs)\nm = os.system(command='rm')\nANSWER = n")
+        parse(OK_HEAD + "n = count(objects=objs)\nm = os.system(command='rm')\nANSWER = n")
     assert e.value.line == 3 and str(e.value).startswith("line 3: ")
 
 
@@ -131,9 +131,9 @@ def test_the_valid_forms():
         "```python\n"
         "# find everything first\n"
         "objs = detect(image=image_0, classes=['cube', 'sphere'], conf=0.25)\n"
-        'reds = count(detections=objs, where={"color": "red", "big": True}, min_score=-1,'
+        'reds = count(objects=objs, where={"color": "red", "big": True}, min_score=-1,'
         " label=None)\n"
-        "both = count(detections=[objs, reds], tags=('a', -2.5), empty={})\n"
+        "both = count(objects=[objs, reds], tags=('a', -2.5), empty={})\n"
         "ANSWER = reds\n"
         "```"
     )
@@ -144,12 +144,12 @@ def test_the_valid_forms():
     ]
     assert p.calls[0].args == {"image": "image_0", "classes": ["cube", "sphere"], "conf": 0.25}
     assert p.calls[1].args == {
-        "detections": "objs",
+        "objects": "objs",
         "where": {"color": "red", "big": True},
         "min_score": -1,
         "label": None,
     }
-    assert p.calls[2].args == {"detections": ["objs", "reds"], "tags": ["a", -2.5], "empty": {}}
+    assert p.calls[2].args == {"objects": ["objs", "reds"], "tags": ["a", -2.5], "empty": {}}
     assert p.answer == {"ref": "reds"}
     assert "```" not in p.source
 

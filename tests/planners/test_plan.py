@@ -31,12 +31,12 @@ def numbered(*calls: str) -> str:
 def test_parse_numbered_react_blocks():
     text = numbered(
         call("find", {"image": "image_0"}, "look"),
-        call("count", {"detections": "find_0", "label": "cube"}, "count them"),
+        call("count", {"objects": "find_0", "label": "cube"}, "count them"),
     )
     calls = parse_plan(text, TOOLS)
     assert [(c.tool, c.args, c.thought) for c in calls] == [
         ("find", {"image": "image_0"}, "look"),
-        ("count", {"detections": "find_0", "label": "cube"}, "count them"),
+        ("count", {"objects": "find_0", "label": "cube"}, "count them"),
     ]
 
 
@@ -75,7 +75,7 @@ def test_parse_errors_name_the_step(text, needle):
 def test_plan_runs_in_order_and_the_summarizer_answers(make_agent, tmp_path):
     plan = numbered(
         call("find", {"image": "image_0"}),
-        call("count", {"detections": "find_0", "where": {"color": "red"}}),
+        call("count", {"objects": "find_0", "where": {"color": "red"}}),
     )
     a, backend = make_agent("plan", [plan, "Thought: two red things\nFinal Answer: 2"])
     res = a.ask("How many red things?")

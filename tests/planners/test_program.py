@@ -22,7 +22,7 @@ def program(*lines: str, thought: str = "find, then count") -> str:
 
 COUNT_RED = program(
     "objs = find(image=image_0)",
-    'reds = count(detections=objs, where={"color": "red"})',
+    'reds = count(objects=objs, where={"color": "red"})',
     "ANSWER = reds",
 )
 
@@ -43,14 +43,14 @@ def test_program_runs_with_named_results_and_no_answer_model_call(make_agent, im
     executed = [s for s in res.steps if s.role == "executor"]
     assert [s.ref for s in executed] == ["objs", "reds"]
     assert executed[0].args == {"image": "image_0"}
-    assert executed[1].args == {"detections": "objs", "where": {"color": "red"}}  # as written
+    assert executed[1].args == {"objects": "objs", "where": {"color": "red"}}  # as written
     assert executed[1].result == {"count": 2, "total": 3, "indices": [0, 2]}
     assert executed[1].observation.startswith("reds = 2 of 3")
     assert res.steps[0].thought == "find, then count"
     assert res.steps[0].observation.startswith("objs = find(image=image_0)")
     assert res.steps[-1].role == "decider" and res.steps[-1].observation == "ANSWER = 2"
     # the prompt lists the tools and the language
-    assert "count(detections=objs" in backend.calls[0][0].content
+    assert "count(objects=objs" in backend.calls[0][0].content
     # one checkpoint per line: what the checkpoint holds is what ran
     assert [s.ref for s in load_steps(tmp_path / "runs" / res.thread) if s.role == "executor"] == [
         "objs",
@@ -62,10 +62,10 @@ def test_failed_line_is_recorded_and_the_program_rewritten(make_agent, image):
     broken = program(
         "objs = find(image=image_0)",
         "x = boom()",
-        "n = count(detections=objs)",
+        "n = count(objects=objs)",
         "ANSWER = n",
     )
-    fixed = program("objs = find(image=image_0)", "n = count(detections=objs)", "ANSWER = n")
+    fixed = program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")
     a, backend = make_agent("program", [broken, fixed])
     res = a.ask("How many objects?", images=[image])
     assert res.answer == "3"
@@ -113,7 +113,7 @@ def test_unreadable_programs_stop_after_the_parse_limit(make_agent):
 
 def test_a_list_answer_is_sent_back_for_a_rewrite(make_agent, image):
     listy = program("objs = find(image=image_0)", "ANSWER = objs")
-    fixed = program("objs = find(image=image_0)", "n = count(detections=objs)", "ANSWER = n")
+    fixed = program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")
     a, backend = make_agent("program", [listy, fixed])
     res = a.ask("How many?", images=[image])
     assert res.answer == "3"
@@ -158,7 +158,7 @@ def test_resume_after_backend_error_continues_from_the_checkpoint(make_agent, im
         ("decider", None),
     ]
     assert read_events(run_dir / "trace.jsonl")[-1]["event"] == "error"
-    fixed = program("objs = find(image=image_0)", "n = count(detections=objs)", "ANSWER = n")
+    fixed = program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")
     b, backend = make_agent("program", [fixed])
     res = b.resume("r1")
     assert res.answer == "3" and res.stop_reason == "answered"
@@ -188,7 +188,7 @@ def test_interrupted_mid_program_resumes_at_the_unfinished_line(
 
     registry.register(Tool("halt", "Stops the first time.", NoArgs, Done, _halt))
     prog = program(
-        "objs = find(image=image_0)", "h = halt()", "n = count(detections=objs)", "ANSWER = n"
+        "objs = find(image=image_0)", "h = halt()", "n = count(objects=objs)", "ANSWER = n"
     )
     a, _ = make_agent("program", [prog])
     with pytest.raises(KeyboardInterrupt):

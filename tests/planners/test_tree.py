@@ -93,12 +93,12 @@ def test_branches_run_in_parallel_and_the_summarizer_merges(make_agent, image):
             Q: [f"Sub-question: {RED}\nSub-question: {BLUE}", "Final Answer: yes"],
             RED: [
                 call("find", {"image": "image_0"}),
-                call("count", {"detections": "find_0", "where": {"color": "red"}}),
+                call("count", {"objects": "find_0", "where": {"color": "red"}}),
                 "Final Answer: 2",
             ],
             BLUE: [
                 call("find", {"image": "image_0"}),
-                call("count", {"detections": "find_0", "where": {"color": "blue"}}),
+                call("count", {"objects": "find_0", "where": {"color": "blue"}}),
                 "Final Answer: 1",
             ],
         }

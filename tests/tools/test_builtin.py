@@ -314,7 +314,7 @@ DETECTIONS = [
 def test_count_filters(
     registry: ToolRegistry, ctx: ToolContext, filters: dict, indices: list[int]
 ) -> None:
-    step = run(registry, ctx, "count", detections=DETECTIONS, **filters)
+    step = run(registry, ctx, "count", objects=DETECTIONS, **filters)
     assert step.ok, step.error
     assert step.result == {"count": len(indices), "total": 5, "indices": indices}
     assert step.observation.split(" = ", 1)[-1].startswith(f"{len(indices)} of 5")
@@ -322,7 +322,7 @@ def test_count_filters(
 
 def test_count_takes_an_earlier_result_by_name(registry: ToolRegistry, ctx: ToolContext) -> None:
     step = execute(
-        ToolCall(tool="count", args={"detections": "detect_0", "label": "cube"}),
+        ToolCall(tool="count", args={"objects": "detect_0", "label": "cube"}),
         registry,
         ctx,
         refs={"detect_0": DETECTIONS},
@@ -332,10 +332,10 @@ def test_count_takes_an_earlier_result_by_name(registry: ToolRegistry, ctx: Tool
 
 
 def test_count_bad_detections_name_the_item(registry: ToolRegistry, ctx: ToolContext) -> None:
-    step = run(registry, ctx, "count", detections=[{"label": "cube"}, {"color": "red"}])
-    assert not step.ok and "detections.1.label" in step.error
-    step = run(registry, ctx, "count", detections="detect_9")  # an unknown name is just a string
-    assert not step.ok and "detections" in step.error
+    step = run(registry, ctx, "count", objects=[{"label": "cube"}, {"color": "red"}])
+    assert not step.ok and "objects.1.label" in step.error
+    step = run(registry, ctx, "count", objects="detect_9")  # an unknown name is just a string
+    assert not step.ok and "objects" in step.error
 
 
 def test_count_matches_helper() -> None:
