@@ -82,6 +82,7 @@ class Config:
     log_steps: int = f(10, "log the loss every N steps")
     save_steps: int = f(200, "checkpoint every N steps (resume point)")
     workers: int = f(0, "dataloader workers")
+    threads: int = f(0, "torch CPU threads (0 = torch's default; 1 is faster on a busy machine)")
     gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
     fp16: bool = f(False, "save the aligned model in fp16 (the next stage trains in fp32 anyway)")
     seed: int = f(0, "seed of the new core, the prompts and the data order")
@@ -270,7 +271,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     model, processor = _vlm.load_base(base)
     set_trainable(model, cfg)
     args = _vlm.training_args(SFTConfig, cfg, out, assistant_only_loss=False)
-    trainer = SFTTrainer(
+    trainer: Any = SFTTrainer(
         model=model,
         args=args,
         train_dataset=_vlm.dataset(rows, ("messages", "images")),
@@ -301,5 +302,5 @@ def train(cfg: Config, out: Path) -> Path:
     """Align and save ``out/model``; returns that folder."""
     t0 = time.perf_counter()
     trainer = make_trainer(cfg, out)
-    _vlm.run(trainer, out)
+    _vlm.run(trainer, out, cfg.threads)
     return finish(trainer, cfg, out, t0)
