@@ -187,16 +187,6 @@ def split_last_turn(processor: Any, conv: list[dict[str, Any]]) -> tuple[str, st
     return prompt, full[len(prompt) :]
 
 
-def assistant_text(processor: Any, answer: str) -> str:
-    """The completion text the chat template writes for an assistant ``answer`` (with its
-    end-of-turn token), independent of the prompt."""
-    probe = [{"role": "user", "content": [{"type": "text", "text": "?"}]}]
-    _, completion = split_last_turn(
-        processor, [*probe, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-    )
-    return completion
-
-
 def open_images(paths: Iterable[str]) -> list[Any]:
     from agentkit.media import open_image
 
