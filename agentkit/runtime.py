@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend
-from agentkit.tools.base import ToolContext, ToolRegistry
+from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry
 from agentkit.trace import TraceWriter
 
 
@@ -65,6 +65,10 @@ class Options:
     #: Tool name -> weights (a shipped name or a path) every call of that tool uses unless the
     #: call names its own (``ToolContext.weights``), e.g. ``{"transcribe": "tiny.pt"}``.
     tool_weights: dict[str, str] = field(default_factory=dict)
+    #: How controller prompts list the tools: ``full`` descriptions for capable models,
+    #: ``compact`` (name, arguments, first sentence) for a small core with a short context. A
+    #: model must be prompted in the style it was trained with.
+    prompt_style: PromptStyle = "full"
 
 
 @dataclass

@@ -140,8 +140,7 @@ def make_plan_controller(rt: Runtime) -> roles.Node:
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()
         system = prompting.load("plan_controller").format(
-            tools="\n".join(t.prompt_line() for t in rt.tools),
-            tool_names=", ".join(rt.tools.names()),
+            **roles.tool_fields(rt),
             max_steps=str(state.task.max_steps - len(state.tool_steps)),
         )
         user = prompting.load("task").format(

@@ -97,8 +97,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()
         system = prompting.load("program_controller").format(
-            tools="\n".join(t.prompt_line() for t in rt.tools),
-            tool_names=", ".join(rt.tools.names()),
+            **roles.tool_fields(rt),
             max_lines=str(dsl.MAX_LINES),
         )
         user = prompting.load("task").format(

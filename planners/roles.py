@@ -57,10 +57,17 @@ def images_line(state: RunState) -> str:
     return ", ".join(f"{mid} ({desc})" for mid, desc in state.media.items()) or "none"
 
 
+def tool_fields(rt: Runtime) -> dict[str, str]:
+    """The ``tools`` and ``tool_names`` slots of a controller prompt, in the run's prompt style."""
+    return {
+        "tools": "\n".join(t.prompt_line(rt.options.prompt_style) for t in rt.tools),
+        "tool_names": ", ".join(rt.tools.names()),
+    }
+
+
 def controller_messages(rt: Runtime, state: RunState) -> list[Message]:
     system = prompting.load("controller").format(
-        tools="\n".join(t.prompt_line() for t in rt.tools),
-        tool_names=", ".join(rt.tools.names()),
+        **tool_fields(rt),
     )
     user = prompting.load("task").format(
         images=images_line(state), question=question(state), scratchpad=scratchpad(state)

@@ -88,6 +88,12 @@ def gen(
         str | None,
         typer.Option(help="tooluse: openai:URL#MODEL, an LLM that rewrites the questions."),
     ] = None,
+    prompt_style: Annotated[
+        str,
+        typer.Option(
+            help="tooluse: how prompts list the tools: full, or compact for a small core."
+        ),
+    ] = "full",
     engines: Annotated[
         str | None,
         typer.Option(
@@ -145,6 +151,7 @@ def gen(
                 detect_weights=detect_weights,
                 tools=[t.strip() for t in tools.split(",") if t.strip()] if tools else None,
                 teacher=teacher,
+                prompt_style=prompt_style,  # type: ignore[arg-type]
             )  # fmt: skip
         else:
             if questions is None:

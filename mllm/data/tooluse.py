@@ -60,9 +60,9 @@ from agentkit.mllm.toolcall import format_call, format_final
 from agentkit.mllm.worlds import templates as T
 from agentkit.planners import dsl, prompting, roles
 from agentkit.planners.program import program_pad
-from agentkit.runtime import Runtime
+from agentkit.runtime import Options, Runtime
 from agentkit.state import RunState, Step, Task, ToolCall
-from agentkit.tools.base import Tool, ToolContext, ToolRegistry
+from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry
 
 KINDS = ("tool_call", "final", "context", "no_tool", "decider", "summarizer", "program")
 SPLITS = ("train", "val", "test", "test_unseen")
@@ -90,27 +90,16 @@ class SceneMedia:
         return open_image(self._path)
 
 
-class _PromptTool(Tool):
-    """A tool whose prompt line is computed once (the same text; a schema per call is slow)."""
-
-    def prompt_line(self) -> str:
-        line = self.__dict__.get("_line")
-        if line is None:
-            line = Tool.prompt_line(self)
-            object.__setattr__(self, "_line", line)
-        return line
-
-
-def _cached(registry: ToolRegistry) -> ToolRegistry:
-    return ToolRegistry(
-        _PromptTool(t.name, t.description, t.Args, t.Result, t.run, t.timeout, t.summary)
-        for t in registry
+def prompt_runtime(
+    registry: ToolRegistry, image: Path, prompt_style: PromptStyle = "full"
+) -> Runtime:
+    """What the prompt functions read of a :class:`Runtime`: its tools, media and prompt style."""
+    return cast(
+        Runtime,
+        SimpleNamespace(
+            tools=registry, media=SceneMedia(image), options=Options(prompt_style=prompt_style)
+        ),
     )
-
-
-def prompt_runtime(registry: ToolRegistry, image: Path) -> Runtime:
-    """What the prompt functions read of a :class:`Runtime`: its tools and its media."""
-    return cast(Runtime, SimpleNamespace(tools=registry, media=SceneMedia(image)))
 
 
 def run_state(question: str, image: Path, size: tuple[int, int], steps: Sequence[Step]) -> RunState:
@@ -126,8 +115,7 @@ def run_state(question: str, image: Path, size: tuple[int, int], steps: Sequence
 def program_messages(rt: Runtime, state: RunState) -> list[Message]:
     """The ``program`` planner's controller prompt (as ``make_program_controller`` builds it)."""
     system = prompting.load("program_controller").format(
-        tools="\n".join(t.prompt_line() for t in rt.tools),
-        tool_names=", ".join(rt.tools.names()),
+        **roles.tool_fields(rt),
         max_lines=str(dsl.MAX_LINES),
     )
     user = prompting.load("task").format(
@@ -286,6 +274,7 @@ def generate(
     device: str = "cpu",
     tools: Sequence[str] | None = None,
     teacher: str | None = None,
+    prompt_style: PromptStyle = "full",
 ) -> dict[str, Any]:
     """Write the samples under ``out`` and return the summary (also in ``summary.json``).
 
@@ -293,7 +282,9 @@ def generate(
     ``Agent`` uses); give the same list to the runtime (``ToolRegistry.default().subset(...)``)
     so its prompts stay identical. It must hold every tool the plans call. ``teacher`` (a backend
     spec) adds, per question, the ReAct turns once more with the teacher's checked rewrite of the
-    question (:mod:`agentkit.mllm.data.teacher`)."""
+    question (:mod:`agentkit.mllm.data.teacher`). ``prompt_style`` is how the prompts list the
+    tools (``compact`` for the small shipped core); the runtime must use the same
+    (``Options.prompt_style``)."""
     if detections not in ("gt", "model"):
         raise ConfigError(f"--detections {detections!r}: expected gt or model")
     bad = [p for p in planners if p not in ("react", "program")]
@@ -314,7 +305,7 @@ def generate(
         if missing:
             raise ConfigError(f"--tools lacks {missing}, which the trajectories call")
         base = base.subset(tools)
-    registry = _cached(base)
+    registry = base
     weights = {"detect": detect_weights} if detect_weights else {}
 
     rng = random.Random(seed)
@@ -358,7 +349,7 @@ def generate(
         split = scene_split(int(scenes[name]["seed"]), seed)
         for i, item in enumerate(items):
             n_used += 1
-            rt = prompt_runtime(registry, item.image)
+            rt = prompt_runtime(registry, item.image, prompt_style)
             if "react" in planners:
                 _react_samples(sink, rt, item, split)
                 if rewriter is not None and item.traj is not None:
@@ -395,6 +386,7 @@ def generate(
         },
         "unseen_tools": sorted(unseen),
         "detections": detections,
+        "prompt_style": prompt_style,
         "planners": list(planners),
         "tools": registry.names(),
         "seed": seed,
