@@ -115,9 +115,8 @@ def _thread(key: str, qid: str, planner: str, modality: str) -> str:
     return f"vqa-{planner}-{modality}-{safe}-{digest}"
 
 
-_AGENTS: dict[
-    tuple[str, str, str, bool], Any
-] = {}  # one agent per (model, planner, runs) per process
+#: One agent per (model, planner, runs dir, verify, tool weights) per worker process.
+_AGENTS: dict[tuple[str, str, str, bool, str], Any] = {}
 
 
 def _agent(
@@ -353,7 +352,7 @@ def _run(
                 ray.init(num_cpus=workers, include_dashboard=False, **common)
             started = True
         try:
-            remote = ray.remote(num_cpus=1, max_retries=0)(run_item)
+            remote = ray.remote(num_cpus=1, max_retries=0)(run_item)  # type: ignore[arg-type]
             pending = [remote.remote(**job) for job in jobs]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
