@@ -101,6 +101,27 @@ def save_folder(model: Any, processor: Any, out: Path, *, base: str | Path, fp16
     return out
 
 
+def rank() -> int:
+    """This process's global rank under ``accelerate launch`` / ``torchrun`` (0 when alone)."""
+    import os
+
+    return int(os.environ.get("RANK", "0"))
+
+
+def wait_for(marker: Path, result: Path, timeout_s: float = 1800.0) -> Path:
+    """Wait until ``marker`` exists (another process is writing it), then return ``result``."""
+    import time
+
+    start = time.monotonic()
+    while not marker.is_file():
+        if time.monotonic() - start > timeout_s:
+            raise WeightsNotFound(
+                f"waited {timeout_s:.0f} s for rank 0 to write {marker}; did it fail? see its log"
+            )
+        time.sleep(1.0)
+    return result
+
+
 def last_checkpoint(folder: Path) -> str | None:
     """The newest ``checkpoint-N`` under ``folder`` (the trainer resumes from it), or None."""
     from transformers.trainer_utils import get_last_checkpoint

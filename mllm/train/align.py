@@ -180,6 +180,10 @@ def build_core(cfg: Config, out: Path, captions: list[tuple[str, str]]) -> Path:
     from agentkit.mllm.model import CONFIG_FILE, build_tiny_llava
 
     folder = out / "base"
+    if _vlm.rank() > 0:
+        # Under several processes the first one builds; the rest wait for its last file
+        # (agentkit_model.json is written after the weights and the processor).
+        return _vlm.wait_for(folder / CONFIG_FILE, folder)
     if (folder / CONFIG_FILE).is_file() and (folder / "config.json").is_file():
         return folder
     return build_tiny_llava(

@@ -221,9 +221,10 @@ def make_trainer(cfg: Config, out: Path) -> Any:
         limit=cfg.max_scenes,
     )
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "pairs.jsonl").open("w") as fh:
-        for p in pairs:
-            fh.write(json.dumps(p) + "\n")
+    if _vlm.rank() == 0:
+        with (out / "pairs.jsonl").open("w") as fh:
+            for p in pairs:
+                fh.write(json.dumps(p) + "\n")
     model, processor = _vlm.load_base(cfg.base)
     _vlm.check_lora_targets(model, cfg.lora_target)
     args = _vlm.training_args(
