@@ -208,6 +208,46 @@ def split_last_turn(processor: Any, conv: list[dict[str, Any]]) -> tuple[str, st
     return prompt, full[len(prompt) :]
 
 
+def fit(
+    rows: list[dict[str, Any]], processor: Any, max_length: int
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """(rows whose prompt + answer fit in ``max_length`` tokens, every row's token count).
+
+    A longer sample cannot be cut without losing either its answer (the loss) or part of the
+    prompt it answers, so it is left out. Counts are text tokens plus the image tokens: how many
+    one image adds is measured once with the processor on the first sample that has an image
+    (constant for LLaVA-style towers; for resolution-dependent ones such as Qwen2-VL it assumes
+    images of similar size).
+    """
+    texts, n_images = [], []
+    for row in rows:
+        conv, paths = conversation(row["messages"], row.get("images") or ())
+        prompt, completion = split_last_turn(processor, conv)
+        texts.append((prompt, completion, paths))
+        n_images.append(len(paths))
+    tok = processor.tokenizer
+    text_lens = (
+        [
+            len(ids)
+            for ids in tok([p + c for p, c, _ in texts], add_special_tokens=False)["input_ids"]
+        ]
+        if texts
+        else []
+    )
+    per_image = 0
+    for (prompt, _, paths), n in zip(texts, n_images, strict=True):
+        if n:
+            with_images = processor(
+                text=[prompt], images=[open_images(paths)], add_special_tokens=False
+            )["input_ids"][0]
+            plain = tok(prompt, add_special_tokens=False)["input_ids"]
+            per_image = max(0, (len(with_images) - len(plain)) // n)
+            break
+    lengths = [t + n * per_image for t, n in zip(text_lens, n_images, strict=True)]
+    kept = [r for r, n in zip(rows, lengths, strict=True) if n <= max_length]
+    return kept, lengths
+
+
 def open_images(paths: Iterable[str]) -> list[Any]:
     from agentkit.media import open_image
 

@@ -59,7 +59,7 @@ class Config:
     extra_max: int = f(0, "use at most this many extra samples (0 = all)")
     train_projector: bool = f(True, "train the MLP projector")
     train_lm: bool = f(True, "train the language model too (needed when it starts from random)")
-    max_length: int = f(1536, "tokens per sample, image tokens included")
+    max_length: int = f(4096, "tokens per sample, image tokens included (longer ones are left out)")
     # sizes of a from-scratch core (base = "")
     image_size: int = f(64, "image side in pixels (new core)")
     patch: int = f(8, "ViT patch side (new core)")
@@ -70,6 +70,7 @@ class Config:
     text_layers: int = f(4, "LM layers (new core)")
     text_heads: int = f(4, "LM heads (new core)")
     vocab_size: int = f(4000, "BPE vocabulary bound (new core)")
+    max_positions: int = f(4096, "longest sequence the new core takes, image tokens included")
     init_std: float = f(0.02, "std of the random initial weights (new core)")
     # optimisation
     lr: float = f(1e-3, "peak learning rate (AdamW)")
@@ -198,6 +199,7 @@ def build_core(cfg: Config, out: Path, captions: list[tuple[str, str]]) -> Path:
         text_layers=cfg.text_layers,
         text_heads=cfg.text_heads,
         vocab_size=cfg.vocab_size,
+        max_positions=cfg.max_positions,
         init_std=cfg.init_std,
         seed=cfg.seed,
     )
@@ -273,6 +275,16 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     if cfg.extra_data:
         rows += _vlm.read_jsonl(cfg.extra_data, limit=cfg.extra_max)
     model, processor = _vlm.load_base(base)
+    kept, lengths = _vlm.fit(rows, processor, cfg.max_length)
+    if len(kept) < len(rows):
+        print(
+            f"[mllm-align] left out {len(rows) - len(kept)} of {len(rows)} samples longer than "
+            f"max_length={cfg.max_length} tokens (longest {max(lengths)})",
+            flush=True,
+        )
+    if not kept:
+        raise ConfigError(f"no sample fits in max_length={cfg.max_length} tokens; raise it")
+    rows = kept
     set_trainable(model, cfg)
     args = _vlm.training_args(SFTConfig, cfg, out, assistant_only_loss=False)
     trainer: Any = SFTTrainer(

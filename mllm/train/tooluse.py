@@ -41,9 +41,7 @@ class Config:
     data: str = f("data/tooluse/train.jsonl", "training samples (agentkit data gen tooluse)")
     kinds: list[str] = f([], "only these sample kinds (empty = all)")
     max_samples: int = f(0, "use at most this many samples (0 = all)")
-    max_length: int = f(
-        1536, "tokens per sample, image tokens included (longer ones are cut at the end)"
-    )
+    max_length: int = f(4096, "tokens per sample, image tokens included (longer ones are left out)")
     lora_r: int = f(16, "LoRA rank")
     lora_alpha: int = f(32, "LoRA scale numerator (scale = alpha / r)")
     lora_dropout: float = f(0.05, "LoRA dropout")
@@ -83,6 +81,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     if not rows:
         raise ConfigError(f"{cfg.data} has no samples of kinds {cfg.kinds or 'any'}")
     model, processor = _vlm.load_base(cfg.base)
+    rows = _fit(rows, processor, cfg.max_length, cfg.data)
     _vlm.check_lora_targets(model, cfg.lora_target)
     model = get_peft_model(
         model, _vlm.lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target)
@@ -96,6 +95,25 @@ def make_trainer(cfg: Config, out: Path) -> Any:
         processing_class=processor,
         callbacks=[_vlm.save_config_callback(cfg, "tooluse")],
     )
+
+
+def _fit(
+    rows: list[dict[str, Any]], processor: Any, max_length: int, where: str
+) -> list[dict[str, Any]]:
+    kept, lengths = _vlm.fit(rows, processor, max_length)
+    if len(kept) < len(rows):
+        print(
+            f"[mllm-tooluse] left out {len(rows) - len(kept)} of {len(rows)} samples of {where} "
+            f"longer than max_length={max_length} tokens (longest {max(lengths)}); raise "
+            "max_length (and the model's max positions) or shorten the prompts",
+            flush=True,
+        )
+    if not kept:
+        raise ConfigError(
+            f"no sample of {where} fits in max_length={max_length} tokens (shortest "
+            f"{min(lengths)}); raise max_length"
+        )
+    return kept
 
 
 def finish(trainer: Any, cfg: Config, out: Path, t0: float | None = None) -> Path:

@@ -300,6 +300,23 @@ def test_tooluse_labels_only_the_last_assistant_turn(tooluse_out):
 
 
 @pytest.mark.slow
+def test_fit_counts_tokens_as_the_collator_does_and_leaves_out_long_samples(
+    tmp_path, aligned, scenes
+):
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(aligned)
+    rows = _vlm.read_jsonl(_tooluse_samples(tmp_path, scenes))
+    kept, lengths = _vlm.fit(rows, processor, 10_000)
+    assert kept == rows
+    assert lengths == [int(_vlm.ChatCollator(processor)([r])["attention_mask"].sum()) for r in rows]
+    limit = min(lengths)
+    kept, _ = _vlm.fit(rows, processor, limit)
+    assert len(kept) == sum(n <= limit for n in lengths) >= 1
+    assert _vlm.fit(rows, processor, limit - 1)[0] == []
+
+
+@pytest.mark.slow
 def test_tooluse_prompt_is_the_backends_prompt(tooluse_out, scenes):
     from agentkit.mllm.backends.base import Message
     from agentkit.mllm.backends.hf import HFBackend
