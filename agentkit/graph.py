@@ -65,7 +65,12 @@ def _checkpointer(path: Path):
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
-    return SqliteSaver(sqlite3.connect(path, check_same_thread=False), serde=serde)
+    conn = sqlite3.connect(path, check_same_thread=False)
+    # The saver runs in WAL mode, where synchronous=NORMAL skips the fsync of every commit (one
+    # per graph step: ~5 ms each on this disk) yet keeps every commit across a killed process,
+    # which is what resuming needs; only an OS crash or power cut could lose the last steps.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return SqliteSaver(conn, serde=serde)
 
 
 class Agent:

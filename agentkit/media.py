@@ -48,6 +48,14 @@ def open_image(path: str | Path) -> PILImage.Image:
         raise MediaError(f"cannot read image {p}: {type(e).__name__}: {e}") from e
 
 
+def _is_rgb_png(path: str | Path) -> bool:
+    """Whether a file is an RGB PNG (header only), so storing it needs no re-encoding."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.format == "PNG" and im.mode == "RGB"
+
+
 class MediaStore:
     """Images and audio of one run, addressed by short ids (``image_0``, ``crop_1``, ``audio_0``)."""
 
@@ -81,6 +89,11 @@ class MediaStore:
         """Validate and store an image (a path or a PIL image); return its id."""
         if isinstance(image, str | Path):
             im = open_image(image)
+            if _is_rgb_png(image):  # validated above; the file already is what would be written
+                with self._lock:
+                    media_id = self._new_id(prefix)
+                    shutil.copyfile(image, self.root / f"{media_id}.png")
+                    return self._commit(media_id, f"{media_id}.png")
         else:  # an image a tool made: same limits as a file, checked before the RGB copy
             w, h = image.size
             if w * h > MAX_PIXELS or w == 0 or h == 0:
