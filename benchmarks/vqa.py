@@ -14,6 +14,7 @@ writes the three-line program). The tools really run too: ``detect`` with the sh
 meaningless boxes; the run says which). Framework time = wall time - model time - tool time.
 
     python benchmarks/vqa.py [--planner react|program] [--runs 5] [--tokens 48]
+                             [--prompt-style full|compact]
 """
 
 from __future__ import annotations
@@ -104,12 +105,18 @@ def main() -> None:
     ap.add_argument("--planner", choices=("react", "program"), default="react")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=48, help="tokens the model generates per turn")
+    ap.add_argument(
+        "--prompt-style",
+        choices=("full", "compact"),
+        default="full",
+        help="how the controller prompt lists the tools (Options.prompt_style)",
+    )
     a = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="agentkit-vqa-bench-"))
     weights, which = detector(work)
     reg = ToolRegistry.default()
-    opts = Options(tool_weights={"detect": weights})
+    opts = Options(tool_weights={"detect": weights}, prompt_style=a.prompt_style)
     # count's list argument is "objects" (or "detections" in older trees): ask its schema
     arg = next(iter(reg["count"].Args.model_fields))
     replies = [
@@ -148,7 +155,7 @@ def main() -> None:
     med = statistics.median(r["wall_s"] for r in rows)
     share = statistics.median(r["framework_share"] for r in rows)
     print(
-        f"{a.planner}: 3-step question, median latency {med:.3f} s over {a.runs} runs "
+        f"{a.planner} ({a.prompt_style} prompt): 3-step question, median latency {med:.3f} s over {a.runs} runs "
         f"(model {statistics.median(r['model_s'] for r in rows):.3f} s, tools "
         f"{statistics.median(r['tool_s'] for r in rows):.3f} s, detector: {which}); framework "
         f"share of wall time {share:.2%}; target < 2%: {'OK' if share < 0.02 else 'MISSED'}"

@@ -46,6 +46,10 @@ def vqa(
         list[str] | None,
         typer.Option(help="TOOL=WEIGHTS for a tool's checkpoint; repeatable."),
     ] = None,
+    prompt_style: Annotated[
+        str,
+        typer.Option(help="full | compact: how prompts list tools (the style the model learned)."),
+    ] = "full",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Accuracy per family and program length, steps, tool calls, latency and failures of a
@@ -69,6 +73,7 @@ def vqa(
             max_steps=max_steps,
             verify=verify,
             tool_weights=_parse_tool_weights(tool_weights or [], as_json),
+            prompt_style=prompt_style,
             progress=not as_json,
         )
     except AgentkitError as e:

@@ -102,11 +102,20 @@ def is_correct(predicted: str | None, expected: Any) -> bool:
 
 
 def item_key(
-    qid: str, planner: str, model: str, modality: str = "typed", verify: bool = True
+    qid: str,
+    planner: str,
+    model: str,
+    modality: str = "typed",
+    verify: bool = True,
+    prompt_style: str = "full",
 ) -> str:
-    """The cache key of one item: question id, planner, model spec, typed|spoken (and a mark when
-    verification was off, so runs with and without it never mix)."""
-    return json.dumps([str(qid), planner, model, modality, *([] if verify else ["no-verify"])])
+    """The cache key of one item: question id, planner, model spec, typed|spoken (and marks for
+    settings off their defaults, so runs with and without verification, or prompted in another
+    style, never mix)."""
+    extra = ([] if verify else ["no-verify"]) + (
+        [] if prompt_style == "full" else [f"prompt={prompt_style}"]
+    )
+    return json.dumps([str(qid), planner, model, modality, *extra])
 
 
 def _thread(key: str, qid: str, planner: str, modality: str) -> str:
@@ -120,7 +129,14 @@ _AGENTS: dict[tuple[str, str, str, bool, str], Any] = {}
 
 
 def _agent(
-    spec: str, planner: str, runs_dir: str, *, cache: bool, verify: bool, weights: dict[str, str]
+    spec: str,
+    planner: str,
+    runs_dir: str,
+    *,
+    cache: bool,
+    verify: bool,
+    weights: dict[str, str],
+    prompt_style: str = "full",
 ) -> Any:
     """An agent for ``spec``; loaded once per worker process unless ``cache`` is off (a
     per-question spec, whose backend holds that question's script)."""
@@ -133,10 +149,14 @@ def _agent(
             load_backend(spec),
             planner=planner,
             runs_dir=runs_dir,
-            options=Options(verify=verify, tool_weights=dict(weights)),
+            options=Options(
+                verify=verify,
+                tool_weights=dict(weights),
+                prompt_style=prompt_style,  # type: ignore[arg-type]
+            ),
         )
 
-    key = (spec, planner, runs_dir, verify, json.dumps(weights, sort_keys=True))
+    key = (spec, planner, runs_dir, verify, json.dumps([weights, prompt_style], sort_keys=True))
     if not cache:
         return build()
     if key not in _AGENTS:
@@ -156,10 +176,11 @@ def run_item(
     max_steps: int = 8,
     verify: bool = True,
     tool_weights: dict[str, str] | None = None,
+    prompt_style: str = "full",
 ) -> dict[str, Any]:
     """Ask one question and score it; never raises for a failed run (the error is recorded)."""
     qid = str(question["id"])
-    key = item_key(qid, planner, model, modality, verify)
+    key = item_key(qid, planner, model, modality, verify, prompt_style)
     thread = _thread(key, qid, planner, modality)
     spec = model.replace("{id}", qid)
     record: dict[str, Any] = {
@@ -170,7 +191,13 @@ def run_item(
     t0 = time.perf_counter()
     try:
         agent = _agent(
-            spec, planner, runs_dir, cache=spec == model, verify=verify, weights=tool_weights or {}
+            spec,
+            planner,
+            runs_dir,
+            cache=spec == model,
+            verify=verify,
+            weights=tool_weights or {},
+            prompt_style=prompt_style,
         )
         resumed = (Path(runs_dir) / thread / "run.json").exists()
         if resumed:  # killed mid-run earlier: continue from its last finished step
@@ -307,6 +334,7 @@ def _jobs(
     max_steps: int,
     verify: bool,
     tool_weights: dict[str, str],
+    prompt_style: str,
 ) -> list[dict[str, Any]]:
     jobs = []
     for planner in planners:
@@ -316,6 +344,7 @@ def _jobs(
                     "question": q, "image": str(scenes_dir / q["image_filename"]),
                     "planner": planner, "model": model, "runs_dir": str(runs_dir),
                     "modality": modality, "max_steps": max_steps, "verify": verify, "tool_weights": tool_weights,
+                    "prompt_style": prompt_style,
                     "audio": str(clips[str(q["id"])]) if modality == "spoken" else None,
                 })  # fmt: skip
     return jobs
@@ -380,6 +409,7 @@ def evaluate(
     max_steps: int = 8,
     verify: bool = True,
     tool_weights: dict[str, str] | None = None,
+    prompt_style: str = "full",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -389,6 +419,8 @@ def evaluate(
     planners = list(PLANNERS) if planner == "all" else [planner]
     if any(p not in PLANNERS for p in planners):
         raise ConfigError(f"unknown planner {planner!r}; expected one of {', '.join(PLANNERS)} or all")  # fmt: skip
+    if prompt_style not in ("full", "compact"):
+        raise ConfigError(f"--prompt-style {prompt_style!r} is invalid: expected full or compact")
     if workers < 1:
         raise ConfigError(f"--workers {workers} is invalid: expected an int >= 1")
     if limit is not None and limit < 1:
@@ -423,10 +455,11 @@ def evaluate(
         max_steps,
         verify,
         tool_weights or {},
+        prompt_style,
     )
     todo = [
         j for j in jobs
-        if item_key(str(j["question"]["id"]), j["planner"], model, j["modality"], verify) not in done
+        if item_key(str(j["question"]["id"]), j["planner"], model, j["modality"], verify, prompt_style) not in done
     ]  # fmt: skip
 
     def finished(record: dict[str, Any]) -> None:
@@ -436,15 +469,18 @@ def evaluate(
     _run(todo, finished, workers, ray_address, progress)
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
+        "prompt_style": prompt_style,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:
-        typed = [done[item_key(str(q["id"]), p, model, "typed", verify)] for q in questions]
+        typed = [
+            done[item_key(str(q["id"]), p, model, "typed", verify, prompt_style)] for q in questions
+        ]
         report["planners"][p] = metrics(typed)
         if clips:
             ids = [str(q["id"]) for q in questions if str(q["id"]) in clips]
-            t = [done[item_key(i, p, model, "typed", verify)] for i in ids]
-            s = [done[item_key(i, p, model, "spoken", verify)] for i in ids]
+            t = [done[item_key(i, p, model, "typed", verify, prompt_style)] for i in ids]
+            s = [done[item_key(i, p, model, "spoken", verify, prompt_style)] for i in ids]
             ta, sa = _acc(t)["accuracy"], _acc(s)["accuracy"]
             report["planners"][p]["spoken_vs_typed"] = {
                 "n": len(ids), "typed": ta, "spoken": sa,

@@ -107,8 +107,11 @@ def test_oracle_scores_and_cache_skips_finished_items(tmp_path, qset):
     again = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, progress=False)
     assert again["ran"] == 0 and again["cached"] == len(qs)
     assert again["planners"] == rep["planners"]
-    assert len((out / "results.jsonl").read_text().splitlines()) == len(qs)
-    assert json.loads((out / "report.json").read_text())["planners"] == rep["planners"]
+    compact = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2,
+                       prompt_style="compact", progress=False)  # fmt: skip
+    assert compact["ran"] == 2  # another prompt style is another item, not a cache hit
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(qs) + 2
+    assert json.loads((out / "report.json").read_text())["prompt_style"] == "compact"
 
 
 def test_cli_all_planners_json_and_table(tmp_path, qset):
