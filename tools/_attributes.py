@@ -8,8 +8,9 @@ from a crop of each box. Its inputs, per object:
   as RGB in 0-1, and divided by the image's median colour (the grey ground dominates every scene,
   so this ratio cancels exposure and white balance: colour by ratio held up on real renders where
   colour by absolute RGB did not, FACTS.md);
-- a geometry vector: the box's normalised corners, size and aspect (size depends on depth, which
-  the box's height in the image tells), and the image's median colour.
+- a geometry vector: the box's size and corners in units of the image width, centred (size
+  depends on depth, which the box's height in the image tells), its aspect, and the image's
+  median colour.
 
 Checkpoint layout (``scenes-attr.pt``): ``{"config": {...}, "model": state_dict (fp16),
 "vocab": {attribute: [values]}}``. Boxes are XYXY in original-image pixels.
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 PAD = 0.15  # context around the box: the object's edge and a little ground for reference
-GEOM = 11  # x1, y1, x2, y2, w, h (normalised), log aspect, sqrt area, median R, G, B
+GEOM = 10  # log w, log h, y1, y2, x1, x2 (see crop_inputs), log aspect, median R, G, B
 VOCAB: dict[str, list[str]] = {
     "color": ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"],
     "material": ["rubber", "metal"],
@@ -66,8 +67,11 @@ def crop_inputs(
         rgb = np.asarray(c, np.float32).transpose(2, 0, 1) / 255.0
         crops[i, :3] = rgb
         crops[i, 3:] = np.clip(rgb / np.maximum(med, 0.02)[:, None, None], 0, 6) / 3.0
-        geom[i] = [x1 / w, y1 / h, x2 / w, y2 / h, bw / w, bh / h, np.log(bw / bh),
-                   np.sqrt(bw * bh / (w * h)), *med]  # fmt: skip
+        # in units of the width (the focal length is proportional to it), centred on the image:
+        # apparent size against the box's height in the image (its depth) separates large from
+        # small linearly; the x3 brings the offsets to about unit spread
+        geom[i] = [np.log(bw / w), np.log(bh / w), 3 * (y1 - h / 2) / w, 3 * (y2 - h / 2) / w,
+                   3 * (x1 - w / 2) / w, 3 * (x2 - w / 2) / w, np.log(bw / bh), *med]  # fmt: skip
     return crops, geom
 
 
@@ -94,12 +98,13 @@ def build(width: int = 16, crop: int = 32) -> torch.nn.Module:
                                           block(2 * width, 4 * width))  # fmt: skip
             self.mlp = nn.Sequential(nn.Linear(8 * width + GEOM, 128), nn.ReLU(inplace=True),
                                      nn.Dropout(0.1))  # fmt: skip
-            self.heads = nn.ModuleDict({k: nn.Linear(128, len(v)) for k, v in VOCAB.items()})
+            # the heads also see the geometry directly: size is a linear function of it
+            self.heads = nn.ModuleDict({k: nn.Linear(128 + GEOM, len(v)) for k, v in VOCAB.items()})
 
         def forward(self, x: torch.Tensor, geom: torch.Tensor) -> dict[str, torch.Tensor]:
             f = self.features(x)
             f = torch.cat([f.mean((2, 3)), f.amax((2, 3)), geom], dim=1)
-            z = self.mlp(f)
+            z = torch.cat([self.mlp(f), geom], dim=1)
             return {k: head(z) for k, head in self.heads.items()}
 
     return AttrNet()

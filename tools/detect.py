@@ -61,6 +61,8 @@ class Args(BaseModel):
     shape: str | None = Field(
         None, description="Keep only cubes, spheres or cylinders (scene detector)."
     )
+    # 0.25: F1 on held-out renders within 0.002 of the best (0.5) with 2 points more recall; a low
+    # threshold chosen on renders also suited real CLEVR renders (FACTS.md, docs/detector.md)
     conf: float = Field(0.25, ge=0.0, le=1.0, description="Minimum confidence, 0-1.")
     weights: str | None = Field(None, description="Checkpoint name or path (default scenes-yolo).")
 
@@ -223,7 +225,11 @@ def detect_objects(
         head = ctx.models.get("yolo-attr", str(path), ctx.device,
                               lambda: load_attribute_head(path, device=ctx.device))  # fmt: skip
     # A PIL image, not a path: media ids are not files, and ultralytics reads PIL as RGB.
-    (res,) = model.predict(image, conf=conf, device=ctx.device, verbose=False)
+    # One scene object has one shape: suppress overlapping boxes across classes too (ultralytics'
+    # per-class NMS kept a cube and a cylinder on the same object).
+    (res,) = model.predict(
+        image, conf=conf, device=ctx.device, agnostic_nms=head is not None, verbose=False
+    )
     rgb = np.asarray(image.convert("RGB")) if head is not None else None
     return sorted(to_objects(res, head, rgb), key=lambda o: -o.score)
 

@@ -58,7 +58,7 @@ class Config:
     model: str = _f("yolov8n.yaml", "ultralytics model yaml (built from scratch)")
     imgsz: int = _f(320, "YOLO training image size")
     epochs: int = _f(300, "YOLO epochs (time_hours, when > 0, stops it earlier)")
-    time_hours: float = _f(0.85, "YOLO wall-clock budget in hours (0 = epochs only)")
+    time_hours: float = _f(0.75, "YOLO wall-clock budget in hours (0 = epochs only)")
     batch: int = _f(16, "YOLO batch size")
     val_fraction: float = _f(0.08, "share of training scenes ultralytics validates on per epoch")
     yolo_workers: int = _f(2, "dataloader workers")
@@ -150,9 +150,10 @@ def train_yolo(cfg: Config, out: Path) -> Path:
         _log(f"YOLO from {cfg.model}: imgsz {cfg.imgsz}, {cfg.epochs} epochs, {cfg.time_hours} h")
         model = YOLO(cfg.model, task="detect")
         kw: dict[str, Any] = {"time": cfg.time_hours} if cfg.time_hours > 0 else {}
+        # project must be absolute: ultralytics nests a relative one under runs/detect/
         model.train(
             data=str(ds / "data.yaml"), imgsz=cfg.imgsz, epochs=cfg.epochs, batch=cfg.batch,
-            workers=cfg.yolo_workers, device="cpu", project=str(out), name="yolo-run",
+            workers=cfg.yolo_workers, device="cpu", project=str(out.resolve()), name="yolo-run",
             exist_ok=True, seed=cfg.seed, deterministic=False, plots=False, verbose=False,
             hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v, cache=cfg.cache, patience=max(50, cfg.epochs), **kw,
         )  # fmt: skip
@@ -206,11 +207,11 @@ def _batch(images: list[np.ndarray], rows: list[Any], idx: np.ndarray, crop: int
         # the crop/median ratio channels stay (the invariance the head should lean on)
         gain = rng.uniform(0.65, 1.25, (n, 1)) * np.clip(rng.normal(1, 0.06, (n, 3)), 0.8, 1.2)
         x[:, :3] = np.clip(x[:, :3] * gain[:, :, None, None], 0, 1)
-        g[:, 8:11] = np.clip(g[:, 8:11] * gain, 0, 1)
+        g[:, 7:10] = np.clip(g[:, 7:10] * gain, 0, 1)
         x += rng.normal(0, 0.015, x.shape).astype(np.float32)
         flip = rng.random(n) < 0.5
         x[flip] = x[flip][..., ::-1]
-        g[flip, 0], g[flip, 2] = 1 - g[flip, 2], 1 - g[flip, 0]
+        g[flip, 4], g[flip, 5] = -g[flip, 5], -g[flip, 4]
     return torch.from_numpy(x.copy()), torch.from_numpy(g), torch.tensor(ys)
 
 

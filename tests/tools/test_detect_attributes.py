@@ -58,8 +58,9 @@ def test_crop_inputs_shapes_and_ratio_channels():
     assert np.allclose(centre[:3], np.array([200, 50, 50]) / 255, atol=0.02)
     # ratio to the image median (the grey ground): 2.0, 0.5, 0.5, stored / 3
     assert np.allclose(centre[3:], np.array([2.0, 0.5, 0.5]) / 3, atol=0.02)
-    assert np.allclose(geom[0, :4], [30 / 80, 20 / 60, 50 / 80, 40 / 60])
-    assert np.allclose(geom[0, 8:], 100 / 255, atol=0.01)
+    assert np.allclose(geom[0, :2], np.log([20 / 80, 20 / 80]))
+    assert np.allclose(geom[0, 2:6], [3 * -10 / 80, 3 * 10 / 80, 3 * -10 / 80, 3 * 10 / 80])
+    assert np.allclose(geom[0, 7:], 100 / 255, atol=0.01)
 
 
 @pytest.mark.slow
