@@ -76,7 +76,9 @@ def _coco_ap(scenes: list[dict[str, Any]], preds: list[list[dict[str, Any]]],
     from pycocotools.cocoeval import COCOeval
 
     cid = {c: i + 1 for i, c in enumerate(cats)}
-    images, anns, dets = [], [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    dets: list[dict[str, Any]] = []
     for n, (sc, ps) in enumerate(zip(scenes, preds, strict=True), start=1):
         images.append({"id": n, "width": sc["width"], "height": sc["height"]})
         for o in sc["objects"]:
