@@ -31,10 +31,12 @@ class FakeDetector:
     """Stands in for a YOLO model: returns fixed boxes (in the frame it is given) and records the
     size of every image it sees."""
 
+    names = NAMES  # a real YOLO model exposes its class names too
+
     def __init__(self, rows):
         self.rows, self.seen = rows, []
 
-    def predict(self, image, conf, device, verbose):
+    def predict(self, image, conf, device, verbose, agnostic_nms=False):
         import torch
         from ultralytics.engine.results import Results
 
