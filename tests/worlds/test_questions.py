@@ -291,3 +291,28 @@ def test_bad_arguments_give_clear_errors():
     bad["objects"][0]["color"] = "pink"
     with pytest.raises(ConfigError, match="color='pink'"):
         generate_questions([bad])
+
+
+def test_committed_example_questions_and_speech_agree_with_their_scenes():
+    """examples/questions and examples/speech (used by the demo and the docs) match the scenes."""
+    from pathlib import Path
+
+    from agentkit.mllm.worlds.speech import read_wav
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    records = [json.loads(x) for x in (root / "questions" / "questions.jsonl").read_text().splitlines()]
+    assert len(records) >= 24 and len({r["family"] for r in records}) >= 5
+    by_id = {r["id"]: r for r in records}
+    for r in records:
+        scene = json.loads((root / "scenes" / r["image_filename"]).with_suffix(".json").read_text())
+        # The camera's axes on the ground (CLEVR's rule), from its rotation's right and back columns.
+        rot = scene["camera"]["rotation"]
+        scene["_right"] = [rot[0][0], rot[1][0]]
+        scene["_behind"] = [-rot[0][2], -rot[1][2]]
+        assert check(r["program"], scene) == r["answer"], r["id"]
+    clips = [json.loads(x) for x in (root / "speech" / "manifest.jsonl").read_text().splitlines()]
+    assert len(clips) >= 12 and len({c["engine"] for c in clips}) >= 2
+    for c in clips:
+        audio, rate = read_wav(root / "speech" / c["audio"])
+        assert rate == 16000 and len(audio) / rate == pytest.approx(c["duration_s"], abs=0.01)
+        assert c["transcript"] == by_id[c["id"]]["question"]
