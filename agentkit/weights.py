@@ -74,3 +74,11 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
         f"no checkpoint at {s!r}: not a file or folder, and not a shipped name (known names: {names}). "
         "agentkit never downloads weights: put the file on disk and pass its path."
     )
+
+
+def ultralytics_offline() -> None:
+    """Keep ultralytics from reaching the network: no hub checks, no pip auto-installs of missing
+    extras (both hang without internet). Call before importing ultralytics; a user's own
+    ``YOLO_OFFLINE`` / ``YOLO_AUTOINSTALL`` settings win."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")

@@ -114,6 +114,9 @@ def parse_class_name(name: str) -> dict[str, str]:
 
 def load_detector(path: Path) -> Any:
     """``ultralytics.YOLO`` from a local checkpoint (never downloads: the path exists)."""
+    from agentkit.weights import ultralytics_offline
+
+    ultralytics_offline()
     from ultralytics import YOLO
 
     try:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from agentkit.errors import ConfigError
+from agentkit.weights import ultralytics_offline
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - the recipe CLI reads metadata["help"]
@@ -117,6 +118,7 @@ def _train_scenes(cfg: Config, limit: int = 0) -> list[dict[str, Any]]:
 def train_yolo(cfg: Config, out: Path) -> Path:
     """Export the training scenes to YOLO format and train; returns ``best.pt`` (fp16)."""
     os.environ.setdefault("YOLO_CONFIG_DIR", str(out / "ultralytics-settings"))
+    ultralytics_offline()
     from ultralytics import YOLO
 
     from agentkit.mllm.worlds.coco import export_yolo

@@ -103,6 +103,9 @@ def _polygon(mask_rle: dict[str, Any]) -> list[float]:
     if len(segs) == 1:
         return segs[0].ravel().tolist()
     # an object split by an occluder: join the parts as ultralytics' own COCO converter does
+    from agentkit.weights import ultralytics_offline
+
+    ultralytics_offline()
     from ultralytics.data.converter import merge_multi_segment
 
     return (

@@ -163,3 +163,13 @@ def test_missing_default_weights_is_a_recorded_error(monkeypatch, tmp_path, imag
         ToolContext(models=ModelCache()),
     )
     assert step.error and "never downloads" in step.error
+
+
+def test_ultralytics_is_kept_offline_unless_the_user_says_otherwise(monkeypatch):
+    from agentkit.weights import ultralytics_offline
+
+    monkeypatch.delenv("YOLO_OFFLINE", raising=False)
+    monkeypatch.setenv("YOLO_AUTOINSTALL", "true")
+    ultralytics_offline()
+    assert os.environ["YOLO_OFFLINE"] == "1"  # no hub checks that hang without internet
+    assert os.environ["YOLO_AUTOINSTALL"] == "true"  # the user's own choice wins
