@@ -1,4 +1,5 @@
-"""``agentkit eval``: measure the shipped models on held-out worlds (``perception``)."""
+"""``agentkit eval``: measure the shipped models on held-out worlds (``perception``, ``tooluse``,
+``pope``, ``vqa``)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,112 @@ def perception(
             f"{t['sentence_accuracy']:.3f}, {t['seconds_per_clip']} s per clip",
             highlight=False,
         )
+
+
+@app.command()
+def tooluse(
+    data: Annotated[
+        Path, typer.Option(help="Tooluse folder with test.jsonl / test_unseen.jsonl.")
+    ] = Path("data/mllm/tooluse"),
+    model: Annotated[
+        str, typer.Option(help="hf:PATH | openai:URL#MODEL: the model to score.")
+    ] = "hf:agentkit-mllm",
+    split: Annotated[
+        list[str] | None, typer.Option(help="seen and/or unseen (default both).")
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these sample kinds (program, tool_call, final, ...)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="A seeded sample of N per split (0 = all).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """GPT4Tools' SR_thought / SR_action / SR_args / SR on held-out tool-use samples, for tools
+    seen in training and tools described only in the prompt."""
+    from rich.progress import Progress
+
+    from agentkit.errors import AgentkitError
+    from agentkit.mllm.eval.tooluse import evaluate
+
+    try:
+        with Progress(console=console, transient=True, disable=as_json) as bar:
+            task = bar.add_task("tooluse", total=None)
+            res = evaluate(
+                model, data, splits=split or ["seen", "unseen"], kinds=kind or [], limit=limit,
+                seed=seed, on_item=lambda i, n: bar.update(task, completed=i, total=n),
+            )  # fmt: skip
+    except AgentkitError as e:
+        fail(str(e), as_json)
+    if as_json:
+        typer.echo(json.dumps(res, indent=1))
+        return
+    for name in split or ["seen", "unseen"]:
+        r = res[name]
+        console.print(
+            f"{name} tools ({r['n']} samples): SR_thought {r['SR_thought']}, SR_action "
+            f"{r['SR_action']}, SR_args {r['SR_args']}, SR {r['SR']}",
+            highlight=False,
+        )
+        for k, kr in r["by_kind"].items():
+            console.print(f"  {k:<11} n={kr['n']:<4} SR {kr['SR']}", highlight=False)
+
+
+@app.command()
+def pope(
+    scenes: Annotated[
+        Path, typer.Option(help="Held-out rendered scenes (scene_*.json + .png).")
+    ] = Path("data/scenes-heldout"),
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="hf:PATH | openai:URL#MODEL; repeat to compare (e.g. SFT vs DPO)."),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="direct (the model alone), agent (through the graph) or both.")
+    ] = "both",
+    planner: Annotated[str, typer.Option(help="Planner of the agent mode.")] = "program",
+    limit: Annotated[int, typer.Option(help="Use the first N scenes (0 = all).")] = 50,
+    per_scene: Annotated[int, typer.Option(help="Present (and absent) probes per scene.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the probes.")] = 0,
+    runs_dir: Annotated[Path, typer.Option(help="Where agent-mode runs are kept.")] = Path(
+        "runs/eval/pope"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """POPE object-hallucination probes (random, popular, adversarial): accuracy, precision,
+    recall, F1 and yes-ratio per model and mode, all on the same probes."""
+    from rich.progress import Progress
+
+    from agentkit.errors import AgentkitError
+    from agentkit.mllm.eval.pope import agent_answerer, direct_answerer, evaluate
+
+    if mode not in ("direct", "agent", "both"):
+        fail(f"--mode must be direct, agent or both, not {mode!r}", as_json)
+    try:
+        answerers = {}
+        for spec in model or ["hf:agentkit-mllm"]:
+            if mode in ("direct", "both"):
+                answerers[f"{spec} direct"] = direct_answerer(spec)
+            if mode in ("agent", "both"):
+                answerers[f"{spec} agent/{planner}"] = agent_answerer(spec, planner, runs_dir)
+        with Progress(console=console, transient=True, disable=as_json) as bar:
+            task = bar.add_task("pope", total=None)
+            res = evaluate(
+                answerers, scenes, limit=limit, per_scene=per_scene, seed=seed,
+                on_item=lambda i, n: bar.update(task, completed=i, total=n),
+            )  # fmt: skip
+    except AgentkitError as e:
+        fail(str(e), as_json)
+    if as_json:
+        typer.echo(json.dumps(res, indent=1))
+        return
+    for name, by_setting in res["results"].items():
+        for setting, m in by_setting.items():
+            console.print(
+                f"{name:<40} {setting:<12} acc {m['accuracy']} F1 {m['f1']} "
+                f"yes {m['yes_ratio']} unanswered {m['unanswered']}",
+                highlight=False,
+            )
 
 
 from agentkit.cli.eval_vqa import vqa  # noqa: E402  (its own module: one command, one file)

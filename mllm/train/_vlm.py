@@ -25,6 +25,7 @@ for Qwen2-VL, ``image_grid_thw``; for Idefics3, ``pixel_attention_mask``).
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -133,8 +134,12 @@ def last_checkpoint(folder: Path) -> str | None:
 # samples
 
 
-def read_jsonl(path: str | Path, kinds: Sequence[str] = (), limit: int = 0) -> list[dict[str, Any]]:
-    """Samples from a JSONL file, optionally only the given ``kind`` values, at most ``limit``."""
+def read_jsonl(
+    path: str | Path, kinds: Sequence[str] = (), limit: int = 0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Samples from a JSONL file, optionally only the given ``kind`` values; with ``limit``, a
+    seeded uniform sample of that many (in file order), not the first ones: the file is grouped by
+    scene, so its head would cover only the first few scenes."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
@@ -154,8 +159,9 @@ def read_jsonl(path: str | Path, kinds: Sequence[str] = (), limit: int = 0) -> l
             if kinds and row.get("kind") not in kinds:
                 continue
             rows.append(row)
-            if limit and len(rows) >= limit:
-                break
+    if limit and len(rows) > limit:
+        keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+        rows = [rows[i] for i in keep]
     return rows
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,8 @@ class Config:
     extra_data: str = f(
         "", "chat samples (tool-use JSONL) mixed into training, loss on the last assistant turn"
     )
-    extra_max: int = f(0, "use at most this many extra samples (0 = all)")
+    extra_kinds: list[str] = f([], "only these kinds of extra samples (empty = all)")
+    extra_max: int = f(0, "use a seeded sample of at most this many extra samples (0 = all)")
     train_projector: bool = f(True, "train the MLP projector")
     train_lm: bool = f(True, "train the language model too (needed when it starts from random)")
     max_length: int = f(4096, "tokens per sample, image tokens included (longer ones are left out)")
@@ -155,7 +156,9 @@ def _file_texts(path: Path) -> Iterator[str]:
         yield from path.read_text().splitlines()
 
 
-def tokenizer_corpus(cfg: Config, captions: list[tuple[str, str]]) -> list[str]:
+def tokenizer_corpus(
+    cfg: Config, captions: list[tuple[str, str]], extra: Sequence[dict[str, Any]] = ()
+) -> list[str]:
     """The texts the BPE tokenizer learns from: what the runtime will actually feed the model."""
     import agentkit.planners
     from agentkit.tools.base import ToolRegistry
@@ -168,14 +171,16 @@ def tokenizer_corpus(cfg: Config, captions: list[tuple[str, str]]) -> list[str]:
         texts.append(tool.prompt_line())
     texts.extend(PROMPTS)
     texts.extend(c for _, c in captions)
-    for extra in ([cfg.questions] if cfg.questions else []) + list(cfg.corpus):
-        texts.extend(_file_texts(Path(extra)))
-    if cfg.extra_data:
-        texts.extend(_file_texts(Path(cfg.extra_data)))
+    for path in ([cfg.questions] if cfg.questions else []) + list(cfg.corpus):
+        texts.extend(_file_texts(Path(path)))
+    for row in extra:  # the extra samples this run trains on (not the whole file)
+        texts.extend(_strings(row["messages"]))
     return [t for t in texts if t.strip()]
 
 
-def build_core(cfg: Config, out: Path, captions: list[tuple[str, str]]) -> Path:
+def build_core(
+    cfg: Config, out: Path, captions: list[tuple[str, str]], extra: Sequence[dict[str, Any]] = ()
+) -> Path:
     """``out/base``: a new tokenizer + random-init tiny LLaVA (kept as it is when it exists, so a
     resumed run keeps its token ids)."""
     from agentkit.mllm.model import CONFIG_FILE, build_tiny_llava
@@ -189,7 +194,7 @@ def build_core(cfg: Config, out: Path, captions: list[tuple[str, str]]) -> Path:
         return folder
     return build_tiny_llava(
         folder,
-        texts=tokenizer_corpus(cfg, captions),
+        texts=tokenizer_corpus(cfg, captions, extra),
         image_size=cfg.image_size,
         patch=cfg.patch,
         vision_dim=cfg.vision_dim,
@@ -270,10 +275,13 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     captions = scene_captions(cfg.scenes_dir, cfg.max_scenes)
-    base = cfg.base or str(build_core(cfg, out, captions))
-    rows = caption_samples(captions, cfg.seed)
-    if cfg.extra_data:
-        rows += _vlm.read_jsonl(cfg.extra_data, limit=cfg.extra_max)
+    extra = (
+        _vlm.read_jsonl(cfg.extra_data, cfg.extra_kinds, cfg.extra_max, cfg.seed)
+        if cfg.extra_data
+        else []
+    )
+    base = cfg.base or str(build_core(cfg, out, captions, extra))
+    rows = caption_samples(captions, cfg.seed) + extra
     model, processor = _vlm.load_base(base)
     kept, lengths = _vlm.fit(rows, processor, cfg.max_length)
     if len(kept) < len(rows):

@@ -40,7 +40,7 @@ class Config:
     )
     data: str = f("data/tooluse/train.jsonl", "training samples (agentkit data gen tooluse)")
     kinds: list[str] = f([], "only these sample kinds (empty = all)")
-    max_samples: int = f(0, "use at most this many samples (0 = all)")
+    max_samples: int = f(0, "use a seeded sample of at most this many (0 = all)")
     max_length: int = f(4096, "tokens per sample, image tokens included (longer ones are left out)")
     lora_r: int = f(16, "LoRA rank")
     lora_alpha: int = f(32, "LoRA scale numerator (scale = alpha / r)")
@@ -77,7 +77,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     _check(cfg)
-    rows = _vlm.read_jsonl(cfg.data, cfg.kinds, cfg.max_samples)
+    rows = _vlm.read_jsonl(cfg.data, cfg.kinds, cfg.max_samples, cfg.seed)
     if not rows:
         raise ConfigError(f"{cfg.data} has no samples of kinds {cfg.kinds or 'any'}")
     model, processor = _vlm.load_base(cfg.base)

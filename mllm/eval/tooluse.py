@@ -1,0 +1,227 @@
+"""``agentkit eval tooluse``: GPT4Tools' success rates of a model on held-out tool-use samples.
+
+Each held-out sample (``agentkit data gen tooluse``: ``test.jsonl`` for tools seen in training,
+``test_unseen.jsonl`` for tools described only in the prompt) is cut before its last assistant
+turn; the model writes that turn and it is compared with the reference, as GPT4Tools scores its
+fine-tuned Vicuna:
+
+* ``SR_thought`` — the model decided right whether a tool is needed (a call or a program where
+  the reference has one; a final answer where it has none);
+* ``SR_action`` — the right tool (a ReAct turn) or the right tools in the right order (a program);
+* ``SR_args`` — the right arguments as well (values compared as data: key order, quotes and case
+  of text do not matter; a program's variable names do not matter, what they refer to does);
+* ``SR`` — the whole turn right: for a final answer or a decider/summarizer turn, the answer
+  itself (normalised as in ``eval vqa``).
+
+Figures come per split (seen / unseen), per sample kind and overall. Nothing the model writes is
+executed: programs are parsed by :mod:`agentkit.planners.dsl`, ReAct turns by
+:mod:`agentkit.mllm.toolcall`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentkit.errors import ConfigError
+from agentkit.mllm.backends.base import Backend, Message, load_backend
+from agentkit.mllm.eval.vqa import is_correct, normalize_answer
+from agentkit.mllm.toolcall import FinalAnswer, parse
+from agentkit.planners import dsl
+from agentkit.state import ToolCall
+
+#: The files of a tooluse folder scored, and the split name each gets in the report.
+SPLITS = {"seen": "test.jsonl", "unseen": "test_unseen.jsonl"}
+METRICS = ("SR_thought", "SR_action", "SR_args", "SR")
+#: Kinds whose turn is not a ReAct step (no "Observation:" stop).
+_NOT_REACT = {"program", "decider", "summarizer"}
+
+
+# ---------------------------------------------------------------------------------- comparing
+
+
+def _norm(value: Any, rename: dict[str, str] | None = None) -> Any:
+    """A value as comparable data: text lower-cased and trimmed (variables renamed), numbers as
+    floats, dicts with sorted keys."""
+    if isinstance(value, str):
+        if rename and value in rename:
+            return rename[value]
+        text = value.strip().lower()
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [_norm(v, rename) for v in value]
+    if isinstance(value, dict):
+        return {str(k).lower(): _norm(v, rename) for k, v in sorted(value.items())}
+    return value
+
+
+def same_args(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two argument dicts carry the same values (see :func:`_norm`)."""
+    return bool(_norm(a) == _norm(b))
+
+
+def canonical_program(program: dsl.Program) -> tuple[list[str], list[Any], Any]:
+    """(tool names in order, normalised calls with variables numbered by line, the answer)."""
+    rename = {c.name: f"${i}" for i, c in enumerate(program.calls) if c.name}
+    calls = [_norm(c.args, rename) for c in program.calls]
+    ans = program.answer
+    answer = rename.get(ans["ref"], ans["ref"]) if "ref" in ans else _norm(ans.get("value"))
+    return [c.tool for c in program.calls], calls, answer
+
+
+def _final(text: str) -> str:
+    """The answer of a final turn: the line after the last ``Final Answer:``, else the first."""
+    i = text.lower().rfind("final answer:")
+    rest = text[i + len("final answer:") :] if i >= 0 else text
+    lines = rest.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def score_turn(kind: str, predicted: str, reference: str, tools: Sequence[str]) -> dict[str, bool]:
+    """The four success flags of one predicted turn against the reference turn."""
+    if kind == "program":
+        return _score_program(predicted, reference, tools)
+    if kind in ("decider", "summarizer"):
+        ok = is_correct(_final(predicted), _final(reference))
+        return dict.fromkeys(METRICS, ok)
+    ref = parse(reference, tools)
+    got = parse(predicted, tools)
+    if isinstance(ref, ToolCall):
+        thought = isinstance(got, ToolCall)
+        action = thought and got.tool == ref.tool  # type: ignore[union-attr]
+        args = action and same_args(got.args, ref.args)  # type: ignore[union-attr]
+        return {"SR_thought": thought, "SR_action": action, "SR_args": args, "SR": args}
+    if isinstance(ref, FinalAnswer):
+        thought = isinstance(got, FinalAnswer)
+        ok = thought and is_correct(got.answer, ref.answer)  # type: ignore[union-attr]
+        return {"SR_thought": thought, "SR_action": thought, "SR_args": thought, "SR": ok}
+    raise ConfigError(f"the reference turn of a {kind!r} sample does not parse: {ref.message}")
+
+
+def _score_program(predicted: str, reference: str, tools: Sequence[str]) -> dict[str, bool]:
+    from agentkit.planners.program import split_reply
+
+    ref = dsl.parse_program(split_reply(reference)[1], tools)
+    ref_tools, ref_calls, ref_answer = canonical_program(ref)
+    try:
+        got = dsl.parse_program(split_reply(predicted)[1], tools)
+    except dsl.DSLError:
+        return dict.fromkeys(METRICS, False)
+    got_tools, got_calls, got_answer = canonical_program(got)
+    action = got_tools == ref_tools
+    args = action and got_calls == ref_calls
+    return {"SR_thought": True, "SR_action": action, "SR_args": args,
+            "SR": args and got_answer == ref_answer}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------- running
+
+
+def read_samples(
+    path: Path, kinds: Sequence[str] = (), limit: int = 0, seed: int = 0
+) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ConfigError(
+            f"no held-out samples at {path}; make them with `agentkit data gen tooluse --out "
+            f"{path.parent}`"
+        )
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{n} is not JSON: {e}") from e
+        if not (row.get("messages") and row["messages"][-1].get("role") == "assistant"):
+            raise ConfigError(f"{path}:{n} does not end with the assistant turn to predict")
+        if not kinds or row.get("kind") in kinds:
+            rows.append(row)
+    if limit and len(rows) > limit:
+        rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), limit))]
+    return rows
+
+
+def predict(backend: Backend, row: dict[str, Any], max_new_tokens: int = 256) -> str:
+    """The model's version of the sample's last assistant turn."""
+    messages = [
+        Message(
+            role=m["role"],
+            content=str(m["content"]),
+            images=[Path(p) for p in m.get("images") or []],
+        )
+        for m in row["messages"][:-1]
+    ]
+    stop = None if row.get("kind") in _NOT_REACT else ["Observation:"]
+    return backend.generate(messages, max_new_tokens=max_new_tokens, stop=stop).text
+
+
+def _rates(flags: Sequence[dict[str, bool]]) -> dict[str, Any]:
+    n = len(flags)
+    out: dict[str, Any] = {"n": n}
+    for m in METRICS:
+        out[m] = round(sum(f[m] for f in flags) / n, 4) if n else None
+    return out
+
+
+def evaluate(
+    model: str | Backend,
+    data: Path,
+    splits: Sequence[str] = ("seen", "unseen"),
+    kinds: Sequence[str] = (),
+    limit: int = 0,
+    seed: int = 0,
+    max_new_tokens: int = 256,
+    on_item: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score ``model`` on the held-out files of the tooluse folder ``data``; ``limit`` samples
+    (seeded) per split. Returns the report (also what ``--json`` prints)."""
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise ConfigError(f"unknown split(s) {unknown}; choose from {sorted(SPLITS)}")
+    backend = load_backend(model) if isinstance(model, str) else model
+    jobs = [(s, r) for s in splits for r in read_samples(data / SPLITS[s], kinds, limit, seed)]
+    tools = _all_tools()  # every name is callable: a wrong tool is a wrong action, not a non-call
+    per: dict[tuple[str, str], list[dict[str, bool]]] = defaultdict(list)
+    examples: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for i, (split, row) in enumerate(jobs):
+        text = predict(backend, row, max_new_tokens)
+        ref = str(row["messages"][-1]["content"])
+        flags = score_turn(str(row.get("kind")), text, ref, tools)
+        per[(split, str(row.get("kind")))].append(flags)
+        if not flags["SR"] and len(examples) < 5:
+            examples.append({"split": split, "kind": row.get("kind"), "predicted": text[:400],
+                             "reference": ref[:400]})  # fmt: skip
+        if on_item:
+            on_item(i + 1, len(jobs))
+    report: dict[str, Any] = {"model": getattr(backend, "name", str(model)), "data": str(data)}
+    for split in splits:
+        flags = [f for (s, _), fs in per.items() if s == split for f in fs]
+        report[split] = _rates(flags) | {
+            "by_kind": {k: _rates(fs) for (s, k), fs in sorted(per.items()) if s == split}
+        }
+    report["seconds_per_sample"] = round((time.perf_counter() - t0) / max(len(jobs), 1), 3)
+    report["failures"] = examples
+    return report
+
+
+def _all_tools() -> list[str]:
+    from agentkit.tools.base import ToolRegistry
+
+    return [t.name for t in ToolRegistry.default()]
+
+
+__all__ = ["METRICS", "canonical_program", "evaluate", "normalize_answer", "score_turn"]

@@ -1,0 +1,112 @@
+"""agentkit eval tooluse: GPT4Tools' success rates, scored on data rather than on wording."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentkit.mllm.backends.base import Generation, Message
+from agentkit.mllm.data.tooluse import generate
+from agentkit.mllm.eval.tooluse import evaluate, score_turn
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TOOLS = ["detect", "select", "relate", "count", "query", "exist", "same", "compare", "combine"]
+
+REF_PROGRAM = """Thought: Detect, select, count.
+Program:
+```
+objs = detect(image=image_0)
+reds = select(objects=objs, color="red")
+n = count(objects=reds)
+ANSWER = n
+```"""
+
+
+def test_programs_match_on_what_they_do_not_on_names():
+    renamed = REF_PROGRAM.replace("reds", "red_things").replace("objs", "all_objects")
+    assert all(score_turn("program", renamed, REF_PROGRAM, TOOLS).values())
+    quoted = REF_PROGRAM.replace('color="red"', "color='RED'")
+    assert all(score_turn("program", quoted, REF_PROGRAM, TOOLS).values())
+    wrong_arg = score_turn("program", REF_PROGRAM.replace("red", "blue"), REF_PROGRAM, TOOLS)
+    assert wrong_arg == {"SR_thought": True, "SR_action": True, "SR_args": False, "SR": False}
+    wrong_tool = score_turn("program", REF_PROGRAM.replace("count(", "exist("), REF_PROGRAM, TOOLS)
+    assert wrong_tool["SR_thought"] and not wrong_tool["SR_action"] and not wrong_tool["SR"]
+    # passing the detections instead of the selection: same tools, different data flow
+    crossed = REF_PROGRAM.replace("count(objects=reds)", "count(objects=objs)")
+    assert not score_turn("program", crossed, REF_PROGRAM, TOOLS)["SR_args"]
+    assert not any(score_turn("program", "import os; os.system('x')", REF_PROGRAM, TOOLS).values())
+
+
+def test_react_turns():
+    ref = 'Thought: find them\nAction: select\nAction Input: {"objects": "detect_0", "color": "red", "size": "small"}'
+    same = "Thought: other words\nAction: select\nAction Input: {'size': 'small', 'objects': 'detect_0', 'color': 'red'}"
+    assert all(score_turn("tool_call", same, ref, TOOLS).values())
+    other = ref.replace("red", "blue")
+    assert score_turn("tool_call", other, ref, TOOLS) == {
+        "SR_thought": True, "SR_action": True, "SR_args": False, "SR": False}  # fmt: skip
+    final = score_turn("tool_call", "Final Answer: 3", ref, TOOLS)
+    assert not any(final.values())
+    # a no-tool sample: answering is right, calling a tool is the wrong decision
+    assert all(
+        score_turn(
+            "no_tool", "Thought: known\nFinal Answer: Yes", "Final Answer: yes", TOOLS
+        ).values()
+    )
+    assert not score_turn("no_tool", ref, "Final Answer: yes", TOOLS)["SR_thought"]
+    assert score_turn("decider", "yes", "yes", TOOLS)["SR"]
+    assert score_turn("summarizer", "Final Answer: 2", "Final Answer: 2", TOOLS)["SR"]
+    assert not score_turn("summarizer", "Final Answer: 2", "Final Answer: 3", TOOLS)["SR"]
+
+
+class Replay:
+    """Answers each held-out sample with its own reference turn, or with a fixed text."""
+
+    name = "replay"
+
+    def __init__(self, rows: list[dict], fixed: str | None = None):
+        self.fixed = fixed
+        self.by_prompt = {self._key(r["messages"][:-1]): r["messages"][-1]["content"] for r in rows}
+
+    @staticmethod
+    def _key(messages) -> str:
+        return json.dumps([[m["role"] if isinstance(m, dict) else m.role,
+                            m["content"] if isinstance(m, dict) else m.content] for m in messages])  # fmt: skip
+
+    def generate(self, messages: list[Message], **kw) -> Generation:
+        text = self.fixed if self.fixed is not None else self.by_prompt[self._key(messages)]
+        return Generation(text=text, model=self.name)
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tooluse")
+    generate(EXAMPLES / "scenes", EXAMPLES / "questions" / "questions.jsonl", out, seed=0,
+             planners=["program", "react"], prompt_style="compact")  # fmt: skip
+    return out
+
+
+def test_a_perfect_model_scores_one_and_a_lazy_one_does_not(heldout):
+    rows = [json.loads(x) for f in ("test.jsonl", "test_unseen.jsonl")
+            for x in (heldout / f).read_text().splitlines()]  # fmt: skip
+    perfect = evaluate(Replay(rows), heldout)
+    for split in ("seen", "unseen"):
+        assert perfect[split]["n"] > 0
+        assert all(perfect[split][m] == 1.0 for m in ("SR_thought", "SR_action", "SR_args", "SR"))
+    lazy = evaluate(Replay(rows, fixed="Final Answer: yes"), heldout)
+    kinds = lazy["seen"]["by_kind"]
+    assert kinds["program"]["SR"] == 0 and kinds["tool_call"]["SR_thought"] == 0
+    assert lazy["seen"]["SR"] < 0.5 and lazy["failures"]
+
+
+def test_limit_and_bad_input(heldout, tmp_path):
+    from agentkit.errors import ConfigError
+
+    rows = [json.loads(x) for x in (heldout / "test.jsonl").read_text().splitlines()]
+    few = evaluate(Replay(rows), heldout, splits=["seen"], limit=3)
+    assert few["seen"]["n"] == 3
+    with pytest.raises(ConfigError, match="data gen tooluse"):
+        evaluate(Replay(rows), tmp_path)
+    with pytest.raises(ConfigError, match="unknown split"):
+        evaluate(Replay(rows), heldout, splits=["train"])
