@@ -22,7 +22,7 @@ from typing import Any
 
 from agentkit.errors import AgentkitError, ConfigError, MediaError
 from agentkit.media import MediaStore
-from agentkit.mllm.backends.base import Backend, load_backend
+from agentkit.mllm.backends.base import Backend, load_backend, runtime_hints
 from agentkit.runtime import Options, RoleModels, Runtime
 from agentkit.state import RunResult, RunState, Step, Task
 from agentkit.tools.base import ToolRegistry
@@ -90,7 +90,7 @@ class Agent:
         model: str | Backend | RoleModels,
         *,
         tools: ToolRegistry | None = None,
-        planner: str = "react",
+        planner: str | None = None,
         runs_dir: str | Path | None = None,
         device: str = "cpu",
         options: Options | None = None,
@@ -105,11 +105,21 @@ class Agent:
             model = load_backend(model)
         self.models = model if isinstance(model, RoleModels) else RoleModels(controller=model)
         self.tools = tools if tools is not None else ToolRegistry.default()
-        self.planner = planner
-        self._build = get_builder(planner)
+        # What the caller leaves open, the model's folder may settle (it knows how it was
+        # trained), then the library defaults: react, full tool descriptions.
+        hints = runtime_hints(self.models.controller)
+        self.planner = planner or hints.get("planner") or "react"
+        self._build = get_builder(self.planner)
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.device = device
         self.options = options or Options()
+        if self.options.prompt_style is None:
+            style = hints.get("prompt_style", "full")
+            if style not in ("full", "compact"):
+                raise ConfigError(
+                    f"the model declares prompt_style {style!r}; expected full or compact"
+                )
+            self.options = replace(self.options, prompt_style=style)  # type: ignore[arg-type]
         if tool_weights:  # a copy: the caller's Options may be shared by other agents
             self.options = replace(
                 self.options, tool_weights={**self.options.tool_weights, **tool_weights}

@@ -67,8 +67,9 @@ class Options:
     tool_weights: dict[str, str] = field(default_factory=dict)
     #: How controller prompts list the tools: ``full`` descriptions for capable models,
     #: ``compact`` (name, arguments, first sentence) for a small core with a short context. A
-    #: model must be prompted in the style it was trained with.
-    prompt_style: PromptStyle = "full"
+    #: model must be prompted in the style it was trained with. ``None``: the style the model's
+    #: folder declares (``agentkit_runtime.json``), else ``full``.
+    prompt_style: PromptStyle | None = None
 
 
 @dataclass

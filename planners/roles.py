@@ -60,7 +60,7 @@ def images_line(state: RunState) -> str:
 def tool_fields(rt: Runtime) -> dict[str, str]:
     """The ``tools`` and ``tool_names`` slots of a controller prompt, in the run's prompt style."""
     return {
-        "tools": "\n".join(t.prompt_line(rt.options.prompt_style) for t in rt.tools),
+        "tools": "\n".join(t.prompt_line(rt.options.prompt_style or "full") for t in rt.tools),
         "tool_names": ", ".join(rt.tools.names()),
     }
 

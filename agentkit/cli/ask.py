@@ -58,7 +58,8 @@ def ask(
     planner: Annotated[
         str | None,
         typer.Option(
-            help="react | plan | program | tree (default react; a resumed run keeps its own)."
+            help="react | plan | program | tree (default: the one the model declares, else "
+            "react; a resumed run keeps its own)."
         ),
     ] = None,
     model: Annotated[
@@ -104,7 +105,7 @@ def ask(
         with console.status("loading model…", spinner="dots") if not as_json else _null():
             agent = Agent(
                 spec,
-                planner=planner or "react",
+                planner=planner,  # None: the model's own (agentkit_runtime.json), else react
                 runs_dir=runs,
                 device=device,
                 tool_weights=weights,

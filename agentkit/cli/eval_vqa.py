@@ -48,8 +48,11 @@ def vqa(
     ] = None,
     prompt_style: Annotated[
         str,
-        typer.Option(help="full | compact: how prompts list tools (the style the model learned)."),
-    ] = "full",
+        typer.Option(
+            help="full | compact: how prompts list tools (the style the model learned); "
+            "auto: the one the model declares, else full."
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Accuracy per family and program length, steps, tool calls, latency and failures of a

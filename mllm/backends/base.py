@@ -59,6 +59,18 @@ class Backend(Protocol):
         ...
 
 
+#: A model folder's runtime defaults: the planner and prompt style it was trained for, e.g.
+#: ``{"planner": "program", "prompt_style": "compact"}`` (written by ``agentkit train``).
+RUNTIME_HINTS_FILE = "agentkit_runtime.json"
+
+
+def runtime_hints(backend: Any) -> dict[str, str]:
+    """The defaults a backend's model declares (``{}`` for a model that declares none): a model
+    must be prompted the way it was trained, so the agent follows them unless told otherwise."""
+    hints = getattr(backend, "runtime_hints", None)
+    return {str(k): str(v) for k, v in hints.items()} if isinstance(hints, dict) else {}
+
+
 def load_backend(spec: str) -> Backend:
     """Build a backend from a spec string.
 

@@ -197,6 +197,23 @@ def _streamer(tokenizer: Any, sink: StopFilter) -> Any:
     return _Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
+def read_runtime_hints(folder: Path) -> dict[str, str]:
+    """``agentkit_runtime.json`` of a model folder (planner, prompt style); ``{}`` without one."""
+    import json
+
+    from agentkit.errors import WeightsNotFound
+    from agentkit.mllm.backends.base import RUNTIME_HINTS_FILE
+
+    p = folder / RUNTIME_HINTS_FILE
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightsNotFound(f"{p} is not readable JSON ({e}); fix or delete it") from e
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
 class HFBackend:
     """A local image-text-to-text model.
 
@@ -216,6 +233,7 @@ class HFBackend:
         self.name = spec if not Path(spec).expanduser().exists() else self.path.name
         self.device = device or _default_device()
         self.dtype = _torch_dtype(dtype, self.device)
+        self.runtime_hints = read_runtime_hints(self.path)
         self._loaded: _Loaded = MODELS.get(
             f"mllm:{self.dtype}",
             str(self.path),

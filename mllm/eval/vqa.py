@@ -107,13 +107,13 @@ def item_key(
     model: str,
     modality: str = "typed",
     verify: bool = True,
-    prompt_style: str = "full",
+    prompt_style: str = "auto",
 ) -> str:
     """The cache key of one item: question id, planner, model spec, typed|spoken (and marks for
     settings off their defaults, so runs with and without verification, or prompted in another
     style, never mix)."""
     extra = ([] if verify else ["no-verify"]) + (
-        [] if prompt_style == "full" else [f"prompt={prompt_style}"]
+        [] if prompt_style == "auto" else [f"prompt={prompt_style}"]
     )
     return json.dumps([str(qid), planner, model, modality, *extra])
 
@@ -136,7 +136,7 @@ def _agent(
     cache: bool,
     verify: bool,
     weights: dict[str, str],
-    prompt_style: str = "full",
+    prompt_style: str = "auto",
 ) -> Any:
     """An agent for ``spec``; loaded once per worker process unless ``cache`` is off (a
     per-question spec, whose backend holds that question's script)."""
@@ -152,7 +152,7 @@ def _agent(
             options=Options(
                 verify=verify,
                 tool_weights=dict(weights),
-                prompt_style=prompt_style,  # type: ignore[arg-type]
+                prompt_style=None if prompt_style == "auto" else prompt_style,  # type: ignore[arg-type]
             ),
         )
 
@@ -176,7 +176,7 @@ def run_item(
     max_steps: int = 8,
     verify: bool = True,
     tool_weights: dict[str, str] | None = None,
-    prompt_style: str = "full",
+    prompt_style: str = "auto",
 ) -> dict[str, Any]:
     """Ask one question and score it; never raises for a failed run (the error is recorded)."""
     qid = str(question["id"])
@@ -409,7 +409,7 @@ def evaluate(
     max_steps: int = 8,
     verify: bool = True,
     tool_weights: dict[str, str] | None = None,
-    prompt_style: str = "full",
+    prompt_style: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -419,8 +419,10 @@ def evaluate(
     planners = list(PLANNERS) if planner == "all" else [planner]
     if any(p not in PLANNERS for p in planners):
         raise ConfigError(f"unknown planner {planner!r}; expected one of {', '.join(PLANNERS)} or all")  # fmt: skip
-    if prompt_style not in ("full", "compact"):
-        raise ConfigError(f"--prompt-style {prompt_style!r} is invalid: expected full or compact")
+    if prompt_style not in ("auto", "full", "compact"):
+        raise ConfigError(
+            f"--prompt-style {prompt_style!r} is invalid: expected auto, full or compact"
+        )
     if workers < 1:
         raise ConfigError(f"--workers {workers} is invalid: expected an int >= 1")
     if limit is not None and limit < 1:

@@ -83,12 +83,22 @@ def load_base(base: str | Path) -> tuple[Any, Any]:
     return model, processor
 
 
-def save_folder(model: Any, processor: Any, out: Path, *, base: str | Path, fp16: bool) -> Path:
+def save_folder(
+    model: Any,
+    processor: Any,
+    out: Path,
+    *,
+    base: str | Path,
+    fp16: bool,
+    hints: dict[str, str] | None = None,
+) -> Path:
     """Save ``model`` (cast to fp16 when asked) and ``processor`` to ``out``; keep the base's
-    ``agentkit_model.json`` so the sizes travel with the weights."""
+    ``agentkit_model.json`` so the sizes travel with the weights, and its
+    ``agentkit_runtime.json`` (planner, prompt style) updated with the non-empty ``hints``."""
     import torch
 
-    from agentkit.mllm.backends.hf import resolve_path
+    from agentkit.mllm.backends.base import RUNTIME_HINTS_FILE
+    from agentkit.mllm.backends.hf import read_runtime_hints, resolve_path
     from agentkit.mllm.model import CONFIG_FILE
 
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +109,17 @@ def save_folder(model: Any, processor: Any, out: Path, *, base: str | Path, fp16
     src = resolve_path(base) / CONFIG_FILE if base else None
     if src is not None and src.is_file():
         shutil.copy(src, out / CONFIG_FILE)
+    merged = (read_runtime_hints(resolve_path(base)) if base else {}) | {
+        k: v for k, v in (hints or {}).items() if v
+    }
+    if merged:
+        (out / RUNTIME_HINTS_FILE).write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
     return out
+
+
+def runtime_hints_of(cfg: Any) -> dict[str, str]:
+    """The ``planner`` / ``prompt_style`` a stage's config names for the saved model."""
+    return {k: str(getattr(cfg, k, "") or "") for k in ("planner", "prompt_style")}
 
 
 def rank() -> int:

@@ -88,6 +88,10 @@ class Config:
     gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
     fp16: bool = f(False, "save the aligned model in fp16 (the next stage trains in fp32 anyway)")
     seed: int = f(0, "seed of the new core, the prompts and the data order")
+    planner: str = f(
+        "", "planner the model is trained for (agentkit_runtime.json); empty: the base's"
+    )
+    prompt_style: str = f("", "full | compact prompts the model is trained on; empty: the base's")
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +317,12 @@ def finish(trainer: Any, cfg: Config, out: Path, t0: float | None = None) -> Pat
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         _vlm.save_folder(
-            model, trainer.processing_class, folder, base=trainer.agentkit_base, fp16=cfg.fp16
+            model,
+            trainer.processing_class,
+            folder,
+            base=trainer.agentkit_base,
+            fp16=cfg.fp16,
+            hints=_vlm.runtime_hints_of(cfg),
         )
         took = f" in {time.perf_counter() - t0:.0f} s" if t0 is not None else ""
         print(

@@ -60,6 +60,10 @@ class Config:
     gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
     fp16: bool = f(True, "save the merged model in fp16")
     seed: int = f(0, "seed of the LoRA init and data order")
+    planner: str = f(
+        "", "planner the model is trained for (agentkit_runtime.json); empty: the base's"
+    )
+    prompt_style: str = f("", "full | compact prompts the model is trained on; empty: the base's")
 
 
 def _check(cfg: Config) -> None:
@@ -121,7 +125,10 @@ def finish(trainer: Any, cfg: Config, out: Path, t0: float | None = None) -> Pat
     folder = out / "model"
     if trainer.is_world_process_zero():
         merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-        _vlm.save_folder(merged, trainer.processing_class, folder, base=cfg.base, fp16=cfg.fp16)
+        _vlm.save_folder(
+            merged, trainer.processing_class, folder, base=cfg.base, fp16=cfg.fp16,
+            hints=_vlm.runtime_hints_of(cfg),
+        )  # fmt: skip
         took = f" in {time.perf_counter() - t0:.0f} s" if t0 is not None else ""
         print(
             f"[mllm-tooluse] {trainer.state.global_step} steps{took}; merged model in {folder}",

@@ -171,6 +171,8 @@ def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
         lr=5e-3,
         save_steps=10,
         fp16=True,
+        planner="program",
+        prompt_style="compact",
         **FAST,
     )
     out = root / "tooluse"
@@ -537,3 +539,29 @@ def test_tooluse_trains_a_second_architecture(root, scenes):
     folder = tooluse.finish(trainer, cfg, out)
     assert json.loads((folder / "config.json").read_text())["model_type"] == "qwen2_vl"
     _generates(folder, scenes / "scene_000000.png")
+
+
+@pytest.mark.slow
+def test_the_saved_model_declares_how_it_is_prompted(tooluse_out, tmp_path):
+    """The merged folder names the planner and prompt style it was trained for; an agent given
+    no planner or style follows it, and an explicit choice still wins."""
+    from agentkit.graph import Agent
+    from agentkit.mllm.backends.hf import HFBackend
+    from agentkit.runtime import Options
+
+    folder, _ = tooluse_out
+    hints = json.loads((folder / "agentkit_runtime.json").read_text())
+    assert hints == {"planner": "program", "prompt_style": "compact"}
+    backend = HFBackend(folder, device="cpu")
+    agent = Agent(backend, runs_dir=tmp_path)
+    assert agent.planner == "program" and agent.options.prompt_style == "compact"
+    mine = Agent(backend, planner="react", options=Options(prompt_style="full"), runs_dir=tmp_path)
+    assert mine.planner == "react" and mine.options.prompt_style == "full"
+    from agentkit.errors import WeightsNotFound
+
+    (folder / "agentkit_runtime.json").write_text("{not json")
+    try:
+        with pytest.raises(WeightsNotFound, match="agentkit_runtime.json"):
+            HFBackend(folder, device="cpu")
+    finally:
+        (folder / "agentkit_runtime.json").write_text(json.dumps(hints))
