@@ -24,7 +24,6 @@ from collections.abc import Collection
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
 
 from agentkit.mllm.backends.base import Message
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
@@ -164,14 +163,14 @@ def make_plan_controller(rt: Runtime) -> roles.Node:
             )
         seconds = time.perf_counter() - t0
         if isinstance(plan, ParseError):
-            step = roles._model_step(
+            step = roles.model_step(
                 "controller",
                 gen,
                 error=f"Could not read your plan: {plan.message}",
                 seconds=seconds,
             )
-            return {"steps": [roles._record(rt, step)], "plan": [], "cursor": 0}
-        step = roles._model_step(
+            return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
+        step = roles.model_step(
             "controller",
             gen,
             thought=f"a plan of {len(plan)} calls",
@@ -179,7 +178,7 @@ def make_plan_controller(rt: Runtime) -> roles.Node:
             seconds=seconds,
         )
         return {
-            "steps": [roles._record(rt, step)],
+            "steps": [roles.record(rt, step)],
             "plan": plan,
             "cursor": 0,
             "attempts": state.attempts + 1,
@@ -205,9 +204,9 @@ def make_plan_decider(rt: Runtime) -> roles.Node:
                 return {"steps": [stop], "stop_reason": "budget"}
             if state.attempts <= rt.options.replans:
                 note = Step(role="decider", error=f"{where}; write a new plan for what is left.")
-                return {"steps": [roles._record(rt, note)], "plan": [], "cursor": 0}
+                return {"steps": [roles.record(rt, note)], "plan": [], "cursor": 0}
             note = Step(role="decider", error=f"{where}; no re-plan left.")
-            return {"steps": [roles._record(rt, note)], "stop_reason": "call_failed"}
+            return {"steps": [roles.record(rt, note)], "stop_reason": "call_failed"}
         if state.cursor >= len(state.plan):
             return {}  # the plan is done: the route goes on to the summarizer
         if stop := roles.budget_step(rt, state):
@@ -218,22 +217,11 @@ def make_plan_decider(rt: Runtime) -> roles.Node:
 
 
 def build_plan(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
-    g = StateGraph(RunState)
-    g.add_node("ingest", roles.make_ingest(rt))
-    g.add_node("controller", make_plan_controller(rt))
-    g.add_node("executor", roles.make_plan_executor(rt))
-    g.add_node("decider", make_plan_decider(rt))
-    g.add_node("summarizer", roles.make_summarizer(rt, pad=roles.calls_pad))
-    g.add_edge(START, "ingest")
-    g.add_conditional_edges(
-        "ingest",
-        lambda s: "summarizer" if s.stop_reason else "controller",
-        ["controller", "summarizer"],
+    return roles.build_written_ahead(
+        rt,
+        controller=make_plan_controller(rt),
+        executor=roles.make_plan_executor(rt),
+        decider=make_plan_decider(rt),
+        pad=roles.calls_pad,
+        checkpointer=checkpointer,
     )
-    g.add_edge("controller", "decider")  # the decider gates every call (budget, parse errors)
-    g.add_edge("executor", "decider")
-    g.add_conditional_edges(
-        "decider", roles.route_written_ahead, ["executor", "controller", "summarizer"]
-    )
-    g.add_edge("summarizer", END)
-    return g.compile(checkpointer=checkpointer)

@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
 
 from agentkit.mllm.backends.base import Message
 from agentkit.planners import dsl, prompting, roles
@@ -73,22 +72,28 @@ def program_refs(state: RunState) -> dict[str, Any]:
 def program_pad(state: RunState) -> str:
     """What the controller and summarizer read: each program written, the observation of each line
     that ran, and why a program was abandoned."""
-    lines: list[str] = []
-    for s in state.steps:
-        if s.role == "controller":
-            if s.observation:
-                lines.append(f"Program:\n{s.observation}")
-            if s.error:
-                lines.append(f"Observation: {s.error}")
-        elif s.role == "executor":
-            lines.append(f"Observation: {s.observation}")
-        elif s.role == "decider" and (s.error or s.observation):
-            lines.append(f"Observation: {s.error or s.observation}")
-    return "\n".join(lines)
+    return roles.written_ahead_pad(state, "Program", show_calls=False)
 
 
 # --------------------------------------------------------------------------------------------
 # nodes
+
+
+def program_messages(rt: Runtime, state: RunState) -> list[Message]:
+    """The controller's prompt: the language and the tools, then the task and the work so far
+    (the tool-use data generator trains on exactly these messages)."""
+    system = prompting.load("program_controller").format(
+        **roles.tool_fields(rt), max_lines=str(dsl.MAX_LINES)
+    )
+    user = prompting.load("task").format(
+        images=roles.images_line(state),
+        question=roles.question(state),
+        scratchpad=program_pad(state),
+    )
+    return [
+        Message(role="system", content=system),
+        Message(role="user", content=user, images=roles.image_paths(rt, state)),
+    ]
 
 
 def make_program_controller(rt: Runtime) -> roles.Node:
@@ -96,19 +101,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
 
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()
-        system = prompting.load("program_controller").format(
-            **roles.tool_fields(rt),
-            max_lines=str(dsl.MAX_LINES),
-        )
-        user = prompting.load("task").format(
-            images=roles.images_line(state),
-            question=roles.question(state),
-            scratchpad=program_pad(state),
-        )
-        messages = [
-            Message(role="system", content=system),
-            Message(role="user", content=user, images=roles.image_paths(rt, state)),
-        ]
+        messages = program_messages(rt, state)
         # No stop at "Observation:": a program is written in one go and observes nothing.
         gen = rt.models.controller.generate(messages, max_new_tokens=rt.options.max_new_tokens * 2)
         thought, body = split_reply(gen.text)
@@ -116,19 +109,19 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         try:
             program = dsl.parse_program(body, rt.tools.names(), media=list(state.media))
         except dsl.DSLError as e:
-            step = roles._model_step(
+            step = roles.model_step(
                 "controller",
                 gen,
                 thought=thought,
                 error=f"Could not read your program: {e}. Rewrite it.",
                 seconds=seconds,
             )
-            return {"steps": [roles._record(rt, step)], "plan": [], "cursor": 0}
-        step = roles._model_step(
+            return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
+        step = roles.model_step(
             "controller", gen, thought=thought, observation=program.source, seconds=seconds
         )
         return {
-            "steps": [roles._record(rt, step)],
+            "steps": [roles.record(rt, step)],
             "plan": program.calls,
             "cursor": 0,
             "answer_expr": program.answer,
@@ -163,9 +156,9 @@ def make_program_decider(rt: Runtime) -> roles.Node:
             return {"steps": [budget], "stop_reason": "budget"}
         if state.attempts <= rt.options.replans:
             note = Step(role="decider", error=f"{why}; rewrite the program.")
-            return {"steps": [roles._record(rt, note)], "plan": [], "cursor": 0}
+            return {"steps": [roles.record(rt, note)], "plan": [], "cursor": 0}
         note = Step(role="decider", error=f"{why}; no rewrite left.")
-        return {"steps": [roles._record(rt, note)], "stop_reason": stop}
+        return {"steps": [roles.record(rt, note)], "stop_reason": stop}
 
     def decider(state: RunState) -> dict[str, Any]:
         if state.stop_reason or state.draft is not None:
@@ -184,7 +177,7 @@ def make_program_decider(rt: Runtime) -> roles.Node:
             except dsl.DSLError as e:
                 return rewrite_or_stop(state, f"The program ran but {e}", "bad_answer")
             note = Step(role="decider", thought="the program ran", observation=f"ANSWER = {answer}")
-            return {"steps": [roles._record(rt, note)], "draft": answer}
+            return {"steps": [roles.record(rt, note)], "draft": answer}
         if stop := roles.budget_step(rt, state):
             return {"steps": [stop], "stop_reason": "budget"}
         return {}
@@ -193,22 +186,11 @@ def make_program_decider(rt: Runtime) -> roles.Node:
 
 
 def build_program(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
-    g = StateGraph(RunState)
-    g.add_node("ingest", roles.make_ingest(rt))
-    g.add_node("controller", make_program_controller(rt))
-    g.add_node("executor", roles.make_plan_executor(rt, refs=program_refs))
-    g.add_node("decider", make_program_decider(rt))
-    g.add_node("summarizer", roles.make_summarizer(rt, pad=program_pad))
-    g.add_edge(START, "ingest")
-    g.add_conditional_edges(
-        "ingest",
-        lambda s: "summarizer" if s.stop_reason else "controller",
-        ["controller", "summarizer"],
+    return roles.build_written_ahead(
+        rt,
+        controller=make_program_controller(rt),
+        executor=roles.make_plan_executor(rt, refs=program_refs),
+        decider=make_program_decider(rt),
+        pad=program_pad,
+        checkpointer=checkpointer,
     )
-    g.add_edge("controller", "decider")  # the decider gates every line (budget, parse errors)
-    g.add_edge("executor", "decider")
-    g.add_conditional_edges(
-        "decider", roles.route_written_ahead, ["executor", "controller", "summarizer"]
-    )
-    g.add_edge("summarizer", END)
-    return g.compile(checkpointer=checkpointer)

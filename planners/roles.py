@@ -102,13 +102,13 @@ def _generate(rt: Runtime, backend: Backend, messages: list[Message], role: str)
     )
 
 
-def _model_step(role: str, gen: Generation, **kw: Any) -> Step:
+def model_step(role: str, gen: Generation, **kw: Any) -> Step:
     return Step(
         role=role, model=gen.model, tokens_in=gen.tokens_in, tokens_out=gen.tokens_out, **kw
     )  # type: ignore[arg-type]
 
 
-def _record(rt: Runtime, step: Step) -> Step:
+def record(rt: Runtime, step: Step) -> Step:
     rt.trace.step(step)
     return step
 
@@ -129,7 +129,7 @@ def make_ingest(rt: Runtime) -> Node:
             args={"audio": audio_id},
             thought="The question is spoken; transcribe it first.",
         )
-        step = _record(rt, execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout))
+        step = record(rt, execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout))
         if step.error:
             return {"steps": [step], "stop_reason": "transcription_failed"}
         text = (step.result or {}).get("text", "").strip()
@@ -156,7 +156,7 @@ def make_controller(rt: Runtime) -> Node:
             parsed = parse(gen.text, rt.tools.names())
         seconds = time.perf_counter() - t0
         if isinstance(parsed, ToolCall):
-            step = _model_step(
+            step = model_step(
                 "controller",
                 gen,
                 thought=parsed.thought,
@@ -164,17 +164,17 @@ def make_controller(rt: Runtime) -> Node:
                 args=parsed.args,
                 seconds=seconds,
             )
-            return {"steps": [_record(rt, step)], "pending": parsed, "draft": None}
+            return {"steps": [record(rt, step)], "pending": parsed, "draft": None}
         if isinstance(parsed, FinalAnswer):
-            step = _model_step(
+            step = model_step(
                 "controller",
                 gen,
                 thought=parsed.thought,
                 observation=f"Final Answer: {parsed.answer}",
                 seconds=seconds,
             )
-            return {"steps": [_record(rt, step)], "pending": None, "draft": parsed.answer}
-        step = _model_step(
+            return {"steps": [record(rt, step)], "pending": None, "draft": parsed.answer}
+        step = model_step(
             "controller",
             gen,
             error=f"Could not read your reply: {parsed.message}. Reply with Thought, Action and "
@@ -182,7 +182,7 @@ def make_controller(rt: Runtime) -> Node:
             observation=gen.text[:500],
             seconds=seconds,
         )
-        return {"steps": [_record(rt, step)], "pending": None, "draft": None}
+        return {"steps": [record(rt, step)], "pending": None, "draft": None}
 
     return controller
 
@@ -194,7 +194,7 @@ def make_executor(rt: Runtime) -> Node:
         assert state.pending is not None, "executor reached without a pending call"
         refs = step_refs(state.steps)
         step = execute(state.pending, rt.tools, rt.tool_context(), rt.options.tool_timeout, refs)
-        return {"steps": [_record(rt, step)], "pending": None}
+        return {"steps": [record(rt, step)], "pending": None}
 
     return executor
 
@@ -221,26 +221,26 @@ def make_decider(rt: Runtime) -> Node:
                 role="decider",
                 observation=f"Step budget used: {used} of {state.task.max_steps} tool calls.",
             )
-            return {"steps": [_record(rt, step)], "stop_reason": "budget"}
+            return {"steps": [record(rt, step)], "stop_reason": "budget"}
         if _parse_errors_in_a_row(state) >= rt.options.max_parse_errors:
             step = Step(
                 role="decider",
                 error=f"{rt.options.max_parse_errors} unreadable controller replies in a row",
             )
-            return {"steps": [_record(rt, step)], "stop_reason": "parse_errors"}
+            return {"steps": [record(rt, step)], "stop_reason": "parse_errors"}
         if rt.options.model_decider and state.tool_steps:
             t0 = time.perf_counter()
             gen = rt.models.decider.generate(
                 evidence_messages(rt, state, "decider"), max_new_tokens=4
             )
             enough = gen.text.strip().lower().startswith("yes")
-            step = _model_step(
+            step = model_step(
                 "decider",
                 gen,
                 thought="enough to answer" if enough else "not enough yet",
                 seconds=time.perf_counter() - t0,
             )
-            return {"steps": [_record(rt, step)], "stop_reason": "decider" if enough else None}
+            return {"steps": [record(rt, step)], "stop_reason": "decider" if enough else None}
         return {}
 
     return decider
@@ -277,10 +277,10 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
             )
         except BackendError as e:
             step = Step(role="summarizer", error=str(e), seconds=time.perf_counter() - t0)
-            return {"steps": [_record(rt, step)], "answer": state.draft}
+            return {"steps": [record(rt, step)], "answer": state.draft}
         parsed = parse(gen.text)
         answer = parsed.answer if isinstance(parsed, FinalAnswer) else gen.text.strip() or None
-        step = _model_step(
+        step = model_step(
             "summarizer",
             gen,
             thought=parsed.thought if isinstance(parsed, FinalAnswer) else "",
@@ -289,7 +289,7 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
         )
         answer, checks = _verified(rt, state, answer, step.thought or _last_thought(state))
         return {
-            "steps": [_record(rt, step), *checks],
+            "steps": [record(rt, step), *checks],
             "answer": answer,
             "stop_reason": state.stop_reason or "answered",
         }
@@ -318,23 +318,69 @@ def _verified(
 # variants for planners that write ahead (plan, program)
 
 
-def calls_pad(state: RunState) -> str:
-    """A transcript of written-ahead work: each plan or program the controller wrote, then each
-    call that ran with its observation, and the decider's notes (why a plan was abandoned)."""
+def written_ahead_pad(state: RunState, heading: str = "Plan", show_calls: bool = True) -> str:
+    """A transcript of written-ahead work: each plan (or program: ``heading``) the controller
+    wrote, then each call that ran with its observation (``show_calls``: with its Action lines;
+    a program's own lines already name the calls), and the decider's notes (why a plan was
+    abandoned)."""
     lines: list[str] = []
     for s in state.steps:
         if s.role == "controller":
             if s.observation:
-                lines.append(f"Plan:\n{s.observation}")
+                lines.append(f"{heading}:\n{s.observation}")
             if s.error:
                 lines.append(f"Observation: {s.error}")
         elif s.role == "executor":
-            lines.append(f"Action: {s.tool}")
-            lines.append(f"Action Input: {json.dumps(s.args or {}, ensure_ascii=False)}")
+            if show_calls:
+                lines.append(f"Action: {s.tool}")
+                lines.append(f"Action Input: {json.dumps(s.args or {}, ensure_ascii=False)}")
             lines.append(f"Observation: {s.observation}")
         elif s.role == "decider" and (s.error or s.observation):
             lines.append(f"Observation: {s.error or s.observation}")
     return "\n".join(lines)
+
+
+def calls_pad(state: RunState) -> str:
+    """The ``plan`` planner's transcript (see :func:`written_ahead_pad`)."""
+    return written_ahead_pad(state, "Plan", show_calls=True)
+
+
+def build_written_ahead(
+    rt: Runtime,
+    *,
+    controller: Node,
+    executor: Node,
+    decider: Node,
+    pad: Callable[[RunState], str],
+    checkpointer: Any = None,
+) -> Any:
+    """The graph of planners that write ahead (plan, program)::
+
+    ingest → controller → decider ─┬─ next call ─→ executor → decider
+                                   ├─ rewrite ─→ controller
+                                   └─ done / budget ─→ summarizer → END
+    """
+    from langgraph.graph import END, START, StateGraph
+
+    g = StateGraph(RunState)
+    g.add_node("ingest", make_ingest(rt))
+    g.add_node("controller", controller)
+    g.add_node("executor", executor)
+    g.add_node("decider", decider)
+    g.add_node("summarizer", make_summarizer(rt, pad=pad))
+    g.add_edge(START, "ingest")
+    g.add_conditional_edges(
+        "ingest",
+        lambda s: "summarizer" if s.stop_reason else "controller",
+        ["controller", "summarizer"],
+    )
+    g.add_edge("controller", "decider")  # the decider gates every call (budget, parse errors)
+    g.add_edge("executor", "decider")
+    g.add_conditional_edges(
+        "decider", route_written_ahead, ["executor", "controller", "summarizer"]
+    )
+    g.add_edge("summarizer", END)
+    return g.compile(checkpointer=checkpointer)
 
 
 def make_plan_executor(
@@ -349,7 +395,7 @@ def make_plan_executor(
         call = state.plan[state.cursor]
         known = refs(state) if refs is not None else step_refs(state.steps)
         step = execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout, known)
-        return {"steps": [_record(rt, step)], "cursor": state.cursor + 1}
+        return {"steps": [record(rt, step)], "cursor": state.cursor + 1}
 
     return executor
 
@@ -359,7 +405,7 @@ def budget_step(rt: Runtime, state: RunState) -> Step | None:
     used = len(state.tool_steps)
     if used < state.task.max_steps:
         return None
-    return _record(
+    return record(
         rt,
         Step(
             role="decider",
@@ -372,7 +418,7 @@ def parse_error_step(rt: Runtime, state: RunState) -> Step | None:
     """A decider step that stops the run after too many unreadable controller replies, else None."""
     if _parse_errors_in_a_row(state) < rt.options.max_parse_errors:
         return None
-    return _record(
+    return record(
         rt,
         Step(
             role="decider",

@@ -156,7 +156,7 @@ def make_decomposer(rt: Runtime) -> roles.Node:
             subs = [roles.question(state)]
             error = "No 'Sub-question:' lines in the reply; the question is answered as a whole."
         listing = "\n".join(f"Sub-question {i + 1}: {q}" for i, q in enumerate(subs))
-        step = roles._model_step(
+        step = roles.model_step(
             "controller",
             gen,
             thought=f"{len(subs)} sub-question{'s' if len(subs) > 1 else ''}",
@@ -164,7 +164,7 @@ def make_decomposer(rt: Runtime) -> roles.Node:
             error=error,
             seconds=seconds,
         )
-        return {"steps": [roles._record(rt, step)], "subquestions": subs}
+        return {"steps": [roles.record(rt, step)], "subquestions": subs}
 
     return controller
 
@@ -232,13 +232,13 @@ def make_merger(rt: Runtime) -> roles.Node:
             tally = ", ".join(f"{k}: {v}" for k, v in counts.most_common()) or "no answers"
             if winner is None:
                 step = Step(role="decider", error=f"No branch answered ({tally}).")
-                return {"steps": [roles._record(rt, step)]}
+                return {"steps": [roles.record(rt, step)]}
             step = Step(
                 role="decider",
                 thought=f"majority of {len(answers)} branches",
                 observation=f"Votes: {tally}. Answer: {winner}",
             )
-            return {"steps": [roles._record(rt, step)], "draft": winner}
+            return {"steps": [roles.record(rt, step)], "draft": winner}
         if len(answers) == 1 and answers[0].answer is not None:
             return {"draft": answers[0].answer}
         return {}

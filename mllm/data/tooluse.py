@@ -58,8 +58,8 @@ from agentkit.mllm.data.gt import gt_detect_tool
 from agentkit.mllm.data.teacher import Teacher
 from agentkit.mllm.toolcall import format_call, format_final
 from agentkit.mllm.worlds import templates as T
-from agentkit.planners import dsl, prompting, roles
-from agentkit.planners.program import program_pad
+from agentkit.planners import roles
+from agentkit.planners.program import program_messages
 from agentkit.runtime import Options, Runtime
 from agentkit.state import RunState, Step, Task, ToolCall
 from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry
@@ -110,23 +110,6 @@ def run_state(question: str, image: Path, size: tuple[int, int], steps: Sequence
         media={IMAGE: f"{size[0]}x{size[1]} image"},
         steps=list(steps),
     )
-
-
-def program_messages(rt: Runtime, state: RunState) -> list[Message]:
-    """The ``program`` planner's controller prompt (as ``make_program_controller`` builds it)."""
-    system = prompting.load("program_controller").format(
-        **roles.tool_fields(rt),
-        max_lines=str(dsl.MAX_LINES),
-    )
-    user = prompting.load("task").format(
-        images=roles.images_line(state),
-        question=roles.question(state),
-        scratchpad=program_pad(state),
-    )
-    return [
-        Message(role="system", content=system),
-        Message(role="user", content=user, images=roles.image_paths(rt, state)),
-    ]
 
 
 # --------------------------------------------------------------------------------------------
