@@ -51,6 +51,45 @@ def f(default: Any, help: str) -> Any:  # noqa: A002 - the recipe CLI reads meta
     return field(default=default, metadata={"help": help})
 
 
+@dataclass
+class TrainLoop:
+    """Training-loop options every MLLM stage shares; a stage redeclares a field to change its
+    default (its recipe file sets the shipped values)."""
+
+    lr: float = f(1e-3, "peak learning rate (AdamW)")
+    scheduler: str = f("cosine", "learning-rate schedule (transformers' lr_scheduler_type)")
+    warmup_steps: int = f(20, "linear warm-up steps")
+    batch: int = f(4, "samples per device per step")
+    grad_accum: int = f(1, "gradient accumulation steps")
+    epochs: float = f(2.0, "passes over the data (max_steps > 0 overrides)")
+    max_steps: int = f(0, "optimizer steps (0 = from epochs)")
+    log_steps: int = f(10, "log the loss every N steps")
+    save_steps: int = f(200, "checkpoint every N steps (resume point)")
+    workers: int = f(0, "dataloader workers")
+    threads: int = f(0, "torch CPU threads (0 = torch's default; 1 is faster on a busy machine)")
+    gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
+
+
+@dataclass
+class LoraOptions:
+    """LoRA on the language model (the stages that tune an existing model)."""
+
+    lora_r: int = f(16, "LoRA rank")
+    lora_alpha: int = f(32, "LoRA scale numerator (scale = alpha / r)")
+    lora_dropout: float = f(0.05, "LoRA dropout")
+    lora_target: str = f(LORA_TARGET, "regex over module names that get LoRA")
+
+
+@dataclass
+class RuntimeHints:
+    """What the saved folder's ``agentkit_runtime.json`` declares (see :func:`save_folder`)."""
+
+    planner: str = f(
+        "", "planner the model is trained for (agentkit_runtime.json); empty: the base's"
+    )
+    prompt_style: str = f("", "full | compact prompts the model is trained on; empty: the base's")
+
+
 # --------------------------------------------------------------------------------------------
 # model folders
 

@@ -44,7 +44,7 @@ PROMPTS = (
 
 
 @dataclass
-class Config:
+class Config(_vlm.TrainLoop, _vlm.RuntimeHints):
     description: str = f("Connector (and LM) alignment on scene captions", "one line")
     base: str = f("", "model folder to start from; empty = build the tiny LLaVA core from scratch")
     scenes_dir: str = f("data/scenes-train", "scene JSONs (with `caption`) and their images")
@@ -73,25 +73,11 @@ class Config:
     vocab_size: int = f(4000, "BPE vocabulary bound (new core)")
     max_positions: int = f(4096, "longest sequence the new core takes, image tokens included")
     init_std: float = f(0.02, "std of the random initial weights (new core)")
-    # optimisation
-    lr: float = f(1e-3, "peak learning rate (AdamW)")
-    scheduler: str = f("cosine", "learning-rate schedule (transformers' lr_scheduler_type)")
     warmup_steps: int = f(50, "linear warm-up steps")
     batch: int = f(8, "samples per device per step")
-    grad_accum: int = f(1, "gradient accumulation steps")
     epochs: float = f(3.0, "passes over the data (max_steps > 0 overrides)")
-    max_steps: int = f(0, "optimizer steps (0 = from epochs)")
-    log_steps: int = f(10, "log the loss every N steps")
-    save_steps: int = f(200, "checkpoint every N steps (resume point)")
-    workers: int = f(0, "dataloader workers")
-    threads: int = f(0, "torch CPU threads (0 = torch's default; 1 is faster on a busy machine)")
-    gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
     fp16: bool = f(False, "save the aligned model in fp16 (the next stage trains in fp32 anyway)")
     seed: int = f(0, "seed of the new core, the prompts and the data order")
-    planner: str = f(
-        "", "planner the model is trained for (agentkit_runtime.json); empty: the base's"
-    )
-    prompt_style: str = f("", "full | compact prompts the model is trained on; empty: the base's")
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from typing import Any
 
 from agentkit.errors import ConfigError
 from agentkit.mllm.train import _vlm
-from agentkit.mllm.train._vlm import LORA_TARGET, f
+from agentkit.mllm.train._vlm import f
 
 KINDS = ("absent", "present", "count", "describe")
 COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
@@ -44,7 +44,7 @@ DESCRIBE = "Describe the image."
 
 
 @dataclass
-class Config:
+class Config(_vlm.TrainLoop, _vlm.LoraOptions):
     description: str = f("DPO: grounded over hallucinated answers (LoRA, merged)", "one line")
     base: str = f(
         "runs/train/mllm-tooluse/model", "model folder to tune (any HF vision-language model)"
@@ -57,22 +57,12 @@ class Config:
     beta: float = f(0.1, "DPO beta (strength of the pull toward the reference)")
     loss_type: str = f("sigmoid", "trl DPO loss type")
     max_length: int = f(1024, "tokens per prompt + answer, image tokens included")
-    lora_r: int = f(16, "LoRA rank")
-    lora_alpha: int = f(32, "LoRA scale numerator (scale = alpha / r)")
     lora_dropout: float = f(0.0, "LoRA dropout")
-    lora_target: str = f(LORA_TARGET, "regex over module names that get LoRA")
     lr: float = f(2e-4, "peak learning rate (AdamW)")
-    scheduler: str = f("cosine", "learning-rate schedule (transformers' lr_scheduler_type)")
     warmup_steps: int = f(10, "linear warm-up steps")
     batch: int = f(4, "pairs per device per step")
-    grad_accum: int = f(1, "gradient accumulation steps")
     epochs: float = f(1.0, "passes over the pairs (max_steps > 0 overrides)")
-    max_steps: int = f(0, "optimizer steps (0 = from epochs)")
     log_steps: int = f(10, "log every N steps (loss, rewards/margins)")
-    save_steps: int = f(200, "checkpoint every N steps (resume point)")
-    workers: int = f(0, "dataloader workers")
-    threads: int = f(0, "torch CPU threads (0 = torch's default; 1 is faster on a busy machine)")
-    gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
     fp16: bool = f(True, "save the merged model in fp16")
     seed: int = f(0, "seed of the pairs, the LoRA init and the data order")
 

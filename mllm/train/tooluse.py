@@ -29,11 +29,11 @@ from typing import Any
 
 from agentkit.errors import ConfigError
 from agentkit.mllm.train import _vlm
-from agentkit.mllm.train._vlm import LORA_TARGET, f
+from agentkit.mllm.train._vlm import f
 
 
 @dataclass
-class Config:
+class Config(_vlm.TrainLoop, _vlm.LoraOptions, _vlm.RuntimeHints):
     description: str = f("LoRA tool-use instruction tuning (loss on the model's turn)", "one line")
     base: str = f(
         "runs/train/mllm-align/model", "model folder to tune (any HF vision-language model)"
@@ -42,28 +42,9 @@ class Config:
     kinds: list[str] = f([], "only these sample kinds (empty = all)")
     max_samples: int = f(0, "use a seeded sample of at most this many (0 = all)")
     max_length: int = f(4096, "tokens per sample, image tokens included (longer ones are left out)")
-    lora_r: int = f(16, "LoRA rank")
-    lora_alpha: int = f(32, "LoRA scale numerator (scale = alpha / r)")
     lora_dropout: float = f(0.05, "LoRA dropout")
-    lora_target: str = f(LORA_TARGET, "regex over module names that get LoRA")
-    lr: float = f(1e-3, "peak learning rate (AdamW)")
-    scheduler: str = f("cosine", "learning-rate schedule (transformers' lr_scheduler_type)")
-    warmup_steps: int = f(20, "linear warm-up steps")
-    batch: int = f(4, "samples per device per step")
-    grad_accum: int = f(1, "gradient accumulation steps")
-    epochs: float = f(2.0, "passes over the data (max_steps > 0 overrides)")
-    max_steps: int = f(0, "optimizer steps (0 = from epochs)")
-    log_steps: int = f(10, "log the loss every N steps")
-    save_steps: int = f(200, "checkpoint every N steps (resume point)")
-    workers: int = f(0, "dataloader workers")
-    threads: int = f(0, "torch CPU threads (0 = torch's default; 1 is faster on a busy machine)")
-    gradient_checkpointing: bool = f(False, "recompute activations (saves memory on a big base)")
     fp16: bool = f(True, "save the merged model in fp16")
     seed: int = f(0, "seed of the LoRA init and data order")
-    planner: str = f(
-        "", "planner the model is trained for (agentkit_runtime.json); empty: the base's"
-    )
-    prompt_style: str = f("", "full | compact prompts the model is trained on; empty: the base's")
 
 
 def _check(cfg: Config) -> None:
