@@ -362,7 +362,8 @@ def build_written_ahead(
     """
     from langgraph.graph import END, START, StateGraph
 
-    g = StateGraph(RunState)
+    # Any: langgraph's add_node overloads do not take a plain Callable[[RunState], dict]
+    g: Any = StateGraph(RunState)
     g.add_node("ingest", make_ingest(rt))
     g.add_node("controller", controller)
     g.add_node("executor", executor)

@@ -209,8 +209,8 @@ def evaluate(
             on_item(i + 1, len(jobs))
     report: dict[str, Any] = {"model": getattr(backend, "name", str(model)), "data": str(data)}
     for split in splits:
-        flags = [f for (s, _), fs in per.items() if s == split for f in fs]
-        report[split] = _rates(flags) | {
+        pooled = [f for (s, _), fs in per.items() if s == split for f in fs]
+        report[split] = _rates(pooled) | {
             "by_kind": {k: _rates(fs) for (s, k), fs in sorted(per.items()) if s == split}
         }
     report["seconds_per_sample"] = round((time.perf_counter() - t0) / max(len(jobs), 1), 3)

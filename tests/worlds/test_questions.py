@@ -300,7 +300,9 @@ def test_committed_example_questions_and_speech_agree_with_their_scenes():
     from agentkit.mllm.worlds.speech import read_wav
 
     root = Path(__file__).resolve().parents[2] / "examples"
-    records = [json.loads(x) for x in (root / "questions" / "questions.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(x) for x in (root / "questions" / "questions.jsonl").read_text().splitlines()
+    ]
     assert len(records) >= 24 and len({r["family"] for r in records}) >= 5
     by_id = {r["id"]: r for r in records}
     for r in records:
