@@ -24,23 +24,30 @@ HERE = Path(__file__).parent
 console = Console()
 
 
-def example_questions() -> list[tuple[Path, str]]:
-    """(image, question) pairs from the shipped example scenes and their generated questions."""
-    pairs = []
-    for q in sorted((HERE / "scenes").glob("*questions*.json*")):
-        lines = (
-            q.read_text().splitlines()
-            if q.suffix == ".jsonl"
-            else [json.dumps(x) for x in json.loads(q.read_text())]
-        )
-        for line in lines[:3]:
-            item = json.loads(line)
-            pairs.append((HERE / "scenes" / item["image_filename"], item["question"]))
-    if not pairs:
-        pairs = [
-            (p, "How many objects are there?") for p in sorted((HERE / "scenes").glob("*.png"))[:2]
-        ]
-    return pairs
+def example_questions(n: int = 6) -> list[dict]:
+    """The first ``n`` shipped example questions, one per scene, each with its image path and its
+    ground-truth answer (examples/questions, generated from examples/scenes)."""
+    path = HERE / "questions" / "questions.jsonl"
+    if not path.is_file():
+        return []
+    items, seen = [], set()
+    for line in path.read_text().splitlines():
+        item = json.loads(line)
+        if item["image_filename"] in seen:
+            continue
+        seen.add(item["image_filename"])
+        items.append(item | {"image": HERE / "scenes" / item["image_filename"]})
+    return items[:n]
+
+
+def spoken_question() -> dict | None:
+    """One shipped spoken question (examples/speech) with its scene and answer."""
+    manifest = HERE / "speech" / "manifest.jsonl"
+    if not manifest.is_file():
+        return None
+    clip = json.loads(manifest.read_text().splitlines()[0])
+    return clip | {"image": HERE / "scenes" / clip["image_filename"],
+                   "wav": HERE / "speech" / clip["audio"]}  # fmt: skip
 
 
 def main() -> int:
@@ -52,11 +59,11 @@ def main() -> int:
         except WeightsNotFound:
             console.print(f"  [yellow]–[/] {name}: not built yet (`agentkit train {k.recipe}`)")
 
-    pairs = example_questions()
-    if not pairs:
-        console.print("[red]no example scenes under examples/scenes/[/]")
+    items = example_questions()
+    if not items:
+        console.print("[red]no example questions under examples/questions/[/]")
         return 1
-    image = pairs[0][0]
+    image = items[0]["image"]
     console.print(f"\n[bold]Tools on {image.name}[/] (no agent, no model)")
     reg = ToolRegistry.default()
     media = MediaStore(Path("runs") / "demo-tools")
@@ -64,10 +71,10 @@ def main() -> int:
     mid = media.add_image(image)
     for call in (
         ToolCall(tool="image_info", args={"image": mid}),
-        ToolCall(tool="crop", args={"image": mid, "box": [0, 0, 160, 120]}),
+        ToolCall(tool="detect", args={"image": mid}),
     ):
         step = execute(call, reg, ctx)
-        console.print(f"  {call.tool}: {step.error or step.observation}")
+        console.print(f"  {call.tool}: {step.error or step.observation}", highlight=False)
 
     spec = default_model_spec()
     console.print(f"\n[bold]Agent[/] with model {spec}")
@@ -80,19 +87,44 @@ def main() -> int:
             "  AGENTKIT_OPENAI_URL=http://host:8000/v1 AGENTKIT_OPENAI_MODEL=NAME make demo"
         )
         return 0
-    for img, question in pairs:
-        try:
-            res = agent.ask(question, images=[img])
-        except AgentkitError as e:
-            console.print(f"[red]{question}: {e}[/]")
-            continue
-        from agentkit.trace import render_html
+    from agentkit.mllm.eval.vqa import is_correct
+    from agentkit.trace import render_html
 
+    console.print(f"  planner {agent.planner}, prompts {agent.options.prompt_style}")
+    right = 0
+    for item in items:
+        try:
+            res = agent.ask(item["question"], images=[item["image"]])
+        except AgentkitError as e:
+            console.print(f"[red]{item['question']}: {e}[/]")
+            continue
+        ok = is_correct(res.answer, item["answer"])
+        right += ok
         page = render_html(res.trace.parent)  # type: ignore[union-attr]
         tools = ", ".join(s.tool or "" for s in res.steps if s.role == "executor")
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
         console.print(
-            f"  {img.name}: {question}\n    → [bold]{res.answer}[/]  [dim]({tools or 'no tools'}; {page})[/]"
+            f"  {mark} {item['image'].name}: {item['question']}\n"
+            f"    → [bold]{res.answer}[/] (expected {item['answer']})  "
+            f"[dim]{tools or 'no tools'}; trace {page}[/]",
+            highlight=False,
         )
+    console.print(f"  {right}/{len(items)} typed questions answered correctly")
+    spoken = spoken_question()
+    if spoken is not None:
+        console.print(f"\n[bold]Spoken question[/] {spoken['wav'].name} ({spoken['engine']} voice)")
+        try:
+            resolve("speech-whisper")
+        except WeightsNotFound:
+            console.print(
+                "  [yellow]skipped:[/] no speech model (speech-whisper) is shipped yet; pass "
+                "a whisper checkpoint with `agentkit ask IMAGE --audio WAV --tool-weights "
+                "transcribe=tiny.pt`, or build one with `agentkit train asr`"
+            )
+            return 0
+        res = agent.ask(None, images=[spoken["image"]], audio=spoken["wav"])
+        heard = next((s.observation for s in res.steps if s.tool == "transcribe"), None)
+        console.print(f"  heard: {heard}\n  → [bold]{res.answer}[/] (expected {spoken['answer']})")
     return 0
 
 
