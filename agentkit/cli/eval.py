@@ -134,6 +134,10 @@ def pope(
         str, typer.Option(help="direct (the model alone), agent (through the graph) or both.")
     ] = "both",
     planner: Annotated[str, typer.Option(help="Planner of the agent mode.")] = "program",
+    scoring: Annotated[
+        str,
+        typer.Option(help='direct mode: likelihood ("Yes." vs "No.") or generate (greedy reply).'),
+    ] = "likelihood",
     limit: Annotated[int, typer.Option(help="Use the first N scenes (0 = all).")] = 50,
     per_scene: Annotated[int, typer.Option(help="Present (and absent) probes per scene.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the probes.")] = 0,
@@ -155,7 +159,7 @@ def pope(
         answerers = {}
         for spec in model or ["hf:agentkit-mllm"]:
             if mode in ("direct", "both"):
-                answerers[f"{spec} direct"] = direct_answerer(spec)
+                answerers[f"{spec} direct/{scoring}"] = direct_answerer(spec, scoring)
             if mode in ("agent", "both"):
                 answerers[f"{spec} agent/{planner}"] = agent_answerer(spec, planner, runs_dir)
         with Progress(console=console, transient=True, disable=as_json) as bar:

@@ -82,8 +82,12 @@ def _check_vlm_folder(path: Path) -> None:
 def _load(path: Path, device: str, dtype: Any) -> _Loaded:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers.utils import logging as hf_logging
 
     _check_vlm_folder(path)
+    # A local folder loads in well under a second: its progress bar would only litter the
+    # output of `agentkit ask --json` and the evaluation commands.
+    hf_logging.disable_progress_bar()
     try:
         processor = AutoProcessor.from_pretrained(path)
         model: Any = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
@@ -328,6 +332,30 @@ class HFBackend:
             tokens_out=int(new.shape[0]),
             seconds=time.perf_counter() - start,
         )
+
+    def score(self, messages: list[Message], candidates: list[str]) -> list[float]:
+        """Log-probability of each candidate reply to the conversation (summed over its tokens):
+        multiple-choice answers read from the model's distribution rather than from a greedy
+        reply, as likelihood-scored benchmarks (POPE's yes/no, for one) do."""
+        import torch
+
+        inputs = self.prepare(messages)
+        n_in = int(inputs["input_ids"].shape[1])
+        tokenizer = self.processor.tokenizer
+        out = []
+        with self._loaded.lock, torch.inference_mode():
+            for text in candidates:
+                ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+                if ids.shape[1] == 0:
+                    raise BackendError(f"{self.name}: candidate {text!r} has no tokens to score")
+                ids = ids.to(self.model.device)
+                batch = dict(inputs)
+                batch["input_ids"] = torch.cat([inputs["input_ids"], ids], dim=1)
+                batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+                logits = self.model(**batch).logits[0, n_in - 1 : -1].float()
+                logp = torch.log_softmax(logits, dim=-1).gather(1, ids[0][:, None])
+                out.append(float(logp.sum()))
+        return out
 
     def __repr__(self) -> str:
         return f"HFBackend({str(self.path)!r}, device={self.device!r})"

@@ -10,7 +10,8 @@ the most present objects, which are the easiest to confuse.
 Two ways to answer:
 
 * ``direct`` — the model alone, one turn with the image (what DPO trains; the same prompt as
-  :func:`agentkit.mllm.train.dpo.prompt_messages`);
+  :func:`agentkit.mllm.train.dpo.prompt_messages`), answered by likelihood ("Yes." vs "No.")
+  or by its greedy reply;
 * ``agent`` — the question through the agent graph with a planner, so the answer is grounded in
   the detector's output.
 
@@ -137,15 +138,28 @@ def metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def direct_answerer(model: str) -> Callable[[dict[str, Any]], str]:
-    """The model alone: the probe and the image in one user turn, as DPO trains it."""
+def direct_answerer(model: str, scoring: str = "likelihood") -> Callable[[dict[str, Any]], str]:
+    """The model alone: the probe and the image in one user turn, as DPO trains it.
+
+    ``likelihood`` answers with whichever of "Yes." / "No." the model finds more probable (what
+    DPO moves, and an answer even from a model that would reply in another format);
+    ``generate`` reads yes/no from its greedy reply (an unreadable reply is unanswered).
+    Likelihood needs a local model (``hf:``)."""
     from agentkit.mllm.backends.base import Message, load_backend
 
+    if scoring not in ("likelihood", "generate"):
+        raise ConfigError(f"scoring must be likelihood or generate, not {scoring!r}")
     backend = load_backend(model)
+    score = getattr(backend, "score", None)
+    if scoring == "likelihood" and score is None:
+        raise ConfigError(f"{model} cannot score replies; use --scoring generate")
 
     def answer(probe: dict[str, Any]) -> str:
         msg = Message(role="user", content=probe["question"], images=[Path(probe["image"])])
-        return backend.generate([msg], max_new_tokens=8).text
+        if scoring == "generate":
+            return backend.generate([msg], max_new_tokens=8).text
+        yes, no = score([msg], ["Yes.", "No."])
+        return "yes" if yes > no else "no"
 
     return answer
 

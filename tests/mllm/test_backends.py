@@ -122,6 +122,32 @@ def test_hf_generates_from_image_and_text_like_raw_generate(backend, image):
     )
 
 
+def test_hf_scores_candidates_by_their_log_probability(backend, image):
+    """The greedy first token is the most likely one, so it outscores every other one-token
+    candidate; scores are log-probabilities (negative) and deterministic."""
+    import torch
+
+    tok = backend.processor.tokenizer
+    inputs = backend.prepare(ask(image))
+    with torch.inference_mode():
+        logits = backend.model(**inputs).logits[0, -1]
+    order = torch.argsort(logits, descending=True).tolist()
+
+    def one_token(i: int) -> str | None:
+        text = tok.decode([i])
+        return text if tok(text, add_special_tokens=False)["input_ids"] == [i] else None
+
+    cands = [t for t in (one_token(i) for i in order[:40]) if t][:5]
+    assert len(cands) >= 3
+    scores = backend.score(ask(image), cands)
+    assert all(s < 0 for s in scores) and scores == backend.score(ask(image), cands)
+    assert scores == sorted(scores, reverse=True)  # the model's own ranking
+    two = backend.score(ask(image), [cands[0] + cands[1]])[0]
+    assert two < scores[0]  # a longer reply adds (negative) log-probabilities
+    with pytest.raises(BackendError, match="no tokens"):
+        backend.score(ask(image), [""])
+
+
 def test_hf_image_changes_the_prompt(backend, image, tmp_path):
     from PIL import Image
 

@@ -104,3 +104,33 @@ def test_agent_answers_are_grounded_by_the_detector(tmp_path, monkeypatch):
     res = report["results"]["agent"]["adversarial"]
     assert res["n"] == 18 and res["unanswered"] == 0
     assert res["f1"] >= 0.9  # the shipped detector reads colours and shapes of these renders
+
+
+def test_direct_answers_by_likelihood_or_by_reply(monkeypatch):
+    import agentkit.mllm.backends.base as base
+    from agentkit.mllm.eval.pope import direct_answerer
+
+    class Scorer:
+        name = "scorer"
+
+        def __init__(self):
+            self.asked = []
+
+        def score(self, messages, candidates):
+            self.asked.append((messages[0].content, candidates))
+            return [-2.0, -1.0]  # "No." more likely
+
+        def generate(self, messages, **kw):
+            return Generation(text="Thought: maybe", model=self.name)
+
+    fake = Scorer()
+    monkeypatch.setattr(base, "load_backend", lambda spec: fake)
+    probe = {"question": "Is there a red cube in the image?", "image": "x.png"}
+    assert direct_answerer("m")(probe) == "no"
+    assert fake.asked == [("Is there a red cube in the image?", ["Yes.", "No."])]
+    assert yes_no(direct_answerer("m", "generate")(probe)) is None  # unanswered, not guessed
+    with pytest.raises(ConfigError, match="scoring"):
+        direct_answerer("m", "vote")
+    monkeypatch.setattr(base, "load_backend", lambda spec: RuleController())
+    with pytest.raises(ConfigError, match="cannot score"):
+        direct_answerer("m")
