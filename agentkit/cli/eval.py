@@ -38,14 +38,20 @@ def perception(
     asr_weights: Annotated[
         str, typer.Option(help="Transcribe checkpoint name or path.")
     ] = "speech-whisper",
+    segment_weights: Annotated[
+        str | None,
+        typer.Option(help="Segment checkpoint name or path (scenes-sam): adds box/point mIoU."),
+    ] = None,
 ) -> None:
     """Detection mAP50 and attribute accuracy of the detect tool's models on held-out scenes;
-    with --asr-clips also the transcribe tool's word error rate."""
+    with --asr-clips also the transcribe tool's word error rate, with --segment-weights the segment
+    tool's mask IoU for box and single-point prompts."""
     from agentkit.errors import AgentkitError
     from agentkit.mllm.eval.perception import perception as run
 
     try:
-        res = run(scenes, weights=weights, attr=attr, conf=conf, limit=limit, device=device)
+        res = run(scenes, weights=weights, attr=attr, conf=conf, limit=limit, device=device,
+                  segment_weights=segment_weights)  # fmt: skip
         if asr_clips is not None:
             from agentkit.mllm.eval.asr import evaluate_asr
 
@@ -63,6 +69,14 @@ def perception(
         f"all four {d['all_four_accuracy']:.3f}",
         highlight=False,
     )
+    if "segment" in res:
+        s = res["segment"]
+        console.print(
+            f"segment on {s['objects']} objects: box-prompt mIoU {s['box_mIoU']:.3f} (filled box "
+            f"{s['filled_box_mIoU']:.3f}), point-prompt mIoU {s['point_mIoU']:.3f}; "
+            f"{s['ms_per_image_encode']} ms per image, {s['ms_per_box_prompt']} ms per box",
+            highlight=False,
+        )
     if "transcribe" in res:
         t = res["transcribe"]
         console.print(

@@ -13,6 +13,12 @@ Detection (the ``detect`` tool's models, run the way the tool runs them):
   matched to ground truth (greedy by score, IoU >= 0.5, class-agnostic), per attribute and all
   four right; ``objects_all_right`` divides the all-four-right matches by every ground-truth object.
 
+Segmentation (the ``segment`` tool's model, with ``segment_weights``; :func:`segment_metrics`):
+mean mask IoU against each visible object's exact mask for a box prompt (its ground-truth box) and
+for a single-point prompt (the mask pixel farthest from its border; the best of SAM's three masks by
+predicted IoU, as the tool picks), next to ``filled_box_mIoU``, the trivial baseline of answering
+the box itself; with milliseconds per image encoding and per prompt.
+
 Ground truth is the scenes' JSON (``bbox`` XYXY pixels, exclusive right/bottom edges).
 """
 
@@ -212,8 +218,95 @@ def detect_metrics(scene_dir: str | Path, *, weights: str = "scenes-yolo", attr:
     }
 
 
-def perception(scenes: str | Path, **kw: Any) -> dict[str, Any]:
-    """Every perception figure this module knows, keyed by tool (today: ``detect``)."""
+def _center_point(mask: np.ndarray) -> list[float]:
+    """The mask pixel farthest from its border, [x, y] in pixels (SAM's single-point evaluation
+    prompt: deterministic, and inside the object even for a ring or an occluded shape)."""
+    import cv2
+
+    dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return [float(x), float(y)]
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(int((a | b).sum()), 1))
+
+
+def segment_scores(seg: Any, scenes: list[dict[str, Any]], root: Path) -> dict[str, Any]:
+    """Mask IoU of a :class:`agentkit.tools.segment.Segmenter` (run as the segment tool runs it)
+    on every visible object of ``scenes``: one box prompt (the object's ground-truth box) and one
+    single-point prompt (:func:`_center_point`, best of SAM's three masks by predicted IoU)."""
+    import time
+
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    box_iou, point_iou, filled, shapes = [], [], [], []
+    t_encode = t_box = t_point = 0.0
+    for sc in scenes:
+        with Image.open(root / sc["image_filename"]) as im:
+            img = im.convert("RGB")
+        t = time.perf_counter()
+        with seg.lock:
+            seg.set_image(img)
+            t_encode += time.perf_counter() - t
+            for o in sc["objects"]:
+                rle = {"size": o["mask"]["size"], "counts": o["mask"]["counts"].encode("ascii")}
+                gt = mask_utils.decode(rle).astype(bool)
+                if not gt.any():
+                    continue
+                x0, y0, x1, y1 = o["bbox"]
+                box = np.zeros_like(gt)
+                box[y0:y1, x0:x1] = True
+                filled.append(_mask_iou(box, gt))
+                t = time.perf_counter()
+                m, _ = seg.predict([float(v) for v in o["bbox"]], None, None)
+                t_box += time.perf_counter() - t
+                box_iou.append(_mask_iou(m, gt))
+                t = time.perf_counter()
+                m, _ = seg.predict(None, np.asarray([_center_point(gt)], np.float32),
+                                   np.ones(1, np.int64))  # fmt: skip
+                t_point += time.perf_counter() - t
+                point_iou.append(_mask_iou(m, gt))
+                shapes.append(o["shape"])
+    n = max(len(box_iou), 1)
+    ious, kinds = np.asarray(box_iou), np.asarray(shapes)
+    by_shape = {s: round(float(ious[kinds == s].mean()), 4) for s in sorted(set(shapes))}
+    return {
+        "objects": len(box_iou),
+        "box_mIoU": round(float(np.mean(box_iou)) if box_iou else 0.0, 4),
+        "point_mIoU": round(float(np.mean(point_iou)) if point_iou else 0.0, 4),
+        "filled_box_mIoU": round(float(np.mean(filled)) if filled else 0.0, 4),
+        "box_IoU_over_0.75": round(
+            float(np.mean(np.asarray(box_iou) > 0.75)) if box_iou else 0.0, 4
+        ),
+        "box_mIoU_by_shape": by_shape,
+        "ms_per_image_encode": round(1000 * t_encode / max(len(scenes), 1), 1),
+        "ms_per_box_prompt": round(1000 * t_box / n, 1),
+        "ms_per_point_prompt": round(1000 * t_point / n, 1),
+    }
+
+
+def segment_metrics(scene_dir: str | Path, *, weights: str = "scenes-sam", limit: int | None = None,
+                    device: str = "cpu") -> dict[str, Any]:  # fmt: skip
+    """Box- and single-point-prompt mIoU of the segment tool's model on the scenes in
+    ``scene_dir`` against their exact masks, with the filled ground-truth box as the baseline
+    (:func:`segment_scores`). ``weights``: checkpoint name or path."""
+    from agentkit.mllm.worlds.coco import load_scenes
+    from agentkit.tools.segment import Segmenter, load_sam
+    from agentkit.weights import resolve
+
+    scenes = load_scenes(scene_dir)[:limit]
+    w = resolve(weights)
+    seg = Segmenter(load_sam(w, device))
+    return {"scenes": len(scenes), "scene_dir": str(scene_dir), "weights": str(w),
+            **segment_scores(seg, scenes, Path(scene_dir))}  # fmt: skip
+
+
+def perception(scenes: str | Path, *, segment_weights: str | None = None,
+               **kw: Any) -> dict[str, Any]:  # fmt: skip
+    """Every perception figure this module knows, keyed by tool: ``detect``, and ``segment``
+    when ``segment_weights`` names a SAM checkpoint."""
     root = Path(scenes)
     if not root.is_dir():
         raise ConfigError(
@@ -221,7 +314,11 @@ def perception(scenes: str | Path, **kw: Any) -> dict[str, Any]:
             "`agentkit data gen scenes --out data/scenes-heldout --n 150 --seed 900000 "
             "--samples 24 --split val`"
         )
-    return {"detect": detect_metrics(root, **kw)}
+    res = {"detect": detect_metrics(root, **kw)}
+    if segment_weights is not None:
+        res["segment"] = segment_metrics(root, weights=segment_weights, limit=kw.get("limit"),
+                                         device=kw.get("device", "cpu"))  # fmt: skip
+    return res
 
 
 if __name__ == "__main__":  # pragma: no cover
