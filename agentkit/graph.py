@@ -25,7 +25,7 @@ from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend, load_backend, runtime_hints
 from agentkit.runtime import Options, RoleModels, Runtime
 from agentkit.state import RunResult, RunState, Step, Task
-from agentkit.tools.base import ToolRegistry
+from agentkit.tools.base import PROMPT_STYLES, ToolRegistry
 from agentkit.trace import TraceWriter
 
 #: Types LangGraph may rebuild from a checkpoint (its msgpack serde refuses unknown classes).
@@ -115,9 +115,9 @@ class Agent:
         self.options = options or Options()
         if self.options.prompt_style is None:
             style = hints.get("prompt_style", "full")
-            if style not in ("full", "compact"):
+            if style not in PROMPT_STYLES:
                 raise ConfigError(
-                    f"the model declares prompt_style {style!r}; expected full or compact"
+                    f"the model declares prompt_style {style!r}; expected one of {PROMPT_STYLES}"
                 )
             self.options = replace(self.options, prompt_style=style)  # type: ignore[arg-type]
         if tool_weights:  # a copy: the caller's Options may be shared by other agents

@@ -42,10 +42,20 @@ FIELDS: dict[str, frozenset[str]] = {
     "summarizer": frozenset(),
     "plan_controller": frozenset({"tools", "tool_names", "max_steps"}),
     "program_controller": frozenset({"tools", "tool_names", "max_lines"}),
+    "program_controller_bare": frozenset({"tool_names"}),
+    "controller_bare": frozenset({"tool_names"}),
     "tree_controller": frozenset({"max_branches"}),
     "tree_vote": frozenset({"max_branches"}),
     "tree_summarizer": frozenset(),
 }
+
+
+def load_styled(name: str, style: str | None) -> Prompt:
+    """``name`` in a prompt style: ``<name>_<style>`` where one ships (the ``bare`` controllers),
+    else ``name`` itself."""
+    if style and f"{name}_{style}" in FIELDS:
+        return load(f"{name}_{style}")
+    return load(name)
 
 
 @cache

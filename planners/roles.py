@@ -57,18 +57,24 @@ def images_line(state: RunState) -> str:
     return ", ".join(f"{mid} ({desc})" for mid, desc in state.media.items()) or "none"
 
 
-def tool_fields(rt: Runtime) -> dict[str, str]:
-    """The ``tools`` and ``tool_names`` slots of a controller prompt, in the run's prompt style."""
-    return {
-        "tools": "\n".join(t.prompt_line(rt.options.prompt_style or "full") for t in rt.tools),
-        "tool_names": ", ".join(rt.tools.names()),
-    }
+def tool_fields(rt: Runtime, prompt: prompting.Prompt | None = None) -> dict[str, str]:
+    """The ``tools`` and ``tool_names`` slots of a controller prompt, in the run's prompt style
+    (only those ``prompt`` has, when given: a ``bare`` prompt lists names only)."""
+    fields = {"tool_names": ", ".join(rt.tools.names())}
+    if prompt is None or "tools" in prompt.fields:
+        style = rt.options.prompt_style or "full"
+        fields["tools"] = "\n".join(t.prompt_line(style) for t in rt.tools)
+    return fields
+
+
+def controller_prompt(rt: Runtime, name: str) -> prompting.Prompt:
+    """The controller template ``name`` in the run's prompt style."""
+    return prompting.load_styled(name, rt.options.prompt_style)
 
 
 def controller_messages(rt: Runtime, state: RunState) -> list[Message]:
-    system = prompting.load("controller").format(
-        **tool_fields(rt),
-    )
+    prompt = controller_prompt(rt, "controller")
+    system = prompt.format(**tool_fields(rt, prompt))
     user = prompting.load("task").format(
         images=images_line(state), question=question(state), scratchpad=scratchpad(state)
     )

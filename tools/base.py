@@ -40,7 +40,11 @@ if TYPE_CHECKING:
 
     from agentkit.media import MediaStore
 
-PromptStyle = Literal["full", "compact"]
+#: How controller prompts present the tools: ``full`` descriptions (capable models), ``compact``
+#: (signature and first sentence: a small model with a short context), ``bare`` (names only: a
+#: core trained from scratch that learned its tools from examples, not from descriptions).
+PromptStyle = Literal["full", "compact", "bare"]
+PROMPT_STYLES: tuple[str, ...] = ("full", "compact", "bare")
 ENTRY_POINT_GROUP = "agentkit.tools"
 DEFAULT_TIMEOUT = 60.0
 #: Observations longer than this are cut (the model's context is small; the full result is kept).
@@ -159,17 +163,19 @@ class Tool:
         ``compact`` (for the small shipped core, whose context is short): the description's
         first sentence and the argument names, optional ones marked with ``?``:
         ``count(objects, where?, label?): Counts the objects ...``.
-        Both are computed once per tool (building a JSON schema is slow).
+        ``bare`` prompts list only tool names; a tool's line in that style is its signature.
+        All are computed once per tool (building a JSON schema is slow).
         """
         cache: dict[str, str] = self.__dict__.setdefault("_prompt_lines", {})
         if style not in cache:
             schema = self.Args.model_json_schema()
             props = schema.get("properties", {})
-            if style == "compact":
+            if style in ("compact", "bare"):
                 required = set(schema.get("required", []))
                 names = ", ".join(k if k in required else f"{k}?" for k in props)
                 first = re.split(r"(?<=[.!?])\s", self.description, maxsplit=1)[0]
-                cache[style] = f"{self.name}({names}): {first}"
+                signature = f"{self.name}({names})"
+                cache[style] = signature if style == "bare" else f"{signature}: {first}"
             else:
                 args = ", ".join(
                     f"{k}: {v.get('description', v.get('type', ''))}" for k, v in props.items()

@@ -91,7 +91,8 @@ def gen(
     prompt_style: Annotated[
         str,
         typer.Option(
-            help="tooluse: how prompts list the tools: full, or compact for a small core."
+            help="tooluse: how prompts list the tools: full, compact (a small model), or bare "
+            "(names only: a core that learns its tools from the samples)."
         ),
     ] = "full",
     engines: Annotated[

@@ -170,8 +170,9 @@ def agent_answerer(model: str, planner: str, runs_dir: Path) -> Callable[[dict[s
     from agentkit.mllm.backends.base import load_backend
     from agentkit.runtime import Options
 
-    agent = Agent(load_backend(model), planner=planner, runs_dir=runs_dir,
-                  options=Options(prompt_style="compact"))  # fmt: skip
+    agent = Agent(
+        load_backend(model), planner=planner, runs_dir=runs_dir, options=Options()
+    )  # fmt: skip  (the model's own prompt style)
 
     def answer(probe: dict[str, Any]) -> str:
         try:

@@ -419,9 +419,9 @@ def evaluate(
     planners = list(PLANNERS) if planner == "all" else [planner]
     if any(p not in PLANNERS for p in planners):
         raise ConfigError(f"unknown planner {planner!r}; expected one of {', '.join(PLANNERS)} or all")  # fmt: skip
-    if prompt_style not in ("auto", "full", "compact"):
+    if prompt_style not in ("auto", "full", "compact", "bare"):
         raise ConfigError(
-            f"--prompt-style {prompt_style!r} is invalid: expected auto, full or compact"
+            f"--prompt-style {prompt_style!r} is invalid: expected auto, full, compact or bare"
         )
     if workers < 1:
         raise ConfigError(f"--workers {workers} is invalid: expected an int >= 1")

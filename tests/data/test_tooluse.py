@@ -219,3 +219,24 @@ def test_model_detections_never_write_a_wrong_answer(world, tmp_path, monkeypatc
             row = json.loads(line)
             if row["kind"] in ("final", "summarizer"):
                 assert row["messages"][-1]["content"].endswith(f"Final Answer: {row['answer']}")
+
+
+@pytest.mark.parametrize("planner", ["program", "react"])
+def test_bare_samples_are_the_runtime_prompts_and_list_names_only(world, tmp_path, planner) -> None:
+    """prompt_style=bare (the shipped core's): the runtime sends exactly the sample's prompt, and
+    that prompt names the tools without describing them (a fraction of the compact length)."""
+    out = tmp_path / "bare"
+    generate(world["scenes_dir"], world["qfile"], out, seed=0, planners=[planner],
+             prompt_style="bare")  # fmt: skip
+    rows = [json.loads(x) for s in SPLITS for x in (out / f"{s}.jsonl").open()]
+    kind = "program" if planner == "program" else "tool_call"
+    row = next(r for r in rows if r["kind"] == kind and r["scene_seed"] < 100)
+    system = row["messages"][0]["content"]
+    assert "detect, " in system and "YOLO" not in system  # names, no descriptions
+    compact = next(r for r in _all(world) if r["kind"] == kind)["messages"][0]["content"]
+    assert len(system) < len(compact) / 4
+    q = next(q for q in world["questions"] if q["id"] == row["question_id"])
+    ctrl = ScriptedBackend([row["messages"][-1]["content"]] * 8)
+    agent = _agent(world, world["scene_of"][q["image_filename"]], planner, ctrl, prompt_style="bare")
+    agent.ask(q["question"], images=[world["scenes_dir"] / q["image_filename"]])
+    _same_prompt(ctrl.calls[0], row["messages"])  # the question's first controller turn
