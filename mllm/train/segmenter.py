@@ -217,8 +217,9 @@ def _points(rng: np.random.Generator, mask: np.ndarray, box: np.ndarray, n: int,
     for k in range(n):
         positive = (k == 0 and first_positive) or rng.random() < 0.5
         p = _pick(rng, mask if positive else around)
-        if p is None:
+        if p is None:  # nothing around the object: an object point instead
             positive, p = True, _pick(rng, mask)
+        assert p is not None  # load_samples keeps only objects with visible pixels
         pts.append(p)
         labels.append(int(positive))
     return np.stack(pts), np.asarray(labels, np.int64)
@@ -284,6 +285,11 @@ def mask_losses(logits: Any, target: Any, focal_weight: float) -> tuple[Any, Any
     return focal_weight * focal + dice, iou
 
 
+def _arr(a: np.ndarray | None) -> np.ndarray:
+    assert a is not None  # prompts are grouped by which parts they have
+    return a
+
+
 def step_loss(sam: Any, batch: list[Sample], prompts: list[list[Prompt]],
               cfg: Config) -> tuple[Any, dict[str, float]]:  # fmt: skip
     """The loss of one batch through the encoder, prompt encoder and decoder (with gradient)."""
@@ -303,11 +309,11 @@ def step_loss(sam: Any, batch: list[Sample], prompts: list[list[Prompt]],
         for p in ps:
             groups.setdefault(p.group(), []).append(p)
         for (has_box, n_pts), group in groups.items():
-            boxes = torch.from_numpy(np.stack([p.box for p in group])) if has_box else None
+            boxes = torch.from_numpy(np.stack([_arr(p.box) for p in group])) if has_box else None
             points = None
             if n_pts:
-                points = (torch.from_numpy(np.stack([p.points for p in group])),
-                          torch.from_numpy(np.stack([p.labels for p in group])))  # fmt: skip
+                points = (torch.from_numpy(np.stack([_arr(p.points) for p in group])),
+                          torch.from_numpy(np.stack([_arr(p.labels) for p in group])))  # fmt: skip
             multi = group[0].multimask
             sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
             low, iou_pred = sam.mask_decoder(

@@ -110,6 +110,20 @@ def test_tiny_recipe_trains_resumes_and_the_tool_loads_it(tmp_path):
     assert rle_to_mask(res.masks[0].rle).shape == (scene["height"], scene["width"])
 
 
+def test_the_time_budget_ends_the_run_and_its_schedule(tmp_path):
+    from agentkit.mllm.train.segmenter import lr_at, progress
+
+    module, cfg = _config(tmp_path, "steps=100000", "max_minutes=0.002", "batch=1",
+                          "warmup=1", "evaluate=false")  # fmt: skip
+    assert progress(10, 0.06, cfg) == 0.5 and progress(10, 1.0, cfg) == 1.0
+    assert lr_at(10, 1.0, cfg) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
+    module.train(cfg, tmp_path / "out")
+    steps = len((tmp_path / "out" / "log.jsonl").read_text().splitlines())
+    assert 1 <= steps < 1000
+    module.train(cfg, tmp_path / "out")  # finished: a rerun trains no more
+    assert len((tmp_path / "out" / "log.jsonl").read_text().splitlines()) == steps
+
+
 def test_a_model_of_another_size_is_not_resumed(tmp_path):
     from agentkit.errors import ConfigError
 
