@@ -35,7 +35,8 @@ KNOWN: dict[str, Known] = {
         Known(
             "speech-whisper", "speech-whisper.pt", "small whisper model for spoken questions", "asr"
         ),
-        Known("agentkit-mllm", "agentkit-mllm", "tiny LLaVA-style tool-use core", "mllm-tooluse"),
+        # the last of three stages: mllm-align, then mllm-tooluse, then mllm-dpo (docs/mllm.md)
+        Known("agentkit-mllm", "agentkit-mllm", "tiny LLaVA-style tool-use core", "mllm-dpo"),
     )
 }
 

@@ -69,6 +69,9 @@ def test_ask_without_question_or_model_is_a_clear_error(tmp_path, image, monkeyp
     monkeypatch.delenv("AGENTKIT_MODEL", raising=False)
     monkeypatch.delenv("AGENTKIT_OPENAI_URL", raising=False)
     monkeypatch.setenv("AGENTKIT_WEIGHTS", str(tmp_path / "nowhere"))
+    import agentkit.weights
+
+    monkeypatch.setattr(agentkit.weights, "PACKAGE_WEIGHTS", tmp_path / "no-package-weights")
     r = runner.invoke(app, ["ask", str(image), "How many?", "--runs-dir", str(tmp_path), "--json"])
     assert r.exit_code == 2
     err = json.loads(r.stdout)["error"]
