@@ -1,0 +1,47 @@
+"""The shipped core (agentkit/weights/agentkit-mllm): a standard transformers folder that says how
+it is prompted, and, prompted that way by the runtime, writes programs in the planner's DSL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentkit.weights import resolve
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def core() -> Path:
+    return resolve("agentkit-mllm")
+
+
+def test_core_is_a_small_standard_folder_that_declares_its_prompting(core):
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(core)
+    assert cfg.model_type == "llava"
+    size = sum(p.stat().st_size for p in core.iterdir())
+    assert size < 16 * 2**20  # fp16, compact config
+    hints = json.loads((core / "agentkit_runtime.json").read_text())
+    assert hints == {"planner": "program", "prompt_style": "bare"}
+
+
+@pytest.mark.slow
+def test_core_writes_dsl_programs_for_the_example_questions(tmp_path):
+    """Through the agent with the core's own planner and prompts: the first controller turn for
+    each example scene's questions is a program the DSL reads (no eval; the interpreter runs it)."""
+    from agentkit.graph import Agent
+
+    agent = Agent("hf:agentkit-mllm", runs_dir=tmp_path)
+    assert agent.planner == "program" and agent.options.prompt_style == "bare"
+    questions = [json.loads(x) for x in (EXAMPLES / "questions" / "questions.jsonl").open()][::3]
+    readable = 0
+    for q in questions:
+        res = agent.ask(q["question"], images=[EXAMPLES / "scenes" / q["image_filename"]])
+        first = next(s for s in res.steps if s.role == "controller")
+        readable += first.error is None and bool(first.observation)
+        assert res.stop_reason != "error"
+    assert readable >= len(questions) * 3 // 4
