@@ -22,6 +22,8 @@ from agentkit.tools.base import execute, step_refs
 
 Node = Callable[[RunState], dict[str, Any]]
 STOP = ["Observation:", "\nObservation"]
+#: A summarizer answer longer than this is run-on text, not a short answer.
+MAX_ANSWER_CHARS = 300
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,11 +287,23 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
             step = Step(role="summarizer", error=str(e), seconds=time.perf_counter() - t0)
             return {"steps": [record(rt, step)], "answer": state.draft}
         parsed = parse(gen.text)
-        answer = parsed.answer if isinstance(parsed, FinalAnswer) else gen.text.strip() or None
+        if not isinstance(parsed, FinalAnswer) or len(parsed.answer) > MAX_ANSWER_CHARS:
+            # Unreadable or run-on text is not an answer: no answer (the steps keep the
+            # evidence) rather than the model's noise presented as one.
+            step = model_step(
+                "summarizer",
+                gen,
+                error="no readable 'Final Answer:' (at most "
+                f"{MAX_ANSWER_CHARS} characters) in the summarizer's reply",
+                seconds=time.perf_counter() - t0,
+            )
+            return {"steps": [record(rt, step)], "answer": state.draft,
+                    "stop_reason": state.stop_reason or "unanswered"}  # fmt: skip
+        answer = parsed.answer
         step = model_step(
             "summarizer",
             gen,
-            thought=parsed.thought if isinstance(parsed, FinalAnswer) else "",
+            thought=parsed.thought,
             observation=f"Final Answer: {answer}",
             seconds=time.perf_counter() - t0,
         )

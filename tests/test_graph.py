@@ -159,6 +159,19 @@ def test_step_budget_is_enforced_and_summarizer_answers(registry, tmp_path):
     assert "summarizer" in backend.calls[-1][0].content
 
 
+@pytest.mark.parametrize("reply", ["large large large " * 40, "no answer format here"])
+def test_an_unreadable_summary_is_no_answer_not_noise(registry, tmp_path, reply):
+    """A summarizer reply without a readable Final Answer (or a run-on one) gives no answer and a
+    failed summarizer step; the gathered observations stay in the steps."""
+    replies = [call("add", {"a": i, "b": 1}) for i in range(2)] + [
+        reply if reply.startswith("no") else f"Final Answer: {reply}"
+    ]
+    a, _ = agent(replies, registry, tmp_path)
+    res = a.ask("Loop forever", max_steps=2)
+    assert res.answer is None and res.steps[-1].role == "summarizer" and res.steps[-1].error
+    assert len([s for s in res.steps if s.role == "executor" and not s.error]) == 2
+
+
 def test_model_decider_can_end_the_chain(registry, tmp_path):
     a, _ = agent(
         [call("add", {"a": 1, "b": 1}), "yes", "Final Answer: 2"],
