@@ -20,8 +20,6 @@ executed: programs are parsed by :mod:`agentkit.planners.dsl`, ReAct turns by
 
 from __future__ import annotations
 
-import json
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -132,25 +130,19 @@ def _score_program(predicted: str, reference: str, tools: Sequence[str]) -> dict
 def read_samples(
     path: Path, kinds: Sequence[str] = (), limit: int = 0, seed: int = 0
 ) -> list[dict[str, Any]]:
+    """Held-out samples (the training reader's seeded sampling), each ending with the assistant
+    turn to predict."""
+    from agentkit.mllm.train._vlm import read_jsonl
+
     if not path.is_file():
         raise ConfigError(
             f"no held-out samples at {path}; make them with `agentkit data gen tooluse --out "
             f"{path.parent}`"
         )
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{n} is not JSON: {e}") from e
-        if not (row.get("messages") and row["messages"][-1].get("role") == "assistant"):
-            raise ConfigError(f"{path}:{n} does not end with the assistant turn to predict")
-        if not kinds or row.get("kind") in kinds:
-            rows.append(row)
-    if limit and len(rows) > limit:
-        rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), limit))]
+    rows = read_jsonl(path, kinds, limit, seed)
+    for row in rows:
+        if row["messages"][-1].get("role") != "assistant":
+            raise ConfigError(f"a sample in {path} does not end with the assistant turn to predict")
     return rows
 
 
