@@ -341,7 +341,7 @@ def test_forgiven_mistakes_parse_to_the_same_call(c: ToolCall, mistake: str, noi
     elif mistake == "trailing_comma":
         text = f"{head}Action Input: {js.replace('}', ',}').replace(']', ',]').replace('{,}', '{}').replace('[,]', '[]')}"
     elif mistake == "before":
-        text = f"{noise}\n{text}" if c.thought else text
+        text = f"{noise}\n{text}" if c.thought.strip() else text  # noise reads as the thought
     elif mistake == "after":
         text = f"{text}\n{noise}"
     elif mistake == "observation":
