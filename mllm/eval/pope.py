@@ -150,7 +150,7 @@ def direct_answerer(model: str, scoring: str = "likelihood") -> Callable[[dict[s
     if scoring not in ("likelihood", "generate"):
         raise ConfigError(f"scoring must be likelihood or generate, not {scoring!r}")
     backend = load_backend(model)
-    score = getattr(backend, "score", None)
+    score: Callable[..., list[float]] | None = getattr(backend, "score", None)
     if scoring == "likelihood" and score is None:
         raise ConfigError(f"{model} cannot score replies; use --scoring generate")
 
@@ -158,6 +158,7 @@ def direct_answerer(model: str, scoring: str = "likelihood") -> Callable[[dict[s
         msg = Message(role="user", content=probe["question"], images=[Path(probe["image"])])
         if scoring == "generate":
             return backend.generate([msg], max_new_tokens=8).text
+        assert score is not None  # checked above for likelihood scoring
         yes, no = score([msg], ["Yes.", "No."])
         return "yes" if yes > no else "no"
 
