@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 console = Console()
 
 
-def example_questions(n: int = 6) -> list[dict]:
+def example_questions(n: int = 12) -> list[dict]:
     """The first ``n`` shipped example questions, one per scene, each with its image path and its
     ground-truth answer (examples/questions, generated from examples/scenes)."""
     path = HERE / "questions" / "questions.jsonl"
@@ -105,7 +105,8 @@ def main() -> int:
         mark = "[green]✓[/]" if ok else "[red]✗[/]"
         console.print(
             f"  {mark} {item['image'].name}: {item['question']}\n"
-            f"    → [bold]{res.answer}[/] (expected {item['answer']})  "
+            f"    → [bold]{res.answer if res.answer is not None else '(no answer)'}[/] "
+            f"(expected {item['answer']})  "
             f"[dim]{tools or 'no tools'}; trace {page}[/]",
             highlight=False,
         )
