@@ -31,7 +31,12 @@ KNOWN: dict[str, Known] = {
     for k in (
         Known("scenes-yolo", "scenes-yolo.pt", "YOLO detector for the scene world", "detector"),
         Known("scenes-attr", "scenes-attr.pt", "attribute head of the scene detector", "detector"),
-        Known("scenes-sam", "scenes-sam.pt", "compact SAM for the scene world", "segmenter"),
+        Known(
+            "scenes-sam",
+            "scenes-sam.pt",
+            "compact SAM for the scene world (2.8 M params, 256 px; box/point prompts)",
+            "segmenter",
+        ),
         Known(
             "speech-whisper", "speech-whisper.pt", "small whisper model for spoken questions", "asr"
         ),

@@ -54,6 +54,7 @@ DEFAULT_WEIGHTS = "scenes-sam"
 #: Image embeddings kept per process (one per image and model): ~1 MB each for the compact model.
 EMBEDDING_CACHE_SIZE = 8
 #: SamAutomaticMaskGenerator settings for mode="everything" (its defaults, fewer points for CPU).
+#: A compact checkpoint may carry its own (``"everything"``: a small model predicts lower IoUs).
 EVERYTHING_DEFAULTS: dict[str, Any] = {"pred_iou_thresh": 0.88, "stability_score_thresh": 0.95}
 
 
@@ -192,16 +193,24 @@ def build_compact_sam(config: CompactSamConfig | None = None, **overrides: Any) 
 
 
 def save_compact_sam(
-    sam: Any, config: CompactSamConfig, path: str | Path, half: bool = True
+    sam: Any,
+    config: CompactSamConfig,
+    path: str | Path,
+    half: bool = True,
+    everything: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``{"config": ..., "model": state_dict}`` (fp16 by default: half the bytes)."""
+    """Write ``{"config": ..., "model": state_dict}`` (fp16 by default: half the bytes), and
+    ``"everything"``: SamAutomaticMaskGenerator settings for mode="everything" when given."""
     import torch
 
     sd = {
         k: (v.half() if half and v.is_floating_point() else v) for k, v in sam.state_dict().items()
     }
     path = Path(path)
-    torch.save({"config": asdict(config), "model": sd}, path)
+    ckpt: dict[str, Any] = {"config": asdict(config), "model": sd}
+    if everything:
+        ckpt["everything"] = dict(everything)
+    torch.save(ckpt, path)
     return path
 
 
@@ -224,6 +233,7 @@ def load_sam(path: Path, device: str) -> Any:
                 sam.load_state_dict(
                     {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
                 )
+                sam.everything_defaults = dict(ckpt.get("everything") or {})
             else:
                 w = (
                     ckpt.get("image_encoder.patch_embed.proj.weight")
@@ -362,9 +372,8 @@ def _everything(
     import numpy as np
     from segment_anything import SamAutomaticMaskGenerator
 
-    gen = SamAutomaticMaskGenerator(
-        seg.sam, points_per_side=args.points_per_side, **EVERYTHING_DEFAULTS
-    )
+    settings = {**EVERYTHING_DEFAULTS, **getattr(seg.sam, "everything_defaults", {})}
+    gen = SamAutomaticMaskGenerator(seg.sam, points_per_side=args.points_per_side, **settings)
     found = gen.generate(np.asarray(image.convert("RGB")))
     return [(m["segmentation"], float(m["predicted_iou"])) for m in found]
 

@@ -241,7 +241,7 @@ def segment_scores(seg: Any, scenes: list[dict[str, Any]], root: Path) -> dict[s
     from PIL import Image
     from pycocotools import mask as mask_utils
 
-    box_iou, point_iou, filled, shapes = [], [], [], []
+    box_iou, point_iou, filled, groups = [], [], [], []
     t_encode = t_box = t_point = 0.0
     for sc in scenes:
         with Image.open(root / sc["image_filename"]) as im:
@@ -268,10 +268,14 @@ def segment_scores(seg: Any, scenes: list[dict[str, Any]], root: Path) -> dict[s
                                    np.ones(1, np.int64))  # fmt: skip
                 t_point += time.perf_counter() - t
                 point_iou.append(_mask_iou(m, gt))
-                shapes.append(o["shape"])
+                groups.append((o["shape"], o["size"]))
     n = max(len(box_iou), 1)
-    ious, kinds = np.asarray(box_iou), np.asarray(shapes)
-    by_shape = {s: round(float(ious[kinds == s].mean()), 4) for s in sorted(set(shapes))}
+    ious, base = np.asarray(box_iou), np.asarray(filled)
+
+    def by(i: int, values: np.ndarray) -> dict[str, float]:  # mean per shape (0) or size (1)
+        keys = np.asarray([g[i] for g in groups])
+        return {k: round(float(values[keys == k].mean()), 4) for k in sorted(set(keys))}
+
     return {
         "objects": len(box_iou),
         "box_mIoU": round(float(np.mean(box_iou)) if box_iou else 0.0, 4),
@@ -280,7 +284,10 @@ def segment_scores(seg: Any, scenes: list[dict[str, Any]], root: Path) -> dict[s
         "box_IoU_over_0.75": round(
             float(np.mean(np.asarray(box_iou) > 0.75)) if box_iou else 0.0, 4
         ),
-        "box_mIoU_by_shape": by_shape,
+        "box_mIoU_by_shape": by(0, ious),
+        "filled_box_mIoU_by_shape": by(0, base),
+        "box_mIoU_by_size": by(1, ious),
+        "filled_box_mIoU_by_size": by(1, base),
         "ms_per_image_encode": round(1000 * t_encode / max(len(scenes), 1), 1),
         "ms_per_box_prompt": round(1000 * t_box / n, 1),
         "ms_per_point_prompt": round(1000 * t_point / n, 1),

@@ -90,6 +90,11 @@ class Config:
     box_jitter_max: float = _f(4.0, "cap of that noise, input-frame pixels")
     hflip: bool = _f(True, "random horizontal flips")
     color_jitter: float = _f(0.25, "exposure jitter (gain 1 +- this), white balance, pixel noise")
+    everything: dict[str, float] = _f(
+        {"pred_iou_thresh": 0.75, "stability_score_thresh": 0.85, "box_nms_thresh": 0.5},
+        'SamAutomaticMaskGenerator settings saved with the weights for the tool\'s mode="everything"'
+        " (SAM's 0.88 / 0.95 keep almost no mask of a small model)",
+    )
     # bookkeeping
     seed: int = _f(0, "seed of the model init, the batches and the prompts")
     threads: int = _f(1, "torch CPU threads (1 is faster on a shared machine)")
@@ -100,8 +105,9 @@ class Config:
     eval_scenes: int = _f(20, "held-out scenes scored during training")
     max_minutes: float = _f(
         0.0,
-        "time budget in minutes: the run ends (and the lr schedule with it) at whichever of "
-        "steps and max_minutes comes first; 0 = steps only",
+        "compute budget in CPU minutes of the training process (a paused or busy machine does "
+        "not spend it): the run and its lr schedule end at whichever of steps and max_minutes "
+        "comes first; 0 = steps only",
     )
     evaluate: bool = _f(True, "score every held-out scene at the end (out/metrics.json)")
 
@@ -339,8 +345,8 @@ def step_loss(sam: Any, batch: list[Sample], prompts: list[list[Prompt]],
 
 # -------------------------------------------------------------------------------------- training
 def progress(step: int, seconds: float, cfg: Config) -> float:
-    """How far the run is, 0..1: by steps, or by the time budget when that is further along (so a
-    slow or busy machine still ends its learning-rate schedule on time)."""
+    """How far the run is, 0..1: by steps, or by the compute budget (``seconds`` of CPU time)
+    when that is further along, so the learning-rate schedule ends with the budget."""
     p = step / cfg.steps
     if cfg.max_minutes > 0:
         p = max(p, seconds / (60 * cfg.max_minutes))
@@ -391,8 +397,11 @@ def train(cfg: Config, out: Path) -> Path:
     """Train (resuming from ``out/last.pt``), write ``out/scenes-sam.pt`` (fp16) and, with
     ``evaluate``, ``out/metrics.json``; return the checkpoint's path.
 
-    The run ends after ``steps`` steps or ``max_minutes`` of training, whichever comes first
-    (the learning rate follows whichever is further along); a rerun after the end trains no more.
+    The run ends after ``steps`` steps or ``max_minutes`` of the process's CPU time, whichever
+    comes first (the learning rate follows whichever is further along). CPU time, not wall time:
+    with ``threads=1`` it is the training's own compute, so a machine shared with other jobs (or a
+    paused process) gives the same model later rather than a worse one on time. A rerun after the
+    end trains no more.
     """
     import torch
 
@@ -417,18 +426,18 @@ def train(cfg: Config, out: Path) -> Path:
         sam.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, seconds = int(ck["step"]), float(ck["seconds"])
-        _log(f"resumed from {last} at step {step} ({seconds / 60:.1f} min trained)")
+        _log(f"resumed from {last} at step {step} ({seconds / 60:.1f} CPU min trained)")
     dest = out / "scenes-sam.pt"
     t0 = time.perf_counter()
     data = load_samples(cfg.train_dir, cfg.img_size, cfg.train_scenes)
     n_obj = sum(len(s.masks) for s in data)
     _log(f"{len(data)} training scenes, {n_obj} objects at {cfg.img_size} px "
          f"[{time.perf_counter() - t0:.1f} s]; model {n_params / 1e6:.2f} M parameters; "
-         f"{cfg.steps} steps or {cfg.max_minutes or 'no'} minutes")  # fmt: skip
+         f"{cfg.steps} steps or {cfg.max_minutes or 'no'} CPU minutes")  # fmt: skip
     # a fresh, reproducible stream per (seed, step): a resumed run draws what a straight one would
     rng = np.random.default_rng([cfg.seed, step])
     log = (out / "log.jsonl").open("a")
-    t_start, step0, prior = time.monotonic(), step, seconds
+    cpu0, wall0, step0, prior = time.process_time(), time.monotonic(), step, seconds
     sam.train()
     while progress(step, seconds, cfg) < 1:
         idx = rng.choice(len(data), size=min(cfg.batch, len(data)), replace=False)
@@ -444,31 +453,32 @@ def train(cfg: Config, out: Path) -> Path:
             torch.nn.utils.clip_grad_norm_(sam.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
-        seconds = prior + time.monotonic() - t_start
+        seconds = prior + time.process_time() - cpu0
         done = progress(step, seconds, cfg)
         rec = {"step": step, **{k: round(v, 5) for k, v in stats.items()},
-               "lr": round(lr, 7), "t": round(seconds, 1)}  # fmt: skip
+               "lr": round(lr, 7), "cpu_s": round(seconds, 1),
+               "wall_s": round(time.monotonic() - wall0, 1)}  # fmt: skip
         log.write(json.dumps(rec) + "\n")
         log.flush()
         if step % cfg.log_every == 0 or done >= 1:
             per = (seconds - prior) / (step - step0)
-            left = (1 - done) * seconds / max(done, 1e-9)
+            left = (1 - done) * seconds / max(done, 1e-9)  # CPU seconds
             _log(f"step {step} ({100 * done:.0f}%) loss {stats['loss']:.4f} (mask "
                  f"{stats['mask']:.4f}, iou mse {stats['iou_mse']:.4f}) train IoU "
-                 f"{stats['train_iou']:.3f} lr {lr:.2e} {per:.2f} s/step, ~{left / 60:.0f} min left")  # fmt: skip
+                 f"{stats['train_iou']:.3f} lr {lr:.2e} {per:.2f} CPU s/step, ~{left / 60:.0f} CPU min left")  # fmt: skip
         if step % cfg.save_every == 0 or done >= 1:
             _save_last(last, sam, opt, step, seconds, dataclasses.asdict(sam_cfg))
-            save_compact_sam(sam, sam_cfg, dest)
+            save_compact_sam(sam, sam_cfg, dest, everything=cfg.everything)
         if cfg.eval_every and step % cfg.eval_every == 0 and done < 1:
             _watch(sam, cfg, step)
     log.close()
     sam.eval()
-    save_compact_sam(sam, sam_cfg, dest)
+    save_compact_sam(sam, sam_cfg, dest, everything=cfg.everything)
     if cfg.evaluate:
         from agentkit.mllm.eval.perception import segment_metrics
 
         metrics = segment_metrics(cfg.heldout_dir, weights=str(dest))
-        metrics.update(steps=step, train_minutes=round(seconds / 60, 1), parameters=n_params,
+        metrics.update(steps=step, train_cpu_minutes=round(seconds / 60, 1), parameters=n_params,
                        checkpoint_bytes=dest.stat().st_size, config=dataclasses.asdict(cfg))  # fmt: skip
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         _log("held-out: " + json.dumps({k: v for k, v in metrics.items() if k != "config"}))
