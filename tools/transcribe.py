@@ -11,6 +11,11 @@ Train the way this tool calls: ``model.transcribe`` pads the log-mel of each 30 
 the log-mel of silence (about -0.7). A small model trained on the second scored 4/4 through
 ``decode()`` and 1/4 through ``transcribe()`` (FACTS.md). The ``asr`` recipe must build its
 inputs as ``transcribe`` does, and decode with temperature 0 as below.
+
+Window: ``whisper.transcribe`` feeds the encoder 30 s windows (3000 mel frames), the only shape an
+official model takes. A checkpoint whose ``n_audio_ctx`` is smaller (the shipped speech-whisper
+listens to 10 s windows: a third of the compute) is decoded here window by window with
+``whisper.decode``, from the same log-mel ``transcribe`` computes, zero-padded to its window.
 """
 
 from __future__ import annotations
@@ -146,7 +151,10 @@ def run(args: Args, ctx: ToolContext) -> Result:
         "verbose": None,
         **tr.options,
     }
-    out = tr.model.transcribe(audio, **opts)
+    if tr.model.dims.n_audio_ctx == 1500:
+        out = tr.model.transcribe(audio, **opts)
+    else:
+        out = decode_windows(tr.model, audio, opts)
     segments = [
         Segment(start=round(s["start"], 2), end=round(s["end"], 2), text=s["text"].strip())
         for s in out["segments"]
@@ -157,6 +165,42 @@ def run(args: Args, ctx: ToolContext) -> Result:
         segments=segments,
         duration=round(len(audio) / SAMPLE_RATE, 3),
     )
+
+
+def decode_windows(model: Any, audio: np.ndarray, opts: dict[str, Any]) -> dict[str, Any]:
+    """``transcribe``'s result for a model with a window shorter than 30 s: the clip's log-mel
+    (computed as ``transcribe`` computes it) cut into windows of ``2 * n_audio_ctx`` frames, each
+    zero-padded and decoded greedily without timestamps; one segment per window."""
+    import torch
+    import whisper
+
+    n = 2 * model.dims.n_audio_ctx
+    mel = whisper.log_mel_spectrogram(
+        torch.from_numpy(audio), model.dims.n_mels, padding=whisper.audio.N_SAMPLES
+    )
+    frames = mel.shape[-1] - whisper.audio.N_FRAMES  # the clip's own frames (10 ms each)
+    options = whisper.DecodingOptions(
+        language=opts.get("language"),
+        without_timestamps=True,
+        temperature=0.0,
+        fp16=bool(opts.get("fp16")),
+        sample_len=opts.get("sample_len"),
+    )
+    segments, language = [], opts.get("language")
+    for start in range(0, max(frames, 1), n):
+        window = whisper.pad_or_trim(mel[:, start : min(frames, start + n)], n)
+        res = whisper.decode(model, window.to(model.device), options)
+        language = language or res.language
+        text = res.text.strip()
+        quiet = opts.get("no_speech_threshold")
+        if text and (quiet is None or res.no_speech_prob <= quiet):
+            end = min(frames, start + n)
+            segments.append({"start": start / 100, "end": end / 100, "text": text})
+    return {
+        "text": " ".join(s["text"] for s in segments),
+        "segments": segments,
+        "language": language,
+    }
 
 
 def summary(result: Result) -> str:

@@ -5,11 +5,24 @@ no rendering), spoken by espeak-ng / flite / festival with echo and noise (``wor
 Voices and noise levels are split: the held-out test set uses voice variants, a flite voice and a
 band of SNRs that training never hears (see :data:`HELD_OUT`), and scenes from another seed range.
 
-Inputs are built the way ``whisper.transcribe`` builds them (the call path of
-``agentkit.tools.transcribe``): the log-mel of the clip *plus 30 s of zero samples* (so the
-normalisation clamp matches), cut to the clip's content frames, then zero-padded **in mel space**
-to 3000 frames. Only the content frames are cached (``data/asr/<split>/mels.pt``, fp16); the zero
-padding is added per batch, which is the same tensor transcribe feeds.
+Inputs are built the way ``agentkit.tools.transcribe`` builds them: the log-mel of the clip *plus
+30 s of zero samples* (so the normalisation clamp matches ``whisper.transcribe``), cut to the
+clip's content frames, then zero-padded **in mel space** to the model's window. Only the content
+frames are cached (``data/asr/<split>/mels.pt``, fp16); the zero padding is added per batch, which
+is the same tensor the tool feeds.
+
+Window: whisper's encoder takes exactly ``2 * n_audio_ctx`` mel frames. Official models have 30 s
+windows (1500); the spoken questions last 1.4-9 s, so the recipe's model has a 10 s window
+(``window_s``, n_audio_ctx 500): a third of the encoder compute per step, and the tool decodes such
+a model window by window with ``whisper.decode`` (``transcribe`` hard-codes 30 s).
+
+Alignment: a model this small, trained from scratch, learns the questions' language long before it
+learns to listen (the decoder alone reaches ~0.8 nats/token). A CTC head on the encoder output
+(characters, training only, ``ctc_weight``) forces the encoder to spell what it hears from the
+first steps: the hybrid CTC/attention training of ESPnet. The head is not part of the release.
+
+Augmentation, in mel space so the cache stays valid: tempo (time stretch), vocal-tract length
+(a warp of the mel axis), SpecAugment masks: the held-out voices are other variants and speeds.
 
 Targets: ``<|startoftranscript|><|en|><|transcribe|><|notimestamps|> text<|endoftext|>`` with
 teacher forcing (the loss includes the ``<|en|>`` step, so language detection picks English). The
@@ -24,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import random
 import time
@@ -33,9 +45,13 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
+from agentkit.mllm.train._schedule import lr_at, progress
 
 N_MELS = 80
 N_FRAMES = 3000  # whisper's 30 s window in mel frames
+FRAMES_PER_S = 100
+#: CTC alphabet (index 0 is the blank): what :func:`ctc_text` keeps of a transcript.
+CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'0123456789"
 
 #: Never heard in training: espeak-ng voice variants, one flite voice, and an SNR band (dB).
 HELD_OUT: dict[str, Any] = {
@@ -62,6 +78,7 @@ class Config:
     seed: int = _f(0, "seed of scenes, questions, voices and effects")
     engines: list[str] = _f(["espeak-ng", "flite", "festival"], "speech synthesizers")
     workers: int = _f(2, "processes synthesising clips")
+    window_s: float = _f(10.0, "encoder window in seconds (whisper's is 30; questions last < 10)")
     n_audio_state: int = _f(128, "width of encoder and decoder (whisper ties them)")
     n_audio_layer: int = _f(3, "encoder blocks")
     n_text_layer: int = _f(2, "decoder blocks")
@@ -71,12 +88,18 @@ class Config:
     steps: int = _f(3000, "optimizer steps")
     lr: float = _f(1.5e-3, "peak AdamW learning rate")
     warmup: int = _f(150, "linear warm-up steps before the cosine decay")
+    min_lr_ratio: float = _f(0.05, "the cosine ends at lr * min_lr_ratio")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     spec_augment: bool = _f(True, "mask random mel bands and time spans while training")
+    tempo: float = _f(0.15, "time-stretch clips by up to this fraction either way (0 = off)")
+    vtlp: float = _f(0.08, "warp the mel axis by up to this fraction either way (0 = off)")
+    ctc_weight: float = _f(0.3, "weight of the encoder's auxiliary CTC loss (0 = attention only)")
     threads: int = _f(2, "torch CPU threads")
     save_every: int = _f(100, "steps between resumable checkpoints (last.pt)")
     max_minutes: float = _f(
-        0.0, "stop (and save) after this many minutes of training; 0 = no limit"
+        0.0,
+        "CPU-minute budget (0 = none): the run and its lr schedule end at whichever of steps and "
+        "max_minutes comes first",
     )
     progress: bool = _f(True, "show a rich progress bar")
 
@@ -226,11 +249,19 @@ def tokenizer() -> Any:
     return get_tokenizer(multilingual=True, num_languages=99, language="en", task="transcribe")
 
 
+def window_frames(cfg: Config) -> int:
+    """Mel frames of the encoder window (even: whisper's conv stem halves it)."""
+    n = int(round(cfg.window_s * FRAMES_PER_S / 2)) * 2
+    if not 0 < n <= N_FRAMES:
+        raise ConfigError(f"window_s must be in (0, 30] seconds, got {cfg.window_s}")
+    return n
+
+
 def build_model(cfg: Config) -> Any:
     from whisper.model import ModelDimensions, Whisper
 
     dims = ModelDimensions(
-        n_mels=N_MELS, n_audio_ctx=N_FRAMES // 2, n_audio_state=cfg.n_audio_state,
+        n_mels=N_MELS, n_audio_ctx=window_frames(cfg) // 2, n_audio_state=cfg.n_audio_state,
         n_audio_head=cfg.n_head, n_audio_layer=cfg.n_audio_layer, n_vocab=51865,
         n_text_ctx=cfg.n_text_ctx, n_text_state=cfg.n_audio_state, n_text_head=cfg.n_head,
         n_text_layer=cfg.n_text_layer,
@@ -244,6 +275,12 @@ def build_model(cfg: Config) -> Any:
         torch.nn.init.normal_(model.decoder.positional_embedding, std=0.01)
         torch.nn.init.normal_(model.decoder.token_embedding.weight, std=0.02)
     return model
+
+
+def ctc_text(text: str) -> list[int]:
+    """A transcript as CTC targets: lower case, other characters as spaces, spaces collapsed."""
+    keep = "".join(c if c in CTC_CHARS else " " for c in text.lower())
+    return [CTC_CHARS.index(c) + 1 for c in " ".join(keep.split())]
 
 
 def encode_texts(texts: list[str], n_ctx: int) -> list[list[int]]:
@@ -260,19 +297,25 @@ def encode_texts(texts: list[str], n_ctx: int) -> list[list[int]]:
 
 
 class Batches:
-    """Random batches of zero-padded 3000-frame mels and teacher-forcing token tensors."""
+    """Random batches of zero-padded window mels, teacher-forcing tokens and CTC targets."""
 
-    def __init__(self, cache: Path, n_ctx: int, seed: int):
+    def __init__(self, cache: Path, n_ctx: int, seed: int, n_frames: int = N_FRAMES):
         import torch
 
         data = torch.load(cache, weights_only=True)
+        starts = [0]
+        for n in list(data["lengths"])[:-1]:
+            starts.append(starts[-1] + n)
+        # clips longer than the window are not one-window examples
+        keep = [i for i, n in enumerate(data["lengths"]) if n <= n_frames]
         self.mels = data["mels"]
-        self.lengths = list(data["lengths"])
-        self.starts = [0]
-        for n in self.lengths[:-1]:
-            self.starts.append(self.starts[-1] + n)
-        self.tokens = encode_texts(list(data["texts"]), n_ctx)
-        self.texts = list(data["texts"])
+        self.n_frames = n_frames
+        self.lengths = [data["lengths"][i] for i in keep]
+        self.starts = [starts[i] for i in keep]
+        self.texts = [data["texts"][i] for i in keep]
+        self.dropped = len(data["lengths"]) - len(keep)
+        self.tokens = encode_texts(self.texts, n_ctx)
+        self.chars = [ctc_text(t) for t in self.texts]
         self.rng = random.Random(seed)
 
     def __len__(self) -> int:
@@ -281,16 +324,23 @@ class Batches:
     def mel(self, i: int) -> Any:
         return self.mels[:, self.starts[i] : self.starts[i] + self.lengths[i]].float()
 
-    def batch(self, size: int, augment: bool) -> tuple[Any, Any, Any]:
+    def batch(
+        self, size: int, augment: bool, tempo: float = 0.0, vtlp: float = 0.0
+    ) -> tuple[Any, Any, Any, Any, Any]:
+        """``(mels, decoder input, decoder target, ctc targets, content frames)``."""
         import torch
 
         idx = [self.rng.randrange(len(self)) for _ in range(size)]
-        x = torch.zeros(size, N_MELS, N_FRAMES)
+        x = torch.zeros(size, N_MELS, self.n_frames)
+        frames = []
         for b, i in enumerate(idx):
             m = self.mel(i)
+            if tempo or vtlp:
+                m = stretch(m, self.rng, tempo, vtlp, self.n_frames)
             if augment:
                 m = spec_augment(m, self.rng)
-            x[b, :, : m.shape[-1]] = m  # zeros beyond: what transcribe's pad_or_trim feeds
+            x[b, :, : m.shape[-1]] = m  # zeros beyond: what the tool's padding feeds
+            frames.append(m.shape[-1])
         n = max(len(self.tokens[i]) for i in idx) - 1
         inp = torch.full((size, n), self.tokens[idx[0]][-1], dtype=torch.long)  # eot pads
         tgt = torch.full((size, n), -100, dtype=torch.long)
@@ -298,7 +348,28 @@ class Batches:
             t = self.tokens[i]
             inp[b, : len(t) - 1] = torch.tensor(t[:-1])
             tgt[b, : len(t) - 1] = torch.tensor(t[1:])
-        return x, inp, tgt
+        chars = [torch.tensor(self.chars[i], dtype=torch.long) for i in idx]
+        return x, inp, tgt, chars, torch.tensor(frames)
+
+
+def stretch(m: Any, rng: random.Random, tempo: float, vtlp: float, max_frames: int) -> Any:
+    """Tempo (resample the time axis by 1 +- ``tempo``) and vocal-tract length (resample the mel
+    axis by 1 +- ``vtlp``, edges held): a faster or slower, higher or lower voice, in mel space."""
+    import torch
+    import torch.nn.functional as F
+
+    if tempo:
+        n = min(max_frames, max(4, round(m.shape[-1] * rng.uniform(1 - tempo, 1 + tempo))))
+        m = F.interpolate(m[None], size=n, mode="linear", align_corners=True)[0]
+    if vtlp:
+        src = (torch.arange(N_MELS, dtype=torch.float32) * rng.uniform(1 - vtlp, 1 + vtlp)).clamp(
+            0, N_MELS - 1
+        )
+        lo = src.floor().long()
+        hi = (lo + 1).clamp(max=N_MELS - 1)
+        w = (src - lo)[:, None]
+        m = m[lo] * (1 - w) + m[hi] * w
+    return m
 
 
 def spec_augment(m: Any, rng: random.Random) -> Any:
@@ -321,13 +392,6 @@ def spec_augment(m: Any, rng: random.Random) -> Any:
 # -- training ---------------------------------------------------------------------------------
 
 
-def lr_at(step: int, cfg: Config) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
-
-
 def save_release(model: Any, path: Path) -> Path:
     """fp16 ``{"dims", "model_state_dict", "transcribe_options"}`` that ``whisper.load_model``
     and the transcribe tool read."""
@@ -344,18 +408,23 @@ def save_release(model: Any, path: Path) -> Path:
     return path
 
 
-def _save_last(path: Path, model: Any, opt: Any, step: int, losses: list[float]) -> None:
+def _save_last(
+    path: Path, model: Any, ctc: Any, opt: Any, step: int, seconds: float, losses: list[float]
+) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "losses": losses, "dims": dataclasses.asdict(model.dims)}, tmp)  # fmt: skip
+    torch.save({"model": model.state_dict(), "ctc": ctc.state_dict(), "opt": opt.state_dict(),
+                "step": step, "seconds": seconds, "losses": losses,
+                "dims": dataclasses.asdict(model.dims)}, tmp)  # fmt: skip
     tmp.replace(path)
 
 
 def train(cfg: Config, out: Path) -> Path:
     """Synthesise and cache the data, train (resuming from ``out/last.pt``) and write
-    ``out/speech-whisper.pt``; the loss curve goes to ``out/log.jsonl``."""
+    ``out/speech-whisper.pt``; the loss curve goes to ``out/log.jsonl``. The run ends after
+    ``steps`` or ``max_minutes`` of CPU time (:mod:`._schedule`); a rerun after the end trains
+    no more."""
     import torch
     import torch.nn.functional as F
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -367,50 +436,67 @@ def train(cfg: Config, out: Path) -> Path:
     for split in ("train", "test"):
         if (cfg.train_clips if split == "train" else cfg.test_clips) > 0:
             build_cache(make_clips(cfg, split))
-    data = Batches(Path(cfg.data_dir) / "train" / "mels.pt", cfg.n_text_ctx, cfg.seed)
+    n_frames = window_frames(cfg)
+    data = Batches(Path(cfg.data_dir) / "train" / "mels.pt", cfg.n_text_ctx, cfg.seed, n_frames)
+    if not len(data):
+        raise ConfigError(f"no training clip fits the {cfg.window_s} s window; raise window_s")
 
     model = build_model(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, losses = 0, []
+    ctc = torch.nn.Linear(cfg.n_audio_state, len(CTC_CHARS) + 1)  # training only (index 0: blank)
+    params = list(model.parameters()) + list(ctc.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, seconds, losses = 0, 0.0, []
     last = out / "last.pt"
     if last.exists():
         ck = torch.load(last, weights_only=True)
-        if ck["dims"] != dataclasses.asdict(model.dims):
+        if ck["dims"] != dataclasses.asdict(model.dims) or "ctc" not in ck:
             raise ConfigError(
-                f"{last} holds a model of dims {ck['dims']}, not this recipe's; use another --out"
+                f"{last} holds another recipe's run (dims {ck['dims']}); use another --out"
             )
         model.load_state_dict(ck["model"])
+        ctc.load_state_dict(ck["ctc"])
         opt.load_state_dict(ck["opt"])
-        step, losses = ck["step"], list(ck["losses"])
+        step, seconds, losses = ck["step"], float(ck["seconds"]), list(ck["losses"])
         data.rng.seed(cfg.seed * 1_000_003 + step)  # a fresh, reproducible batch order
     model.train()
     log = (out / "log.jsonl").open("a")
-    t_start = time.monotonic()
+    cpu0, prior, t_start = time.process_time(), seconds, time.monotonic()
     cols = [TextColumn("asr"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]  # fmt: skip
     with Progress(*cols, disable=not cfg.progress or not os.isatty(2)) as bar:
         task = bar.add_task("train", total=cfg.steps, completed=step, loss=float("nan"))
-        while step < cfg.steps:
-            x, inp, tgt = data.batch(cfg.batch_size, cfg.spec_augment)
+        while progress(step, seconds, cfg) < 1:
+            x, inp, tgt, chars, frames = data.batch(
+                cfg.batch_size, cfg.spec_augment, cfg.tempo, cfg.vtlp
+            )
+            lr = lr_at(step, progress(step, seconds, cfg), cfg)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-            logits = model(x, inp)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+                g["lr"] = lr
+            feats = model.encoder(x)
+            logits = model.decoder(inp, feats)
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+            loss, ctc_loss = ce, torch.zeros(())
+            if cfg.ctc_weight > 0:
+                lp = ctc(feats).log_softmax(-1).transpose(0, 1)  # (T, B, C)
+                ctc_loss = F.ctc_loss(
+                    lp, torch.cat(chars), (frames + 1) // 2, torch.tensor([len(c) for c in chars]),
+                    zero_infinity=True,
+                )  # fmt: skip
+                loss = (1 - cfg.ctc_weight) * ce + cfg.ctc_weight * ctc_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
-            losses.append(round(loss.item(), 4))
+            seconds = prior + time.process_time() - cpu0
+            losses.append(round(ce.item(), 4))
             bar.update(task, completed=step, loss=losses[-1])
-            log.write(json.dumps({"step": step, "loss": losses[-1], "lr": lr_at(step - 1, cfg),
-                                  "t": round(time.monotonic() - t_start, 1)}) + "\n")  # fmt: skip
+            log.write(json.dumps({"step": step, "loss": losses[-1], "ctc": round(ctc_loss.item(), 4),
+                                  "lr": round(lr, 7), "cpu_s": round(seconds, 1),
+                                  "wall_s": round(time.monotonic() - t_start, 1)}) + "\n")  # fmt: skip
             log.flush()
-            over = cfg.max_minutes > 0 and time.monotonic() - t_start > 60 * cfg.max_minutes
-            if step % cfg.save_every == 0 or step == cfg.steps or over:
-                _save_last(last, model, opt, step, losses)
+            if step % cfg.save_every == 0 or progress(step, seconds, cfg) >= 1:
+                _save_last(last, model, ctc, opt, step, seconds, losses)
                 save_release(model, out / "speech-whisper.pt")
-            if over:
-                break
     log.close()
     return save_release(model, out / "speech-whisper.pt")

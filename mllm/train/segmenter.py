@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from agentkit.errors import ConfigError
+from agentkit.mllm.train._schedule import lr_at, progress
 
 #: Prompt kinds drawn per object, in the order of ``Config.prompt_mix``.
 PROMPT_KINDS = ("box", "point", "points", "box_points")
@@ -344,26 +345,6 @@ def step_loss(sam: Any, batch: list[Sample], prompts: list[list[Prompt]],
 
 
 # -------------------------------------------------------------------------------------- training
-def progress(step: int, seconds: float, cfg: Config) -> float:
-    """How far the run is, 0..1: by steps, or by the compute budget (``seconds`` of CPU time)
-    when that is further along, so the learning-rate schedule ends with the budget."""
-    p = step / cfg.steps
-    if cfg.max_minutes > 0:
-        p = max(p, seconds / (60 * cfg.max_minutes))
-    return min(1.0, p)
-
-
-def lr_at(step: int, done: float, cfg: Config) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr * min_lr_ratio`` as
-    ``done`` (:func:`progress`) goes from the end of the warm-up to 1."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    start = cfg.warmup / cfg.steps
-    p = min(1.0, max(0.0, (done - start) / max(1e-9, 1 - start)))
-    r = cfg.min_lr_ratio
-    return cfg.lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * p)))
-
-
 def _save_last(path: Path, sam: Any, opt: Any, step: int, seconds: float,
                sam_cfg: dict[str, Any]) -> None:  # fmt: skip
     import torch

@@ -86,6 +86,39 @@ def test_checkpoint_options_and_media_ids(small, tmp_path):
     assert res.text == res.segments[0].text and "Transcript (en), 2.5 s" in transcribe.summary(res)
 
 
+def test_short_window_model_decodes_window_by_window(tmp_path):
+    """A checkpoint with a window under 30 s (n_audio_ctx 50: 1 s) cannot go through
+    whisper.transcribe; the tool feeds it consecutive zero-padded windows of the clip's log-mel."""
+    import torch
+    import whisper
+
+    ckpt = save_whisper(
+        tmp_path / "short.pt",
+        {**SMALL_128, "n_audio_ctx": 50},
+        transcribe_options={"sample_len": 4, "without_timestamps": True},
+    )
+    wav = write_wav(tmp_path / "a.wav", seconds=2.5)
+    tr = transcribe.load_transcriber(ckpt, "cpu")
+    seen: list[torch.Tensor] = []
+    forward = tr.model.encoder.forward
+    tr.model.encoder.forward = lambda x: (seen.append(x.detach().clone()), forward(x))[1]
+    cache = ModelCache()
+    cache.get("whisper", str(ckpt), "cpu", lambda: tr)
+    res = transcribe.run(
+        transcribe.Args(audio=str(wav), language="en", weights=str(ckpt)),
+        ToolContext(models=cache),
+    )
+    assert [tuple(x.shape) for x in seen] == [(1, 80, 100)] * 3  # 0-1 s, 1-2 s, 2-2.5 s
+    mel = whisper.log_mel_spectrogram(
+        torch.from_numpy(transcribe.load_audio(wav)), 80, padding=whisper.audio.N_SAMPLES
+    )
+    assert torch.allclose(seen[1][0], mel[:, 100:200], atol=1e-5)
+    assert torch.equal(seen[2][0][:, 50:], torch.zeros(80, 50))  # the last half-window is padded
+    assert res.language == "en" and res.duration == 2.5
+    assert all(s.start in (0.0, 1.0, 2.0) and s.end <= 2.5 for s in res.segments)
+    assert res.text == " ".join(s.text for s in res.segments)
+
+
 def test_wav_without_ffmpeg(small, tmp_path, monkeypatch):
     import whisper
 

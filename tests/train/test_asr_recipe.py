@@ -74,7 +74,7 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path):
     )
 
     # the tool loads the run's checkpoint by path, and the window it feeds the encoder is the
-    # cached training mel zero-padded to 3000 frames (train the way transcribe calls)
+    # cached training mel zero-padded to the model's 10 s window (train the way the tool calls)
     seen = []
     model = whisper.load_model(str(out))
     encoder_forward = model.encoder.forward
@@ -93,10 +93,11 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path):
     assert isinstance(res.text, str) and res.duration > 0.5
     batches = Batches(data / "train" / "mels.pt", 64, 0)
     i = batches.texts.index(json.loads(wav.with_suffix(".json").read_text())["transcript"])
-    expected = torch.zeros(80, 3000)
+    assert model.dims.n_audio_ctx == 500
+    expected = torch.zeros(80, 1000)
     expected[:, : batches.lengths[i]] = batches.mel(i)
-    decoded = seen[-1][0]  # the language is given by detection first; the last call decodes
-    assert decoded.shape == (80, 3000)
+    decoded = seen[-1][0]
+    assert decoded.shape == (80, 1000)
     assert torch.allclose(decoded, expected, atol=2e-2), (decoded - expected).abs().max()
 
     # and the plain tool path (no injected model) loads it too
@@ -108,3 +109,31 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path):
     # re-running resumes at the last step: nothing is trained again
     assert module.train(cfg, tmp_path / "out") == out
     assert len((tmp_path / "out" / "log.jsonl").read_text().splitlines()) == 12
+
+
+def test_ctc_targets_and_mel_space_augmentation():
+    import torch
+
+    from agentkit.mllm.train.asr import CTC_CHARS, ctc_text, stretch
+
+    ids = ctc_text("Is there a RED cube?  It's 2")
+    assert "".join(CTC_CHARS[i - 1] for i in ids) == "is there a red cube it's 2"
+    assert min(ids) >= 1  # 0 is the blank
+
+    m = torch.randn(80, 300)
+    assert torch.equal(stretch(m, random.Random(0), 0.0, 0.0, 1000), m)
+    lengths = {stretch(m, random.Random(s), 0.2, 0.0, 1000).shape[-1] for s in range(20)}
+    assert min(lengths) >= 240 and max(lengths) <= 360 and len(lengths) > 5
+    assert stretch(torch.randn(80, 990), random.Random(1), 0.2, 0.0, 1000).shape[-1] <= 1000
+    warped = stretch(m, random.Random(3), 0.0, 0.1, 1000)
+    assert warped.shape == m.shape and not torch.equal(warped, m)
+    assert torch.allclose(warped[0], m[0])  # the lowest band stays put: a warp, not a shift
+
+
+def test_budget_ends_the_schedule():
+    from agentkit.mllm.train._schedule import lr_at, progress
+
+    _, cfg = build_config(load_recipe("asr"), ["steps=100", "max_minutes=1", "warmup=10"])
+    assert progress(50, 0.0, cfg) == 0.5 and progress(10, 60.0, cfg) == 1.0
+    assert lr_at(0, 0.0, cfg) == cfg.lr / 10
+    assert lr_at(20, 1.0, cfg) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
