@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -23,7 +24,7 @@ from typing import Any
 from agentkit.errors import AgentkitError, ConfigError, MediaError
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend, load_backend, runtime_hints
-from agentkit.runtime import Options, RoleModels, Runtime
+from agentkit.runtime import ACTIVE, Options, RoleModels, Runtime, activate
 from agentkit.state import RunResult, RunState, Step, Task
 from agentkit.tools.base import PROMPT_STYLES, ToolRegistry
 from agentkit.trace import TraceWriter
@@ -110,6 +111,8 @@ class Agent:
         hints = runtime_hints(self.models.controller)
         self.planner = planner or hints.get("planner") or "react"
         self._build = get_builder(self.planner)
+        self._compiled: Any = None  # the planner's graph, compiled on first use over ACTIVE
+        self._compile_lock = threading.Lock()
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.device = device
         self.options = options or Options()
@@ -180,8 +183,8 @@ class Agent:
         try:
             for p in task.images:
                 mid = rt.media.add_image(p)
-                with rt.media.image(mid) as im:
-                    media[mid] = f"{im.width}x{im.height} image"
+                w, h = rt.media.image_size(mid)
+                media[mid] = f"{w}x{h} image"
             if task.video is not None:
                 media.update(_add_frames(rt.media, task.video, fps, max_frames))
             if task.audio is not None:
@@ -220,19 +223,29 @@ class Agent:
         rt.trace.event("run_resume", thread=thread, model=self.model_spec)
         return self._invoke(rt, thread, None)
 
+    def _graph(self) -> Any:
+        """The planner's graph, compiled once over :data:`runtime.ACTIVE` (nodes read the run's
+        runtime when they run), so a question pays for no graph build."""
+        with self._compile_lock:
+            if self._compiled is None:
+                self._compiled = self._build(ACTIVE)
+            return self._compiled
+
     def _invoke(self, rt: Runtime, thread: str, initial: RunState | None) -> RunResult:
         from langgraph.errors import GraphRecursionError
 
         cfg = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
         checkpointer = _checkpointer(rt.run_dir / "checkpoint.sqlite")
-        graph = self._build(rt, checkpointer=checkpointer)
+        # the graph compiled once for this agent, with this run's checkpoint file
+        graph = self._graph().copy(update={"checkpointer": checkpointer})
         t0 = time.perf_counter()
         try:
-            snapshot = graph.get_state(cfg)
-            if initial is None and not snapshot.next and snapshot.values:
-                values = snapshot.values  # already finished: nothing to run
-            else:
-                values = graph.invoke(initial, cfg)
+            with activate(rt):
+                snapshot = graph.get_state(cfg)
+                if initial is None and not snapshot.next and snapshot.values:
+                    values = snapshot.values  # already finished: nothing to run
+                else:
+                    values = graph.invoke(initial, cfg)
         except (AgentkitError, GraphRecursionError) as e:
             rt.trace.event("error", message=f"{type(e).__name__}: {e}")
             raise
@@ -259,8 +272,7 @@ def _add_frames(store: MediaStore, video: Path, fps: float, max_frames: int) -> 
     with sampled_frames(video, fps=fps, max_frames=max_frames) as frames:
         for f in frames:
             mid = store.add_image(f.path, prefix="frame")
-            with store.image(mid) as im:
-                out[mid] = describe_frame(f, im.width, im.height)
+            out[mid] = describe_frame(f, *store.image_size(mid))
     return out
 
 

@@ -129,3 +129,11 @@ class MediaStore:
 
     def image(self, media_id: str) -> PILImage.Image:
         return open_image(self.path(media_id))
+
+    def image_size(self, media_id: str) -> tuple[int, int]:
+        """``(width, height)`` of a stored image from its header (stored images were validated
+        when added: no second decode)."""
+        from PIL import Image
+
+        with Image.open(self.path(media_id)) as im:
+            return im.size

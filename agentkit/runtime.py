@@ -1,13 +1,21 @@
 """What the graph's nodes use but the state must not hold: models, tools, media, the trace.
 
-One :class:`Runtime` per run. Planners close over it when they build their graph, so the state
-that LangGraph checkpoints stays small and serialisable (ids and text, no models or pixels).
+One :class:`Runtime` per run, so the state that LangGraph checkpoints stays small and
+serialisable (ids and text, no models or pixels). Planners close over a runtime when they build
+their graph. An :class:`~agentkit.graph.Agent` compiles its planner's graph once, over
+:data:`ACTIVE` (the runtime of whichever run is executing in this context, set by
+:func:`activate` around ``invoke``), so a question pays for no graph build: node code reads
+``rt.media``, ``rt.trace``... at run time and never at build time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend
@@ -86,3 +94,47 @@ class Runtime:
         return ToolContext(
             media=self.media, device=self.device, weights=dict(self.options.tool_weights)
         )
+
+
+_ACTIVE: ContextVar[Runtime] = ContextVar("agentkit_active_runtime")
+
+
+class _ActiveRuntime:
+    """Reads every attribute from the runtime of the run executing in this context (LangGraph
+    runs nodes in threads under a copy of the caller's context, so each run sees its own)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(active_runtime(), name)
+
+    def __repr__(self) -> str:
+        return "<the active run's Runtime>"
+
+
+#: Stands for the active run's :class:`Runtime`: what a graph compiled once closes over.
+ACTIVE = cast(Runtime, _ActiveRuntime())
+
+
+def active_runtime() -> Runtime:
+    """The runtime of the run executing in this context."""
+    try:
+        return _ACTIVE.get()
+    except LookupError:
+        raise RuntimeError(
+            "no agentkit run is active in this context: a graph built over runtime.ACTIVE reads "
+            "it only inside its nodes, while Agent runs it"
+        ) from None
+
+
+def resolve(rt: Runtime) -> Runtime:
+    """``rt`` itself, or the active run's runtime when ``rt`` is :data:`ACTIVE`."""
+    return active_runtime() if isinstance(rt, _ActiveRuntime) else rt
+
+
+@contextmanager
+def activate(rt: Runtime) -> Iterator[Runtime]:
+    """Make ``rt`` the active runtime for the duration (this thread and what it spawns)."""
+    token = _ACTIVE.set(rt)
+    try:
+        yield rt
+    finally:
+        _ACTIVE.reset(token)

@@ -14,7 +14,7 @@ writes the three-line program). The tools really run too: ``detect`` with the sh
 meaningless boxes; the run says which). Framework time = wall time - model time - tool time.
 
     python benchmarks/vqa.py [--planner react|program] [--runs 5] [--tokens 48]
-                             [--prompt-style full|compact]
+                             [--prompt-style full|compact|bare]
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=48, help="tokens the model generates per turn")
     ap.add_argument(
         "--prompt-style",
-        choices=("full", "compact"),
+        choices=("full", "compact", "bare"),
         default="full",
         help="how the controller prompt lists the tools (Options.prompt_style)",
     )

@@ -37,7 +37,7 @@ from langgraph.types import Send
 from agentkit.mllm.backends.base import Message
 from agentkit.planners import prompting, roles
 from agentkit.planners.react import build_react
-from agentkit.runtime import Runtime
+from agentkit.runtime import Runtime, resolve
 from agentkit.state import Branch, BranchAnswer, RunState, Step, Task
 from agentkit.trace import TraceWriter
 
@@ -191,10 +191,11 @@ def make_branch(rt: Runtime):
 
     def branch(b: Branch) -> dict[str, Any]:
         # verify=False: the run's own summarizer checks the merged answer once
+        run = resolve(rt)  # a real Runtime to copy (rt may stand for the active run's)
         sub_rt = replace(
-            rt,
-            trace=_BranchTrace(rt.trace, b.index),
-            options=replace(rt.options, verify=False),
+            run,
+            trace=_BranchTrace(run.trace, b.index),
+            options=replace(run.options, verify=False),
         )
         # checkpointer=False: the chain runs inside this node; the parent checkpoints its result
         graph = build_react(sub_rt, checkpointer=False)  # type: ignore[arg-type]

@@ -256,3 +256,52 @@ def test_later_calls_pass_earlier_results_by_name(registry, tmp_path):
     assert executed[2].result == {"value": 1.0}
     assert "objects" in executed[3].error  # an unknown name stays a string and fails validation
     assert "Observation: find_1 = " in backend.calls[2][-1].content
+
+
+def test_graph_is_compiled_once_and_concurrent_runs_keep_their_own_runtime(
+    registry, tmp_path, monkeypatch
+):
+    """The planner's graph is built once per Agent; each run's nodes still write to that run's
+    media, trace and checkpoint, also when two runs overlap in threads."""
+    import threading
+
+    import agentkit.planners.react as react
+
+    builds = []
+    build = react.build_react
+    monkeypatch.setattr(react, "build_react", lambda *a, **k: (builds.append(1), build(*a, **k))[1])
+    backend = ScriptedBackend(
+        [{"text": call("add", {"a": 1, "b": 2}), "sleep": 0.2}, "Final Answer: 3"],
+        index_by="observations",
+    )
+    a = Agent(backend, tools=registry, runs_dir=tmp_path / "runs")
+    a._build = react.build_react
+    sizes = [(32, 24), (16, 8)]
+    images = []
+    for i, size in enumerate(sizes):
+        images.append(tmp_path / f"im{i}.png")
+        Image.new("RGB", size).save(images[-1])
+    results: dict[int, object] = {}
+
+    def ask(i: int) -> None:
+        results[i] = a.ask("1+2?", images=[images[i]], thread=f"t{i}")
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1
+    for i, (w, h) in enumerate(sizes):
+        res = results[i]
+        assert res.answer == "3" and res.thread == f"t{i}"
+        assert [s.result for s in res.steps if s.role == "executor"] == [{"value": 3.0}]
+        events = read_events(res.trace)
+        start = next(e for e in events if e["event"] == "run_start")
+        assert start["thread"] == f"t{i}"
+        assert sum(e["event"] == "step" for e in events) == len(res.steps)
+        assert load_steps(tmp_path / "runs" / f"t{i}") == res.steps
+        assert Image.open(tmp_path / "runs" / f"t{i}" / "media" / "image_0.png").size == (w, h)
+    prompts = [m[-1].content for m in backend.calls]
+    assert sum("image_0 (32x24 image)" in p for p in prompts) == 2  # the two turns of run 0
+    assert sum("image_0 (16x8 image)" in p for p in prompts) == 2

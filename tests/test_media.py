@@ -45,6 +45,7 @@ def test_store_round_trip_and_persistence(tmp_path: Path, png: Path) -> None:
     assert store.image(b).mode == "RGB" and store.image(b).getpixel((0, 0)) == (128, 128, 128)
     again = MediaStore(tmp_path / "media")  # a resumed run in another process
     assert again.ids() == ["image_0", "crop_0", "crop_1"] and again.image("crop_0").size == (5, 7)
+    assert again.image_size("image_0") == (40, 30) and again.image_size("crop_0") == (5, 7)
 
 
 def test_unknown_id_names_the_known_ones(tmp_path: Path, png: Path) -> None:
