@@ -24,6 +24,14 @@ first steps: the hybrid CTC/attention training of ESPnet. The head is not part o
 Augmentation, in mel space so the cache stays valid: tempo (time stretch), vocal-tract length
 (a warp of the mel axis), SpecAugment masks: the held-out voices are other variants and speeds.
 
+Compute (2 CPU cores): most of a 10 s window is padding and the 51865-way output projection was a
+third of a step. Until ``full_window_after`` each batch is padded only to its longest clip (the
+encoder runs on that many frames, with whisper's positional embedding cut to match), and the
+softmax covers the transcripts' tokens plus ``vocab_negatives`` random others (each step pushes
+a fresh sample of unused tokens down, so none wins at inference). The last part of the run pads
+to the full window, as the tool does. Curriculum: the first ``easy_until`` of the run draws only
+clean clips (:data:`EASY`), where the alignment between sound and text is learned fastest.
+
 Targets: ``<|startoftranscript|><|en|><|transcribe|><|notimestamps|> text<|endoftext|>`` with
 teacher forcing (the loss includes the ``<|en|>`` step, so language detection picks English). The
 checkpoint carries ``transcribe_options = {"without_timestamps": True}``, which the tool honours.
@@ -50,6 +58,8 @@ from agentkit.mllm.train._schedule import lr_at, progress
 N_MELS = 80
 N_FRAMES = 3000  # whisper's 30 s window in mel frames
 FRAMES_PER_S = 100
+#: Clean enough for the curriculum's first phase: dry or a short room, little noise.
+EASY: dict[str, float] = {"min_snr_db": 20.0, "max_rt60": 0.3}
 #: CTC alphabet (index 0 is the blank): what :func:`ctc_text` keeps of a transcript.
 CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'0123456789"
 
@@ -94,6 +104,19 @@ class Config:
     tempo: float = _f(0.15, "time-stretch clips by up to this fraction either way (0 = off)")
     vtlp: float = _f(0.08, "warp the mel axis by up to this fraction either way (0 = off)")
     ctc_weight: float = _f(0.3, "weight of the encoder's auxiliary CTC loss (0 = attention only)")
+    easy_until: float = _f(
+        0.1, "curriculum: until this fraction of the run, draw only clean clips (see EASY)"
+    )
+    full_window_after: float = _f(
+        0.75,
+        "before this fraction of the run, pad each batch to its longest clip (the encoder costs "
+        "what the speech needs); after it, to the full window the tool feeds",
+    )
+    vocab_negatives: int = _f(
+        2048,
+        "softmax over the transcripts' tokens plus this many random others per step, not all "
+        "51865 (the output projection was a third of a step); 0 = the full vocabulary",
+    )
     threads: int = _f(2, "torch CPU threads")
     save_every: int = _f(100, "steps between resumable checkpoints (last.pt)")
     max_minutes: float = _f(
@@ -224,9 +247,12 @@ def build_cache(clips_dir: Path) -> Path:
     cache = clips_dir / "mels.pt"
     manifest = clips_dir / "manifest.jsonl"
     if cache.exists() and cache.stat().st_mtime >= manifest.stat().st_mtime:
-        return cache
+        import torch
+
+        if "easy" in torch.load(cache, weights_only=True, mmap=True):
+            return cache  # else a cache of an earlier format: rebuild
     recs = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    mels, texts, lengths = [], [], []
+    mels, texts, lengths, easy = [], [], [], []
     for r in recs:
         # read back the written 16-bit wav: the exact samples the tool will read
         audio = torch.from_numpy(read_wav_16k(clips_dir / r["audio"]))
@@ -236,7 +262,13 @@ def build_cache(clips_dir: Path) -> Path:
         mels.append(m.half())
         lengths.append(m.shape[-1])
         texts.append(r["transcript"])
-    torch.save({"mels": torch.cat(mels, dim=1), "lengths": lengths, "texts": texts}, cache)
+        snr, rt60 = r.get("snr_db"), r.get("reverb_rt60")
+        easy.append(
+            (snr is None or snr >= EASY["min_snr_db"])
+            and (rt60 is None or rt60 <= EASY["max_rt60"])
+        )
+    torch.save({"mels": torch.cat(mels, dim=1), "lengths": lengths, "texts": texts,
+                "easy": easy}, cache)  # fmt: skip
     return cache
 
 
@@ -313,6 +345,8 @@ class Batches:
         self.lengths = [data["lengths"][i] for i in keep]
         self.starts = [starts[i] for i in keep]
         self.texts = [data["texts"][i] for i in keep]
+        easy = list(data.get("easy") or [True] * len(data["lengths"]))
+        self.easy = [j for j, i in enumerate(keep) if easy[i]]
         self.dropped = len(data["lengths"]) - len(keep)
         self.tokens = encode_texts(self.texts, n_ctx)
         self.chars = [ctc_text(t) for t in self.texts]
@@ -325,22 +359,35 @@ class Batches:
         return self.mels[:, self.starts[i] : self.starts[i] + self.lengths[i]].float()
 
     def batch(
-        self, size: int, augment: bool, tempo: float = 0.0, vtlp: float = 0.0
+        self,
+        size: int,
+        augment: bool,
+        tempo: float = 0.0,
+        vtlp: float = 0.0,
+        *,
+        easy: bool = False,
+        full_window: bool = True,
     ) -> tuple[Any, Any, Any, Any, Any]:
-        """``(mels, decoder input, decoder target, ctc targets, content frames)``."""
+        """``(mels, decoder input, decoder target, ctc targets, content frames)``; ``easy``
+        draws from the clean clips only; without ``full_window`` the mels are padded to the
+        batch's longest clip (an even frame count) instead of the window."""
         import torch
 
-        idx = [self.rng.randrange(len(self)) for _ in range(size)]
-        x = torch.zeros(size, N_MELS, self.n_frames)
-        frames = []
-        for b, i in enumerate(idx):
+        pool = self.easy if easy and self.easy else range(len(self))
+        idx = [pool[self.rng.randrange(len(pool))] for _ in range(size)]
+        mels = []
+        for i in idx:
             m = self.mel(i)
             if tempo or vtlp:
                 m = stretch(m, self.rng, tempo, vtlp, self.n_frames)
             if augment:
                 m = spec_augment(m, self.rng)
+            mels.append(m)
+        frames = [m.shape[-1] for m in mels]
+        width = self.n_frames if full_window else min(self.n_frames, max(frames) + max(frames) % 2)
+        x = torch.zeros(size, N_MELS, width)
+        for b, m in enumerate(mels):
             x[b, :, : m.shape[-1]] = m  # zeros beyond: what the tool's padding feeds
-            frames.append(m.shape[-1])
         n = max(len(self.tokens[i]) for i in idx) - 1
         inp = torch.full((size, n), self.tokens[idx[0]][-1], dtype=torch.long)  # eot pads
         tgt = torch.full((size, n), -100, dtype=torch.long)
@@ -350,6 +397,27 @@ class Batches:
             tgt[b, : len(t) - 1] = torch.tensor(t[1:])
         chars = [torch.tensor(self.chars[i], dtype=torch.long) for i in idx]
         return x, inp, tgt, chars, torch.tensor(frames)
+
+
+def encode(encoder: Any, x: Any) -> Any:
+    """whisper's ``AudioEncoder.forward`` for any even number of frames up to its window (the
+    positional embedding cut to length); the same function as ``encoder(x)`` on a full window."""
+    import torch.nn.functional as F
+
+    h = F.gelu(encoder.conv2(F.gelu(encoder.conv1(x)))).permute(0, 2, 1)
+    h = h + encoder.positional_embedding[: h.shape[1]]
+    for block in encoder.blocks:
+        h = block(h)
+    return encoder.ln_post(h)
+
+
+def decode_hidden(decoder: Any, tokens: Any, audio: Any) -> Any:
+    """whisper's ``TextDecoder.forward`` up to the final layer norm (before the output
+    projection onto the token embedding)."""
+    h = decoder.token_embedding(tokens) + decoder.positional_embedding[: tokens.shape[-1]]
+    for block in decoder.blocks:
+        h = block(h, audio, mask=decoder.mask)
+    return decoder.ln(h)
 
 
 def stretch(m: Any, rng: random.Random, tempo: float, vtlp: float, max_frames: int) -> Any:
@@ -441,6 +509,9 @@ def train(cfg: Config, out: Path) -> Path:
     if not len(data):
         raise ConfigError(f"no training clip fits the {cfg.window_s} s window; raise window_s")
 
+    # every token a transcript uses (and the prompt's specials): always in the sampled softmax
+    vocab = torch.tensor(sorted({t for ids in data.tokens for t in ids}))
+    gen = torch.Generator().manual_seed(cfg.seed)
     model = build_model(cfg)
     ctc = torch.nn.Linear(cfg.n_audio_state, len(CTC_CHARS) + 1)  # training only (index 0: blank)
     params = list(model.parameters()) + list(ctc.parameters())
@@ -458,6 +529,7 @@ def train(cfg: Config, out: Path) -> Path:
         opt.load_state_dict(ck["opt"])
         step, seconds, losses = ck["step"], float(ck["seconds"]), list(ck["losses"])
         data.rng.seed(cfg.seed * 1_000_003 + step)  # a fresh, reproducible batch order
+        gen.manual_seed(cfg.seed * 1_000_003 + step)
     model.train()
     log = (out / "log.jsonl").open("a")
     cpu0, prior, t_start = time.process_time(), seconds, time.monotonic()
@@ -466,15 +538,25 @@ def train(cfg: Config, out: Path) -> Path:
     with Progress(*cols, disable=not cfg.progress or not os.isatty(2)) as bar:
         task = bar.add_task("train", total=cfg.steps, completed=step, loss=float("nan"))
         while progress(step, seconds, cfg) < 1:
+            done = progress(step, seconds, cfg)
             x, inp, tgt, chars, frames = data.batch(
-                cfg.batch_size, cfg.spec_augment, cfg.tempo, cfg.vtlp
-            )
-            lr = lr_at(step, progress(step, seconds, cfg), cfg)
+                cfg.batch_size, cfg.spec_augment, cfg.tempo, cfg.vtlp,
+                easy=done < cfg.easy_until, full_window=done >= cfg.full_window_after,
+            )  # fmt: skip
+            lr = lr_at(step, done, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            feats = model.encoder(x)
-            logits = model.decoder(inp, feats)
-            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+            feats = encode(model.encoder, x)
+            hidden = decode_hidden(model.decoder, inp, feats)
+            table = model.decoder.token_embedding.weight
+            if cfg.vocab_negatives > 0:
+                neg = torch.randint(0, table.shape[0], (cfg.vocab_negatives,), generator=gen)
+                cand = torch.unique(torch.cat([vocab, neg]))  # sorted: targets map by search
+                logits = hidden @ table[cand].T
+                target = torch.where(tgt >= 0, torch.searchsorted(cand, tgt.clamp(min=0)), tgt)
+            else:
+                logits, target = hidden @ table.T, tgt
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
             loss, ctc_loss = ce, torch.zeros(())
             if cfg.ctc_weight > 0:
                 lp = ctc(feats).log_softmax(-1).transpose(0, 1)  # (T, B, C)

@@ -65,7 +65,7 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path):
     assert out == tmp_path / "out" / "speech-whisper.pt" and out.is_file()
     losses = [json.loads(line)["loss"] for line in (tmp_path / "out" / "log.jsonl").open()]
     assert len(losses) == 12
-    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
+    assert sum(losses[-3:]) / 3 < 0.85 * sum(losses[:3]) / 3, losses  # (sampled softmax)
 
     ckpt = torch.load(out, weights_only=True)
     assert ckpt["transcribe_options"] == {"without_timestamps": True}
@@ -137,3 +137,26 @@ def test_budget_ends_the_schedule():
     assert progress(50, 0.0, cfg) == 0.5 and progress(10, 60.0, cfg) == 1.0
     assert lr_at(0, 0.0, cfg) == cfg.lr / 10
     assert lr_at(20, 1.0, cfg) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
+
+
+def test_training_forward_is_whispers_forward():
+    """The trainer's encoder (any length) and decoder-before-projection are whisper's own
+    forward passes: on a full window, the same numbers."""
+    import torch
+
+    from agentkit.mllm.train.asr import build_model, decode_hidden, encode
+
+    _, cfg = build_config(
+        load_recipe("asr"),
+        ["window_s=2", "n_audio_state=32", "n_audio_layer=1", "n_text_layer=1", "n_head=2"],
+    )
+    model = build_model(cfg).eval()
+    x = torch.randn(2, 80, 200)
+    tokens = torch.randint(0, 51865, (2, 7))
+    with torch.no_grad():
+        feats = encode(model.encoder, x)
+        assert torch.allclose(feats, model.encoder(x), atol=1e-5)
+        logits = decode_hidden(model.decoder, tokens, feats) @ model.decoder.token_embedding.weight.T
+        assert torch.allclose(logits, model.decoder(tokens, feats), atol=1e-4)
+        # a shorter input: whisper's encoder refuses it, the trainer's runs it
+        assert encode(model.encoder, x[:, :, :120]).shape == (2, 60, 32)
