@@ -55,6 +55,10 @@ class Options:
     max_new_tokens: int = 192
     #: ``plan`` / ``program``: times the controller may rewrite after a failed call (0: never).
     replans: int = 1
+    #: ``program``: when the greedy program does not parse, take the most likely of this many
+    #: beam-search programs that does (backends with ``candidates()``, e.g. ``hf:``; 0: off).
+    #: A small core's rewrite after an error message is rarely better than its second guess.
+    candidates: int = 4
     #: ``tree``: most sub-questions a decomposition may have (more are dropped).
     max_branches: int = 4
     #: ``tree``: tool calls of all branches together (None: ``max_branches * task.max_steps``);

@@ -24,7 +24,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from agentkit.mllm.backends.base import Message
+from agentkit.mllm.backends.base import Generation, Message
 from agentkit.planners import dsl, prompting, roles
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
@@ -103,22 +103,31 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         t0 = time.perf_counter()
         messages = program_messages(rt, state)
         # No stop at "Observation:": a program is written in one go and observes nothing.
-        gen = rt.models.controller.generate(messages, max_new_tokens=rt.options.max_new_tokens * 2)
+        tokens = rt.options.max_new_tokens * 2
+        gen = rt.models.controller.generate(messages, max_new_tokens=tokens)
         thought, body = split_reply(gen.text)
-        seconds = time.perf_counter() - t0
+        names, media = rt.tools.names(), list(state.media)
         try:
-            program = dsl.parse_program(body, rt.tools.names(), media=list(state.media))
+            program = dsl.parse_program(body, names, media=media)
         except dsl.DSLError as e:
-            step = roles.model_step(
-                "controller",
-                gen,
-                thought=thought,
-                error=f"Could not read your program: {e}. Rewrite it.",
-                seconds=seconds,
-            )
-            return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
+            picked = _readable_candidate(rt, messages, tokens, gen.text, names, media)
+            if picked is None:
+                step = roles.model_step(
+                    "controller",
+                    gen,
+                    thought=thought,
+                    error=f"Could not read your program: {e}. Rewrite it.",
+                    seconds=time.perf_counter() - t0,
+                )
+                return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
+            gen, thought, program, rank = picked
+            thought = f"{thought} (beam {rank}: the greedy program did not parse: {e})".strip()
         step = roles.model_step(
-            "controller", gen, thought=thought, observation=program.source, seconds=seconds
+            "controller",
+            gen,
+            thought=thought,
+            observation=program.source,
+            seconds=time.perf_counter() - t0,
         )
         return {
             "steps": [roles.record(rt, step)],
@@ -129,6 +138,31 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         }
 
     return controller
+
+
+def _readable_candidate(
+    rt: Runtime,
+    messages: list[Message],
+    tokens: int,
+    greedy: str,
+    names: list[str],
+    media: list[str],
+) -> tuple[Generation, str, dsl.Program, int] | None:
+    """The most likely beam-search reply whose program parses (not the greedy one again):
+    ``(generation, thought, program, rank)``, or None (no backend support, none parses)."""
+    n = rt.options.candidates
+    beams = getattr(rt.models.controller, "candidates", None)
+    if n < 2 or beams is None:
+        return None
+    for rank, cand in enumerate(beams(messages, n, max_new_tokens=tokens), 1):
+        if cand.text.strip() == greedy.strip():
+            continue
+        thought, body = split_reply(cand.text)
+        try:
+            return cand, thought, dsl.parse_program(body, names, media=media), rank
+        except dsl.DSLError:
+            continue
+    return None
 
 
 def read_answer(state: RunState) -> str:

@@ -333,6 +333,43 @@ class HFBackend:
             seconds=time.perf_counter() - start,
         )
 
+    def candidates(
+        self, messages: list[Message], n: int, *, max_new_tokens: int = 256
+    ) -> list[Generation]:
+        """The ``n`` best replies by beam search (``num_beams=n``), most likely first: what a
+        caller with a checker (a parser, a grammar) picks from when the greedy reply fails it."""
+        import torch
+
+        start = time.perf_counter()
+        inputs = self.prepare(messages)
+        n_in = int(inputs["input_ids"].shape[1])
+        tokenizer = self.processor.tokenizer
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "num_beams": n,
+            "num_return_sequences": n,
+            "use_cache": True,
+        }
+        if getattr(self.model.generation_config, "pad_token_id", None) is None:
+            kwargs["pad_token_id"] = tokenizer.pad_token_id or tokenizer.eos_token_id
+        with self._loaded.lock, torch.inference_mode():
+            try:
+                out = self.model.generate(**inputs, **kwargs)
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise BackendError(
+                    f"{self.name}: beam search failed: {type(e).__name__}: {e}"
+                ) from e
+        seconds = time.perf_counter() - start
+        pad = kwargs.get("pad_token_id", self.model.generation_config.pad_token_id)
+        gens = []
+        for row in out[:, n_in:]:  # shorter beams are padded at the end
+            n_out = int((row != pad).sum()) if pad is not None else int(row.shape[0])
+            text = tokenizer.decode(row[:n_out], skip_special_tokens=True)
+            gens.append(Generation(text=text, model=self.name, tokens_in=n_in,
+                                   tokens_out=n_out, seconds=seconds))  # fmt: skip
+        return gens
+
     def score(self, messages: list[Message], candidates: list[str]) -> list[float]:
         """Log-probability of each candidate reply to the conversation (summed over its tokens):
         multiple-choice answers read from the model's distribution rather than from a greedy

@@ -122,6 +122,16 @@ def test_hf_generates_from_image_and_text_like_raw_generate(backend, image):
     )
 
 
+def test_hf_beam_candidates_are_ranked_replies(backend, image):
+    """``candidates(n)``: n distinct replies by beam search, deterministic (ranked by the beam
+    score: length-normalised log-probability)."""
+    gens = backend.candidates(ask(image), 3, max_new_tokens=6)
+    assert len(gens) == 3 and all(0 < g.tokens_out <= 6 and g.tokens_in > 0 for g in gens)
+    texts = [g.text for g in gens]
+    assert len(set(texts)) == 3  # distinct beams
+    assert [g.text for g in backend.candidates(ask(image), 3, max_new_tokens=6)] == texts
+
+
 def test_hf_scores_candidates_by_their_log_probability(backend, image):
     """The greedy first token is the most likely one, so it outscores every other one-token
     candidate; scores are log-probabilities (negative) and deterministic."""

@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 from agentkit.cli import app
 from agentkit.errors import BackendError
 from agentkit.graph import load_steps
+from agentkit.mllm.backends.base import Generation
 from agentkit.planners.program import split_reply
+from agentkit.testing import ScriptedBackend
 from agentkit.tools.base import Tool
 from agentkit.trace import read_events
 
@@ -103,6 +105,49 @@ def test_unreadable_program_goes_back_with_the_line_named(make_agent, image):
     err = res.steps[0].error
     assert "line 2: 'len' is not a tool" in err
     assert "line 2: 'len' is not a tool" in backend.calls[1][-1].content
+
+
+class BeamBackend(ScriptedBackend):
+    """A scripted greedy reply plus an n-best list, as ``HFBackend.candidates`` returns."""
+
+    def __init__(self, replies, beams):
+        super().__init__(replies)
+        self.beams = beams
+        self.asked: list[int] = []
+
+    def candidates(self, messages, n, *, max_new_tokens=256):
+        self.asked.append(n)
+        return [Generation(text=t, model="beams") for t in self.beams[:n]]
+
+
+def test_an_unreadable_greedy_program_falls_back_to_the_best_readable_beam(make_agent, image):
+    bad = program("objs = find(image=image_0)", "n = len(objs)", "ANSWER = n")
+    beams = [
+        bad,
+        program("objs = find(image_0)", "ANSWER = objs"),
+        COUNT_RED,
+        program("ANSWER = 9"),
+    ]
+    backend = BeamBackend([bad], beams)
+    a, _ = make_agent("program", backend, candidates=4)
+    res = a.ask("How many red things?", images=[image])
+    assert backend.asked == [4] and len(backend.calls) == 1  # no rewrite turn was needed
+    assert res.answer == "2" and res.stop_reason == "answered"
+    ctl = res.steps[0]
+    assert ctl.error is None and "(beam 3: the greedy program did not parse: line 2" in ctl.thought
+    assert ctl.observation.startswith("objs = find(image=image_0)")
+
+
+def test_no_readable_beam_or_no_beams_keeps_the_rewrite_turn(make_agent, image):
+    bad = program("objs = find(image=image_0)", "n = len(objs)", "ANSWER = n")
+    backend = BeamBackend([bad, program("ANSWER = 0")], [bad, "x.y = 1"])
+    a, _ = make_agent("program", backend, candidates=2)
+    res = a.ask("q?", images=[image])
+    assert res.answer == "0" and backend.asked == [2]
+    assert "line 2: 'len' is not a tool" in res.steps[0].error
+    off = BeamBackend([bad, program("ANSWER = 0")], [COUNT_RED])
+    a, _ = make_agent("program", off, candidates=0)
+    assert a.ask("q?", images=[image]).answer == "0" and off.asked == []
 
 
 def test_unreadable_programs_stop_after_the_parse_limit(make_agent):
