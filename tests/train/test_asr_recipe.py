@@ -156,7 +156,9 @@ def test_training_forward_is_whispers_forward():
     with torch.no_grad():
         feats = encode(model.encoder, x)
         assert torch.allclose(feats, model.encoder(x), atol=1e-5)
-        logits = decode_hidden(model.decoder, tokens, feats) @ model.decoder.token_embedding.weight.T
+        logits = (
+            decode_hidden(model.decoder, tokens, feats) @ model.decoder.token_embedding.weight.T
+        )
         assert torch.allclose(logits, model.decoder(tokens, feats), atol=1e-4)
         # a shorter input: whisper's encoder refuses it, the trainer's runs it
         assert encode(model.encoder, x[:, :, :120]).shape == (2, 60, 32)
