@@ -280,6 +280,21 @@ class HFBackend:
         # Pixel values in the model's dtype (a half-precision model on GPU); ids stay integers.
         return inputs.to(self.model.device, dtype=self.model.dtype)
 
+    def _generate(self, inputs: Any, kwargs: dict[str, Any]) -> Any:
+        """``model.generate`` under the model's lock, a pad token set, errors as BackendError."""
+        import torch
+
+        if getattr(self.model.generation_config, "pad_token_id", None) is None:
+            tokenizer = self.processor.tokenizer
+            kwargs["pad_token_id"] = tokenizer.pad_token_id or tokenizer.eos_token_id
+        with self._loaded.lock, torch.inference_mode():
+            try:
+                return self.model.generate(**inputs, **kwargs)
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise BackendError(
+                    f"{self.name}: generation failed: {type(e).__name__}: {e}"
+                ) from e
+
     def generate(
         self,
         messages: list[Message],
@@ -291,7 +306,6 @@ class HFBackend:
     ) -> Generation:
         """Greedy generation with the KV cache. ``tools`` are ignored: the prompt lists the tools
         and the model answers in ReAct text. Returns the text up to the first ``stop`` string."""
-        import torch
 
         start = time.perf_counter()
         inputs = self.prepare(messages)
@@ -312,15 +326,7 @@ class HFBackend:
         sink = StopFilter(on_token, stops) if on_token is not None else None
         if sink is not None:
             kwargs["streamer"] = _streamer(tokenizer, sink)
-        if getattr(self.model.generation_config, "pad_token_id", None) is None:
-            kwargs["pad_token_id"] = tokenizer.pad_token_id or tokenizer.eos_token_id
-        with self._loaded.lock, torch.inference_mode():
-            try:
-                out = self.model.generate(**inputs, **kwargs)
-            except (RuntimeError, ValueError, IndexError) as e:
-                raise BackendError(
-                    f"{self.name}: generation failed: {type(e).__name__}: {e}"
-                ) from e
+        out = self._generate(inputs, kwargs)
         new = out[0, n_in:]
         text = cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), stops)
         if sink is not None and sink.sent < len(text):
@@ -338,7 +344,6 @@ class HFBackend:
     ) -> list[Generation]:
         """The ``n`` best replies by beam search (``num_beams=n``), most likely first: what a
         caller with a checker (a parser, a grammar) picks from when the greedy reply fails it."""
-        import torch
 
         start = time.perf_counter()
         inputs = self.prepare(messages)
@@ -351,15 +356,7 @@ class HFBackend:
             "num_return_sequences": n,
             "use_cache": True,
         }
-        if getattr(self.model.generation_config, "pad_token_id", None) is None:
-            kwargs["pad_token_id"] = tokenizer.pad_token_id or tokenizer.eos_token_id
-        with self._loaded.lock, torch.inference_mode():
-            try:
-                out = self.model.generate(**inputs, **kwargs)
-            except (RuntimeError, ValueError, IndexError) as e:
-                raise BackendError(
-                    f"{self.name}: beam search failed: {type(e).__name__}: {e}"
-                ) from e
+        out = self._generate(inputs, kwargs)
         seconds = time.perf_counter() - start
         pad = kwargs.get("pad_token_id", self.model.generation_config.pad_token_id)
         gens = []
