@@ -43,7 +43,13 @@ DEFAULT_WEIGHTS = "speech-whisper"
 SAMPLE_RATE = 16_000
 #: Keys a checkpoint's "transcribe_options" may set (others are ignored: a checkpoint is data).
 CHECKPOINT_OPTIONS = frozenset(
-    {"without_timestamps", "condition_on_previous_text", "no_speech_threshold", "sample_len"}
+    {
+        "without_timestamps",
+        "condition_on_previous_text",
+        "no_speech_threshold",
+        "sample_len",
+        "beam_size",
+    }
 )
 
 
@@ -185,6 +191,7 @@ def decode_windows(model: Any, audio: np.ndarray, opts: dict[str, Any]) -> dict[
         temperature=0.0,
         fp16=bool(opts.get("fp16")),
         sample_len=opts.get("sample_len"),
+        beam_size=opts.get("beam_size"),
     )
     segments, language = [], opts.get("language")
     for start in range(0, max(frames, 1), n):
