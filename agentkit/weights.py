@@ -85,6 +85,16 @@ def resolve(name_or_path: str | os.PathLike[str]) -> Path:
 def ultralytics_offline() -> None:
     """Keep ultralytics from reaching the network: no hub checks, no pip auto-installs of missing
     extras (both hang without internet). Call before importing ultralytics; a user's own
-    ``YOLO_OFFLINE`` / ``YOLO_AUTOINSTALL`` settings win."""
+    ``YOLO_OFFLINE`` / ``YOLO_AUTOINSTALL`` settings win.
+
+    Also imports it with stdout pointed at stderr: its logger binds the stdout of import time, and
+    on a first run it announces the settings file it creates, which would corrupt the JSON a
+    ``--json`` command prints. Its messages go to stderr from then on."""
+    import contextlib
+    import sys
+
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    if "ultralytics" not in sys.modules:
+        with contextlib.redirect_stdout(sys.stderr):
+            import ultralytics  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -28,9 +29,11 @@ def test_readme_shows_tool_commands():
 
 
 @pytest.mark.parametrize("command", TOOL_COMMANDS)
-def test_readme_tool_command_runs(command):
+def test_readme_tool_command_runs(command, tmp_path):
     argv = [sys.executable, "-m", "agentkit.cli", *shlex.split(command)[1:]]
-    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    # a first run: libraries that announce the settings files they create must not do it on stdout
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics")}
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     if "--json" in command:
         data = json.loads(out.stdout)
