@@ -37,7 +37,7 @@ from langgraph.types import Send
 from agentkit.mllm.backends.base import Message
 from agentkit.planners import prompting, roles
 from agentkit.planners.react import build_react
-from agentkit.runtime import Runtime, resolve
+from agentkit.runtime import ACTIVE, Runtime, activate, resolve
 from agentkit.state import Branch, BranchAnswer, RunState, Step, Task
 from agentkit.trace import TraceWriter
 
@@ -189,6 +189,10 @@ def make_branch(rt: Runtime):
     """A ``react`` sub-chain answering one sub-question; returns its steps (with the branch
     index) and its answer."""
 
+    # compiled once, over the active runtime: each branch runs it under its own sub-runtime;
+    # checkpointer=False: the chain runs inside this node, the parent checkpoints its result
+    graph = build_react(ACTIVE, checkpointer=False)  # type: ignore[arg-type]
+
     def branch(b: Branch) -> dict[str, Any]:
         # verify=False: the run's own summarizer checks the merged answer once
         run = resolve(rt)  # a real Runtime to copy (rt may stand for the active run's)
@@ -197,13 +201,12 @@ def make_branch(rt: Runtime):
             trace=_BranchTrace(run.trace, b.index),
             options=replace(run.options, verify=False),
         )
-        # checkpointer=False: the chain runs inside this node; the parent checkpoints its result
-        graph = build_react(sub_rt, checkpointer=False)  # type: ignore[arg-type]
         task = Task(question=b.question, max_steps=b.max_steps)
-        values = graph.invoke(
-            RunState(task=task, question=b.question, media=b.media),
-            {"recursion_limit": 10_000},
-        )
+        with activate(sub_rt):
+            values = graph.invoke(
+                RunState(task=task, question=b.question, media=b.media),
+                {"recursion_limit": 10_000},
+            )
         sub = RunState.model_validate(values)
         return {
             "steps": [s.model_copy(update={"branch": b.index}) for s in sub.steps],

@@ -280,16 +280,21 @@ class HFBackend:
         # Pixel values in the model's dtype (a half-precision model on GPU); ids stay integers.
         return inputs.to(self.model.device, dtype=self.model.dtype)
 
+    def _pad_id(self) -> int | None:
+        """The pad token generation uses: the model's, else the tokenizer's pad or end token."""
+        pad = getattr(self.model.generation_config, "pad_token_id", None)
+        if pad is None:
+            tokenizer = self.processor.tokenizer
+            pad = tokenizer.pad_token_id or tokenizer.eos_token_id
+        return pad
+
     def _generate(self, inputs: Any, kwargs: dict[str, Any]) -> Any:
-        """``model.generate`` under the model's lock, a pad token set, errors as BackendError."""
+        """``model.generate`` under the model's lock with :meth:`_pad_id`, errors as BackendError."""
         import torch
 
-        if getattr(self.model.generation_config, "pad_token_id", None) is None:
-            tokenizer = self.processor.tokenizer
-            kwargs["pad_token_id"] = tokenizer.pad_token_id or tokenizer.eos_token_id
         with self._loaded.lock, torch.inference_mode():
             try:
-                return self.model.generate(**inputs, **kwargs)
+                return self.model.generate(**inputs, pad_token_id=self._pad_id(), **kwargs)
             except (RuntimeError, ValueError, IndexError) as e:
                 raise BackendError(
                     f"{self.name}: generation failed: {type(e).__name__}: {e}"
@@ -358,7 +363,7 @@ class HFBackend:
         }
         out = self._generate(inputs, kwargs)
         seconds = time.perf_counter() - start
-        pad = kwargs.get("pad_token_id", self.model.generation_config.pad_token_id)
+        pad = self._pad_id()
         gens = []
         for row in out[:, n_in:]:  # shorter beams are padded at the end
             n_out = int((row != pad).sum()) if pad is not None else int(row.shape[0])
