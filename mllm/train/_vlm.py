@@ -558,7 +558,31 @@ def run(trainer: Any, out: Path, threads: int = 0) -> None:
     resume = last_checkpoint(out / "checkpoints")
     if resume:
         print(f"resuming from {resume}", flush=True)
+        _load_resumed_weights(trainer)
     trainer.train(resume_from_checkpoint=resume)
+
+
+def _load_resumed_weights(trainer: Any) -> None:
+    """Make the trainer's resume load a full-model checkpoint through ``from_pretrained``.
+
+    ``Trainer._load_from_checkpoint`` reads ``model.safetensors`` with a plain, non-strict
+    ``load_state_dict``, but ``save_pretrained`` writes LLaVA-family weights under their legacy
+    names (``language_model.model.*``) and only ``from_pretrained`` maps them back: every key
+    missed, and a resumed ``mllm-align`` silently went on from the random initial weights at the
+    checkpoint's step and learning rate. Peft checkpoints (adapters only) keep the trainer's own
+    loader."""
+    original = trainer._load_from_checkpoint
+
+    def load(checkpoint: str, model: Any = None) -> None:
+        target = model if model is not None else trainer.model
+        if hasattr(target, "peft_config") or not (Path(checkpoint) / "model.safetensors").is_file():
+            original(checkpoint, model)
+            return
+        dtype = next(target.parameters()).dtype
+        saved = type(target).from_pretrained(checkpoint, dtype=dtype)
+        target.load_state_dict(saved.state_dict(), strict=True)
+
+    trainer._load_from_checkpoint = load
 
 
 def dataset(rows: list[dict[str, Any]], keys: Sequence[str]) -> Any:
