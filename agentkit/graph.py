@@ -79,6 +79,22 @@ def _checkpointer(path: Path):
     return SqliteSaver(conn, serde=serde)
 
 
+_GRAPHS: dict[Any, Any] = {}
+_GRAPHS_LOCK = threading.Lock()
+
+
+def compiled_graph(build: Any) -> Any:
+    """The graph of planner builder ``build``, compiled once per process over
+    :data:`runtime.ACTIVE` and shared by every Agent: its nodes read the run's runtime (models,
+    tools, media, trace, options) when they run, so nothing in it belongs to one agent or run.
+    Each run takes a copy with its own checkpointer."""
+    with _GRAPHS_LOCK:
+        graph = _GRAPHS.get(build)
+        if graph is None:
+            graph = _GRAPHS[build] = build(ACTIVE)
+        return graph
+
+
 class Agent:
     """Answers tasks with a planner over the four roles.
 
@@ -111,8 +127,6 @@ class Agent:
         hints = runtime_hints(self.models.controller)
         self.planner = planner or hints.get("planner") or "react"
         self._build = get_builder(self.planner)
-        self._compiled: Any = None  # the planner's graph, compiled on first use over ACTIVE
-        self._compile_lock = threading.Lock()
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.device = device
         self.options = options or Options()
@@ -224,12 +238,8 @@ class Agent:
         return self._invoke(rt, thread, None)
 
     def _graph(self) -> Any:
-        """The planner's graph, compiled once over :data:`runtime.ACTIVE` (nodes read the run's
-        runtime when they run), so a question pays for no graph build."""
-        with self._compile_lock:
-            if self._compiled is None:
-                self._compiled = self._build(ACTIVE)
-            return self._compiled
+        """The planner's graph (:func:`compiled_graph`): a question pays for no graph build."""
+        return compiled_graph(self._build)
 
     def _invoke(self, rt: Runtime, thread: str, initial: RunState | None) -> RunResult:
         from langgraph.errors import GraphRecursionError

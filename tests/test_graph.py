@@ -261,8 +261,8 @@ def test_later_calls_pass_earlier_results_by_name(registry, tmp_path):
 def test_graph_is_compiled_once_and_concurrent_runs_keep_their_own_runtime(
     registry, tmp_path, monkeypatch
 ):
-    """The planner's graph is built once per Agent; each run's nodes still write to that run's
-    media, trace and checkpoint, also when two runs overlap in threads."""
+    """The planner's graph is built once per process, shared by agents; each run's nodes still
+    write to that run's media, trace and checkpoint, also when two runs overlap in threads."""
     import threading
 
     import agentkit.planners.react as react
@@ -274,8 +274,9 @@ def test_graph_is_compiled_once_and_concurrent_runs_keep_their_own_runtime(
         [{"text": call("add", {"a": 1, "b": 2}), "sleep": 0.2}, "Final Answer: 3"],
         index_by="observations",
     )
-    a = Agent(backend, tools=registry, runs_dir=tmp_path / "runs")
-    a._build = react.build_react
+    agents = [Agent(backend, tools=registry, runs_dir=tmp_path / "runs") for _ in range(2)]
+    for a in agents:
+        a._build = react.build_react
     sizes = [(32, 24), (16, 8)]
     images = []
     for i, size in enumerate(sizes):
@@ -284,7 +285,7 @@ def test_graph_is_compiled_once_and_concurrent_runs_keep_their_own_runtime(
     results: dict[int, object] = {}
 
     def ask(i: int) -> None:
-        results[i] = a.ask("1+2?", images=[images[i]], thread=f"t{i}")
+        results[i] = agents[i].ask("1+2?", images=[images[i]], thread=f"t{i}")
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
     for t in threads:

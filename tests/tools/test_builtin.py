@@ -388,6 +388,24 @@ def test_abandoned_calls_do_not_block_later_ones() -> None:
     assert step.ok and step.result["value"] == 2 and time.perf_counter() - t0 < 0.5
 
 
+def test_finished_workers_are_reused_and_busy_ones_are_not() -> None:
+    import threading
+
+    from agentkit.tools.base import _IDLE, _start
+
+    idle = max(_IDLE.qsize(), 1)  # idle workers once the first call's is back
+    first = _start(threading.current_thread).result(timeout=5)
+    deadline = time.monotonic() + 5
+    while _IDLE.qsize() < idle and time.monotonic() < deadline:
+        time.sleep(0.005)  # it goes back to the idle stack just after handing over its result
+    assert _start(threading.current_thread).result(timeout=5) is first
+    gate = threading.Event()
+    busy = _start(lambda: (gate.wait(5), threading.current_thread())[1])
+    other = _start(threading.current_thread).result(timeout=5)
+    gate.set()
+    assert busy.result(timeout=5) is not other  # a busy (e.g. abandoned) worker takes no new call
+
+
 def test_a_buggy_tool_is_a_failed_step_not_a_crash() -> None:
     def boom(args: _NoArgs, ctx: ToolContext) -> _Out:
         return 1 / 0  # type: ignore[return-value]
