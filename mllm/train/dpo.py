@@ -56,6 +56,9 @@ class Config(_vlm.TrainLoop, _vlm.LoraOptions):
     system: str = f("", "system message before the question (empty = none)")
     beta: float = f(0.1, "DPO beta (strength of the pull toward the reference)")
     loss_type: str = f("sigmoid", "trl DPO loss type")
+    sft_weight: float = f(
+        0.0, "weight of trl's 'sft' loss (NLL of the chosen answer) added to the DPO loss (0 = none)"
+    )
     max_length: int = f(1024, "tokens per prompt + answer, image tokens included")
     lora_dropout: float = f(0.0, "LoRA dropout")
     lr: float = f(2e-4, "peak learning rate (AdamW)")
@@ -222,7 +225,8 @@ def make_trainer(cfg: Config, out: Path) -> Any:
         cfg,
         out,
         beta=cfg.beta,
-        loss_type=[cfg.loss_type],
+        loss_type=[cfg.loss_type] + (["sft"] if cfg.sft_weight > 0 else []),
+        loss_weights=[1.0] + ([cfg.sft_weight] if cfg.sft_weight > 0 else []),
         precompute_ref_log_probs=False,
     )
     return DPOTrainer(

@@ -383,11 +383,13 @@ def test_dpo_increases_the_chosen_margin(root, scenes, tooluse_out):
         batch=6,
         lr=2e-3,
         beta=0.5,
+        sft_weight=0.5,
         save_steps=8,
         **FAST,
     )
     out = root / "dpo"
     trainer = dpo.make_trainer(cfg, out)
+    assert (trainer.loss_types, trainer.loss_weights) == (["sigmoid", "sft"], [1.0, 0.5])
     rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
     batch = trainer.data_collator(rows)
     n = len(rows)
