@@ -24,12 +24,15 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "What number of {A_pl} are there?",
         "How many {A_pl} are in the scene?",
         "Count the {A_pl}. How many are there?",
+        "How many {A_pl} are in the image?",
     ),
     "exist": (
         "Are there any {A_pl}?",
         "Is there {A_sg}?",
         "Is there {A_sg} in the scene?",
         "Does the scene contain {A_sg}?",
+        "Is there {A_sg} in the image?",  # how users (and POPE's probes) ask about a picture
+        "Are there any {A_pl} in the image?",
     ),
     "query.color": (
         "What color is the {A}?",
