@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Imported before a test patches base.load_backend: a first import of agentkit.graph under the
+# patch would bind its own `load_backend` to the test double for the rest of the session.
+import agentkit.graph  # noqa: F401
 from agentkit.errors import ConfigError
 from agentkit.mllm.backends.base import Generation, Message
 from agentkit.mllm.eval.pope import agent_answerer, evaluate, metrics, probes, yes_no
