@@ -57,7 +57,8 @@ class Config(_vlm.TrainLoop, _vlm.LoraOptions):
     beta: float = f(0.1, "DPO beta (strength of the pull toward the reference)")
     loss_type: str = f("sigmoid", "trl DPO loss type")
     sft_weight: float = f(
-        0.0, "weight of trl's 'sft' loss (NLL of the chosen answer) added to the DPO loss (0 = none)"
+        0.0,
+        "weight of trl's 'sft' loss (NLL of the chosen answer) added to the DPO loss (0 = none)",
     )
     max_length: int = f(1024, "tokens per prompt + answer, image tokens included")
     lora_dropout: float = f(0.0, "LoRA dropout")
