@@ -10,7 +10,7 @@ in its head. An object is identified by its box: two entries with the same box
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +42,10 @@ class SceneObject(BaseModel):
 
 
 ObjectList = list[SceneObject]
+#: Set when a tool that takes one object got several and chose (see :func:`the_one`).
+ChoiceNote = Annotated[
+    str | None, Field(description="How the one object was chosen among several, if it was.")
+]
 
 
 def key(obj: SceneObject) -> tuple[float, ...]:
@@ -65,10 +69,28 @@ def check_value(attr: str, value: str, tool: str) -> str:
     return word
 
 
-def the_one(objects: Sequence[SceneObject], tool: str, arg: str) -> SceneObject:
-    """The single object of ``objects``; a ToolError that says how many there are otherwise."""
+def the_one(objects: Sequence[SceneObject], tool: str, arg: str) -> tuple[SceneObject, str | None]:
+    """The single object of ``objects``, and a note when it had to be chosen among several.
+
+    A question that says "the cube" presupposes one; when the detector returns more (a duplicate
+    box, a false positive, a shape confused), the most confident object is taken and the note says
+    so, because a small controller cannot narrow the list further: in the held-out evaluation
+    every question a strict "exactly one" stopped ended unanswered. With no scores, or a tie at
+    the top, there is no basis for a choice and it is a ToolError, as it is for an empty list.
+    """
     if len(objects) == 1:
-        return objects[0]
+        return objects[0], None
+    scores = [o.score for o in objects]
+    if objects and None not in scores:
+        ranked = sorted(range(len(objects)), key=lambda i: -float(scores[i] or 0.0))
+        best, second = ranked[0], ranked[1]
+        if float(scores[best] or 0.0) > float(scores[second] or 0.0):
+            obj = objects[best]
+            others = "; ".join(f"{describe(objects[i])} {scores[i]:.2f}" for i in ranked[1:6])
+            return obj, (
+                f"{len(objects)} objects in {arg}; took the most confident, "
+                f"the {describe(obj)} ({scores[best]:.2f}), over {others}"
+            )
     what = (
         "no objects"
         if not objects

@@ -9,6 +9,7 @@ from agentkit.tools._objects import (
     MAX_OBJECTS,
     OBJECTS_HELP,
     Attribute,
+    ChoiceNote,
     ObjectList,
     attribute,
     describe,
@@ -17,9 +18,8 @@ from agentkit.tools._objects import (
 from agentkit.tools.base import ToolContext
 
 NAME = "query"
-DESCRIPTION = """Tells the color, shape, material or size of an object. The list must hold exactly
-one object (narrow it with select or relate first); otherwise it fails and says how many there
-are. Use it for "what color / shape / material / size is the ...?" questions."""
+DESCRIPTION = """Tells the color, shape, material or size of an object. The list should hold exactly
+one object (narrow it with select or relate first); of several, the most confident is used. Use it for "what color / shape / material / size is the ...?" questions."""
 TIMEOUT = 5.0
 
 
@@ -36,18 +36,20 @@ class Result(BaseModel):
     answer: str = Field(description="The attribute's value, e.g. red, cube, metal, large.")
     attribute: str
     object: str = Field(description="The object, described.")
+    note: ChoiceNote = None
 
 
 def run(args: Args, ctx: ToolContext) -> Result:
-    obj = the_one(args.objects, NAME, "objects")
+    obj, note = the_one(args.objects, NAME, "objects")
     value = attribute(obj, args.attribute)
     if value is None:
         raise ToolError(
             f"query: the detector gave no {args.attribute} for the {describe(obj)}; "
             "a scene detector names color, shape, material and size"
         )
-    return Result(answer=value, attribute=args.attribute, object=describe(obj))
+    return Result(answer=value, attribute=args.attribute, object=describe(obj), note=note)
 
 
 def summary(result: Result) -> str:
-    return f"the {result.object} has {result.attribute} {result.answer}"
+    text = f"the {result.object} has {result.attribute} {result.answer}"
+    return f"{text} ({result.note})" if result.note else text

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentkit.tools._objects import (
     MAX_OBJECTS,
+    ChoiceNote,
     ObjectList,
     SceneObject,
     describe,
@@ -73,6 +74,7 @@ class Result(BaseModel):
     count: int
     reference: str = Field(description="The reference object, described.")
     relation: str
+    note: ChoiceNote = None
 
 
 def centre_x(o: SceneObject) -> float:
@@ -102,10 +104,13 @@ def related(obj: SceneObject, ref: SceneObject, relation: str) -> bool:
 
 
 def run(args: Args, ctx: ToolContext) -> Result:
-    ref = the_one(args.reference, NAME, "reference")
+    ref, note = the_one(args.reference, NAME, "reference")
     out = [o for o in args.objects if key(o) != key(ref) and related(o, ref, args.relation)]
-    return Result(objects=out, count=len(out), reference=describe(ref), relation=args.relation)
+    return Result(
+        objects=out, count=len(out), reference=describe(ref), relation=args.relation, note=note
+    )
 
 
 def summary(result: Result) -> str:
-    return f"{PHRASES[result.relation]} the {result.reference}: {list_summary(result.objects)}"
+    text = f"{PHRASES[result.relation]} the {result.reference}: {list_summary(result.objects)}"
+    return f"{text} ({result.note})" if result.note else text

@@ -9,6 +9,7 @@ from agentkit.errors import ToolError
 from agentkit.tools._objects import (
     MAX_OBJECTS,
     Attribute,
+    ChoiceNote,
     ObjectList,
     attribute,
     describe,
@@ -45,16 +46,18 @@ class Result(BaseModel):
     )
     count: int
     value: str = Field(description="The reference's value of the attribute.")
+    note: ChoiceNote = None
 
 
 def run(args: Args, ctx: ToolContext) -> Result:
-    ref = the_one(args.reference, NAME, "reference")
+    ref, note = the_one(args.reference, NAME, "reference")
     value = attribute(ref, args.attribute)
     if value is None:
         raise ToolError(f"same: the detector gave no {args.attribute} for the {describe(ref)}")
     out = [o for o in args.objects if key(o) != key(ref) and attribute(o, args.attribute) == value]
-    return Result(objects=out, count=len(out), value=value)
+    return Result(objects=out, count=len(out), value=value, note=note)
 
 
 def summary(result: Result) -> str:
-    return list_summary(result.objects)
+    text = list_summary(result.objects)
+    return f"{text} ({result.note})" if result.note else text

@@ -78,20 +78,37 @@ def test_relate_by_image_geometry(reg: ToolRegistry) -> None:
     assert right.reference == "large blue metal sphere"
 
 
-def test_reference_must_be_one_object(reg: ToolRegistry) -> None:
-    reds = [RED_CUBE, RED_BALL]
+def test_reference_of_several_takes_the_most_confident(reg: ToolRegistry) -> None:
+    # a duplicate box or a false positive: "the red thing" means the detector's surest red one
+    hi, lo = dict(RED_BALL, score=0.9), dict(RED_CUBE, score=0.6)
+    r = run(reg, "same", objects=SCENE, reference=[lo, hi], attribute="shape")
+    assert r.value == "sphere" and "most confident, the small red rubber sphere (0.90)" in r.note
+    assert "large red rubber cube 0.60" in r.note
+    r = run(reg, "relate", objects=SCENE, reference=[lo, hi], relation="left")
+    assert r.reference == "small red rubber sphere" and r.note
+    assert reg["relate"].summary(r).endswith(f"({r.note})")
+    one = run(reg, "relate", objects=SCENE, reference=[hi], relation="left")
+    assert one.note is None and one.objects == r.objects
+
+
+def test_reference_must_be_one_object_without_a_basis_to_choose(reg: ToolRegistry) -> None:
+    tie = [dict(RED_CUBE, score=0.8), dict(RED_BALL, score=0.8)]
+    unscored = [dict(RED_CUBE, score=None), dict(RED_BALL, score=0.9)]
     for name, extra in (("relate", {"relation": "left"}), ("same", {"attribute": "size"})):
-        with pytest.raises(ToolError, match="exactly one object in reference, but it has 2"):
-            run(reg, name, objects=SCENE, reference=reds, **extra)
+        for reds in (tie, unscored):
+            with pytest.raises(ToolError, match="exactly one object in reference, but it has 2"):
+                run(reg, name, objects=SCENE, reference=reds, **extra)
         with pytest.raises(ToolError, match="but it has no objects"):
             run(reg, name, objects=SCENE, reference=[], **extra)
 
 
 def test_query_needs_exactly_one(reg: ToolRegistry) -> None:
     r = run(reg, "query", objects=[GREEN_CYL], attribute="material")
-    assert r.answer == "rubber" and r.object == "large green rubber cylinder"
+    assert r.answer == "rubber" and r.object == "large green rubber cylinder" and r.note is None
     with pytest.raises(ToolError, match="has 2 objects"):
-        run(reg, "query", objects=[RED_CUBE, RED_BALL], attribute="color")
+        run(reg, "query", objects=[RED_CUBE, dict(RED_BALL, score=None)], attribute="color")
+    r = run(reg, "query", objects=[dict(RED_CUBE, score=0.3), RED_BALL], attribute="shape")
+    assert r.answer == "sphere" and r.note
     with pytest.raises(ToolArgsError):
         run(reg, "query", objects=[GREEN_CYL], attribute="weight")
 
