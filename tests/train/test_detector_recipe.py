@@ -9,10 +9,12 @@ os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-cfg-"))
 
 import json  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from agentkit.mllm.train import build_config, load_recipe  # noqa: E402
+from agentkit.mllm.train import build_config, detector, load_recipe  # noqa: E402
 from agentkit.tools import detect  # noqa: E402
+from agentkit.tools._attributes import crop_inputs  # noqa: E402
 from agentkit.tools.base import ModelCache, ToolContext  # noqa: E402
 
 
@@ -21,6 +23,56 @@ def test_shipped_recipe_fills_the_config():
     assert module.__name__.endswith("train.detector")
     assert cfg.imgsz == 64 and cfg.train_seed == 100000 and cfg.heldout_seed == 900000
     assert cfg.heldout_seed > cfg.train_seed + sum(c for c, _ in cfg.train_chunks)
+
+
+def _image_and_boxes():
+    rng = np.random.default_rng(3)
+    img = np.full((48, 64, 3), 110, np.uint8) + rng.integers(0, 30, (48, 64, 3), dtype=np.uint8)
+    img[10:30, 20:40] = (170, 60, 40)  # an object on a grey ground
+    return img, np.array([[18.0, 8.0, 42.0, 32.0], [2.0, 30.0, 20.0, 46.0]])
+
+
+def test_photometric_augmentations_match_transforming_the_image():
+    # the head trains on transformed inputs; they must be what crop_inputs gives on the image
+    # transformed the same way, or it learns from inputs no real image produces
+    img, boxes = _image_and_boxes()
+    x, g = crop_inputs(img, boxes, 16)
+    med = g[0, 7:10]
+    one = np.ones(len(boxes), np.float32)
+
+    xc, gc = x.copy(), g.copy()
+    detector.contrast(xc, gc, 0.6 * one)
+    flat = np.clip(np.rint((med + 0.6 * (img / 255.0 - med)) * 255), 0, 255).astype(np.uint8)
+    want, gw = crop_inputs(flat, boxes, 16, median=med)
+    np.testing.assert_allclose(xc, want, atol=0.012)
+    np.testing.assert_allclose(gc, gw, atol=1e-6)
+
+    xg, gg = x.copy(), g.copy()
+    detector.gamma(xg, gg, 1.3 * one)
+    curved = np.clip(np.rint((img / 255.0) ** 1.3 * 255), 0, 255).astype(np.uint8)
+    want, gw = crop_inputs(curved, boxes, 16)
+    np.testing.assert_allclose(xg, want, atol=0.012)
+    np.testing.assert_allclose(gg, gw, atol=0.005)
+
+    # a ground 1/r as bright: same object pixels, the median divided by r
+    xa, ga = x.copy(), g.copy()
+    detector.ground_albedo(xa, ga, 1.4 * one)
+    want, gw = crop_inputs(img, boxes, 16, median=med / 1.4)
+    np.testing.assert_allclose(xa, want, atol=1e-5)
+    np.testing.assert_allclose(ga, gw, atol=1e-6)
+
+
+def test_augmented_batches_vary_tone_but_keep_labels():
+    img, boxes = _image_and_boxes()
+    rows = [(0, boxes[0], [1, 0, 0, 0]), (0, boxes[1], [0, 1, 1, 2])]
+    idx = np.array([0, 1] * 16)
+    x0, g0, y0 = detector._batch([img], rows, idx, 16, None)
+    x1, g1, y1 = detector._batch([img], rows, idx, 16, np.random.default_rng(0))
+    assert (y0 == y1).all() and x1.shape == x0.shape
+    # the object's brightness against the median differs from sample to sample
+    ratio = x1[::2, 3:].mean(dim=(1, 2, 3)).numpy()
+    assert ratio.std() > 0.02 and np.isfinite(x1.numpy()).all()
+    assert ((x1[:, :3] >= -0.1) & (x1[:, :3] <= 1.1)).all()
 
 
 @pytest.mark.slow
