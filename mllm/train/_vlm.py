@@ -81,6 +81,24 @@ class LoraOptions:
 
 
 @dataclass
+class ExtraData:
+    """More chat samples mixed into a stage's own (another planner's turns, program samples)."""
+
+    extra_data: str = f(
+        "", "chat samples (tool-use JSONL) mixed into training, loss on the last assistant turn"
+    )
+    extra_kinds: list[str] = f([], "only these kinds of extra samples (empty = all)")
+    extra_max: int = f(0, "use a seeded sample of at most this many extra samples (0 = all)")
+    seed: int = f(0, "seed of the sampling, the init and the data order")
+
+    def read_extra(self) -> list[dict[str, Any]]:
+        """The extra samples (none when ``extra_data`` is empty)."""
+        if not self.extra_data:
+            return []
+        return read_jsonl(self.extra_data, self.extra_kinds, self.extra_max, self.seed)
+
+
+@dataclass
 class RuntimeHints:
     """What the saved folder's ``agentkit_runtime.json`` declares (see :func:`save_folder`)."""
 

@@ -44,7 +44,7 @@ PROMPTS = (
 
 
 @dataclass
-class Config(_vlm.TrainLoop, _vlm.RuntimeHints):
+class Config(_vlm.TrainLoop, _vlm.ExtraData, _vlm.RuntimeHints):
     description: str = f("Connector (and LM) alignment on scene captions", "one line")
     base: str = f("", "model folder to start from; empty = build the tiny LLaVA core from scratch")
     scenes_dir: str = f("data/scenes-train", "scene JSONs (with `caption`) and their images")
@@ -53,11 +53,6 @@ class Config(_vlm.TrainLoop, _vlm.RuntimeHints):
     corpus: list[str] = f(
         [], "more text for the tokenizer: .txt or .jsonl files (strings inside are read)"
     )
-    extra_data: str = f(
-        "", "chat samples (tool-use JSONL) mixed into training, loss on the last assistant turn"
-    )
-    extra_kinds: list[str] = f([], "only these kinds of extra samples (empty = all)")
-    extra_max: int = f(0, "use a seeded sample of at most this many extra samples (0 = all)")
     train_projector: bool = f(True, "train the MLP projector")
     train_lm: bool = f(True, "train the language model too (needed when it starts from random)")
     max_length: int = f(4096, "tokens per sample, image tokens included (longer ones are left out)")
@@ -265,11 +260,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     captions = scene_captions(cfg.scenes_dir, cfg.max_scenes)
-    extra = (
-        _vlm.read_jsonl(cfg.extra_data, cfg.extra_kinds, cfg.extra_max, cfg.seed)
-        if cfg.extra_data
-        else []
-    )
+    extra = cfg.read_extra()
     base = cfg.base or str(build_core(cfg, out, captions, extra))
     rows = caption_samples(captions, cfg.seed) + extra
     model, processor = _vlm.load_base(base)

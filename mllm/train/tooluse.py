@@ -33,7 +33,7 @@ from agentkit.mllm.train._vlm import f
 
 
 @dataclass
-class Config(_vlm.TrainLoop, _vlm.LoraOptions, _vlm.RuntimeHints):
+class Config(_vlm.TrainLoop, _vlm.LoraOptions, _vlm.ExtraData, _vlm.RuntimeHints):
     description: str = f("LoRA tool-use instruction tuning (loss on the model's turn)", "one line")
     base: str = f(
         "runs/train/mllm-align/model", "model folder to tune (any HF vision-language model)"
@@ -62,9 +62,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     from trl import SFTConfig, SFTTrainer
 
     _check(cfg)
-    rows = _vlm.read_jsonl(cfg.data, cfg.kinds, cfg.max_samples, cfg.seed)
-    if not rows:
-        raise ConfigError(f"{cfg.data} has no samples of kinds {cfg.kinds or 'any'}")
+    rows = training_rows(cfg)
     model, processor = _vlm.load_base(cfg.base)
     rows = _fit(rows, processor, cfg.max_length, cfg.data)
     _vlm.check_lora_targets(model, cfg.lora_target)
@@ -80,6 +78,16 @@ def make_trainer(cfg: Config, out: Path) -> Any:
         processing_class=processor,
         callbacks=[_vlm.save_config_callback(cfg, "tooluse")],
     )
+
+
+def training_rows(cfg: Config) -> list[dict[str, Any]]:
+    """``data`` (its ``kinds``, at most ``max_samples``) and then ``extra_data`` likewise: e.g.
+    the program planner's samples with a share of the ReAct planner's turns, so one model serves
+    both (each planner's system prompt tells the model which format it is asked for)."""
+    rows = _vlm.read_jsonl(cfg.data, cfg.kinds, cfg.max_samples, cfg.seed)
+    if not rows:
+        raise ConfigError(f"{cfg.data} has no samples of kinds {cfg.kinds or 'any'}")
+    return rows + cfg.read_extra()
 
 
 def _fit(

@@ -7,6 +7,7 @@ same tooluse recipe trains a second architecture.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -303,6 +304,28 @@ def test_tooluse_labels_only_the_last_assistant_turn(tooluse_out):
     n = int(batch["attention_mask"][0].sum())
     assert (batch["input_ids"][0, n - len(learned) : n] == learned).all()
     assert (labels[: n - len(learned)] == -100).all()
+
+
+def test_tooluse_mixes_in_a_seeded_share_of_extra_samples(tmp_path, scenes):
+    from agentkit.mllm.train import tooluse
+
+    data = _tooluse_samples(tmp_path, scenes)
+    extra = tmp_path / "react.jsonl"
+    rows = [dict(json.loads(line), kind=k) for line in data.read_text().splitlines()
+            for k in ("tool_call", "final", "decider")]  # fmt: skip
+    for i, r in enumerate(rows):
+        r["messages"][-1]["content"] += f" #{i}"
+    extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    own = tooluse.training_rows(tooluse.Config(data=str(data)))
+    assert len(own) == 2
+    cfg = tooluse.Config(data=str(data), extra_data=str(extra),
+                         extra_kinds=["tool_call", "final"], extra_max=3)  # fmt: skip
+    mixed = tooluse.training_rows(cfg)
+    assert mixed[:2] == own and len(mixed) == 5
+    assert {r["kind"] for r in mixed[2:]} <= {"tool_call", "final"}
+    assert mixed == tooluse.training_rows(cfg)  # the same share for the same seed
+    other = tooluse.training_rows(dataclasses.replace(cfg, seed=7, extra_max=2))
+    assert len(other) == 4
 
 
 @pytest.mark.slow
