@@ -81,6 +81,17 @@ class LoraOptions:
 
 
 @dataclass
+class LengthGrouping:
+    """For the stages whose datasets carry each sample's token count (:func:`fit`)."""
+
+    group_by_length: bool = f(
+        False,
+        "batch samples of similar token length: less padding when lengths vary (ReAct turns "
+        "beside short programs or captions)",
+    )
+
+
+@dataclass
 class ExtraData:
     """More chat samples mixed into a stage's own (another planner's turns, program samples)."""
 
@@ -296,6 +307,9 @@ def fit(
 ) -> tuple[list[dict[str, Any]], list[int]]:
     """(rows whose prompt + answer fit in ``max_length`` tokens, every row's token count).
 
+    The kept rows are copies that carry their count as ``length`` (the length-grouped sampler
+    reads it; the collators ignore it).
+
     A longer sample cannot be cut without losing either its answer (the loss) or part of the
     prompt it answers, so it is left out. Counts are text tokens plus the image tokens: how many
     one image adds is measured once with the processor on the first sample that has an image
@@ -327,7 +341,7 @@ def fit(
             per_image = max(0, (len(with_images) - len(plain)) // n)
             break
     lengths = [t + n * per_image for t, n in zip(text_lens, n_images, strict=True)]
-    kept = [r for r, n in zip(rows, lengths, strict=True) if n <= max_length]
+    kept = [{**r, "length": n} for r, n in zip(rows, lengths, strict=True) if n <= max_length]
     return kept, lengths
 
 
@@ -540,6 +554,9 @@ def training_args(cls: Any, cfg: Any, out: Path, **extra: Any) -> Any:
         gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        train_sampling_strategy=(
+            "group_by_length" if getattr(cfg, "group_by_length", False) else "random"
+        ),
         disable_tqdm=False,
         max_length=None,  # the collators truncate (keeping image tokens whole)
         **extra,

@@ -44,7 +44,7 @@ PROMPTS = (
 
 
 @dataclass
-class Config(_vlm.TrainLoop, _vlm.ExtraData, _vlm.RuntimeHints):
+class Config(_vlm.TrainLoop, _vlm.LengthGrouping, _vlm.ExtraData, _vlm.RuntimeHints):
     description: str = f("Connector (and LM) alignment on scene captions", "one line")
     base: str = f("", "model folder to start from; empty = build the tiny LLaVA core from scratch")
     scenes_dir: str = f("data/scenes-train", "scene JSONs (with `caption`) and their images")
@@ -279,7 +279,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     trainer: Any = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=_vlm.dataset(rows, ("messages", "images")),
+        train_dataset=_vlm.dataset(rows, ("messages", "images", "length")),
         data_collator=_vlm.ChatCollator(processor, cfg.max_length),
         processing_class=processor,
         callbacks=[_vlm.save_config_callback(cfg, "align")],

@@ -33,7 +33,9 @@ from agentkit.mllm.train._vlm import f
 
 
 @dataclass
-class Config(_vlm.TrainLoop, _vlm.LoraOptions, _vlm.ExtraData, _vlm.RuntimeHints):
+class Config(
+    _vlm.TrainLoop, _vlm.LengthGrouping, _vlm.LoraOptions, _vlm.ExtraData, _vlm.RuntimeHints
+):
     description: str = f("LoRA tool-use instruction tuning (loss on the model's turn)", "one line")
     base: str = f(
         "runs/train/mllm-align/model", "model folder to tune (any HF vision-language model)"
@@ -73,7 +75,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     return SFTTrainer(
         model=model,
         args=args,
-        train_dataset=_vlm.dataset(rows, ("messages", "images")),
+        train_dataset=_vlm.dataset(rows, ("messages", "images", "length")),
         data_collator=_vlm.ChatCollator(processor, cfg.max_length),
         processing_class=processor,
         callbacks=[_vlm.save_config_callback(cfg, "tooluse")],

@@ -337,12 +337,39 @@ def test_fit_counts_tokens_as_the_collator_does_and_leaves_out_long_samples(
     processor = AutoProcessor.from_pretrained(aligned)
     rows = _vlm.read_jsonl(_tooluse_samples(tmp_path, scenes))
     kept, lengths = _vlm.fit(rows, processor, 10_000)
-    assert kept == rows
+    assert [{k: v for k, v in r.items() if k != "length"} for r in kept] == rows
+    assert [r["length"] for r in kept] == lengths
     assert lengths == [int(_vlm.ChatCollator(processor)([r])["attention_mask"].sum()) for r in rows]
     limit = min(lengths)
     kept, _ = _vlm.fit(rows, processor, limit)
     assert len(kept) == sum(n <= limit for n in lengths) >= 1
     assert _vlm.fit(rows, processor, limit - 1)[0] == []
+
+
+@pytest.mark.slow
+def test_group_by_length_batches_samples_of_similar_length(tmp_path, aligned, scenes):
+    from agentkit.mllm.train import tooluse
+
+    rows = []
+    for i in range(160):  # answers of 1..32 words: lengths spread widely
+        img = str(scenes / f"scene_{i % 2:06d}.png")
+        rows.append({"messages": [
+            {"role": "user", "content": "How many cubes?", "images": [img]},
+            {"role": "assistant", "content": " ".join(["cube"] * (1 + (i * 7) % 32))},
+        ], "images": [img], "kind": "final"})  # fmt: skip
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def spread(group: bool) -> float:
+        cfg = tooluse.Config(base=str(aligned), data=str(data), batch=4, max_steps=1,
+                             group_by_length=group, **FAST)  # fmt: skip
+        trainer = tooluse.make_trainer(cfg, tmp_path / f"out-{group}")
+        lengths = trainer.train_dataset["length"]
+        batches = list(trainer._get_train_sampler())
+        groups = [batches[k : k + 4] for k in range(0, len(batches), 4)]
+        return sum(max(lengths[i] for i in g) - min(lengths[i] for i in g) for g in groups)
+
+    assert spread(True) < 0.5 * spread(False)
 
 
 @pytest.mark.slow
