@@ -103,6 +103,11 @@ def the_one(objects: Sequence[SceneObject], tool: str, arg: str) -> tuple[SceneO
     )
 
 
+def noted(text: str, note: str | None) -> str:
+    """An observation with the :func:`the_one` note after it, when there is one."""
+    return f"{text} ({note})" if note else text
+
+
 def describe(obj: SceneObject) -> str:
     """ "large red metal cube" for scene objects, the label otherwise."""
     if obj.shape:

@@ -13,6 +13,7 @@ from agentkit.tools._objects import (
     ObjectList,
     attribute,
     describe,
+    noted,
     the_one,
 )
 from agentkit.tools.base import ToolContext
@@ -52,4 +53,4 @@ def run(args: Args, ctx: ToolContext) -> Result:
 
 def summary(result: Result) -> str:
     text = f"the {result.object} has {result.attribute} {result.answer}"
-    return f"{text} ({result.note})" if result.note else text
+    return noted(text, result.note)

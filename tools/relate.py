@@ -36,6 +36,7 @@ from agentkit.tools._objects import (
     describe,
     key,
     list_summary,
+    noted,
     the_one,
 )
 from agentkit.tools.base import ToolContext
@@ -113,4 +114,4 @@ def run(args: Args, ctx: ToolContext) -> Result:
 
 def summary(result: Result) -> str:
     text = f"{PHRASES[result.relation]} the {result.reference}: {list_summary(result.objects)}"
-    return f"{text} ({result.note})" if result.note else text
+    return noted(text, result.note)

@@ -15,6 +15,7 @@ from agentkit.tools._objects import (
     describe,
     key,
     list_summary,
+    noted,
     the_one,
 )
 from agentkit.tools.base import ToolContext
@@ -60,4 +61,4 @@ def run(args: Args, ctx: ToolContext) -> Result:
 
 def summary(result: Result) -> str:
     text = list_summary(result.objects)
-    return f"{text} ({result.note})" if result.note else text
+    return noted(text, result.note)
