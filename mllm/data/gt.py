@@ -129,12 +129,11 @@ def gt_relate_tool(scene_for: Callable[[], Scene]) -> Tool:
         index = {
             tuple(round(float(v), 1) for v in o["bbox"]): i for i, o in enumerate(scene["objects"])
         }
-        ref = the_one(args.reference, "relate", "reference")
+        ref, note = the_one(args.reference, "relate", "reference")
         truth = set(scene["relationships"][args.relation][index[key(ref)]])
         out = [o for o in args.objects if index.get(key(o)) in truth]
-        return relate.Result(
-            objects=out, count=len(out), reference=relate.describe(ref), relation=args.relation
-        )
+        return relate.Result(objects=out, count=len(out), reference=relate.describe(ref),
+                             relation=args.relation, note=note)  # fmt: skip
 
     return Tool(
         name=real.name,

@@ -203,6 +203,7 @@ def pair_rows(pairs: list[dict[str, Any]], system: str = "") -> list[dict[str, A
 
 def make_trainer(cfg: Config, out: Path) -> Any:
     """The DPOTrainer for ``cfg``; LoRA is applied by the trainer (reference = adapters off)."""
+    from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
     if not cfg.base:
@@ -230,6 +231,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
         loss_weights=[1.0] + ([cfg.sft_weight] if cfg.sft_weight > 0 else []),
         precompute_ref_log_probs=False,
     )
+    set_seed(cfg.seed)  # DPOTrainer adds the LoRA before it seeds (see mllm-tooluse)
     return DPOTrainer(
         model=model,
         args=args,

@@ -61,6 +61,7 @@ def _check(cfg: Config) -> None:
 def make_trainer(cfg: Config, out: Path) -> Any:
     """The SFTTrainer (LoRA already applied) for ``cfg``; :func:`train` runs and merges it."""
     from peft import get_peft_model
+    from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
     _check(cfg)
@@ -68,6 +69,9 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     model, processor = _vlm.load_base(cfg.base)
     rows = _fit(rows, processor, cfg.max_length, cfg.data)
     _vlm.check_lora_targets(model, cfg.lora_target)
+    # the LoRA init draws from the global RNG before the trainer seeds it: seed it here, or the
+    # run depends on whatever ran before it in the process
+    set_seed(cfg.seed)
     model = get_peft_model(
         model, _vlm.lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target)
     )
