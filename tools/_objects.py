@@ -80,16 +80,14 @@ def the_one(objects: Sequence[SceneObject], tool: str, arg: str) -> tuple[SceneO
     """
     if len(objects) == 1:
         return objects[0], None
-    scores = [o.score for o in objects]
-    if objects and None not in scores:
-        ranked = sorted(range(len(objects)), key=lambda i: -float(scores[i] or 0.0))
-        best, second = ranked[0], ranked[1]
-        if float(scores[best] or 0.0) > float(scores[second] or 0.0):
-            obj = objects[best]
-            others = "; ".join(f"{describe(objects[i])} {scores[i]:.2f}" for i in ranked[1:6])
-            return obj, (
+    if objects and all(o.score is not None for o in objects):
+        ranked = sorted(objects, key=lambda o: -float(o.score or 0.0))
+        best, rest = ranked[0], ranked[1:]
+        if (best.score or 0.0) > (rest[0].score or 0.0):
+            others = "; ".join(f"{describe(o)} {o.score:.2f}" for o in rest[:5])
+            return best, (
                 f"{len(objects)} objects in {arg}; took the most confident, "
-                f"the {describe(obj)} ({scores[best]:.2f}), over {others}"
+                f"the {describe(best)} ({best.score:.2f}), over {others}"
             )
     what = (
         "no objects"

@@ -234,15 +234,17 @@ def detect_objects(
     # A PIL image, not a path: media ids are not files, and ultralytics reads PIL as RGB.
     # One scene object has one shape: suppress overlapping boxes across classes too (ultralytics'
     # per-class NMS kept a cube and a cylinder on the same object).
-    (res,) = model.predict(image, conf=conf, device=ctx.device, verbose=False, **nms(head))
+    (res,) = model.predict(
+        image, conf=conf, device=ctx.device, verbose=False, **nms(scene=head is not None)
+    )
     rgb = np.asarray(image.convert("RGB")) if head is not None else None
     return sorted(to_objects(res, head, rgb), key=lambda o: -o.score)
 
 
-def nms(head: object | None) -> dict[str, Any]:
-    """ultralytics' NMS arguments for a detector: a shape detector with an attribute head
-    suppresses across classes and at :data:`SCENE_NMS_IOU`; any other keeps the defaults."""
-    return {"agnostic_nms": True, "iou": SCENE_NMS_IOU} if head is not None else {}
+def nms(scene: bool) -> dict[str, Any]:
+    """ultralytics' NMS arguments: the scene detector (shapes + attribute head) suppresses across
+    classes at :data:`SCENE_NMS_IOU`; any other detector keeps ultralytics' per-class defaults."""
+    return {"agnostic_nms": True, "iou": SCENE_NMS_IOU} if scene else {"agnostic_nms": False}
 
 
 def run(args: Args, ctx: ToolContext) -> Result:

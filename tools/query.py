@@ -19,8 +19,9 @@ from agentkit.tools._objects import (
 from agentkit.tools.base import ToolContext
 
 NAME = "query"
-DESCRIPTION = """Tells the color, shape, material or size of an object. The list should hold exactly
-one object (narrow it with select or relate first); of several, the most confident is used. Use it for "what color / shape / material / size is the ...?" questions."""
+DESCRIPTION = """Tells the color, shape, material or size of an object. The list should hold
+exactly one object (narrow it with select or relate first); of several, the most confident is
+used. Use it for "what color / shape / material / size is the ...?" questions."""
 TIMEOUT = 5.0
 
 

@@ -126,13 +126,12 @@ def predict_scenes(scenes: list[dict[str, Any]], root: Path, weights: str, attr:
     head = detect.load_attribute_head(Path(weights), attr, device)
     if agnostic is None:
         agnostic = head is not None and detect.is_shape_detector(model.names)
-    suppress = detect.nms(head) if agnostic else {"agnostic_nms": False}
     out = []
     for sc in scenes:
         with Image.open(root / sc["image_filename"]) as im:
             img = im.convert("RGB")
         (res,) = model.predict(img, conf=0.001, max_det=100, device=device, verbose=False,
-                               **suppress)  # fmt: skip
+                               **detect.nms(scene=agnostic))  # fmt: skip
         objs = detect.to_objects(res, head=head, image=np.asarray(img))
         out.append([{"box": o.box, "score": o.score, **{k: getattr(o, k) for k in ATTRS}}
                     for o in objs])  # fmt: skip
