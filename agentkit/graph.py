@@ -24,7 +24,7 @@ from typing import Any
 from agentkit.errors import AgentkitError, ConfigError, MediaError
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend, load_backend, runtime_hints
-from agentkit.runtime import ACTIVE, Options, RoleModels, Runtime, activate
+from agentkit.runtime import ACTIONS, ACTIVE, Options, RoleModels, Runtime, activate
 from agentkit.state import RunResult, RunState, Step, Task
 from agentkit.tools.base import PROMPT_STYLES, ToolRegistry
 from agentkit.trace import TraceWriter
@@ -137,6 +137,13 @@ class Agent:
                     f"the model declares prompt_style {style!r}; expected one of {PROMPT_STYLES}"
                 )
             self.options = replace(self.options, prompt_style=style)  # type: ignore[arg-type]
+        if self.options.actions is None:
+            actions = hints.get("actions", "text")
+            if actions not in ACTIONS:
+                raise ConfigError(
+                    f"the model declares actions {actions!r}; expected one of {ACTIONS}"
+                )
+            self.options = replace(self.options, actions=actions)  # type: ignore[arg-type]
         if tool_weights:  # a copy: the caller's Options may be shared by other agents
             self.options = replace(
                 self.options, tool_weights={**self.options.tool_weights, **tool_weights}

@@ -15,12 +15,16 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend
 from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry
 from agentkit.trace import TraceWriter
+
+#: How ``react`` writes each call (:attr:`Options.actions`).
+Actions = Literal["text", "code"]
+ACTIONS: tuple[str, ...] = ("text", "code")
 
 
 @dataclass
@@ -82,6 +86,12 @@ class Options:
     #: model must be prompted in the style it was trained with. ``None``: the style the model's
     #: folder declares (``agentkit_runtime.json``), else ``full``.
     prompt_style: PromptStyle | None = None
+    #: How ``react`` (and ``tree``'s branches) write each call: ``text`` (Thought / Action /
+    #: Action Input, GPT4Tools), or ``code``: one line of the ``program`` planner's language per
+    #: step, with each observation shown back as a comment (CodeAct, smolagents' CodeAgent), which
+    #: a core trained on programs learns with little more data. ``None``: what the model's folder
+    #: declares (``agentkit_runtime.json``), else ``text``.
+    actions: Actions | None = None
 
 
 @dataclass

@@ -31,18 +31,28 @@ an error (the program should end with ``count(...)`` when the question asks how 
 from __future__ import annotations
 
 import ast
+import json
 import math
 import re
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from agentkit.errors import ParseFailure
-from agentkit.state import ToolCall
+from agentkit.state import Step, ToolCall
 
-__all__ = ["DSLError", "Program", "format_answer", "parse_program", "strip_fences"]
+__all__ = [
+    "DSLError",
+    "Program",
+    "format_answer",
+    "format_line",
+    "parse_line",
+    "parse_program",
+    "read_answer",
+    "strip_fences",
+]
 
 MAX_LINES = 20
 MAX_CHARS = 4096
@@ -288,6 +298,22 @@ class _Reader:
         return target, call, None
 
 
+def _code_lines(source: str) -> list[str]:
+    return [ln for ln in source.split("\n") if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _syntax(source: str) -> ast.Module:
+    """The syntax tree of ``source`` (parsed, never compiled); DSLError when it is not Python."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes is not our business
+            return ast.parse(source, mode="exec")
+    except SyntaxError as e:
+        raise DSLError(f"not valid syntax: {e.msg}", e.lineno or 0) from None
+    except (ValueError, RecursionError, MemoryError, OverflowError) as e:
+        raise DSLError(f"not valid syntax: {type(e).__name__}: {e}") from None
+
+
 def parse_program(
     text: str, tools: Collection[str], media: Collection[str] | None = None
 ) -> Program:
@@ -301,19 +327,12 @@ def parse_program(
             f"the program is longer than {MAX_CHARS} bytes; write at most {MAX_LINES} lines"
         )
     source = strip_fences(text)
-    lines = [ln for ln in source.split("\n") if ln.strip() and not ln.strip().startswith("#")]
+    lines = _code_lines(source)
     if not lines:
         raise DSLError("the program is empty; write `name = tool(...)` lines and `ANSWER = name`")
     if len(lines) > MAX_LINES:
         raise DSLError(f"the program has {len(lines)} lines; at most {MAX_LINES} are allowed")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes is not our business
-            tree = ast.parse(source, mode="exec")
-    except SyntaxError as e:
-        raise DSLError(f"not valid syntax: {e.msg}", e.lineno or 0) from None
-    except (ValueError, RecursionError, MemoryError, OverflowError) as e:
-        raise DSLError(f"not valid syntax: {type(e).__name__}: {e}") from None
+    tree = _syntax(source)
     if not tree.body:
         raise DSLError("the program is empty; write `name = tool(...)` lines and `ANSWER = name`")
     reader = _Reader(tools, media)
@@ -328,6 +347,91 @@ def parse_program(
     if answer is None:  # pragma: no cover - statement() enforces ANSWER on the last line
         raise DSLError("the last line must be `ANSWER = <variable>`")
     return Program(calls=calls, answer=answer, source=source)
+
+
+_THOUGHT_LINE = re.compile(r"[ \t*#>]*thought[ \t]*:", re.IGNORECASE)
+
+
+def parse_line(
+    text: str,
+    tools: Collection[str],
+    variables: Collection[str] = (),
+    media: Collection[str] | None = None,
+) -> ToolCall | dict[str, Any]:
+    """One line of a program written a step at a time (the ``react`` planner's code actions,
+    CodeAct-style): ``name = tool(key=value)`` gives its call (``call.name`` is ``name``);
+    ``ANSWER = name`` (or a constant) gives the answer expression, as :class:`Program`'s
+    ``answer``. ``variables`` are the names earlier lines set. A leading ``Thought:`` line and a
+    code fence are allowed; the same whitelist as :func:`parse_program` applies, and anything
+    else, more than one line included, is a :class:`DSLError`."""
+    if not isinstance(text, str):
+        raise DSLError(f"a line is text, not {type(text).__name__}")
+    if len(text.encode("utf-8", "replace")) > MAX_CHARS:
+        raise DSLError(f"the line is longer than {MAX_CHARS} bytes")
+    source = strip_fences(text)
+    lines = [ln for ln in _code_lines(source) if not _THOUGHT_LINE.match(ln)]
+    if len(lines) != 1:
+        raise DSLError(
+            f"write exactly one line, `name = tool(key=value)` or `ANSWER = name` "
+            f"(got {len(lines)})"
+        )
+    tree = _syntax(lines[0].strip())
+    node = tree.body[0]
+    is_answer = (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id == ANSWER
+    )
+    reader = _Reader(tools, media)
+    reader.variables = list(variables)
+    _, call, answer = reader.statement(node, last=is_answer)
+    if is_answer:
+        if call is not None:
+            raise DSLError(
+                f"give the call its own line first (x = {call.tool}(...)), then ANSWER = x"
+            )
+        return answer
+    assert call is not None  # statement() returns a call for every non-ANSWER line
+    return call
+
+
+def format_value(value: Any, names: Collection[str] = ()) -> str:
+    """``value`` (JSON data) written in the language; a string in ``names`` (a variable or a
+    media id) is written bare, as the name it is."""
+    if isinstance(value, str):
+        return value if value in names else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(format_value(v, names) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(
+            f"{json.dumps(str(k))}: {format_value(v, names)}" for k, v in value.items()
+        )
+        return "{" + inner + "}"
+    raise DSLError(f"cannot write a {type(value).__name__} in the language")
+
+
+def format_line(name: str, tool: str, args: dict[str, Any], names: Collection[str] = ()) -> str:
+    """The line ``name = tool(key=value, ...)``; see :func:`format_value` for ``names``."""
+    inner = ", ".join(f"{k}={format_value(v, names)}" for k, v in args.items())
+    return f"{name} = {tool}({inner})"
+
+
+def read_answer(answer: dict[str, Any], steps: Iterable[Step]) -> str:
+    """The short answer an ANSWER expression (``{"ref": name}`` or ``{"value": constant}``) gives
+    over the executor ``steps`` of its program; :class:`DSLError` when it is not one (a list, a
+    whole detection result, a name with no value)."""
+    if "value" in answer:
+        return format_answer(answer["value"])
+    name = answer.get("ref")
+    step = next((s for s in steps if s.ref == name and s.result is not None), None)
+    if step is None:
+        raise DSLError(f"ANSWER names {name!r}, which has no value")
+    return format_answer(answer_value(step.result or {}))
 
 
 # ---------------------------------------------------------------------------------------------

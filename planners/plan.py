@@ -20,16 +20,17 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agentkit.mllm.backends.base import Message
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
-from agentkit.planners import prompting, roles
+from agentkit.planners import dsl, program, prompting, roles
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
+from agentkit.tools.base import step_refs
 
 #: Calls a plan may hold, whatever the budget (the prompt asks for at most ``max_steps``).
 MAX_PLAN_CALLS = 64
@@ -134,9 +135,14 @@ def format_plan(calls: list[ToolCall]) -> str:
 
 
 def make_plan_controller(rt: Runtime) -> roles.Node:
-    """Writes the whole plan (or, after a failed call, a new plan with the error shown)."""
+    """Writes the whole plan (or, after a failed call, a new plan with the error shown); with
+    ``code`` actions, as a program of the ``program`` planner's language."""
+
+    code_controller = make_code_plan_controller(rt)
 
     def controller(state: RunState) -> dict[str, Any]:
+        if rt.options.actions == "code":
+            return code_controller(state)
         t0 = time.perf_counter()
         system = prompting.load("plan_controller").format(
             **roles.tool_fields(rt),
@@ -187,6 +193,60 @@ def make_plan_controller(rt: Runtime) -> roles.Node:
     return controller
 
 
+def make_code_plan_controller(rt: Runtime) -> roles.Node:
+    """The plan as a program (the ``program`` planner's prompt and language): its calls are the
+    plan, its ANSWER line is left to the summarizer, which answers from the observations."""
+
+    def controller(state: RunState) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        gen = rt.models.controller.generate(
+            program.program_messages(rt, state), max_new_tokens=rt.options.max_new_tokens * 2
+        )
+        thought, body = program.split_reply(gen.text)
+        try:
+            written = dsl.parse_program(body, rt.tools.names(), media=list(state.media))
+        except dsl.DSLError as e:
+            step = roles.model_step(
+                "controller",
+                gen,
+                thought=thought,
+                error=f"Could not read your plan: {e}. Rewrite it.",
+                seconds=time.perf_counter() - t0,
+            )
+            return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
+        step = roles.model_step(
+            "controller",
+            gen,
+            thought=thought or f"a plan of {len(written.calls)} calls",
+            observation=written.source,
+            seconds=time.perf_counter() - t0,
+        )
+        return {
+            "steps": [roles.record(rt, step)],
+            "plan": written.calls,
+            "cursor": 0,
+            "attempts": state.attempts + 1,
+        }
+
+    return controller
+
+
+def plan_views(rt: Runtime) -> tuple[roles.Pad, Callable[[RunState], dict[str, Any]]]:
+    """(the summarizer's transcript, the names a call may pass) of ``rt``'s runs: the program
+    and its variables with ``code`` actions, else the numbered calls and every earlier result
+    (``detect_0``). Read per call: ``rt`` may stand for whichever run is active."""
+
+    def pad(state: RunState) -> str:
+        code = rt.options.actions == "code"
+        return program.program_pad(state) if code else roles.calls_pad(state)
+
+    def refs(state: RunState) -> dict[str, Any]:
+        code = rt.options.actions == "code"
+        return program.program_refs(state) if code else step_refs(state.steps)
+
+    return pad, refs
+
+
 def make_plan_decider(rt: Runtime) -> roles.Node:
     """Stops on the budget, on too many unreadable plans, or on a failed call (after
     ``Options.replans`` re-plans); otherwise lets the next call run."""
@@ -217,11 +277,12 @@ def make_plan_decider(rt: Runtime) -> roles.Node:
 
 
 def build_plan(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
+    pad, refs = plan_views(rt)
     return roles.build_written_ahead(
         rt,
         controller=make_plan_controller(rt),
-        executor=roles.make_plan_executor(rt),
+        executor=roles.make_plan_executor(rt, refs=refs),
         decider=make_plan_decider(rt),
-        pad=roles.calls_pad,
+        pad=pad,
         checkpointer=checkpointer,
     )

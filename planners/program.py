@@ -168,17 +168,7 @@ def _readable_candidate(
 def read_answer(state: RunState) -> str:
     """The program's ANSWER as the short answer; :class:`~agentkit.planners.dsl.DSLError` when it
     is not one (a list, a whole detection result, nothing)."""
-    expr = state.answer_expr or {}
-    if "value" in expr:
-        return dsl.format_answer(expr["value"])
-    name = expr.get("ref")
-    step = next(
-        (s for s in state.steps[program_start(state) :] if s.ref == name and s.result is not None),
-        None,
-    )
-    if step is None:
-        raise dsl.DSLError(f"ANSWER names {name!r}, which has no value")
-    return dsl.format_answer(dsl.answer_value(step.result or {}))
+    return dsl.read_answer(state.answer_expr or {}, state.steps[program_start(state) :])
 
 
 def make_program_decider(rt: Runtime) -> roles.Node:

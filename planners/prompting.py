@@ -44,6 +44,8 @@ FIELDS: dict[str, frozenset[str]] = {
     "program_controller": frozenset({"tools", "tool_names", "max_lines"}),
     "program_controller_bare": frozenset({"tool_names"}),
     "controller_bare": frozenset({"tool_names"}),
+    "controller_code": frozenset({"tools"}),
+    "controller_code_bare": frozenset({"tool_names"}),
     "tree_controller": frozenset({"max_branches"}),
     "tree_vote": frozenset({"max_branches"}),
     "tree_summarizer": frozenset(),

@@ -15,13 +15,15 @@ from typing import Any
 from agentkit.errors import BackendError
 from agentkit.mllm.backends.base import Backend, Generation, Message
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
-from agentkit.planners import prompting
+from agentkit.planners import dsl, prompting
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs
 
 Node = Callable[[RunState], dict[str, Any]]
 STOP = ["Observation:", "\nObservation"]
+#: A code action is one line; the model should not write the observation comment itself.
+CODE_STOP = ["\n#", "\nObservation"]
 #: A summarizer answer longer than this is run-on text, not a short answer.
 MAX_ANSWER_CHARS = 300
 
@@ -79,6 +81,37 @@ def controller_messages(rt: Runtime, state: RunState) -> list[Message]:
     system = prompt.format(**tool_fields(rt, prompt))
     user = prompting.load("task").format(
         images=images_line(state), question=question(state), scratchpad=scratchpad(state)
+    )
+    return [
+        Message(role="system", content=system),
+        Message(role="user", content=user, images=image_paths(rt, state)),
+    ]
+
+
+def code_pad(state: RunState) -> str:
+    """The ``code`` actions' transcript: each line the controller wrote, the executor's
+    observation under it as a comment (``# objs = 3 objects: ...``), and unreadable replies and
+    the decider's notes as comments too."""
+    lines: list[str] = []
+    names = {*state.media, *(s.ref for s in state.steps if s.ref)}
+    for s in state.steps:
+        if s.role == "controller":
+            if s.tool:
+                lines.append(dsl.format_line(s.ref or "_", s.tool, s.args or {}, names))
+            elif s.error:
+                lines.append(f"# {s.error}")
+        elif s.role == "executor" or s.role == "decider" and (s.observation or s.error):
+            lines.append(f"# {s.error if s.role == 'decider' and s.error else s.observation}")
+    return "\n".join(lines)
+
+
+def code_messages(rt: Runtime, state: RunState) -> list[Message]:
+    """The controller's prompt with ``code`` actions (the tool-use data generator trains on
+    exactly these messages)."""
+    prompt = controller_prompt(rt, "controller_code")
+    system = prompt.format(**tool_fields(rt, prompt))
+    user = prompting.load("task").format(
+        images=images_line(state), question=question(state), scratchpad=code_pad(state)
     )
     return [
         Message(role="system", content=system),
@@ -148,20 +181,21 @@ def make_ingest(rt: Runtime) -> Node:
 
 
 def make_controller(rt: Runtime) -> Node:
-    """Writes a thought and the next tool call, or the Final Answer."""
+    """Writes a thought and the next tool call, or the Final Answer (``Options.actions``: as
+    ReAct text, or as one line of code)."""
 
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()
-        gen = _generate(rt, rt.models.controller, controller_messages(rt, state), "controller")
-        parsed: ToolCall | FinalAnswer | ParseError
-        if gen.tool_calls:
-            parsed = gen.tool_calls[0]
-            if parsed.tool not in rt.tools:
-                parsed = ParseError(
-                    message=f"unknown tool {parsed.tool!r}; available: {', '.join(rt.tools.names())}"
-                )
+        if rt.options.actions == "code":
+            gen = rt.models.controller.generate(
+                code_messages(rt, state), max_new_tokens=rt.options.max_new_tokens, stop=CODE_STOP
+            )
+            parsed, name = read_code(gen.text, rt, state)
+            hint = "Reply with one line: name = tool(key=value), or ANSWER = name."
         else:
-            parsed = parse(gen.text, rt.tools.names())
+            gen = _generate(rt, rt.models.controller, controller_messages(rt, state), "controller")
+            parsed, name = read_text(gen, rt), None
+            hint = "Reply with Thought, Action and Action Input, or with Final Answer."
         seconds = time.perf_counter() - t0
         if isinstance(parsed, ToolCall):
             step = model_step(
@@ -170,6 +204,7 @@ def make_controller(rt: Runtime) -> Node:
                 thought=parsed.thought,
                 tool=parsed.tool,
                 args=parsed.args,
+                ref=name,
                 seconds=seconds,
             )
             return {"steps": [record(rt, step)], "pending": parsed, "draft": None}
@@ -185,14 +220,43 @@ def make_controller(rt: Runtime) -> Node:
         step = model_step(
             "controller",
             gen,
-            error=f"Could not read your reply: {parsed.message}. Reply with Thought, Action and "
-            "Action Input, or with Final Answer.",
+            error=f"Could not read your reply: {parsed.message}. {hint}",
             observation=gen.text[:500],
             seconds=seconds,
         )
         return {"steps": [record(rt, step)], "pending": None, "draft": None}
 
     return controller
+
+
+def read_text(gen: Generation, rt: Runtime) -> ToolCall | FinalAnswer | ParseError:
+    """A ReAct reply (or the backend's native function call) as a call, an answer or an error."""
+    if not gen.tool_calls:
+        return parse(gen.text, rt.tools.names())
+    call = gen.tool_calls[0]
+    if call.tool not in rt.tools:
+        return ParseError(
+            message=f"unknown tool {call.tool!r}; available: {', '.join(rt.tools.names())}"
+        )
+    return call
+
+
+def read_code(
+    text: str, rt: Runtime, state: RunState
+) -> tuple[ToolCall | FinalAnswer | ParseError, str | None]:
+    """A ``code`` reply: ``name = tool(...)`` is the call (and ``name`` the name its result
+    gets), ``ANSWER = name`` the answer read from that name's result; anything else, or an
+    ANSWER that is not one (a list, an unknown name), is an error for the controller to mend."""
+    names = [s.ref for s in state.steps if s.role == "executor" and s.ref and s.result is not None]
+    try:
+        line = dsl.parse_line(text, rt.tools.names(), names, media=list(state.media))
+        if isinstance(line, ToolCall):
+            return line, line.name
+        answer = dsl.read_answer(line, state.steps)
+    except dsl.DSLError as e:
+        return ParseError(message=str(e)), None
+    expr = line.get("ref", line.get("value"))
+    return FinalAnswer(answer=answer, thought=f"ANSWER = {expr}"), None
 
 
 def make_executor(rt: Runtime) -> Node:

@@ -130,24 +130,35 @@ class _BranchTrace(TraceWriter):
 # nodes
 
 
+def branch_limit(rt: Runtime, state: RunState) -> int:
+    """The most sub-questions a decomposition may have."""
+    return min(rt.options.max_branches, total_budget(rt, state))
+
+
+def decomposer_messages(rt: Runtime, state: RunState) -> list[Message]:
+    """The controller's prompt (the tool-use data generator trains on exactly these messages)."""
+    system = prompting.load("tree_vote" if rt.options.vote else "tree_controller").format(
+        max_branches=str(branch_limit(rt, state))
+    )
+    user = prompting.load("task").format(
+        images=roles.images_line(state), question=roles.question(state), scratchpad=""
+    )
+    return [
+        Message(role="system", content=system),
+        Message(role="user", content=user, images=roles.image_paths(rt, state)),
+    ]
+
+
 def make_decomposer(rt: Runtime) -> roles.Node:
     """The controller: splits the question into sub-questions (or rephrasings, to vote)."""
 
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()
-        limit = min(rt.options.max_branches, total_budget(rt, state))
-        system = prompting.load("tree_vote" if rt.options.vote else "tree_controller").format(
-            max_branches=str(limit)
-        )
-        user = prompting.load("task").format(
-            images=roles.images_line(state), question=roles.question(state), scratchpad=""
-        )
-        messages = [
-            Message(role="system", content=system),
-            Message(role="user", content=user, images=roles.image_paths(rt, state)),
-        ]
+        limit = branch_limit(rt, state)
         gen = rt.models.controller.generate(
-            messages, max_new_tokens=rt.options.max_new_tokens, stop=roles.STOP
+            decomposer_messages(rt, state),
+            max_new_tokens=rt.options.max_new_tokens,
+            stop=roles.STOP,
         )
         subs = parse_subquestions(gen.text, limit)
         seconds = time.perf_counter() - t0

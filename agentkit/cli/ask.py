@@ -68,6 +68,13 @@ def ask(
             help="hf:PATH | openai:URL#MODEL; default $AGENTKIT_MODEL or hf:agentkit-mllm."
         ),
     ] = None,
+    actions: Annotated[
+        str | None,
+        typer.Option(
+            help="text | code: how react writes each call (Thought/Action/Action Input, or one "
+            "line of the program language); default: the model's own, else text."
+        ),
+    ] = None,
     thread: Annotated[
         str | None,
         typer.Option(help="Resume this run from its last finished step (or name a new one)."),
@@ -85,8 +92,11 @@ def ask(
     """Answer a question about images. Prints the answer, or JSON with --json."""
     from agentkit.errors import AgentkitError
     from agentkit.graph import Agent, default_model_spec, default_runs_dir
+    from agentkit.runtime import ACTIONS, Options
     from agentkit.trace import render_html
 
+    if actions is not None and actions not in ACTIONS:
+        fail(f"--actions {actions!r}: expected one of {', '.join(ACTIONS)}", as_json)
     images, question = _split_args(args or [])
     weights = _parse_tool_weights(tool_weights or [], as_json)
     runs = runs_dir or default_runs_dir()
@@ -109,6 +119,7 @@ def ask(
                 runs_dir=runs,
                 device=device,
                 tool_weights=weights,
+                options=Options(actions=actions),  # type: ignore[arg-type]
             )
         with console.status("thinking…", spinner="dots") if not as_json else _null():
             if resume is not None:

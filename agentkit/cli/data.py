@@ -72,7 +72,7 @@ def gen(
         str, typer.Option(help="tooluse: gt (the scene graph's objects) or model (the detector).")
     ] = "gt",
     planner: Annotated[
-        str, typer.Option(help="tooluse: samples for react, program, or both (comma-separated).")
+        str, typer.Option(help="tooluse: samples for react, program and/or tree (comma-separated).")
     ] = "react,program",
     unseen: Annotated[
         str, typer.Option(help="tooluse: tools held out of training (comma-separated).")
@@ -95,6 +95,13 @@ def gen(
             "(names only: a core that learns its tools from the samples)."
         ),
     ] = "full",
+    actions: Annotated[
+        str,
+        typer.Option(
+            help="tooluse --planner react: how the turns write calls: text (Thought / Action / "
+            "Action Input) or code (one program line per turn, observations as comments)."
+        ),
+    ] = "text",
     engines: Annotated[
         str | None,
         typer.Option(
@@ -153,6 +160,7 @@ def gen(
                 tools=[t.strip() for t in tools.split(",") if t.strip()] if tools else None,
                 teacher=teacher,
                 prompt_style=prompt_style,  # type: ignore[arg-type]
+                actions=actions,  # type: ignore[arg-type]
             )  # fmt: skip
         else:
             if questions is None:

@@ -356,33 +356,23 @@ def run_plan(
 # the DSL program
 
 
-def _dsl_value(value: Any, plan: ToolPlan) -> str:
+def _named(value: Any, plan: ToolPlan) -> Any:
+    """``value`` with each :class:`Ref` replaced by the variable of the step it passes."""
     if isinstance(value, Ref):
         return plan.steps[value.index].var
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
-        return repr(value)
     if isinstance(value, list):
-        return "[" + ", ".join(_dsl_value(v, plan) for v in value) + "]"
+        return [_named(v, plan) for v in value]
     if isinstance(value, dict):
-        inner = ", ".join(f"{json.dumps(k)}: {_dsl_value(v, plan)}" for k, v in value.items())
-        return "{" + inner + "}"
-    raise ConversionError(f"cannot write {value!r} in the DSL")
+        return {k: _named(v, plan) for k, v in value.items()}
+    return value
 
 
 def to_program(plan: ToolPlan, *, media: Sequence[str] = ("image_0",)) -> str:
     """The plan as DSL text: one ``var = tool(key=value)`` line per call, then ``ANSWER = var``.
-    Media ids are written bare (``image=image_0``), everything else as a DSL value."""
-    lines = []
-    for s in plan.steps:
-        args = ", ".join(
-            f"{k}={v if isinstance(v, str) and v in media else _dsl_value(v, plan)}"
-            for k, v in s.args.items()
-        )
-        lines.append(f"{s.var} = {s.tool}({args})")
+    Media ids and variables are written bare (``image=image_0``), everything else as a DSL
+    value."""
+    names = {*media, *(s.var for s in plan.steps)}
+    lines = [dsl.format_line(s.var, s.tool, _named(s.args, plan), names) for s in plan.steps]
     lines.append(f"{dsl.ANSWER} = {plan.steps[-1].var}")
     return "\n".join(lines)
 

@@ -26,7 +26,17 @@ learn. Kinds:
   after its own tool work): Final Answer with no tool call;
 * ``decider`` — after each observation, "enough to answer?" → ``yes`` only after the last one;
 * ``summarizer`` — the final answer from the observations;
-* ``program`` — the ``program`` planner's controller turn: Thought and the whole DSL program.
+* ``program`` — the ``program`` planner's controller turn: Thought and the whole DSL program;
+* ``decompose`` — the ``tree`` planner's controller turn (``--planner tree``): a comparison of two
+  counts becomes its two "How many ...?" sub-questions, any other question its own single one
+  (its answer is then the branch's, no merge);
+* ``merge`` — the ``tree`` summarizer: the comparison's answer from the two counts.
+
+With ``--actions code``, the ReAct turns are written as the ``react`` planner writes them with
+``Options.actions = "code"``: one line of the program per turn (``tool_call``), the lines before
+it run through the tools with their observations shown as comments, and ``ANSWER = name`` last
+(``final``); and the ``plan`` planner's ``summarizer`` with code actions (the program as written and
+its observations -> Final Answer); no context, no-tool or decider samples.
 
 With ``--teacher openai:URL#MODEL`` (self-instruct, as GPT4Tools), a teacher LLM rewrites each
 question; a rewrite that still names every value of the program adds the question's ReAct turns
@@ -58,13 +68,15 @@ from agentkit.mllm.data.gt import gt_detect_tool
 from agentkit.mllm.data.teacher import Teacher
 from agentkit.mllm.toolcall import format_call, format_final
 from agentkit.mllm.worlds import templates as T
-from agentkit.planners import roles
-from agentkit.planners.program import program_messages
-from agentkit.runtime import Options, Runtime
-from agentkit.state import RunState, Step, Task, ToolCall
-from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry
+from agentkit.planners import dsl, roles
+from agentkit.planners.program import program_messages, program_pad
+from agentkit.planners.tree import decomposer_messages, tree_pad
+from agentkit.runtime import Actions, Options, Runtime
+from agentkit.state import BranchAnswer, RunState, Step, Task, ToolCall
+from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry, execute, step_refs
 
-KINDS = ("tool_call", "final", "context", "no_tool", "decider", "summarizer", "program")
+KINDS = ("tool_call", "final", "context", "no_tool", "decider", "summarizer", "program",
+         "decompose", "merge")  # fmt: skip
 SPLITS = ("train", "val", "test", "test_unseen")
 UNSEEN_DEFAULT = ("same", "compare")
 IMAGE = "image_0"
@@ -91,15 +103,14 @@ class SceneMedia:
 
 
 def prompt_runtime(
-    registry: ToolRegistry, image: Path, prompt_style: PromptStyle = "full"
+    registry: ToolRegistry,
+    image: Path,
+    prompt_style: PromptStyle = "full",
+    actions: Actions = "text",
 ) -> Runtime:
-    """What the prompt functions read of a :class:`Runtime`: its tools, media and prompt style."""
-    return cast(
-        Runtime,
-        SimpleNamespace(
-            tools=registry, media=SceneMedia(image), options=Options(prompt_style=prompt_style)
-        ),
-    )
+    """What the prompt functions read of a :class:`Runtime`: its tools, media and options."""
+    options = Options(prompt_style=prompt_style, actions=actions)
+    return cast(Runtime, SimpleNamespace(tools=registry, media=SceneMedia(image), options=options))
 
 
 def run_state(question: str, image: Path, size: tuple[int, int], steps: Sequence[Step]) -> RunState:
@@ -258,6 +269,7 @@ def generate(
     tools: Sequence[str] | None = None,
     teacher: str | None = None,
     prompt_style: PromptStyle = "full",
+    actions: Actions = "text",
 ) -> dict[str, Any]:
     """Write the samples under ``out`` and return the summary (also in ``summary.json``).
 
@@ -267,12 +279,15 @@ def generate(
     spec) adds, per question, the ReAct turns once more with the teacher's checked rewrite of the
     question (:mod:`agentkit.mllm.data.teacher`). ``prompt_style`` is how the prompts list the
     tools (``compact`` for the small shipped core); the runtime must use the same
-    (``Options.prompt_style``)."""
+    (``Options.prompt_style``); ``actions`` how the ReAct turns write their calls (``code``: one
+    program line each, as ``Options.actions``)."""
+    if actions not in ("text", "code"):
+        raise ConfigError(f"--actions {actions!r}: expected text or code")
     if detections not in ("gt", "model"):
         raise ConfigError(f"--detections {detections!r}: expected gt or model")
-    bad = [p for p in planners if p not in ("react", "program")]
+    bad = [p for p in planners if p not in ("react", "program", "tree")]
     if bad or not planners:
-        raise ConfigError(f"--planner {','.join(planners)}: expected react and/or program")
+        raise ConfigError(f"--planner {','.join(planners)}: expected react, program and/or tree")
     questions = read_questions(questions_file)
     scenes = _load_scenes(scenes_dir, questions)
 
@@ -332,8 +347,13 @@ def generate(
         split = scene_split(int(scenes[name]["seed"]), seed)
         for i, item in enumerate(items):
             n_used += 1
-            rt = prompt_runtime(registry, item.image, prompt_style)
-            if "react" in planners:
+            rt = prompt_runtime(registry, item.image, prompt_style, actions)
+            if "react" in planners and actions == "code":
+                ctx = ToolContext(
+                    media=cast(Any, SceneMedia(item.image)), device=device, weights=weights
+                )
+                _code_samples(sink, rt, registry, ctx, item, split, skipped)
+            elif "react" in planners:
                 _react_samples(sink, rt, item, split)
                 if rewriter is not None and item.traj is not None:
                     text = rewriter.rewrite(item.q["question"], item.q["program"])
@@ -349,6 +369,8 @@ def generate(
                     _context_samples(sink, rt, registry, ctx, other, item, split, skipped)
             if "program" in planners:
                 _program_sample(sink, rt, item, split)
+            if "tree" in planners:
+                _tree_samples(sink, rt, item, split, rng)
 
     out.mkdir(parents=True, exist_ok=True)
     for s in SPLITS:
@@ -370,6 +392,7 @@ def generate(
         "unseen_tools": sorted(unseen),
         "detections": detections,
         "prompt_style": prompt_style,
+        "actions": actions,
         "planners": list(planners),
         "tools": registry.names(),
         "seed": seed,
@@ -530,4 +553,114 @@ def _program_sample(sink: _Sink, rt: Runtime, item: _Question, split: str) -> No
         split=split,
         tools=item.plan.tools(),
         meta=item.meta(),
+    )
+
+
+def _code_samples(
+    sink: _Sink,
+    rt: Runtime,
+    registry: ToolRegistry,
+    ctx: ToolContext,
+    item: _Question,
+    split: str,
+    skipped: Counter[str],
+) -> None:
+    """The ``react`` planner's turns with ``code`` actions: the question's program run line by
+    line as the planner runs it (named results, real observations), one sample per line with the
+    lines before it in the prompt, then ``ANSWER = name``."""
+    assert item.plan is not None
+    program = dsl.parse_program(P.to_program(item.plan, media=[IMAGE]), registry.names(), [IMAGE])
+    steps: list[Step] = []
+    for call in program.calls:
+        ran = execute(call, registry, ctx, refs=step_refs(steps))
+        if ran.error:
+            skipped["code_failed"] += 1
+            return
+        ctrl = Step(role="controller", tool=call.tool, args=call.args, ref=call.name, started=0.0)
+        steps += [ctrl, ran]
+    if dsl.read_answer(program.answer, steps) != str(item.q["answer"]):
+        skipped["code_answer_differs"] += 1
+        return
+    question, tools = item.q["question"], item.plan.tools()
+    names = {IMAGE, *(c.name for c in program.calls if c.name)}
+    targets = [dsl.format_line(c.name or "", c.tool, c.args, names) for c in program.calls]
+    targets.append(f"{dsl.ANSWER} = {program.answer.get('ref', program.answer.get('value'))}")
+    for k, target in enumerate(targets):
+        state = run_state(question, item.image, item.size, steps[: 2 * k])
+        sink.add(
+            roles.code_messages(rt, state),
+            target,
+            kind="tool_call" if k < len(program.calls) else "final",
+            split=split,
+            tools=tools,
+            meta=item.meta({"step": k}),
+        )
+    # the plan planner's summarizer (code actions): the program as written, its observations
+    written = Step(role="controller", thought=P.program_thought(item.plan),
+                   observation=program.source, started=0.0)  # fmt: skip
+    state = run_state(question, item.image, item.size, [written, *steps[1::2]])
+    sink.add(
+        roles.evidence_messages(rt, state, "summarizer", program_pad),
+        format_final(str(item.q["answer"])),
+        kind="summarizer",
+        split=split,
+        tools=tools,
+        meta=item.meta(),
+    )
+
+
+#: How a comparison of two counts follows from them (the ``compare.*`` templates).
+_COMPARE = {
+    "compare.greater": lambda a, b: a > b,
+    "compare.less": lambda a, b: a < b,
+    "compare.equal": lambda a, b: a == b,
+}
+
+
+def subquestions(q: dict[str, Any], rng: random.Random) -> list[str]:
+    """The ``tree`` decomposition of a question: a comparison of two counts → one "How many
+    ...?" per side; any other question → itself (CLEVR's other families are one chain)."""
+    if q.get("template") in _COMPARE:
+        for phrasing in T.PHRASINGS[q["template"]]:
+            m = _phrasing_regex(phrasing).match(q["question"])
+            if m:
+                ask = rng.choice(T.PHRASINGS["count"])
+                return [ask.format(A_pl=m["A_pl"]), ask.format(A_pl=m["B_pl"])]
+    return [q["question"]]
+
+
+def _tree_samples(
+    sink: _Sink, rt: Runtime, item: _Question, split: str, rng: random.Random
+) -> None:
+    """The ``tree`` planner's controller turn and, for a decomposed comparison, its merge."""
+    assert item.traj is not None
+    q = item.q
+    subs = subquestions(q, rng)
+    state = run_state(q["question"], item.image, item.size, [])
+    tools = _tools_of(item.traj.steps)
+    sink.add(
+        decomposer_messages(rt, state),
+        "\n".join(f"Sub-question: {s}" for s in subs),
+        kind="decompose",
+        split=split,
+        tools=tools,
+        meta=item.meta({"subquestions": subs}),
+    )
+    if len(subs) == 1:
+        return
+    done = [s.result for s in item.traj.steps if s.tool == "compare" and s.result]
+    counts = [done[-1]["a"], done[-1]["b"]] if done else []
+    if not counts or ("yes" if _COMPARE[q["template"]](*counts) else "no") != q["answer"]:
+        return  # no compare step with both counts: nothing sound to merge
+    state.branch_answers = [
+        BranchAnswer(index=i, question=sub, answer=str(n))
+        for i, (sub, n) in enumerate(zip(subs, counts, strict=True))
+    ]
+    sink.add(
+        roles.evidence_messages(rt, state, "tree_summarizer", tree_pad),
+        format_final(q["answer"]),
+        kind="merge",
+        split=split,
+        tools=tools,
+        meta=item.meta({"counts": counts}),
     )

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,13 +100,19 @@ class ExtraData:
     )
     extra_kinds: list[str] = f([], "only these kinds of extra samples (empty = all)")
     extra_max: int = f(0, "use a seeded sample of at most this many extra samples (0 = all)")
+    extra_kind_max: dict[str, int] = f(
+        {},
+        "kind -> at most this many extra samples of that kind (a seeded sample, before extra_max)",
+    )
     seed: int = f(0, "seed of the sampling, the init and the data order")
 
     def read_extra(self) -> list[dict[str, Any]]:
         """The extra samples (none when ``extra_data`` is empty)."""
         if not self.extra_data:
             return []
-        return read_jsonl(self.extra_data, self.extra_kinds, self.extra_max, self.seed)
+        return read_jsonl(
+            self.extra_data, self.extra_kinds, self.extra_max, self.seed, self.extra_kind_max
+        )
 
 
 @dataclass
@@ -117,6 +123,7 @@ class RuntimeHints:
         "", "planner the model is trained for (agentkit_runtime.json); empty: the base's"
     )
     prompt_style: str = f("", "full | compact prompts the model is trained on; empty: the base's")
+    actions: str = f("", "text | code: how the model writes react calls; empty: the base's")
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,8 +193,8 @@ def save_folder(
 
 
 def runtime_hints_of(cfg: Any) -> dict[str, str]:
-    """The ``planner`` / ``prompt_style`` a stage's config names for the saved model."""
-    return {k: str(getattr(cfg, k, "") or "") for k in ("planner", "prompt_style")}
+    """The ``planner`` / ``prompt_style`` / ``actions`` a stage's config names for the saved model."""
+    return {k: str(getattr(cfg, k, "") or "") for k in ("planner", "prompt_style", "actions")}
 
 
 def rank() -> int:
@@ -223,11 +230,16 @@ def last_checkpoint(folder: Path) -> str | None:
 
 
 def read_jsonl(
-    path: str | Path, kinds: Sequence[str] = (), limit: int = 0, seed: int = 0
+    path: str | Path,
+    kinds: Sequence[str] = (),
+    limit: int = 0,
+    seed: int = 0,
+    kind_limits: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Samples from a JSONL file, optionally only the given ``kind`` values; with ``limit``, a
     seeded uniform sample of that many (in file order), not the first ones: the file is grouped by
-    scene, so its head would cover only the first few scenes."""
+    scene, so its head would cover only the first few scenes. ``kind_limits`` caps kinds the same
+    way first (a rare kind kept whole beside a common one cut down)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
@@ -247,6 +259,11 @@ def read_jsonl(
             if kinds and row.get("kind") not in kinds:
                 continue
             rows.append(row)
+    for kind, cap in (kind_limits or {}).items():
+        of_kind = [i for i, r in enumerate(rows) if r.get("kind") == kind]
+        if len(of_kind) > cap:
+            drop = set(of_kind) - set(random.Random(f"{seed}:{kind}").sample(of_kind, cap))
+            rows = [r for i, r in enumerate(rows) if i not in drop]
     if limit and len(rows) > limit:
         keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
         rows = [rows[i] for i in keep]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentkit.graph import Agent
+from agentkit.mllm.backends.base import Generation
 from agentkit.mllm.data.gt import gt_detect_tool, projected_scene
 from agentkit.mllm.data.tooluse import SPLITS, generate, paraphrase
 from agentkit.mllm.worlds.questions import FAMILIES, generate_questions
@@ -240,3 +241,105 @@ def test_bare_samples_are_the_runtime_prompts_and_list_names_only(world, tmp_pat
     agent = _agent(world, world["scene_of"][q["image_filename"]], planner, ctrl, prompt_style="bare")
     agent.ask(q["question"], images=[world["scenes_dir"] / q["image_filename"]])
     _same_prompt(ctrl.calls[0], row["messages"])  # the question's first controller turn
+
+
+def test_code_samples_are_the_runtime_prompts(world, tmp_path) -> None:
+    """--actions code: replaying a question's lines through the react graph with code actions
+    shows the controller exactly each sample's prompt (the lines so far with their observations
+    as comments), and its ANSWER line gives the question's answer."""
+    out = tmp_path / "code"
+    summary = generate(world["scenes_dir"], world["qfile"], out, seed=0, planners=["react"],
+                       prompt_style="bare", actions="code", unseen=[])  # fmt: skip
+    assert set(summary["by_kind"]) == {"tool_call", "final", "summarizer"}
+    assert summary["actions"] == "code"
+    by_q: dict[str, list[dict]] = defaultdict(list)
+    for s in SPLITS:
+        for x in (out / f"{s}.jsonl").open():
+            r = json.loads(x)
+            by_q[r["question_id"]].append(r)
+    families = set()
+    for q in world["questions"]:
+        rows = sorted((r for r in by_q.get(q["id"], []) if r["kind"] != "summarizer"),
+                      key=lambda r: r["step"])  # fmt: skip
+        if q["seed"] >= 100 or not rows or q["family"] in families:
+            continue
+        assert [r["kind"] for r in rows] == ["tool_call"] * (len(rows) - 1) + ["final"]
+        assert rows[-1]["messages"][-1]["content"].startswith("ANSWER = ")
+        ctrl = ScriptedBackend([r["messages"][-1]["content"] for r in rows])
+        agent = _agent(world, world["scene_of"][q["image_filename"]], "react", ctrl,
+                       prompt_style="bare", actions="code")  # fmt: skip
+        result = agent.ask(q["question"], images=[world["scenes_dir"] / q["image_filename"]])
+        assert result.answer == q["answer"]
+        assert len(ctrl.calls) == len(rows)
+        for got, row in zip(ctrl.calls, rows, strict=True):
+            _same_prompt(got, row["messages"])
+        # the plan planner (code actions) runs the question's program, and its summarizer sees
+        # the summarizer sample's prompt
+        (summ_row,) = [r for r in by_q[q["id"]] if r["kind"] == "summarizer"]
+        lines = "\n".join(r["messages"][-1]["content"] for r in rows)
+        ctrl = ScriptedBackend([f"Thought: x\nProgram:\n```\n{lines}\n```",
+                                summ_row["messages"][-1]["content"]])  # fmt: skip
+        agent = _agent(world, world["scene_of"][q["image_filename"]], "plan", ctrl,
+                       prompt_style="bare", actions="code")  # fmt: skip
+        result = agent.ask(q["question"], images=[world["scenes_dir"] / q["image_filename"]])
+        assert result.answer == q["answer"]
+        _same_prompt(ctrl.calls[1], summ_row["messages"])
+        families.add(q["family"])
+    assert len(families) >= 4
+
+
+class _ByPrompt:
+    """A backend whose reply depends on the prompt: the first rule whose text is in the last
+    message wins (tree branches run in parallel, so call order cannot pick their replies)."""
+
+    name = "by-prompt"
+
+    def __init__(self, rules: list[tuple[str, str]]) -> None:
+        self.rules = rules
+        self.calls: list[list] = []
+
+    def generate(self, messages, **kw) -> Generation:
+        self.calls.append(messages)
+        text = next(r for key, r in self.rules if key in messages[-1].content)
+        return Generation(text=text, model=self.name)
+
+
+def test_tree_samples_decompose_comparisons_and_replay_through_the_tree_graph(world, tmp_path):
+    """--planner tree: a comparison of two counts becomes two "How many" sub-questions and a
+    merge sample; replayed through the tree graph (branches answering in code actions), the
+    decomposer and the summarizer see exactly the samples' prompts and the answer is right."""
+    out = tmp_path / "tree"
+    summary = generate(world["scenes_dir"], world["qfile"], out, seed=0, planners=["tree"],
+                       prompt_style="bare", unseen=[])  # fmt: skip
+    rows = [json.loads(x) for s in SPLITS for x in (out / f"{s}.jsonl").open()]
+    assert set(summary["by_kind"]) == {"decompose", "merge"}
+    decomposed = [r for r in rows if r["kind"] == "decompose" and len(r["subquestions"]) == 2]
+    assert decomposed and all(r["family"] == "compare_count" for r in decomposed)
+    for r in rows:
+        if r["kind"] == "decompose" and len(r["subquestions"]) == 1:
+            question = r["messages"][1]["content"].split("Question: ")[1].strip()
+            assert r["messages"][-1]["content"] == f"Sub-question: {question}"
+    checked = 0
+    for dec in decomposed:
+        q = next(q for q in world["questions"] if q["id"] == dec["question_id"])
+        merges = [r for r in rows if r["kind"] == "merge" and r["question_id"] == q["id"]]
+        if q["seed"] >= 100 or not merges:
+            continue
+        (merge,) = merges
+        subs, counts = dec["subquestions"], merge["counts"]
+        ctrl = _ByPrompt([
+            ("Sub-question 1:", merge["messages"][-1]["content"]),  # the merge sees both
+            (f"Question: {subs[0]}", f"ANSWER = {counts[0]}"),
+            (f"Question: {subs[1]}", f"ANSWER = {counts[1]}"),
+            (f"Question: {q['question']}", dec["messages"][-1]["content"]),
+        ])  # fmt: skip
+        agent = _agent(world, world["scene_of"][q["image_filename"]], "tree", ctrl,
+                       prompt_style="bare", actions="code", verify=False)  # fmt: skip
+        result = agent.ask(q["question"], images=[world["scenes_dir"] / q["image_filename"]])
+        assert result.answer == q["answer"]
+        _same_prompt(ctrl.calls[0], dec["messages"])
+        _same_prompt(ctrl.calls[-1], merge["messages"])
+        checked += 1
+        if checked >= 2:
+            break
+    assert checked

@@ -326,6 +326,12 @@ def test_tooluse_mixes_in_a_seeded_share_of_extra_samples(tmp_path, scenes):
     assert mixed == tooluse.training_rows(cfg)  # the same share for the same seed
     other = tooluse.training_rows(dataclasses.replace(cfg, seed=7, extra_max=2))
     assert len(other) == 4
+    # a per-kind cap cuts one kind down and keeps the others whole
+    capped = tooluse.training_rows(
+        dataclasses.replace(cfg, extra_max=0, extra_kind_max={"final": 1})
+    )
+    kinds = [r["kind"] for r in capped[2:]]
+    assert kinds.count("final") == 1 and kinds.count("tool_call") == 2
 
 
 @pytest.mark.slow

@@ -1,0 +1,123 @@
+"""``react`` with ``code`` actions: one DSL line per step, observations shown back as comments."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentkit.planners import dsl
+from agentkit.testing import ScriptedBackend
+
+
+def test_parse_line_reads_one_call_or_the_answer():
+    call = dsl.parse_line("reds = count(objects=objs, where={'color': 'red'})", ["count"], ["objs"])
+    assert (call.name, call.tool, call.args) == (
+        "reds",
+        "count",
+        {"objects": "objs", "where": {"color": "red"}},
+    )
+    assert dsl.parse_line("Thought: done\n```\nANSWER = reds\n```", ["count"], ["reds"]) == {
+        "ref": "reds"
+    }
+    assert dsl.parse_line("ANSWER = 3", ["count"]) == {"value": 3}
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("a = count(objects=objs)\nb = count(objects=objs)", "exactly one line"),
+        ("a = count(objects=nope)", "not defined"),
+        ("objs = count(objects=objs)", "already assigned"),
+        ("ANSWER = count(objects=objs)", "its own line"),
+        ("a = __import__('os')", "not a tool"),
+        ("", "exactly one line"),
+    ],
+)
+def test_parse_line_refuses(text, why):
+    with pytest.raises(dsl.DSLError, match=why):
+        dsl.parse_line(text, ["count"], ["objs"])
+
+
+def test_format_line_round_trips_through_parse_line():
+    args = {
+        "objects": "objs",
+        "where": {"color": "red"},
+        "labels": ["a", "objs"],
+        "k": -2,
+        "x": None,
+    }
+    line = dsl.format_line("reds", "count", args, {"objs"})
+    assert (
+        line
+        == 'reds = count(objects=objs, where={"color": "red"}, labels=["a", objs], k=-2, x=None)'
+    )
+    call = dsl.parse_line(line, ["count"], ["objs"])
+    assert call.args == args
+
+
+def test_react_code_runs_lines_and_reads_answer(make_agent, image):
+    a, backend = make_agent(
+        "react",
+        [
+            "objs = find(image=image_0)",
+            'reds = count(objects=objs, where={"color": "red"})',
+            "ANSWER = reds",
+        ],
+        actions="code",
+    )
+    res = a.ask("How many red things?", images=[image])
+    assert res.answer == "2" and res.stop_reason == "answered"
+    executed = [s for s in res.steps if s.role == "executor"]
+    assert [s.ref for s in executed] == ["objs", "reds"]
+    assert executed[1].result["count"] == 2
+    # each prompt shows the lines so far with their observations as comments
+    last = backend.calls[2][-1].content
+    assert 'objs = find(image=image_0)\n# objs = {"objects":' in last
+    assert 'reds = count(objects=objs, where={"color": "red"})\n# reds = 2 of 3' in last
+    assert (
+        "Write the next line" in backend.calls[0][0].content
+        or "one line" in backend.calls[0][0].content
+    )
+
+
+def test_react_code_mends_errors_and_never_runs_python(make_agent, image):
+    a, backend = make_agent(
+        "react",
+        [
+            "objs = find(image=image_0)",
+            "n = __import__('os').system('echo hacked')",  # refused, shown back
+            "ANSWER = objs",  # a list is not an answer: shown back
+            "n = count(objects=objs)",
+            "ANSWER = n",
+        ],
+        actions="code",
+    )
+    res = a.ask("How many things?", images=[image])
+    assert res.answer == "3"
+    errors = [s.error for s in res.steps if s.role == "controller" and s.error]
+    assert len(errors) == 2 and "attribute access" in errors[0] and "list of 3" in errors[1]
+    assert "# Could not read your reply: " in backend.calls[4][-1].content
+
+
+def test_model_folder_declares_code_actions(registry, tmp_path, image):
+    from agentkit.graph import Agent
+
+    class Declaring(ScriptedBackend):
+        runtime_hints = {"actions": "code"}
+
+    agent = Agent(Declaring(["ANSWER = 1"]), tools=registry, runs_dir=tmp_path)
+    assert agent.options.actions == "code"
+    assert agent.ask("q", images=[image]).answer == "1"
+
+
+def test_plan_with_code_actions_runs_the_program_and_the_summarizer_answers(make_agent, image):
+    written = 'Thought: find, count\nProgram:\n```\nobjs = find(image=image_0)\nreds = count(objects=objs, where={"color": "red"})\nANSWER = reds\n```'
+    a, backend = make_agent("plan", [written, "Final Answer: 2"], actions="code")
+    res = a.ask("How many red things?", images=[image])
+    assert res.answer == "2"
+    assert [s.ref for s in res.steps if s.role == "executor"] == ["objs", "reds"]
+    assert "program" in backend.calls[0][0].content.lower()  # the program planner's prompt
+    summary = backend.calls[1][-1].content  # the program and its observations
+    assert (
+        "Program:\nobjs = find(image=image_0)" in summary
+        and "Observation: reds = 2 of 3" in summary
+    )
