@@ -47,6 +47,7 @@ __all__ = [
     "DSLError",
     "Program",
     "format_answer",
+    "digest",
     "format_line",
     "parse_line",
     "parse_program",
@@ -419,6 +420,20 @@ def format_line(name: str, tool: str, args: dict[str, Any], names: Collection[st
     """The line ``name = tool(key=value, ...)``; see :func:`format_value` for ``names``."""
     inner = ", ".join(f"{k}={format_value(v, names)}" for k, v in args.items())
     return f"{name} = {tool}({inner})"
+
+
+def digest(result: dict[str, Any]) -> str:
+    """A result in a few words, as a program sees it: how many objects a list holds
+    (``3 objects``), else the value ANSWER would read (``1``, ``yes``, ``metal``). What the
+    ``code`` actions' transcript shows: the full observation (attributes, boxes) would let a small
+    model copy its arguments from the listing instead of the question."""
+    objects = result.get("objects")
+    if isinstance(objects, list):
+        return f"{len(objects)} object{'' if len(objects) == 1 else 's'}"
+    try:
+        return format_answer(answer_value(result))
+    except DSLError:
+        return "a result with " + ", ".join(sorted(result))
 
 
 def read_answer(answer: dict[str, Any], steps: Iterable[Step]) -> str:

@@ -238,7 +238,7 @@ def plan_views(rt: Runtime) -> tuple[roles.Pad, Callable[[RunState], dict[str, A
 
     def pad(state: RunState) -> str:
         code = rt.options.actions == "code"
-        return program.program_pad(state) if code else roles.calls_pad(state)
+        return roles.program_digest_pad(state) if code else roles.calls_pad(state)
 
     def refs(state: RunState) -> dict[str, Any]:
         code = rt.options.actions == "code"

@@ -88,10 +88,18 @@ def controller_messages(rt: Runtime, state: RunState) -> list[Message]:
     ]
 
 
+def result_comment(step: Step) -> str:
+    """An executor step as the ``code`` transcripts show it: ``# objs = 3 objects`` (the
+    :func:`~agentkit.planners.dsl.digest` of its result), or ``# Error: ...``."""
+    if step.result is None:
+        return f"# {step.observation or 'Error: ' + (step.error or 'no result')}"
+    return f"# {step.ref} = {dsl.digest(step.result)}"
+
+
 def code_pad(state: RunState) -> str:
-    """The ``code`` actions' transcript: each line the controller wrote, the executor's
-    observation under it as a comment (``# objs = 3 objects: ...``), and unreadable replies and
-    the decider's notes as comments too."""
+    """The ``code`` actions' transcript: each line the controller wrote with its result's digest
+    under it as a comment (:func:`result_comment`), and unreadable replies and the decider's notes
+    as comments too. The full observations are in the steps and the trace."""
     lines: list[str] = []
     names = {*state.media, *(s.ref for s in state.steps if s.ref)}
     for s in state.steps:
@@ -100,8 +108,27 @@ def code_pad(state: RunState) -> str:
                 lines.append(dsl.format_line(s.ref or "_", s.tool, s.args or {}, names))
             elif s.error:
                 lines.append(f"# {s.error}")
-        elif s.role == "executor" or s.role == "decider" and (s.observation or s.error):
-            lines.append(f"# {s.error if s.role == 'decider' and s.error else s.observation}")
+        elif s.role == "executor":
+            lines.append(result_comment(s))
+        elif s.role == "decider" and (s.observation or s.error):
+            lines.append(f"# {s.error or s.observation}")
+    return "\n".join(lines)
+
+
+def program_digest_pad(state: RunState) -> str:
+    """What the ``plan`` summarizer reads with ``code`` actions: each program the controller
+    wrote, then each result's digest (:func:`result_comment`), and why a plan was abandoned."""
+    lines: list[str] = []
+    for s in state.steps:
+        if s.role == "controller":
+            if s.observation:
+                lines.append(f"Program:\n{s.observation}")
+            if s.error:
+                lines.append(f"# {s.error}")
+        elif s.role == "executor":
+            lines.append(result_comment(s))
+        elif s.role == "decider" and (s.error or s.observation):
+            lines.append(f"# {s.error or s.observation}")
     return "\n".join(lines)
 
 

@@ -47,6 +47,9 @@ _SUB_RE = re.compile(
 )
 _LIST_RE = re.compile(r"[ \t]*(?:\d{1,2}[.)]|[-*])[ \t]+(.+\?)[ \t]*\Z")
 MAX_SUBQUESTION_CHARS = 300
+#: The reply that keeps a simple question whole (one branch, not an error).
+NO_SUBQUESTIONS = "No sub-questions."
+_WHOLE_RE = re.compile(r"[ \t*`]*no sub[- _]?questions\b", re.IGNORECASE)
 
 
 def parse_subquestions(text: str, limit: int) -> list[str]:
@@ -165,7 +168,8 @@ def make_decomposer(rt: Runtime) -> roles.Node:
         error = None
         if not subs:  # answering the question whole is a sound fallback, not a dead end
             subs = [roles.question(state)]
-            error = "No 'Sub-question:' lines in the reply; the question is answered as a whole."
+            if not _WHOLE_RE.match(gen.text):
+                error = "No 'Sub-question:' lines in the reply; the question is answered whole."
         listing = "\n".join(f"Sub-question {i + 1}: {q}" for i, q in enumerate(subs))
         step = roles.model_step(
             "controller",

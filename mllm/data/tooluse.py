@@ -69,8 +69,8 @@ from agentkit.mllm.data.teacher import Teacher
 from agentkit.mllm.toolcall import format_call, format_final
 from agentkit.mllm.worlds import templates as T
 from agentkit.planners import dsl, roles
-from agentkit.planners.program import program_messages, program_pad
-from agentkit.planners.tree import decomposer_messages, tree_pad
+from agentkit.planners.program import program_messages
+from agentkit.planners.tree import NO_SUBQUESTIONS, decomposer_messages, tree_pad
 from agentkit.runtime import Actions, Options, Runtime
 from agentkit.state import BranchAnswer, RunState, Step, Task, ToolCall
 from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry, execute, step_refs
@@ -600,7 +600,7 @@ def _code_samples(
                    observation=program.source, started=0.0)  # fmt: skip
     state = run_state(question, item.image, item.size, [written, *steps[1::2]])
     sink.add(
-        roles.evidence_messages(rt, state, "summarizer", program_pad),
+        roles.evidence_messages(rt, state, "summarizer", roles.program_digest_pad),
         format_final(str(item.q["answer"])),
         kind="summarizer",
         split=split,
@@ -640,7 +640,7 @@ def _tree_samples(
     tools = _tools_of(item.traj.steps)
     sink.add(
         decomposer_messages(rt, state),
-        "\n".join(f"Sub-question: {s}" for s in subs),
+        "\n".join(f"Sub-question: {s}" for s in subs) if len(subs) > 1 else NO_SUBQUESTIONS,
         kind="decompose",
         split=split,
         tools=tools,

@@ -317,8 +317,7 @@ def test_tree_samples_decompose_comparisons_and_replay_through_the_tree_graph(wo
     assert decomposed and all(r["family"] == "compare_count" for r in decomposed)
     for r in rows:
         if r["kind"] == "decompose" and len(r["subquestions"]) == 1:
-            question = r["messages"][1]["content"].split("Question: ")[1].strip()
-            assert r["messages"][-1]["content"] == f"Sub-question: {question}"
+            assert r["messages"][-1]["content"] == "No sub-questions."
     checked = 0
     for dec in decomposed:
         q = next(q for q in world["questions"] if q["id"] == dec["question_id"])

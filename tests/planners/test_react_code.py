@@ -71,8 +71,8 @@ def test_react_code_runs_lines_and_reads_answer(make_agent, image):
     assert executed[1].result["count"] == 2
     # each prompt shows the lines so far with their observations as comments
     last = backend.calls[2][-1].content
-    assert 'objs = find(image=image_0)\n# objs = {"objects":' in last
-    assert 'reds = count(objects=objs, where={"color": "red"})\n# reds = 2 of 3' in last
+    assert "objs = find(image=image_0)\n# objs = 3 objects\n" in last  # a digest, not the listing
+    assert 'reds = count(objects=objs, where={"color": "red"})\n# reds = 2' in last
     assert (
         "Write the next line" in backend.calls[0][0].content
         or "one line" in backend.calls[0][0].content
@@ -117,7 +117,20 @@ def test_plan_with_code_actions_runs_the_program_and_the_summarizer_answers(make
     assert [s.ref for s in res.steps if s.role == "executor"] == ["objs", "reds"]
     assert "program" in backend.calls[0][0].content.lower()  # the program planner's prompt
     summary = backend.calls[1][-1].content  # the program and its observations
-    assert (
-        "Program:\nobjs = find(image=image_0)" in summary
-        and "Observation: reds = 2 of 3" in summary
-    )
+    assert "Program:\nobjs = find(image=image_0)" in summary
+    assert summary.endswith("ANSWER = reds\n# objs = 3 objects\n# reds = 2")  # digests
+
+
+@pytest.mark.parametrize(
+    ("result", "text"),
+    [
+        ({"objects": [{}, {}, {}], "width": 4, "height": 3}, "3 objects"),
+        ({"objects": [{}], "count": 1, "reference": "the cube"}, "1 object"),
+        ({"count": 2, "total": 3, "indices": [0, 2]}, "2"),
+        ({"answer": "yes", "count": 1}, "yes"),
+        ({"answer": "metal", "attribute": "material", "object": "the cube"}, "metal"),
+        ({"text": "", "boxes": []}, "a result with boxes, text"),
+    ],
+)
+def test_digest_is_what_a_program_reads(result, text):
+    assert dsl.digest(result) == text

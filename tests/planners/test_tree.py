@@ -149,8 +149,16 @@ def test_one_branch_answer_is_the_answer(make_agent):
     a, _ = make_agent("tree", backend)
     res = a.ask(Q)
     assert res.answer == "4"
-    assert "answered as a whole" in res.steps[0].error
+    assert "answered whole" in res.steps[0].error
     assert [s.branch for s in res.steps] == [None, 0]
+
+
+def test_no_subquestions_keeps_the_question_whole_without_an_error(make_agent):
+    backend = KeyedBackend({Q: ["No sub-questions.", "Final Answer: 4"]})
+    a, _ = make_agent("tree", backend)
+    res = a.ask(Q)
+    assert res.answer == "4" and res.steps[0].error is None
+    assert res.steps[0].observation == f"Sub-question 1: {Q}"
 
 
 def test_branch_budgets(make_agent):
