@@ -150,19 +150,19 @@ def _readable_candidate(
 ) -> tuple[Generation, str, dsl.Program, int] | None:
     """The most likely beam-search reply whose program parses (not the greedy one again):
     ``(generation, thought, program, rank)``, or None (no backend support, none parses)."""
-    n = rt.options.candidates
-    beams = getattr(rt.models.controller, "candidates", None)
-    if n < 2 or beams is None:
-        return None
-    for rank, cand in enumerate(beams(messages, n, max_new_tokens=tokens), 1):
-        if cand.text.strip() == greedy.strip():
-            continue
+
+    def readable(cand: Generation) -> tuple[str, dsl.Program] | None:
         thought, body = split_reply(cand.text)
         try:
-            return cand, thought, dsl.parse_program(body, names, media=media), rank
+            return thought, dsl.parse_program(body, names, media=media)
         except dsl.DSLError:
-            continue
-    return None
+            return None
+
+    picked = roles.readable_candidate(rt, messages, tokens, greedy, readable)
+    if picked is None:
+        return None
+    cand, (thought, program), rank = picked
+    return cand, thought, program, rank
 
 
 def read_answer(state: RunState) -> str:

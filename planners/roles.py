@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from agentkit.errors import BackendError
 from agentkit.mllm.backends.base import Backend, Generation, Message
@@ -24,6 +24,9 @@ Node = Callable[[RunState], dict[str, Any]]
 STOP = ["Observation:", "\nObservation"]
 #: A code action is one line; the model should not write the observation comment itself.
 CODE_STOP = ["\n#", "\nObservation"]
+#: The stop reason of a run with no evidence to answer from (every ``tree`` branch failed): the
+#: summarizer is not asked to guess.
+NOTHING_TO_SUMMARIZE = "no_evidence"
 #: A summarizer answer longer than this is run-on text, not a short answer.
 MAX_ANSWER_CHARS = 300
 
@@ -214,10 +217,7 @@ def make_controller(rt: Runtime) -> Node:
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()
         if rt.options.actions == "code":
-            gen = rt.models.controller.generate(
-                code_messages(rt, state), max_new_tokens=rt.options.max_new_tokens, stop=CODE_STOP
-            )
-            parsed, name = read_code(gen.text, rt, state)
+            gen, parsed, name = code_turn(rt, state)
             hint = "Reply with one line: name = tool(key=value), or ANSWER = name."
         else:
             gen = _generate(rt, rt.models.controller, controller_messages(rt, state), "controller")
@@ -254,6 +254,58 @@ def make_controller(rt: Runtime) -> Node:
         return {"steps": [record(rt, step)], "pending": None, "draft": None}
 
     return controller
+
+
+def code_turn(
+    rt: Runtime, state: RunState
+) -> tuple[Generation, ToolCall | FinalAnswer | ParseError, str | None]:
+    """The controller's ``code`` reply, read (:func:`read_code`): the greedy line, or, when it
+    does not read, the most likely beam-search line that does (a small core's second guess is
+    likelier right than a rewrite after an error message; ``Options.candidates``)."""
+    messages = code_messages(rt, state)
+    tokens = rt.options.max_new_tokens
+    gen = rt.models.controller.generate(messages, max_new_tokens=tokens, stop=CODE_STOP)
+    parsed, name = read_code(gen.text, rt, state)
+    if not isinstance(parsed, ParseError):
+        return gen, parsed, name
+
+    def readable(cand: Generation) -> tuple[ToolCall | FinalAnswer, str | None] | None:
+        got, got_name = read_code(cand.text, rt, state)
+        return None if isinstance(got, ParseError) else (got, got_name)
+
+    picked = readable_candidate(rt, messages, tokens, gen.text, readable)
+    if picked is None:
+        return gen, parsed, name
+    cand, (got, got_name), rank = picked
+    note = f"beam {rank}: the greedy line did not read: {parsed.message}"
+    got.thought = f"{got.thought} ({note})" if got.thought else note
+    return cand, got, got_name
+
+
+R = TypeVar("R")
+
+
+def readable_candidate(
+    rt: Runtime,
+    messages: list[Message],
+    tokens: int,
+    greedy: str,
+    read: Callable[[Generation], R | None],
+) -> tuple[Generation, R, int] | None:
+    """The most likely of ``Options.candidates`` beam-search replies (not the greedy one again)
+    that ``read`` accepts: ``(generation, what read returned, rank)``; None when the controller's
+    backend cannot list candidates (``hf:`` models can) or none reads."""
+    n = rt.options.candidates
+    beams = getattr(rt.models.controller, "candidates", None)
+    if n < 2 or beams is None:
+        return None
+    for rank, cand in enumerate(beams(messages, n, max_new_tokens=tokens), 1):
+        if cand.text.strip() == greedy.strip():
+            continue
+        got = read(cand)
+        if got is not None:
+            return cand, got, rank
+    return None
 
 
 def read_text(gen: Generation, rt: Runtime) -> ToolCall | FinalAnswer | ParseError:
@@ -358,7 +410,7 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
     ``prompt`` file as its instructions)."""
 
     def summarizer(state: RunState) -> dict[str, Any]:
-        if state.stop_reason == "transcription_failed":
+        if state.stop_reason in ("transcription_failed", NOTHING_TO_SUMMARIZE):
             return {"answer": None}
         if state.draft is not None and not rt.options.summarize:
             answer, checks = _verified(rt, state, state.draft, _last_thought(state))

@@ -258,7 +258,15 @@ def make_merger(rt: Runtime) -> roles.Node:
                 observation=f"Votes: {tally}. Answer: {winner}",
             )
             return {"steps": [roles.record(rt, step)], "draft": winner}
-        if len(answers) == 1 and answers[0].answer is not None:
+        if all(a.answer is None for a in answers):
+            # nothing to merge: the summarizer could only guess from "(no answer)" lines
+            step = Step(
+                role="decider",
+                error=f"No branch answered ({len(answers)} sub-questions); the evidence does not "
+                "settle the question.",
+            )
+            return {"steps": [roles.record(rt, step)], "stop_reason": roles.NOTHING_TO_SUMMARIZE}
+        if len(answers) == 1:
             return {"draft": answers[0].answer}
         return {}
 

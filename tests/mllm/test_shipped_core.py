@@ -1,5 +1,6 @@
 """The shipped core (agentkit/weights/agentkit-mllm): a standard transformers folder that says how
-it is prompted, and, prompted that way by the runtime, writes programs in the planner's DSL."""
+it is prompted, and, prompted that way by the runtime, writes programs in the planner's DSL and
+react steps as lines of it."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_core_is_a_small_standard_folder_that_declares_its_prompting(core):
     size = sum(p.stat().st_size for p in core.iterdir())
     assert size < 16 * 2**20  # fp16, compact config
     hints = json.loads((core / "agentkit_runtime.json").read_text())
-    assert hints == {"planner": "program", "prompt_style": "bare"}
+    assert hints == {"planner": "program", "prompt_style": "bare", "actions": "code"}
 
 
 @pytest.mark.slow
@@ -47,3 +48,21 @@ def test_core_writes_dsl_programs_for_the_example_questions(tmp_path):
     assert (
         readable >= len(questions) // 3
     )  # 6 of 12 on this machine (eval tooluse: SR_thought 0.68)
+
+
+@pytest.mark.slow
+def test_core_writes_react_steps_as_code_lines(tmp_path):
+    """With react, the core's declared code actions: its steps are lines the DSL reads, run as
+    named calls, and most example questions end with an ANSWER line."""
+    from agentkit.graph import Agent
+
+    agent = Agent("hf:agentkit-mllm", planner="react", runs_dir=tmp_path)
+    assert agent.options.actions == "code"
+    questions = [json.loads(x) for x in (EXAMPLES / "questions" / "questions.jsonl").open()][::3]
+    answered = 0
+    for q in questions:
+        res = agent.ask(q["question"], images=[EXAMPLES / "scenes" / q["image_filename"]])
+        ran = [s for s in res.steps if s.role == "executor" and s.result is not None]
+        assert ran and ran[0].tool == "detect" and ran[0].ref  # named by the line's variable
+        answered += res.stop_reason == "answered"
+    assert answered >= len(questions) // 2

@@ -134,3 +134,23 @@ def test_plan_with_code_actions_runs_the_program_and_the_summarizer_answers(make
 )
 def test_digest_is_what_a_program_reads(result, text):
     assert dsl.digest(result) == text
+
+
+def test_an_unreadable_greedy_line_falls_back_to_the_best_readable_beam(make_agent, image):
+    from agentkit.mllm.backends.base import Generation
+
+    class Beams(ScriptedBackend):
+        def candidates(self, messages, n, *, max_new_tokens=256):
+            self.asked = n
+            return [
+                Generation(text=t, model="beams")
+                for t in ["n = count(objects=nope)", "ANSWER = value", "n = count(objects=objs)"]
+            ]
+
+    backend = Beams(["objs = find(image=image_0)", "n = count(objects=nope)", "ANSWER = n"])
+    a, _ = make_agent("react", backend, actions="code")
+    res = a.ask("How many things?", images=[image])
+    assert res.answer == "3" and backend.asked == 4
+    ctrl = [s for s in res.steps if s.role == "controller"]
+    assert ctrl[1].error is None and ctrl[1].ref == "n" and "beam 3" in ctrl[1].thought
+    assert "'nope' is not defined" in ctrl[1].thought

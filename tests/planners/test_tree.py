@@ -266,3 +266,16 @@ def test_branches_really_overlap(make_agent, registry):
     res = a.ask(Q)
     assert res.answer == "met"
     assert [s.result for s in res.steps if s.role == "executor"] == [{"met": True}] * 2
+
+
+def test_no_branch_answer_is_no_answer_not_a_guess(make_agent):
+    backend = KeyedBackend(
+        {Q: ["Sub-question: a?\nSub-question: b?"], "a?": ["junk"] * 3, "b?": ["junk"] * 3}
+    )
+    a, _ = make_agent("tree", backend, max_parse_errors=3)
+    res = a.ask(Q)
+    assert res.answer is None and res.stop_reason == "no_evidence"
+    note = [s for s in res.steps if s.role == "decider" and s.branch is None][-1]
+    assert "No branch answered (2 sub-questions)" in note.error
+    merge = "split into sub-questions"  # the tree summarizer's prompt: never asked to guess
+    assert not any(merge in m[0].content for _, m in backend.calls)
