@@ -130,20 +130,17 @@ class Agent:
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.device = device
         self.options = options or Options()
-        if self.options.prompt_style is None:
-            style = hints.get("prompt_style", "full")
-            if style not in PROMPT_STYLES:
-                raise ConfigError(
-                    f"the model declares prompt_style {style!r}; expected one of {PROMPT_STYLES}"
-                )
-            self.options = replace(self.options, prompt_style=style)  # type: ignore[arg-type]
-        if self.options.actions is None:
-            actions = hints.get("actions", "text")
-            if actions not in ACTIONS:
-                raise ConfigError(
-                    f"the model declares actions {actions!r}; expected one of {ACTIONS}"
-                )
-            self.options = replace(self.options, actions=actions)  # type: ignore[arg-type]
+        for key, allowed, default in (
+            ("prompt_style", PROMPT_STYLES, "full"),
+            ("actions", ACTIONS, "text"),
+        ):
+            if getattr(self.options, key) is None:
+                value = hints.get(key, default)
+                if value not in allowed:
+                    raise ConfigError(
+                        f"the model declares {key} {value!r}; expected one of {allowed}"
+                    )
+                self.options = replace(self.options, **{key: value})
         if tool_weights:  # a copy: the caller's Options may be shared by other agents
             self.options = replace(
                 self.options, tool_weights={**self.options.tool_weights, **tool_weights}

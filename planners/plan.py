@@ -27,7 +27,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agentkit.mllm.backends.base import Message
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
-from agentkit.planners import dsl, program, prompting, roles
+from agentkit.planners import program, prompting, roles
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import step_refs
@@ -138,7 +138,9 @@ def make_plan_controller(rt: Runtime) -> roles.Node:
     """Writes the whole plan (or, after a failed call, a new plan with the error shown); with
     ``code`` actions, as a program of the ``program`` planner's language."""
 
-    code_controller = make_code_plan_controller(rt)
+    # with code actions the plan is a program, written and read as the program planner does
+    # (beam fallback included); its ANSWER is left to the summarizer
+    code_controller = program.make_program_controller(rt)
 
     def controller(state: RunState) -> dict[str, Any]:
         if rt.options.actions == "code":
@@ -186,44 +188,6 @@ def make_plan_controller(rt: Runtime) -> roles.Node:
         return {
             "steps": [roles.record(rt, step)],
             "plan": plan,
-            "cursor": 0,
-            "attempts": state.attempts + 1,
-        }
-
-    return controller
-
-
-def make_code_plan_controller(rt: Runtime) -> roles.Node:
-    """The plan as a program (the ``program`` planner's prompt and language): its calls are the
-    plan, its ANSWER line is left to the summarizer, which answers from the observations."""
-
-    def controller(state: RunState) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        gen = rt.models.controller.generate(
-            program.program_messages(rt, state), max_new_tokens=rt.options.max_new_tokens * 2
-        )
-        thought, body = program.split_reply(gen.text)
-        try:
-            written = dsl.parse_program(body, rt.tools.names(), media=list(state.media))
-        except dsl.DSLError as e:
-            step = roles.model_step(
-                "controller",
-                gen,
-                thought=thought,
-                error=f"Could not read your plan: {e}. Rewrite it.",
-                seconds=time.perf_counter() - t0,
-            )
-            return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
-        step = roles.model_step(
-            "controller",
-            gen,
-            thought=thought or f"a plan of {len(written.calls)} calls",
-            observation=written.source,
-            seconds=time.perf_counter() - t0,
-        )
-        return {
-            "steps": [roles.record(rt, step)],
-            "plan": written.calls,
             "cursor": 0,
             "attempts": state.attempts + 1,
         }

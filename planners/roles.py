@@ -79,11 +79,16 @@ def controller_prompt(rt: Runtime, name: str) -> prompting.Prompt:
     return prompting.load_styled(name, rt.options.prompt_style)
 
 
-def controller_messages(rt: Runtime, state: RunState) -> list[Message]:
-    prompt = controller_prompt(rt, "controller")
+def controller_messages(
+    rt: Runtime, state: RunState, name: str = "controller", pad: Pad | None = None
+) -> list[Message]:
+    """The react controller's prompt: the ``name`` template in the run's prompt style, then the
+    task and the transcript ``pad`` writes (:func:`scratchpad` by default). The tool-use data
+    generator trains on exactly these messages."""
+    prompt = controller_prompt(rt, name)
     system = prompt.format(**tool_fields(rt, prompt))
     user = prompting.load("task").format(
-        images=images_line(state), question=question(state), scratchpad=scratchpad(state)
+        images=images_line(state), question=question(state), scratchpad=(pad or scratchpad)(state)
     )
     return [
         Message(role="system", content=system),
@@ -118,35 +123,9 @@ def code_pad(state: RunState) -> str:
     return "\n".join(lines)
 
 
-def program_digest_pad(state: RunState) -> str:
-    """What the ``plan`` summarizer reads with ``code`` actions: each program the controller
-    wrote, then each result's digest (:func:`result_comment`), and why a plan was abandoned."""
-    lines: list[str] = []
-    for s in state.steps:
-        if s.role == "controller":
-            if s.observation:
-                lines.append(f"Program:\n{s.observation}")
-            if s.error:
-                lines.append(f"# {s.error}")
-        elif s.role == "executor":
-            lines.append(result_comment(s))
-        elif s.role == "decider" and (s.error or s.observation):
-            lines.append(f"# {s.error or s.observation}")
-    return "\n".join(lines)
-
-
 def code_messages(rt: Runtime, state: RunState) -> list[Message]:
-    """The controller's prompt with ``code`` actions (the tool-use data generator trains on
-    exactly these messages)."""
-    prompt = controller_prompt(rt, "controller_code")
-    system = prompt.format(**tool_fields(rt, prompt))
-    user = prompting.load("task").format(
-        images=images_line(state), question=question(state), scratchpad=code_pad(state)
-    )
-    return [
-        Message(role="system", content=system),
-        Message(role="user", content=user, images=image_paths(rt, state)),
-    ]
+    """The controller's prompt with ``code`` actions."""
+    return controller_messages(rt, state, "controller_code", code_pad)
 
 
 Pad = Callable[[RunState], str]
@@ -481,26 +460,36 @@ def _verified(
 # variants for planners that write ahead (plan, program)
 
 
-def written_ahead_pad(state: RunState, heading: str = "Plan", show_calls: bool = True) -> str:
+def written_ahead_pad(
+    state: RunState, heading: str = "Plan", show_calls: bool = True, digests: bool = False
+) -> str:
     """A transcript of written-ahead work: each plan (or program: ``heading``) the controller
     wrote, then each call that ran with its observation (``show_calls``: with its Action lines;
     a program's own lines already name the calls), and the decider's notes (why a plan was
-    abandoned)."""
+    abandoned). ``digests``: each result as its digest and every note as a comment, as the
+    ``code`` actions' transcripts show them (:func:`result_comment`)."""
+    note = (lambda text: f"# {text}") if digests else (lambda text: f"Observation: {text}")
     lines: list[str] = []
     for s in state.steps:
         if s.role == "controller":
             if s.observation:
                 lines.append(f"{heading}:\n{s.observation}")
             if s.error:
-                lines.append(f"Observation: {s.error}")
+                lines.append(note(s.error))
         elif s.role == "executor":
             if show_calls:
                 lines.append(f"Action: {s.tool}")
                 lines.append(f"Action Input: {json.dumps(s.args or {}, ensure_ascii=False)}")
-            lines.append(f"Observation: {s.observation}")
+            lines.append(result_comment(s) if digests else note(s.observation or ""))
         elif s.role == "decider" and (s.error or s.observation):
-            lines.append(f"Observation: {s.error or s.observation}")
+            lines.append(note(s.error or s.observation or ""))
     return "\n".join(lines)
+
+
+def program_digest_pad(state: RunState) -> str:
+    """What the ``plan`` summarizer reads with ``code`` actions: each program the controller
+    wrote and each result's digest."""
+    return written_ahead_pad(state, "Program", show_calls=False, digests=True)
 
 
 def calls_pad(state: RunState) -> str:
