@@ -13,6 +13,10 @@ fine-tuned Vicuna:
 * ``SR`` — the whole turn right: for a final answer or a decider/summarizer turn, the answer
   itself (normalised as in ``eval vqa``).
 
+ReAct turns written as code actions (``agentkit data gen tooluse --actions code``) are scored
+the same way: the line's tool and arguments against the reference line (names of earlier
+results compared as written, the new line's own name not at all), or its ANSWER.
+
 Figures come per split (seen / unseen), per sample kind and overall. Nothing the model writes is
 executed: programs are parsed by :mod:`agentkit.planners.dsl`, ReAct turns by
 :mod:`agentkit.mllm.toolcall`.
@@ -20,6 +24,7 @@ executed: programs are parsed by :mod:`agentkit.planners.dsl`, ReAct turns by
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -37,7 +42,7 @@ from agentkit.state import ToolCall
 SPLITS = {"seen": "test.jsonl", "unseen": "test_unseen.jsonl"}
 METRICS = ("SR_thought", "SR_action", "SR_args", "SR")
 #: Kinds whose turn is not a ReAct step (no "Observation:" stop).
-_NOT_REACT = {"program", "decider", "summarizer"}
+_NOT_REACT = {"program", "decider", "summarizer", "decompose", "merge"}
 
 
 # ---------------------------------------------------------------------------------- comparing
@@ -87,13 +92,33 @@ def _final(text: str) -> str:
     return lines[0].strip() if lines else ""
 
 
-def score_turn(kind: str, predicted: str, reference: str, tools: Sequence[str]) -> dict[str, bool]:
-    """The four success flags of one predicted turn against the reference turn."""
+_CODE_LINE_RE = re.compile(r"\s*[A-Za-z_]\w* = ")
+_EARLIER_LINE_RE = re.compile(r"^([A-Za-z_]\w*) = \w+\(", re.MULTILINE)
+
+
+def earlier_names(prompt: str) -> list[str]:
+    """The names the lines in a ``code`` actions prompt set (``objs = detect(...)``)."""
+    return _EARLIER_LINE_RE.findall(prompt)
+
+
+def score_turn(
+    kind: str,
+    predicted: str,
+    reference: str,
+    tools: Sequence[str],
+    names: Sequence[str] = (),
+) -> dict[str, bool]:
+    """The four success flags of one predicted turn against the reference turn; a code-action
+    turn (``name = tool(...)`` / ``ANSWER = name``) is read with the earlier lines' ``names``."""
     if kind == "program":
         return _score_program(predicted, reference, tools)
-    if kind in ("decider", "summarizer"):
+    if kind in ("tool_call", "final") and _CODE_LINE_RE.match(reference):
+        return _score_code_line(predicted, reference, tools, names)
+    if kind in ("decider", "summarizer", "merge"):
         ok = is_correct(_final(predicted), _final(reference))
         return dict.fromkeys(METRICS, ok)
+    if kind == "decompose":
+        return _score_decomposition(predicted, reference)
     ref = parse(reference, tools)
     got = parse(predicted, tools)
     if isinstance(ref, ToolCall):
@@ -106,6 +131,38 @@ def score_turn(kind: str, predicted: str, reference: str, tools: Sequence[str]) 
         ok = thought and is_correct(got.answer, ref.answer)  # type: ignore[union-attr]
         return {"SR_thought": thought, "SR_action": thought, "SR_args": thought, "SR": ok}
     raise ConfigError(f"the reference turn of a {kind!r} sample does not parse: {ref.message}")
+
+
+def _score_code_line(
+    predicted: str, reference: str, tools: Sequence[str], names: Sequence[str]
+) -> dict[str, bool]:
+    """A code action against the reference line: the same tool with the same arguments (the new
+    line's own name does not matter; the earlier names it passes do), or the same ANSWER."""
+    ref = dsl.parse_line(reference, tools, names)
+    try:
+        got = dsl.parse_line(predicted, tools, names)
+    except dsl.DSLError:
+        return dict.fromkeys(METRICS, False)
+    if isinstance(ref, ToolCall):
+        thought = isinstance(got, ToolCall)
+        action = thought and got.tool == ref.tool  # type: ignore[union-attr]
+        args = action and same_args(got.args, ref.args)  # type: ignore[union-attr]
+        return {"SR_thought": thought, "SR_action": action, "SR_args": args, "SR": args}
+    thought = not isinstance(got, ToolCall)
+    return {"SR_thought": thought, "SR_action": thought, "SR_args": thought,
+            "SR": thought and _norm(got) == _norm(ref)}  # fmt: skip
+
+
+def _score_decomposition(predicted: str, reference: str) -> dict[str, bool]:
+    """A ``tree`` decomposition: split or kept whole as the reference (SR_thought), and the same
+    sub-questions (SR; case and spacing aside)."""
+    from agentkit.planners.tree import parse_subquestions
+
+    got, ref = parse_subquestions(predicted, 8), parse_subquestions(reference, 8)
+    thought = bool(got) == bool(ref)
+    same = [" ".join(q.lower().split()) for q in got] == [" ".join(q.lower().split()) for q in ref]
+    ok = thought and same and (bool(ref) or "sub-question" in predicted.lower())
+    return {"SR_thought": thought, "SR_action": thought, "SR_args": ok, "SR": ok}
 
 
 def _score_program(predicted: str, reference: str, tools: Sequence[str]) -> dict[str, bool]:
@@ -192,7 +249,8 @@ def evaluate(
     for i, (split, row) in enumerate(jobs):
         text = predict(backend, row, max_new_tokens)
         ref = str(row["messages"][-1]["content"])
-        flags = score_turn(str(row.get("kind")), text, ref, tools)
+        prompt = "\n".join(str(m["content"]) for m in row["messages"][1:-1])
+        flags = score_turn(str(row.get("kind")), text, ref, tools, earlier_names(prompt))
         per[(split, str(row.get("kind")))].append(flags)
         if not flags["SR"] and len(examples) < 5:
             examples.append({"split": split, "kind": row.get("kind"), "predicted": text[:400],

@@ -9,7 +9,7 @@ import pytest
 
 from agentkit.mllm.backends.base import Generation, Message
 from agentkit.mllm.data.tooluse import generate
-from agentkit.mllm.eval.tooluse import evaluate, score_turn
+from agentkit.mllm.eval.tooluse import earlier_names, evaluate, score_turn
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TOOLS = ["detect", "select", "relate", "count", "query", "exist", "same", "compare", "combine"]
@@ -85,6 +85,31 @@ def heldout(tmp_path_factory) -> Path:
     generate(EXAMPLES / "scenes", EXAMPLES / "questions" / "questions.jsonl", out, seed=0,
              planners=["program", "react"], prompt_style="compact")  # fmt: skip
     return out
+
+
+def test_code_action_turns():
+    """Code lines: tool and arguments compared as data, the earlier names a line passes as
+    written, its own new name not at all; ANSWER by what it names."""
+    prompt = "Question: How many red?\nobjs = detect(image=image_0)\n# objs = 3 objects"
+    names = earlier_names(prompt)
+    assert names == ["objs"]
+    ref = 'reds = select(objects=objs, color="red")'
+    assert all(
+        score_turn("tool_call", "r = select(color='red', objects=objs)", ref, TOOLS, names).values()
+    )
+    assert score_turn("tool_call", 'r = select(objects=objs, color="blue")', ref, TOOLS, names) == {
+        "SR_thought": True, "SR_action": True, "SR_args": False, "SR": False}  # fmt: skip
+    assert not any(score_turn("tool_call", "r = select(objects=nope)", ref, TOOLS, names).values())
+    assert not score_turn("tool_call", "ANSWER = objs", ref, TOOLS, names)["SR_thought"]
+    assert all(score_turn("final", "ANSWER = n", "ANSWER = n", TOOLS, ["objs", "n"]).values())
+    assert not score_turn("final", "ANSWER = objs", "ANSWER = n", TOOLS, ["objs", "n"])["SR"]
+    # the tree planner's turns: a decomposition by its sub-questions, a merge by its answer
+    split = "Sub-question: How many cubes are there?\nSub-question: How many spheres are there?"
+    assert all(score_turn("decompose", split.lower(), split, TOOLS).values())
+    assert not score_turn("decompose", "No sub-questions.", split, TOOLS)["SR_thought"]
+    assert all(score_turn("decompose", "No sub-questions.", "No sub-questions.", TOOLS).values())
+    assert not score_turn("decompose", "Sub-question: a?", "No sub-questions.", TOOLS)["SR"]
+    assert score_turn("merge", "Final Answer: yes", "Final Answer: yes", TOOLS)["SR"]
 
 
 def test_a_perfect_model_scores_one_and_a_lazy_one_does_not(heldout):
