@@ -134,13 +134,12 @@ class Agent:
             ("prompt_style", PROMPT_STYLES, "full"),
             ("actions", ACTIONS, "text"),
         ):
-            if getattr(self.options, key) is None:
-                value = hints.get(key, default)
-                if value not in allowed:
-                    raise ConfigError(
-                        f"the model declares {key} {value!r}; expected one of {allowed}"
-                    )
-                self.options = replace(self.options, **{key: value})
+            given = getattr(self.options, key)
+            value = given if given is not None else hints.get(key, default)
+            if value not in allowed:
+                who = "Options" if given is not None else "the model declares"
+                raise ConfigError(f"{who} {key} {value!r}; expected one of {allowed}")
+            self.options = replace(self.options, **{key: value})
         if tool_weights:  # a copy: the caller's Options may be shared by other agents
             self.options = replace(
                 self.options, tool_weights={**self.options.tool_weights, **tool_weights}

@@ -350,7 +350,8 @@ def parse_program(
     return Program(calls=calls, answer=answer, source=source)
 
 
-_THOUGHT_LINE = re.compile(r"[ \t*#>]*thought[ \t]*:", re.IGNORECASE)
+#: A ``Thought:`` line of a reply (also read by the program and plan planners).
+THOUGHT_RE = re.compile(r"[ \t*#>]*thought[ \t]*:", re.IGNORECASE)
 
 
 def parse_line(
@@ -370,7 +371,7 @@ def parse_line(
     if len(text.encode("utf-8", "replace")) > MAX_CHARS:
         raise DSLError(f"the line is longer than {MAX_CHARS} bytes")
     source = strip_fences(text)
-    lines = [ln for ln in _code_lines(source) if not _THOUGHT_LINE.match(ln)]
+    lines = [ln for ln in _code_lines(source) if not THOUGHT_RE.match(ln)]
     if len(lines) != 1:
         raise DSLError(
             f"write exactly one line, `name = tool(key=value)` or `ANSWER = name` "

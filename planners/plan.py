@@ -27,7 +27,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from agentkit.mllm.backends.base import Message
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
-from agentkit.planners import program, prompting, roles
+from agentkit.planners import dsl, program, prompting, roles
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import step_refs
@@ -36,7 +36,6 @@ from agentkit.tools.base import step_refs
 MAX_PLAN_CALLS = 64
 
 _NUMBER_RE = re.compile(r"[ \t]*(?:\d{1,3}[.)]|step[ \t]*\d{1,3}[.):]?)[ \t]*", re.IGNORECASE)
-_THOUGHT_RE = re.compile(r"[ \t*#>]*thought[ \t]*:", re.IGNORECASE)
 _ACTION_RE = re.compile(r"[ \t*#>]*action\**[ \t]*:", re.IGNORECASE)  # not "Action Input:"
 _TOOL_KEYS = ("tool", "action", "name")
 _ARGS_KEYS = ("args", "action_input", "arguments", "input")
@@ -74,9 +73,9 @@ def _blocks(text: str) -> list[str]:
     for raw in text.split("\n"):
         line = raw
         m = _NUMBER_RE.match(line)
-        if m and (_THOUGHT_RE.match(line, m.end()) or _ACTION_RE.match(line, m.end())):
+        if m and (dsl.THOUGHT_RE.match(line, m.end()) or _ACTION_RE.match(line, m.end())):
             line = line[m.end() :]
-        is_thought = bool(_THOUGHT_RE.match(line))
+        is_thought = bool(dsl.THOUGHT_RE.match(line))
         is_action = bool(_ACTION_RE.match(line))
         if (is_thought and (has_action or has_thought)) or (is_action and has_action):
             blocks.append([])

@@ -30,7 +30,6 @@ from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
 from agentkit.tools.base import step_refs
 
-_THOUGHT_RE = re.compile(r"[ \t*#>]*thought[ \t]*:[ \t]*", re.IGNORECASE)
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
 
 
@@ -47,10 +46,10 @@ def split_reply(text: str) -> tuple[str, str]:
     else:
         lines = text.split("\n")
         n = 0
-        while n < len(lines) and (_THOUGHT_RE.match(lines[n]) or not lines[n].strip()):
+        while n < len(lines) and (dsl.THOUGHT_RE.match(lines[n]) or not lines[n].strip()):
             n += 1
         head, body = "\n".join(lines[:n]), "\n".join(lines[n:])
-    thought = " ".join(_THOUGHT_RE.sub("", head).split())
+    thought = " ".join(dsl.THOUGHT_RE.sub("", head).split())
     return thought, body.strip()
 
 

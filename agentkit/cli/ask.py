@@ -92,11 +92,9 @@ def ask(
     """Answer a question about images. Prints the answer, or JSON with --json."""
     from agentkit.errors import AgentkitError
     from agentkit.graph import Agent, default_model_spec, default_runs_dir
-    from agentkit.runtime import ACTIONS, Options
+    from agentkit.runtime import Options
     from agentkit.trace import render_html
 
-    if actions is not None and actions not in ACTIONS:
-        fail(f"--actions {actions!r}: expected one of {', '.join(ACTIONS)}", as_json)
     images, question = _split_args(args or [])
     weights = _parse_tool_weights(tool_weights or [], as_json)
     runs = runs_dir or default_runs_dir()

@@ -71,7 +71,7 @@ from agentkit.mllm.worlds import templates as T
 from agentkit.planners import dsl, roles
 from agentkit.planners.program import program_messages
 from agentkit.planners.tree import NO_SUBQUESTIONS, decomposer_messages, tree_pad
-from agentkit.runtime import Actions, Options, Runtime
+from agentkit.runtime import ACTIONS, Actions, Options, Runtime
 from agentkit.state import BranchAnswer, RunState, Step, Task, ToolCall
 from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry, execute, step_refs
 
@@ -281,8 +281,8 @@ def generate(
     tools (``compact`` for the small shipped core); the runtime must use the same
     (``Options.prompt_style``); ``actions`` how the ReAct turns write their calls (``code``: one
     program line each, as ``Options.actions``)."""
-    if actions not in ("text", "code"):
-        raise ConfigError(f"--actions {actions!r}: expected text or code")
+    if actions not in ACTIONS:
+        raise ConfigError(f"--actions {actions!r}: expected one of {', '.join(ACTIONS)}")
     if detections not in ("gt", "model"):
         raise ConfigError(f"--detections {detections!r}: expected gt or model")
     bad = [p for p in planners if p not in ("react", "program", "tree")]
@@ -306,6 +306,10 @@ def generate(
     registry = base
     weights = {"detect": detect_weights} if detect_weights else {}
 
+    def context_of(image: Path) -> ToolContext:
+        """The tools' context of a run about ``image`` (its only media item)."""
+        return ToolContext(media=cast(Any, SceneMedia(image)), device=device, weights=weights)
+
     rng = random.Random(seed)
     sink = _Sink(unseen)
     rewriter = Teacher(teacher, out) if teacher else None
@@ -317,7 +321,7 @@ def generate(
         scene = scenes[q["image_filename"]]
         item = _Question(q, scene, scenes_dir / q["image_filename"])
         current["scene"] = scene
-        ctx = ToolContext(media=cast(Any, SceneMedia(item.image)), device=device, weights=weights)
+        ctx = context_of(item.image)
         try:
             item.plan = P.to_plan(q["program"], image=IMAGE)
         except P.ConversionError:
@@ -348,10 +352,8 @@ def generate(
         for i, item in enumerate(items):
             n_used += 1
             rt = prompt_runtime(registry, item.image, prompt_style, actions)
+            ctx = context_of(item.image)
             if "react" in planners and actions == "code":
-                ctx = ToolContext(
-                    media=cast(Any, SceneMedia(item.image)), device=device, weights=weights
-                )
                 _code_samples(sink, rt, registry, ctx, item, split, skipped)
             elif "react" in planners:
                 _react_samples(sink, rt, item, split)
@@ -363,9 +365,6 @@ def generate(
                 _no_tool_sample(sink, rt, item, split, rng)
                 if len(items) > 1:
                     other = items[(i + 1 + rng.randrange(len(items) - 1)) % len(items)]
-                    ctx = ToolContext(
-                        media=cast(Any, SceneMedia(item.image)), device=device, weights=weights
-                    )
                     _context_samples(sink, rt, registry, ctx, other, item, split, skipped)
             if "program" in planners:
                 _program_sample(sink, rt, item, split)

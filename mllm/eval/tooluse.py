@@ -122,15 +122,21 @@ def score_turn(
     ref = parse(reference, tools)
     got = parse(predicted, tools)
     if isinstance(ref, ToolCall):
-        thought = isinstance(got, ToolCall)
-        action = thought and got.tool == ref.tool  # type: ignore[union-attr]
-        args = action and same_args(got.args, ref.args)  # type: ignore[union-attr]
-        return {"SR_thought": thought, "SR_action": action, "SR_args": args, "SR": args}
+        return _call_flags(got, ref)
     if isinstance(ref, FinalAnswer):
         thought = isinstance(got, FinalAnswer)
         ok = thought and is_correct(got.answer, ref.answer)  # type: ignore[union-attr]
         return {"SR_thought": thought, "SR_action": thought, "SR_args": thought, "SR": ok}
     raise ConfigError(f"the reference turn of a {kind!r} sample does not parse: {ref.message}")
+
+
+def _call_flags(got: object, ref: ToolCall) -> dict[str, bool]:
+    """A predicted turn against a reference call: a call, of the same tool, with the same
+    arguments (SR is the last)."""
+    thought = isinstance(got, ToolCall)
+    action = thought and got.tool == ref.tool  # type: ignore[attr-defined]
+    args = action and same_args(got.args, ref.args)  # type: ignore[attr-defined]
+    return {"SR_thought": thought, "SR_action": action, "SR_args": args, "SR": args}
 
 
 def _score_code_line(
@@ -144,10 +150,7 @@ def _score_code_line(
     except dsl.DSLError:
         return dict.fromkeys(METRICS, False)
     if isinstance(ref, ToolCall):
-        thought = isinstance(got, ToolCall)
-        action = thought and got.tool == ref.tool  # type: ignore[union-attr]
-        args = action and same_args(got.args, ref.args)  # type: ignore[union-attr]
-        return {"SR_thought": thought, "SR_action": action, "SR_args": args, "SR": args}
+        return _call_flags(got, ref)
     thought = not isinstance(got, ToolCall)
     return {"SR_thought": thought, "SR_action": thought, "SR_args": thought,
             "SR": thought and _norm(got) == _norm(ref)}  # fmt: skip

@@ -73,10 +73,7 @@ def test_react_code_runs_lines_and_reads_answer(make_agent, image):
     last = backend.calls[2][-1].content
     assert "objs = find(image=image_0)\n# objs = 3 objects\n" in last  # a digest, not the listing
     assert 'reds = count(objects=objs, where={"color": "red"})\n# reds = 2' in last
-    assert (
-        "Write the next line" in backend.calls[0][0].content
-        or "one line" in backend.calls[0][0].content
-    )
+    assert backend.calls[0][0].content.endswith("Reply with the next line only.")  # code prompt
 
 
 def test_react_code_mends_errors_and_never_runs_python(make_agent, image):
@@ -154,3 +151,23 @@ def test_an_unreadable_greedy_line_falls_back_to_the_best_readable_beam(make_age
     ctrl = [s for s in res.steps if s.role == "controller"]
     assert ctrl[1].error is None and ctrl[1].ref == "n" and "beam 3" in ctrl[1].thought
     assert "'nope' is not defined" in ctrl[1].thought
+
+
+def test_unknown_actions_are_refused_whoever_names_them(registry, tmp_path):
+    from agentkit.errors import ConfigError
+    from agentkit.graph import Agent
+    from agentkit.runtime import Options
+
+    with pytest.raises(ConfigError, match="Options actions 'python'"):
+        Agent(
+            ScriptedBackend([]),
+            tools=registry,
+            runs_dir=tmp_path,
+            options=Options(actions="python"),
+        )
+
+    class Declaring(ScriptedBackend):
+        runtime_hints = {"actions": "python"}
+
+    with pytest.raises(ConfigError, match="the model declares actions 'python'"):
+        Agent(Declaring([]), tools=registry, runs_dir=tmp_path)
