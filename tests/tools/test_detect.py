@@ -81,6 +81,34 @@ def test_filters_on_a_crafted_result():
     )
 
 
+def test_attribute_head_names_attributes_and_overrules_an_unsure_shape():
+    import torch
+    from ultralytics.engine.results import Results
+
+    class Head:  # what AttributeHead.predict returns, per box
+        def predict(self, image, boxes):
+            assert image.shape == (100, 120, 3) and len(boxes) == 2
+            return [
+                {"color": ("red", 0.9), "material": ("metal", 0.8), "size": ("large", 0.9),
+                 "shape": ("cylinder", 0.97)},  # surer than YOLO's 0.55: the head's shape
+                {"color": ("blue", 0.9), "material": ("rubber", 0.9), "size": ("small", 0.9),
+                 "shape": ("cube", 0.60)},  # less sure than YOLO's 0.9: YOLO's sphere stays
+            ]  # fmt: skip
+
+    res = Results(
+        np.zeros((100, 120, 3), np.uint8),
+        path="x",
+        names={0: "cube", 1: "sphere", 2: "cylinder"},
+        boxes=torch.tensor([[10, 10, 50, 50, 0.55, 0], [60, 10, 90, 40, 0.9, 1]]),
+    )
+    a, b = detect.to_objects(res, Head(), np.zeros((100, 120, 3), np.uint8))
+    assert (a.label, a.shape, a.name, a.color, a.material, a.size) == (
+        "cylinder", "cylinder", "cylinder", "red", "metal", "large")  # fmt: skip
+    assert (b.label, b.shape, b.name, b.color) == ("sphere", "sphere", "sphere", "blue")
+    assert detect.keep(a, detect.Args(image="x", classes=["cylinder"]))
+    assert not detect.keep(a, detect.Args(image="x", classes=["cube"]))
+
+
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """yolov8n (COCO layout, 80 classes) and a 96-class scene model, random weights, saved the way
