@@ -63,6 +63,10 @@ class Options:
     #: beam-search programs that does (backends with ``candidates()``, e.g. ``hf:``; 0: off).
     #: A small core's rewrite after an error message is rarely better than its second guess.
     candidates: int = 4
+    #: Decode the controller's code (``program``, and ``react``'s code actions) under the program
+    #: language's prefix grammar (:mod:`agentkit.planners.grammar`) where the backend supports
+    #: constrained decoding (``hf:``): no undefined name, unknown tool or argument is written.
+    constrain: bool = True
     #: ``tree``: most sub-questions a decomposition may have (more are dropped).
     max_branches: int = 4
     #: ``tree``: tool calls of all branches together (None: ``max_branches * task.max_steps``);

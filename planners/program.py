@@ -24,8 +24,9 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from agentkit.mllm.backends.base import Generation, Message
+from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
+from agentkit.planners.grammar import ProgramGrammar
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
 from agentkit.tools.base import step_refs
@@ -103,13 +104,14 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         messages = program_messages(rt, state)
         # No stop at "Observation:": a program is written in one go and observes nothing.
         tokens = rt.options.max_new_tokens * 2
-        gen = rt.models.controller.generate(messages, max_new_tokens=tokens)
+        grammar = roles.program_grammar(rt, state, "program")
+        gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
         thought, body = split_reply(gen.text)
         names, media = rt.tools.names(), list(state.media)
         try:
             program = dsl.parse_program(body, names, media=media)
         except dsl.DSLError as e:
-            picked = _readable_candidate(rt, messages, tokens, gen.text, names, media)
+            picked = _readable_candidate(rt, messages, tokens, gen.text, names, media, grammar)
             if picked is None:
                 step = roles.model_step(
                     "controller",
@@ -146,6 +148,7 @@ def _readable_candidate(
     greedy: str,
     names: list[str],
     media: list[str],
+    grammar: ProgramGrammar | None,
 ) -> tuple[Generation, str, dsl.Program, int] | None:
     """The most likely beam-search reply whose program parses (not the greedy one again):
     ``(generation, thought, program, rank)``, or None (no backend support, none parses)."""
@@ -157,7 +160,7 @@ def _readable_candidate(
         except dsl.DSLError:
             return None
 
-    picked = roles.readable_candidate(rt, messages, tokens, greedy, readable)
+    picked = roles.readable_candidate(rt, messages, tokens, greedy, readable, grammar)
     if picked is None:
         return None
     cand, (thought, program), rank = picked

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from agentkit.errors import BackendError
-from agentkit.mllm.backends.base import Backend, Generation, Message
+from agentkit.mllm.backends.base import Backend, Generation, Message, generate
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
 from agentkit.planners import dsl, prompting
+from agentkit.planners.grammar import Mode, ProgramGrammar
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs
@@ -243,7 +244,9 @@ def code_turn(
     likelier right than a rewrite after an error message; ``Options.candidates``)."""
     messages = code_messages(rt, state)
     tokens = rt.options.max_new_tokens
-    gen = rt.models.controller.generate(messages, max_new_tokens=tokens, stop=CODE_STOP)
+    grammar = program_grammar(rt, state, "line", earlier_names(state))
+    gen = generate(rt.models.controller, messages, max_new_tokens=tokens, stop=CODE_STOP,
+                   constraint=grammar)  # fmt: skip
     parsed, name = read_code(gen.text, rt, state)
     if not isinstance(parsed, ParseError):
         return gen, parsed, name
@@ -252,7 +255,7 @@ def code_turn(
         got, got_name = read_code(cand.text, rt, state)
         return None if isinstance(got, ParseError) else (got, got_name)
 
-    picked = readable_candidate(rt, messages, tokens, gen.text, readable)
+    picked = readable_candidate(rt, messages, tokens, gen.text, readable, grammar)
     if picked is None:
         return gen, parsed, name
     cand, (got, got_name), rank = picked
@@ -270,15 +273,21 @@ def readable_candidate(
     tokens: int,
     greedy: str,
     read: Callable[[Generation], R | None],
+    grammar: ProgramGrammar | None = None,
 ) -> tuple[Generation, R, int] | None:
     """The most likely of ``Options.candidates`` beam-search replies (not the greedy one again)
     that ``read`` accepts: ``(generation, what read returned, rank)``; None when the controller's
-    backend cannot list candidates (``hf:`` models can) or none reads."""
+    backend cannot list candidates (``hf:`` models can) or none reads. The beams decode under
+    ``grammar`` where the backend supports constraints."""
     n = rt.options.candidates
-    beams = getattr(rt.models.controller, "candidates", None)
+    backend = rt.models.controller
+    beams = getattr(backend, "candidates", None)
     if n < 2 or beams is None:
         return None
-    for rank, cand in enumerate(beams(messages, n, max_new_tokens=tokens), 1):
+    kw: dict[str, Any] = {"max_new_tokens": tokens}
+    if grammar is not None and getattr(backend, "supports_constraints", False):
+        kw["constraint"] = grammar
+    for rank, cand in enumerate(beams(messages, n, **kw), 1):
         if cand.text.strip() == greedy.strip():
             continue
         got = read(cand)
@@ -299,15 +308,30 @@ def read_text(gen: Generation, rt: Runtime) -> ToolCall | FinalAnswer | ParseErr
     return call
 
 
+def earlier_names(state: RunState) -> list[str]:
+    """The names earlier code lines set that hold a result (a failed line's name is free)."""
+    return [s.ref for s in state.steps if s.role == "executor" and s.ref and s.result is not None]
+
+
+def program_grammar(
+    rt: Runtime, state: RunState, mode: Mode, variables: list[str] | None = None
+) -> ProgramGrammar | None:
+    """The prefix grammar the controller's code is decoded under (``Options.constrain``): the
+    run's tools with their arguments, its media ids and the names set so far; None when off."""
+    if not rt.options.constrain:
+        return None
+    tools = {name: list(rt.tools[name].Args.model_fields) for name in rt.tools.names()}
+    return ProgramGrammar(tools, media=list(state.media), variables=variables or (), mode=mode)
+
+
 def read_code(
     text: str, rt: Runtime, state: RunState
 ) -> tuple[ToolCall | FinalAnswer | ParseError, str | None]:
     """A ``code`` reply: ``name = tool(...)`` is the call (and ``name`` the name its result
     gets), ``ANSWER = name`` the answer read from that name's result; anything else, or an
     ANSWER that is not one (a list, an unknown name), is an error for the controller to mend."""
-    names = [s.ref for s in state.steps if s.role == "executor" and s.ref and s.result is not None]
     try:
-        line = dsl.parse_line(text, rt.tools.names(), names, media=list(state.media))
+        line = dsl.parse_line(text, rt.tools.names(), earlier_names(state), media=list(state.media))
         if isinstance(line, ToolCall):
             return line, line.name
         answer = dsl.read_answer(line, state.steps)

@@ -75,6 +75,13 @@ def ask(
             "line of the program language); default: the model's own, else text."
         ),
     ] = None,
+    constrain: Annotated[
+        bool,
+        typer.Option(
+            help="Decode the controller's code under the program language's grammar (hf: "
+            "models): no undefined name, unknown tool or argument is written."
+        ),
+    ] = True,
     thread: Annotated[
         str | None,
         typer.Option(help="Resume this run from its last finished step (or name a new one)."),
@@ -117,7 +124,7 @@ def ask(
                 runs_dir=runs,
                 device=device,
                 tool_weights=weights,
-                options=Options(actions=actions),  # type: ignore[arg-type]
+                options=Options(actions=actions, constrain=constrain),  # type: ignore[arg-type]
             )
         with console.status("thinking…", spinner="dots") if not as_json else _null():
             if resume is not None:

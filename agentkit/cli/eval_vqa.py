@@ -53,6 +53,10 @@ def vqa(
             "auto: the one the model declares, else full."
         ),
     ] = "auto",
+    constrain: Annotated[
+        bool,
+        typer.Option(help="Decode the controller's code under the program grammar (hf: models)."),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Accuracy per family and program length, steps, tool calls, latency and failures of a
@@ -77,6 +81,7 @@ def vqa(
             verify=verify,
             tool_weights=_parse_tool_weights(tool_weights or [], as_json),
             prompt_style=prompt_style,
+            constrain=constrain,
             progress=not as_json,
         )
     except AgentkitError as e:

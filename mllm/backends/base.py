@@ -59,6 +59,32 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
+class Constraint(Protocol):
+    """A prefix grammar for constrained decoding (e.g.
+    :class:`~agentkit.planners.grammar.ProgramGrammar`): ``start()`` is the state of the empty
+    reply, ``feed(state, text)`` the state after ``text`` more characters, or None once the reply
+    can no longer become valid; ``done(state)`` whether the reply may end there. States are
+    immutable values."""
+
+    def start(self) -> Any: ...
+
+    def feed(self, state: Any, text: str) -> Any | None: ...
+
+    def done(self, state: Any) -> bool: ...
+
+
+def generate(
+    backend: Backend, messages: list[Message], *, constraint: Constraint | None = None, **kw: Any
+) -> Generation:
+    """``backend.generate(messages, **kw)``, decoding under ``constraint`` where the backend
+    supports constrained decoding (``supports_constraints``, as ``hf:`` does); other backends
+    generate freely and their reply is checked afterwards as always."""
+    if constraint is not None and getattr(backend, "supports_constraints", False):
+        return backend.generate(messages, constraint=constraint, **kw)  # type: ignore[call-arg]
+    return backend.generate(messages, **kw)
+
+
 #: A model folder's runtime defaults: the planner and prompt style it was trained for, e.g.
 #: ``{"planner": "program", "prompt_style": "compact"}`` (written by ``agentkit train``).
 RUNTIME_HINTS_FILE = "agentkit_runtime.json"

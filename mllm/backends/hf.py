@@ -19,12 +19,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import BackendError, WeightsNotFound
-from agentkit.mllm.backends.base import Generation, Message
+from agentkit.mllm.backends.base import Constraint, Generation, Message
 
 IMAGE_PLACEHOLDER = "<image>"
 
@@ -36,6 +36,7 @@ class _Loaded:
     lock: (
         threading.Lock
     )  # one generate at a time per loaded model (the server runs calls in threads)
+    pieces: dict[int, str] = field(default_factory=dict)  # token id -> its text (constraints)
 
 
 def resolve_path(path_or_name: str | Path) -> Path:
@@ -150,6 +151,54 @@ class _StopOnText:
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
+class _Constrained:
+    """A LogitsProcessor for constrained decoding: of each row's ``top_k`` likeliest next tokens,
+    keep those after which the reply is still viable under ``constraint``
+    (:class:`~agentkit.mllm.backends.base.Constraint`), and the end token where the reply may
+    end, and mask every other token. A row none of
+    whose ``top_k`` tokens is viable, or that is already off the grammar, is left as the model
+    has it: the parser after generation stays the judge.
+
+    The grammar state of each partial reply is kept by its text, so a step feeds each candidate
+    token's few characters only."""
+
+    def __init__(self, backend: HFBackend, constraint: Any, prompt_len: int, top_k: int) -> None:
+        self.backend = backend
+        self.constraint = constraint
+        self.prompt_len = prompt_len
+        self.top_k = top_k
+        self.states: dict[str, Any] = {"": constraint.start()}
+        eos = backend.model.generation_config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        tokenizer = self.backend.processor.tokenizer
+        k = min(self.top_k, scores.shape[1])
+        for row in range(input_ids.shape[0]):
+            text = tokenizer.decode(input_ids[row, self.prompt_len :], skip_special_tokens=True)
+            state = self.states.get(text)
+            if state is None:  # a reply reached otherwise (beams reordered, a byte split)
+                state = self.constraint.feed(self.constraint.start(), text)
+                if state is None:
+                    continue
+            keep = []
+            for t in scores[row].topk(k).indices.tolist():
+                if t in self.eos:
+                    if self.constraint.done(state):
+                        keep.append(t)
+                    continue
+                piece = self.backend.token_text(t)
+                nxt = self.constraint.feed(state, piece)
+                if nxt is not None:
+                    keep.append(t)
+                    self.states[text + piece] = nxt
+            if keep:
+                kept = scores[row, keep].clone()
+                scores[row] = float("-inf")
+                scores[row, keep] = kept
+        return scores
+
+
 def cut_at_stop(text: str, stops: list[str] | None) -> str:
     """``text`` up to (not including) the earliest stop string."""
     if not stops:
@@ -245,9 +294,30 @@ class HFBackend:
             lambda: _load(self.path, self.device, self.dtype),
         )
 
+    #: ``generate`` and ``candidates`` take a ``constraint`` (constrained decoding).
+    supports_constraints = True
+    #: Constrained decoding checks this many of the likeliest next tokens per step.
+    constraint_top_k = 48
+
     @property
     def model(self) -> Any:
         return self._loaded.model
+
+    def token_text(self, token_id: int) -> str:
+        """The text one token adds (cached per loaded model)."""
+        pieces = self._loaded.pieces
+        text = pieces.get(token_id)
+        if text is None:
+            text = pieces[token_id] = self.processor.tokenizer.decode([token_id])
+        return text
+
+    def _constrain(self, kwargs: dict[str, Any], constraint: Any, prompt_len: int) -> None:
+        if constraint is not None:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [_Constrained(self, constraint, prompt_len, self.constraint_top_k)]
+            )
 
     @property
     def processor(self) -> Any:
@@ -308,9 +378,11 @@ class HFBackend:
         max_new_tokens: int = 256,
         stop: list[str] | None = None,
         on_token: Callable[[str], None] | None = None,
+        constraint: Constraint | None = None,
     ) -> Generation:
         """Greedy generation with the KV cache. ``tools`` are ignored: the prompt lists the tools
-        and the model answers in ReAct text. Returns the text up to the first ``stop`` string."""
+        and the model answers in ReAct text. Returns the text up to the first ``stop`` string.
+        ``constraint``: decode under a prefix grammar (:class:`_Constrained`)."""
 
         start = time.perf_counter()
         inputs = self.prepare(messages)
@@ -328,6 +400,7 @@ class HFBackend:
             kwargs["stopping_criteria"] = StoppingCriteriaList(
                 [_StopOnText(tokenizer, stops, n_in)]
             )
+        self._constrain(kwargs, constraint, n_in)
         sink = StopFilter(on_token, stops) if on_token is not None else None
         if sink is not None:
             kwargs["streamer"] = _streamer(tokenizer, sink)
@@ -345,10 +418,16 @@ class HFBackend:
         )
 
     def candidates(
-        self, messages: list[Message], n: int, *, max_new_tokens: int = 256
+        self,
+        messages: list[Message],
+        n: int,
+        *,
+        max_new_tokens: int = 256,
+        constraint: Constraint | None = None,
     ) -> list[Generation]:
         """The ``n`` best replies by beam search (``num_beams=n``), most likely first: what a
-        caller with a checker (a parser, a grammar) picks from when the greedy reply fails it."""
+        caller with a checker (a parser, a grammar) picks from when the greedy reply fails it.
+        ``constraint``: every beam decodes under the prefix grammar."""
 
         start = time.perf_counter()
         inputs = self.prepare(messages)
@@ -361,6 +440,7 @@ class HFBackend:
             "num_return_sequences": n,
             "use_cache": True,
         }
+        self._constrain(kwargs, constraint, n_in)
         out = self._generate(inputs, kwargs)
         seconds = time.perf_counter() - start
         pad = self._pad_id()

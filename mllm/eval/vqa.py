@@ -101,21 +101,38 @@ def is_correct(predicted: str | None, expected: Any) -> bool:
 # -- items -------------------------------------------------------------------------------------
 
 
+def settings(
+    *, verify: bool = True, prompt_style: str = "auto", constrain: bool = True
+) -> dict[str, Any]:
+    """The run's :class:`~agentkit.runtime.Options` that differ from their defaults (``auto``
+    prompt style: what the model declares), as the items carry and key them."""
+    out: dict[str, Any] = {}
+    if not verify:
+        out["verify"] = False
+    if prompt_style != "auto":
+        out["prompt_style"] = prompt_style
+    if not constrain:
+        out["constrain"] = False
+    return out
+
+
 def item_key(
     qid: str,
     planner: str,
     model: str,
     modality: str = "typed",
-    verify: bool = True,
-    prompt_style: str = "auto",
+    options: dict[str, Any] | None = None,
 ) -> str:
-    """The cache key of one item: question id, planner, model spec, typed|spoken (and marks for
-    settings off their defaults, so runs with and without verification, or prompted in another
-    style, never mix)."""
-    extra = ([] if verify else ["no-verify"]) + (
-        [] if prompt_style == "auto" else [f"prompt={prompt_style}"]
-    )
-    return json.dumps([str(qid), planner, model, modality, *extra])
+    """The cache key of one item: question id, planner, model spec, typed|spoken, and a mark per
+    option off its default (:func:`settings`), so runs with and without verification, prompted in
+    another style or decoded without constraints never mix."""
+    marks = []
+    for k, v in sorted((options or {}).items()):
+        if v is False:
+            marks.append(f"no-{k}")
+        else:
+            marks.append(f"prompt={v}" if k == "prompt_style" else f"{k}={v}")
+    return json.dumps([str(qid), planner, model, modality, *marks])
 
 
 def _thread(key: str, qid: str, planner: str, modality: str) -> str:
@@ -124,8 +141,8 @@ def _thread(key: str, qid: str, planner: str, modality: str) -> str:
     return f"vqa-{planner}-{modality}-{safe}-{digest}"
 
 
-#: One agent per (model, planner, runs dir, verify, tool weights) per worker process.
-_AGENTS: dict[tuple[str, str, str, bool, str], Any] = {}
+#: One agent per (model, planner, runs dir, tool weights and options) per worker process.
+_AGENTS: dict[tuple[str, str, str, str], Any] = {}
 
 
 def _agent(
@@ -134,9 +151,8 @@ def _agent(
     runs_dir: str,
     *,
     cache: bool,
-    verify: bool,
     weights: dict[str, str],
-    prompt_style: str = "auto",
+    options: dict[str, Any],
 ) -> Any:
     """An agent for ``spec``; loaded once per worker process unless ``cache`` is off (a
     per-question spec, whose backend holds that question's script)."""
@@ -149,14 +165,10 @@ def _agent(
             load_backend(spec),
             planner=planner,
             runs_dir=runs_dir,
-            options=Options(
-                verify=verify,
-                tool_weights=dict(weights),
-                prompt_style=None if prompt_style == "auto" else prompt_style,  # type: ignore[arg-type]
-            ),
+            options=Options(tool_weights=dict(weights), **options),
         )
 
-    key = (spec, planner, runs_dir, verify, json.dumps([weights, prompt_style], sort_keys=True))
+    key = (spec, planner, runs_dir, json.dumps([weights, options], sort_keys=True))
     if not cache:
         return build()
     if key not in _AGENTS:
@@ -174,13 +186,14 @@ def run_item(
     modality: str = "typed",
     audio: str | None = None,
     max_steps: int = 8,
-    verify: bool = True,
     tool_weights: dict[str, str] | None = None,
-    prompt_style: str = "auto",
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Ask one question and score it; never raises for a failed run (the error is recorded)."""
+    """Ask one question and score it; never raises for a failed run (the error is recorded).
+    ``options``: :class:`~agentkit.runtime.Options` off their defaults (:func:`settings`)."""
     qid = str(question["id"])
-    key = item_key(qid, planner, model, modality, verify, prompt_style)
+    options = options or {}
+    key = item_key(qid, planner, model, modality, options)
     thread = _thread(key, qid, planner, modality)
     spec = model.replace("{id}", qid)
     record: dict[str, Any] = {
@@ -195,9 +208,8 @@ def run_item(
             planner,
             runs_dir,
             cache=spec == model,
-            verify=verify,
             weights=tool_weights or {},
-            prompt_style=prompt_style,
+            options=options,
         )
         resumed = (Path(runs_dir) / thread / "run.json").exists()
         if resumed:  # killed mid-run earlier: continue from its last finished step
@@ -332,9 +344,8 @@ def _jobs(
     runs_dir: Path,
     clips: dict[str, Path],
     max_steps: int,
-    verify: bool,
     tool_weights: dict[str, str],
-    prompt_style: str,
+    options: dict[str, Any],
 ) -> list[dict[str, Any]]:
     jobs = []
     for planner in planners:
@@ -343,8 +354,8 @@ def _jobs(
                 jobs.append({
                     "question": q, "image": str(scenes_dir / q["image_filename"]),
                     "planner": planner, "model": model, "runs_dir": str(runs_dir),
-                    "modality": modality, "max_steps": max_steps, "verify": verify, "tool_weights": tool_weights,
-                    "prompt_style": prompt_style,
+                    "modality": modality, "max_steps": max_steps, "tool_weights": tool_weights,
+                    "options": options,
                     "audio": str(clips[str(q["id"])]) if modality == "spoken" else None,
                 })  # fmt: skip
     return jobs
@@ -410,6 +421,7 @@ def evaluate(
     verify: bool = True,
     tool_weights: dict[str, str] | None = None,
     prompt_style: str = "auto",
+    constrain: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -444,6 +456,7 @@ def evaluate(
         audio_dir = Path(audio_dir)
         for r in _read_jsonl(audio_dir / "manifest.jsonl", "speech manifest"):
             clips[str(r["id"])] = audio_dir / r["audio"]
+    options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_results(out)
@@ -455,13 +468,12 @@ def evaluate(
         out / "runs",
         clips,
         max_steps,
-        verify,
         tool_weights or {},
-        prompt_style,
+        options,
     )
     todo = [
         j for j in jobs
-        if item_key(str(j["question"]["id"]), j["planner"], model, j["modality"], verify, prompt_style) not in done
+        if item_key(str(j["question"]["id"]), j["planner"], model, j["modality"], options) not in done
     ]  # fmt: skip
 
     def finished(record: dict[str, Any]) -> None:
@@ -471,18 +483,16 @@ def evaluate(
     _run(todo, finished, workers, ray_address, progress)
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
-        "prompt_style": prompt_style,
+        "prompt_style": prompt_style, "constrain": constrain,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:
-        typed = [
-            done[item_key(str(q["id"]), p, model, "typed", verify, prompt_style)] for q in questions
-        ]
+        typed = [done[item_key(str(q["id"]), p, model, "typed", options)] for q in questions]
         report["planners"][p] = metrics(typed)
         if clips:
             ids = [str(q["id"]) for q in questions if str(q["id"]) in clips]
-            t = [done[item_key(i, p, model, "typed", verify, prompt_style)] for i in ids]
-            s = [done[item_key(i, p, model, "spoken", verify, prompt_style)] for i in ids]
+            t = [done[item_key(i, p, model, "typed", options)] for i in ids]
+            s = [done[item_key(i, p, model, "spoken", options)] for i in ids]
             ta, sa = _acc(t)["accuracy"], _acc(s)["accuracy"]
             report["planners"][p]["spoken_vs_typed"] = {
                 "n": len(ids), "typed": ta, "spoken": sa,

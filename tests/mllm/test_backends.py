@@ -132,6 +132,44 @@ def test_hf_beam_candidates_are_ranked_replies(backend, image):
     assert [g.text for g in backend.candidates(ask(image), 3, max_new_tokens=6)] == texts
 
 
+class Only:
+    """A constraint that allows the prefixes of one text only."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def start(self) -> str:
+        return ""
+
+    def feed(self, state: str, text: str) -> str | None:
+        return state + text if self.text.startswith(state + text) else None
+
+    def done(self, state: str) -> bool:
+        return state == self.text
+
+
+def test_hf_decodes_under_a_constraint(backend, image, monkeypatch):
+    """The constraint masks every token that would leave it: with all tokens checked, a random
+    model writes exactly what the constraint allows, and then stops (only the end token is
+    left); beams too. The model's own reply is something else."""
+    target = "Thought: I need to find the red cubes."
+    free = backend.generate(ask(image), max_new_tokens=24)
+    assert free.text != target
+    monkeypatch.setattr(backend, "constraint_top_k", backend.model.config.text_config.vocab_size)
+    got = backend.generate(ask(image), max_new_tokens=24, constraint=Only(target))
+    assert got.text == target and got.tokens_out < 24
+    beams = backend.candidates(ask(image), 2, max_new_tokens=24, constraint=Only(target))
+    assert [b.text for b in beams] == [target, target]
+
+
+def test_hf_leaves_a_step_unconstrained_when_no_likely_token_fits(backend, image, monkeypatch):
+    """None of the top-k tokens fits: the step is the model's own (the parser judges after)."""
+    monkeypatch.setattr(backend, "constraint_top_k", 1)
+    free = backend.generate(ask(image), max_new_tokens=8)
+    got = backend.generate(ask(image), max_new_tokens=8, constraint=Only("\u2603" * 8))
+    assert got.text == free.text
+
+
 def test_hf_scores_candidates_by_their_log_probability(backend, image):
     """The greedy first token is the most likely one, so it outscores every other one-token
     candidate; scores are log-probabilities (negative) and deterministic."""

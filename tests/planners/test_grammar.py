@@ -1,0 +1,236 @@
+"""The program language's prefix grammar (constrained decoding) and how the planners use it."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentkit.planners import dsl
+from agentkit.planners.grammar import ProgramGrammar
+from agentkit.testing import ScriptedBackend
+
+TOOLS = {
+    "detect": ["image", "classes", "conf"],
+    "select": ["objects", "color", "size"],
+    "count": ["objects", "where"],
+    "compare": ["a", "b", "op"],
+}
+MEDIA = ["image_0"]
+
+
+def grammar(mode="program", variables=()):
+    return ProgramGrammar(TOOLS, media=MEDIA, variables=variables, mode=mode)
+
+
+def every_prefix_viable(g: ProgramGrammar, text: str) -> str | None:
+    """The first prefix the grammar refuses, or None."""
+    state = g.start()
+    for i, ch in enumerate(text):
+        state = g.feed(state, ch)
+        if state is None:
+            return text[: i + 1]
+    return None
+
+
+PROGRAM = (
+    "Thought: find the red things, count them\nProgram:\n```\n"
+    'objs = detect(image=image_0, classes=["cube", "sphere"], conf=0.25)\n'
+    "# keep the red ones\n"
+    'reds = select(objects=objs, color="red")\n'
+    'n = count(objects=reds, where={"size": "large", "k": [-1.5, 2e3, None, True]})\n'
+    "m = count(objects=objs)\n"
+    'more = compare(a=n, b=m, op="greater")\n'
+    "ANSWER = more\n```\nthat is all"
+)
+
+
+def test_a_whole_program_is_viable_at_every_prefix_and_parses():
+    assert every_prefix_viable(grammar(), PROGRAM) is None
+    program = dsl.parse_program(PROGRAM.split("Program:\n", 1)[1], list(TOOLS), media=MEDIA)
+    assert [c.name for c in program.calls] == ["objs", "reds", "n", "m", "more"]
+
+
+@pytest.mark.parametrize(
+    ("text", "refused_at"),
+    [
+        ("```\nANSWER = answer", "ANSWER = a"),  # no line set it (nor any name with an a)
+        ("```\nobjs = detect(image_0)", "objs = detect(image_"),  # positional argument
+        ("```\nobjs = detectx(", "objs = detectx"),  # not a tool
+        ("```\nobjs = detect(image=image_0)\nobjs = ", "\nobjs "),  # assigned twice
+        ("```\nobjs = detect(image=image_0, image=", "image_0, i"),  # keyword twice
+        ("```\nobjs = detect(picture=", "detect(p"),  # not an argument of detect
+        ("```\nobjs = detect(image=image_1)", "image=image_1"),  # not a media id of the run
+        ("```\n  objs", "```\n "),  # indentation
+        ("```\nx = detect(image=image_0\nANSWER = x", "image_0\n"),  # one line per statement
+        ("```\ndetect = detect(image=image_0)", "detect "),  # a tool's name
+        ("```\nx = detect(image=image_0)\nANSWER = x\ny = ", "\ny"),  # ANSWER is last
+        ("```\nx = detect(image=image_0)\nANSWER = image_0", "ANSWER = i"),  # media: no answer
+        ("```\nx = __import__('os')", "x = _"),
+        ("```\nx = detect(image=image_0).boxes", "image_0)."),
+        ("```\nx = detect(image=image_0) + 1", "image_0) +"),
+    ],
+)
+def test_what_the_parser_would_refuse_is_refused_as_it_is_written(text, refused_at):
+    refused = every_prefix_viable(grammar(), text)
+    assert refused is not None and refused.endswith(refused_at)
+    with pytest.raises(dsl.DSLError):  # the parser agrees
+        dsl.parse_program(text.split("```\n", 1)[1], list(TOOLS), media=MEDIA)
+
+
+def test_text_outside_the_code_is_free():
+    g = grammar()
+    assert g.viable("Thought: anything at all (even x = __import__)\nProgram:\n")
+    assert g.viable("```\nANSWER = 3\n```\nObservation: whatever follows the code")
+    assert g.viable("```\nx = detect(image=image_0)  \n\n# a note\nANSWER = x  \n")
+    assert g.viable('```\nANSWER = count(objects=[image_0], where={"a": 1})\n```')
+
+
+def test_line_mode_takes_one_line_after_the_names_so_far():
+    g = grammar("line", variables=["objs"])
+    assert g.viable("n = count(objects=objs)")
+    assert g.viable("Thought: count them\nn = count(objects=objs)\nObservation: 3")
+    assert g.viable("ANSWER = objs")
+    assert g.viable("n = count(objects=objs)\n# n = 3\n")  # the next comment (a stop string)
+    assert not g.viable("ANSWER = n")  # n is not set yet
+    assert not g.viable("objs = detect(image=image_0)")  # already set
+    assert not g.viable("ANSWER = count(objects=objs)")  # parse_line wants the call first
+    assert not g.viable("n = count(objects=objs)\nm = ")  # one line per turn
+
+
+def test_a_reply_may_end_only_once_its_answer_or_line_is_complete():
+    g = grammar()
+
+    def done(text):
+        state = g.feed(g.start(), text)
+        assert state is not None, text
+        return g.done(state)
+
+    assert not done("Thought: count\nProgram:\n")
+    assert not done("```\nx = detect(image=image_0)\n")
+    assert not done("```\nx = detect(image=image_0)\nANSWER = ")
+    assert done("```\nx = detect(image=image_0)\nANSWER = x")
+    assert done("```\nx = detect(image=image_0)\nANSWER = x\n```")
+    line = grammar("line", variables=["objs"])
+    assert not line.done(line.feed(line.start(), "Thought: count them\n"))
+    assert not line.done(line.feed(line.start(), "n = count(objects=objs"))
+    assert line.done(line.feed(line.start(), "n = count(objects=objs)"))
+
+
+def _clevr_programs(n_scenes: int = 12) -> list[tuple[str, str]]:
+    """(question, reply) as the data generator writes them, for questions about unrendered
+    scenes of the world (every family, 1-4 steps)."""
+    from agentkit.mllm.data import programs_to_tools as P
+    from agentkit.mllm.data.gt import projected_scene
+    from agentkit.mllm.worlds.questions import generate_questions
+
+    scenes = [projected_scene(seed) for seed in range(n_scenes)]
+    out = []
+    for q in generate_questions(scenes, per_scene=10, seed=0):
+        plan = P.to_plan(q["program"], image="image_0")
+        text = P.to_program(plan, media=["image_0"])
+        out.append(
+            (q["question"], f"Thought: {P.program_thought(plan)}\nProgram:\n```\n{text}\n```")
+        )
+    return out
+
+
+def test_every_program_of_the_world_is_viable_whole_and_line_by_line():
+    """The grammar must never block what the parser reads: each program the data generator writes
+    (the replies the core is trained on), whole and as react's one line per turn."""
+    from agentkit.tools.base import ToolRegistry
+
+    reg = ToolRegistry.default()
+    tools = {name: list(reg[name].Args.model_fields) for name in reg.names()}
+    programs = _clevr_programs()
+    assert len(programs) >= 100
+    for question, reply in programs:
+        g = ProgramGrammar(tools, media=MEDIA)
+        assert every_prefix_viable(g, reply) is None, (question, reply)
+        body = reply.split("```\n")[1]
+        names: list[str] = []
+        for line in body.strip().split("\n"):
+            lg = ProgramGrammar(tools, media=MEDIA, variables=names, mode="line")
+            assert every_prefix_viable(lg, line) is None, (question, line)
+            names.append(line.split(" = ")[0])
+
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-1000, 1000)
+    | st.floats(-1e6, 1e6, allow_nan=False)
+    | st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\n\r"), max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text("abcxyz", min_size=1, max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(calls=st.lists(st.tuples(st.sampled_from(sorted(TOOLS)), st.data()), min_size=1, max_size=4))
+def test_any_line_format_line_writes_is_viable(calls):
+    """Whatever values a call carries (quotes, escapes, unicode, nesting, earlier names), the
+    canonical line reads back and the grammar lets every prefix of it through."""
+    names: list[str] = []
+    lines = []
+    for i, (tool, data) in enumerate(calls):
+        keys = data.draw(st.lists(st.sampled_from(TOOLS[tool]), unique=True, max_size=3))
+        args = {}
+        for k in keys:
+            use_name = names and data.draw(st.booleans())
+            args[k] = data.draw(st.sampled_from(names)) if use_name else data.draw(_values)
+        lines.append(dsl.format_line(f"v{i}", tool, args, set(names)))
+        names.append(f"v{i}")
+    text = "```\n" + "\n".join(lines) + f"\nANSWER = v{len(calls) - 1}\n```"
+    dsl.parse_program(text, list(TOOLS), media=MEDIA)  # reads
+    assert every_prefix_viable(grammar(), text) is None, text
+
+
+# -- the planners hand the grammar to a backend that supports constraints ----------------------
+
+
+class Constrained(ScriptedBackend):
+    """Scripted replies, recording the constraint each call was given."""
+
+    supports_constraints = True
+
+    def __init__(self, replies):
+        super().__init__(replies)
+        self.constraints: list = []
+
+    def generate(self, messages, *, constraint=None, **kw):
+        self.constraints.append(constraint)
+        return super().generate(messages, **kw)
+
+
+def test_program_planner_decodes_under_the_runs_grammar(make_agent, image):
+    backend = Constrained(
+        ["Program:\n```\nobjs = find(image=image_0)\nn = count(objects=objs)\nANSWER = n\n```"]
+    )
+    agent, _ = make_agent("program", backend)
+    assert agent.ask("How many?", images=[image]).answer == "3"
+    (g,) = backend.constraints
+    assert isinstance(g, ProgramGrammar) and g.mode == "program"
+    assert g.viable("```\nobjs = find(image=image_0)")
+    assert not g.viable("```\nobjs = find(image=image_1")  # this run's media only
+    assert not g.viable("```\nobjs = search(")  # this registry's tools only
+
+
+def test_react_code_turns_decode_under_the_names_so_far(make_agent, image):
+    backend = Constrained(["objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n"])
+    agent, _ = make_agent("react", backend, actions="code")
+    assert agent.ask("How many?", images=[image]).answer == "3"
+    first, second, third = backend.constraints
+    assert all(g.mode == "line" for g in backend.constraints)
+    assert not first.viable("n = count(objects=objs)") and second.viable("n = count(objects=objs)")
+    assert third.viable("ANSWER = n") and not second.viable("ANSWER = n")
+
+
+def test_constrain_off_or_a_backend_without_support_gets_no_grammar(make_agent, image):
+    backend = Constrained(["Program:\n```\nobjs = find(image=image_0)\nANSWER = objs\n```"] * 4)
+    agent, _ = make_agent("program", backend, constrain=False)
+    agent.ask("What is there?", images=[image])
+    assert backend.constraints and all(c is None for c in backend.constraints)
