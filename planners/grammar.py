@@ -25,11 +25,11 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from agentkit.planners.dsl import ANSWER
 
-__all__ = ["ProgramGrammar", "State"]
+__all__ = ["ArgSpec", "ProgramGrammar", "State", "arg_specs"]
 
 Mode = Literal["program", "line"]
 
@@ -61,6 +61,46 @@ _PROSE = "prose"  # program mode, before the opening fence: free
 _AFTER = "after"  # after the code: free
 
 
+#: Kinds of value an argument takes; a variable (an earlier result) is always allowed.
+KINDS = frozenset({"string", "number", "list", "dict", "bool", "null"})
+
+
+@dataclass(frozen=True, slots=True)
+class ArgSpec:
+    """What one tool argument accepts: value ``kinds`` (of :data:`KINDS`) and, for a string that
+    must be one of a few words (a ``Literal``), those words."""
+
+    kinds: frozenset[str] = KINDS
+    enum: tuple[str, ...] = ()
+
+
+ANY = ArgSpec()
+
+
+def arg_specs(schema: Mapping[str, Any]) -> dict[str, ArgSpec]:
+    """Each argument's :class:`ArgSpec` from a tool's JSON schema (``Args.model_json_schema()``):
+    ``type`` and ``anyOf`` give the kinds, a string ``enum`` its words; anything the schema does
+    not pin down (a ``$ref``, no type) allows every kind."""
+    types = {"string": "string", "number": "number", "integer": "number", "array": "list",
+             "object": "dict", "boolean": "bool", "null": "null"}  # fmt: skip
+    out = {}
+    for name, prop in schema.get("properties", {}).items():
+        kinds: set[str] = set()
+        words: list[str] = []
+        free_text = False
+        for alt in prop.get("anyOf", [prop]):
+            if "enum" in alt:
+                words += [str(v) for v in alt["enum"]]
+                kinds.add("string")
+            elif alt.get("type") in types:
+                kinds.add(types[alt["type"]])
+                free_text |= alt["type"] == "string"
+            else:
+                kinds |= KINDS
+        out[name] = ArgSpec(frozenset(kinds) or KINDS, () if free_text else tuple(words))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class State:
     """Where the scanner is; immutable, so a decoder keeps one per partial reply."""
@@ -71,6 +111,7 @@ class State:
     target: str = ""
     tool: str = ""
     used: tuple[str, ...] = ()  # keywords given so far on this line
+    arg: str = ""  # the keyword whose value is being read
     quote: str = ""  # the open string's quote; "\\" after an escape
     stack: str = ""  # open brackets of a nested value
     variables: tuple[str, ...] = ()
@@ -81,7 +122,9 @@ class State:
 class ProgramGrammar:
     """The program language as a prefix grammar for constrained decoding.
 
-    ``tools`` maps each tool to its argument names; ``media`` are the run's media ids;
+    ``tools`` maps each tool to its arguments: names (any value), or name -> :class:`ArgSpec`
+    (:func:`arg_specs` of the tool's schema: a value of the wrong kind, or a word outside a
+    ``Literal``, is refused as it is written); ``media`` are the run's media ids;
     ``variables`` the names earlier lines set (react's code actions: the steps so far).
     ``mode="program"``: a whole reply whose code sits in a fence; ``"line"``: one code line,
     possibly after a ``Thought:`` line.
@@ -106,6 +149,10 @@ class ProgramGrammar:
         if mode not in ("program", "line"):
             raise ValueError(f"mode {mode!r}: expected 'program' or 'line'")
         self.tools = {name: tuple(args) for name, args in tools.items()}
+        self.specs = {
+            name: {a: args[a] if isinstance(args, Mapping) else ANY for a in args}
+            for name, args in tools.items()
+        }
         self.media = tuple(media)
         self.mode = mode
         self._start = State(
@@ -179,7 +226,7 @@ class ProgramGrammar:
         if phase == _AFTER_TOOL:
             if ch == " ":
                 return replace(s, line=s.line + ch)
-            return replace(s, phase=_ARGS, line=s.line + ch, used=()) if ch == "(" else None
+            return replace(s, phase=_ARGS, line=s.line + ch, used=(), arg="") if ch == "(" else None
         if phase == _ARGS:
             if ch == " ":
                 return replace(s, line=s.line + ch)
@@ -193,7 +240,7 @@ class ProgramGrammar:
                 return self._ident(s, ch, self._keywords(s))
             if s.buf not in self._keywords(s):
                 return None
-            s = replace(s, phase=_AFTER_KEYWORD, used=(*s.used, s.buf), buf="")
+            s = replace(s, phase=_AFTER_KEYWORD, used=(*s.used, s.buf), arg=s.buf, buf="")
             return self._step(s, ch)
         if phase == _AFTER_KEYWORD:
             if ch == " ":
@@ -214,6 +261,13 @@ class ProgramGrammar:
             return self._step(replace(s, phase=_NESTED if s.stack else _AFTER_VALUE, buf=""), ch)
         if phase == _STRING:
             line = s.line + ch
+            words = self._words(s)
+            if words:  # one of a Literal's words, nothing else
+                if ch == s.quote:
+                    if s.buf not in words:
+                        return None
+                    return replace(s, phase=_AFTER_VALUE, quote="", line=line, buf="")
+                return self._ident(s, ch, words)
             if s.quote.endswith("\\"):
                 return replace(s, quote=s.quote[:-1], line=line)
             if ch == "\\":
@@ -308,11 +362,18 @@ class ProgramGrammar:
 
     def _value_start(self, s: State, ch: str) -> State | None:
         line = s.line + ch
+        kinds = self._spec(s).kinds if not s.stack else KINDS
         if ch in "\"'":
-            return replace(s, phase=_STRING, quote=ch, line=line)
+            return (
+                replace(s, phase=_STRING, quote=ch, line=line, buf="")
+                if "string" in kinds
+                else None
+            )
         if ch.isdigit() or ch in "-+.":
-            return replace(s, phase=_NUMBER_PHASE, line=line)
+            return replace(s, phase=_NUMBER_PHASE, line=line) if "number" in kinds else None
         if ch in _CLOSE:
+            if ("dict" if ch == "{" else "list") not in kinds:
+                return None
             return replace(s, phase=_NESTED, stack=s.stack + ch, line=line)
         if _IDENT_START.match(ch):
             return self._ident(replace(s, phase=_NAME, buf=""), ch, self._value_names(s))
@@ -357,10 +418,23 @@ class ProgramGrammar:
     def _keywords(self, s: State) -> tuple[str, ...]:
         return tuple(k for k in self.tools.get(s.tool, ()) if k not in s.used)
 
+    def _spec(self, s: State) -> ArgSpec:
+        """The argument being given a value (any value outside a call's keywords)."""
+        return self.specs.get(s.tool, {}).get(s.arg, ANY) if s.arg else ANY
+
+    def _words(self, s: State) -> tuple[str, ...]:
+        """The words a string being read must be one of (none: free text)."""
+        return self._spec(s).enum if s.arg and not s.stack else ()
+
     def _value_names(self, s: State) -> tuple[str, ...]:
-        """Names a value may be: in a call, variables and media ids; as ANSWER's value,
-        variables (a media id is no answer) and, in a whole program, a tool to call."""
+        """Names a value may be: in a call, variables (any result) and, for an argument that
+        takes text, media ids, and the constants its kinds allow; as ANSWER's value, variables
+        (a media id is no answer) and, in a whole program, a tool to call."""
         if s.target != ANSWER or s.tool or s.stack:
-            return (*s.variables, *self.media, *_CONSTANTS)
+            kinds = self._spec(s).kinds if not s.stack else KINDS
+            media = self.media if "string" in kinds else ()
+            consts = [c for c, k in (("True", "bool"), ("False", "bool"), ("None", "null"))
+                      if k in kinds]  # fmt: skip
+            return (*s.variables, *media, *consts)
         calls = self._tool_names() if self.mode == "program" else ()
         return (*s.variables, *_CONSTANTS, *calls)

@@ -7,19 +7,22 @@ reducer on ``RunState.steps``) and write each one to the trace as soon as it is 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from agentkit.errors import BackendError
 from agentkit.mllm.backends.base import Backend, Generation, Message, generate
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
 from agentkit.planners import dsl, prompting
-from agentkit.planners.grammar import Mode, ProgramGrammar
+from agentkit.planners.grammar import ArgSpec, Mode, ProgramGrammar, arg_specs
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
-from agentkit.tools.base import execute, step_refs
+from agentkit.tools.base import ToolRegistry, execute, step_refs
 
 Node = Callable[[RunState], dict[str, Any]]
 STOP = ["Observation:", "\nObservation"]
@@ -320,8 +323,18 @@ def program_grammar(
     run's tools with their arguments, its media ids and the names set so far; None when off."""
     if not rt.options.constrain:
         return None
-    tools = {name: list(rt.tools[name].Args.model_fields) for name in rt.tools.names()}
+    tools = tool_specs(rt.tools)
     return ProgramGrammar(tools, media=list(state.media), variables=variables or (), mode=mode)
+
+
+def tool_specs(tools: ToolRegistry) -> dict[str, dict[str, ArgSpec]]:
+    """Each tool's arguments with what they accept, from its schema (read once per tool)."""
+    return {name: _arg_specs(tools[name].Args) for name in tools.names()}
+
+
+@functools.cache
+def _arg_specs(args_model: type[BaseModel]) -> dict[str, ArgSpec]:
+    return arg_specs(args_model.model_json_schema())
 
 
 def read_code(

@@ -138,10 +138,10 @@ def _clevr_programs(n_scenes: int = 12) -> list[tuple[str, str]]:
 def test_every_program_of_the_world_is_viable_whole_and_line_by_line():
     """The grammar must never block what the parser reads: each program the data generator writes
     (the replies the core is trained on), whole and as react's one line per turn."""
+    from agentkit.planners.roles import tool_specs
     from agentkit.tools.base import ToolRegistry
 
-    reg = ToolRegistry.default()
-    tools = {name: list(reg[name].Args.model_fields) for name in reg.names()}
+    tools = tool_specs(ToolRegistry.default())  # typed by each tool's schema, as the planners do
     programs = _clevr_programs()
     assert len(programs) >= 100
     for question, reply in programs:
@@ -153,6 +153,54 @@ def test_every_program_of_the_world_is_viable_whole_and_line_by_line():
             lg = ProgramGrammar(tools, media=MEDIA, variables=names, mode="line")
             assert every_prefix_viable(lg, line) is None, (question, line)
             names.append(line.split(" = ")[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ('x = relate(objects=objs, reference=objs, relation="fr', True),
+        ('x = relate(objects=objs, reference=objs, relation="front")', True),
+        ('x = relate(objects=objs, reference=objs, relation="frx', False),  # a Literal's words
+        ('x = relate(objects=objs, reference=objs, relation="fron"', False),
+        ('x = query(objects=objs, attribute="colour', False),
+        ("x = combine(a=image_0", False),  # a list of objects, not an image
+        ("x = select(objects=2", False),
+        ('x = exist(objects="', False),
+        ("x = detect(image=2222", False),
+        ('x = detect(image="image_0", conf=0.3, classes=["cube"], color=None)', True),
+        ('x = select(objects=objs, color="any text at all")', True),  # a plain str: free
+        ('x = count(objects=objs, where={"color": "red"}, min_score=None)', True),
+        ("x = count(objects=objs, where=[", False),
+        ("x = compare(a=objs, b=3, relation=", True),
+    ],
+)
+def test_values_follow_each_arguments_schema(text, ok):
+    from agentkit.planners.roles import tool_specs
+    from agentkit.tools.base import ToolRegistry
+
+    g = ProgramGrammar(tool_specs(ToolRegistry.default()), media=MEDIA, variables=["objs"],
+                       mode="line")  # fmt: skip
+    assert g.viable(text) is ok
+
+
+def test_arg_specs_read_types_enums_and_unions_from_a_schema():
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    from agentkit.planners.grammar import KINDS, arg_specs
+
+    class Args(BaseModel):
+        objects: list[dict]
+        op: Literal["union", "intersection"]
+        label: str | None = None
+        k: int = 1
+        anything: object = None
+
+    specs = arg_specs(Args.model_json_schema())
+    assert specs["objects"].kinds == {"list"} and specs["op"].enum == ("union", "intersection")
+    assert specs["label"].kinds == {"string", "null"} and specs["label"].enum == ()
+    assert specs["k"].kinds == {"number"} and specs["anything"].kinds == KINDS
 
 
 _values = st.recursive(
