@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from agentkit.errors import BackendError
-from agentkit.mllm.backends.base import Backend, Generation, Message, generate
+from agentkit.mllm.backends.base import Backend, Generation, Message, constrained, generate
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
 from agentkit.planners import dsl, prompting
 from agentkit.planners.grammar import ArgSpec, Mode, ProgramGrammar, arg_specs
@@ -287,10 +287,8 @@ def readable_candidate(
     beams = getattr(backend, "candidates", None)
     if n < 2 or beams is None:
         return None
-    kw: dict[str, Any] = {"max_new_tokens": tokens}
-    if grammar is not None and getattr(backend, "supports_constraints", False):
-        kw["constraint"] = grammar
-    for rank, cand in enumerate(beams(messages, n, **kw), 1):
+    kw = constrained(backend, grammar)
+    for rank, cand in enumerate(beams(messages, n, max_new_tokens=tokens, **kw), 1):
         if cand.text.strip() == greedy.strip():
             continue
         got = read(cand)

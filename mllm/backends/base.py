@@ -74,15 +74,21 @@ class Constraint(Protocol):
     def done(self, state: Any) -> bool: ...
 
 
+def constrained(backend: Any, constraint: Constraint | None) -> dict[str, Any]:
+    """The keyword that hands ``constraint`` to ``backend.generate`` / ``candidates``: none when
+    there is no constraint or the backend does not decode under one (``supports_constraints``,
+    as ``hf:`` does); such a backend generates freely and its reply is checked afterwards."""
+    if constraint is not None and getattr(backend, "supports_constraints", False):
+        return {"constraint": constraint}
+    return {}
+
+
 def generate(
     backend: Backend, messages: list[Message], *, constraint: Constraint | None = None, **kw: Any
 ) -> Generation:
-    """``backend.generate(messages, **kw)``, decoding under ``constraint`` where the backend
-    supports constrained decoding (``supports_constraints``, as ``hf:`` does); other backends
-    generate freely and their reply is checked afterwards as always."""
-    if constraint is not None and getattr(backend, "supports_constraints", False):
-        return backend.generate(messages, constraint=constraint, **kw)  # type: ignore[call-arg]
-    return backend.generate(messages, **kw)
+    """``backend.generate(messages, **kw)``, under ``constraint`` where the backend supports it
+    (:func:`constrained`)."""
+    return backend.generate(messages, **kw, **constrained(backend, constraint))
 
 
 #: A model folder's runtime defaults: the planner and prompt style it was trained for, e.g.

@@ -155,9 +155,8 @@ class _Constrained:
     """A LogitsProcessor for constrained decoding: of each row's ``top_k`` likeliest next tokens,
     keep those after which the reply is still viable under ``constraint``
     (:class:`~agentkit.mllm.backends.base.Constraint`), and the end token where the reply may
-    end, and mask every other token. A row none of
-    whose ``top_k`` tokens is viable, or that is already off the grammar, is left as the model
-    has it: the parser after generation stays the judge.
+    end; mask every other token. A row none of whose ``top_k`` tokens is viable, or that is
+    already off the grammar, is left as the model has it: the parser stays the judge.
 
     The grammar state of each partial reply is kept by its text, so a step feeds each candidate
     token's few characters only."""
