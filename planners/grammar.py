@@ -59,6 +59,9 @@ _END = "end"  # spaces, then the newline
 _FREE_LINE = "free_line"  # a comment or Thought line: anything up to the newline
 _PROSE = "prose"  # program mode, before the opening fence: free
 _AFTER = "after"  # after the code: free
+#: Phases between tokens of a statement, where spaces are skipped.
+_SPACED = frozenset({_AFTER_TARGET, _AFTER_EQ, _AFTER_TOOL, _ARGS, _AFTER_KEYWORD, _VALUE,
+                     _AFTER_VALUE, _END})  # fmt: skip
 
 
 #: Kinds of value an argument takes; a variable (an earlier result) is always allowed.
@@ -116,7 +119,6 @@ class State:
     stack: str = ""  # open brackets of a nested value
     variables: tuple[str, ...] = ()
     answered: bool = False  # ANSWER was set (line mode: one code line was written)
-    in_value: bool = False  # the string or number belongs to a keyword value / ANSWER value
 
 
 class ProgramGrammar:
@@ -148,7 +150,6 @@ class ProgramGrammar:
     ) -> None:
         if mode not in ("program", "line"):
             raise ValueError(f"mode {mode!r}: expected 'program' or 'line'")
-        self.tools = {name: tuple(args) for name, args in tools.items()}
         self.specs = {
             name: {a: args[a] if isinstance(args, Mapping) else ANY for a in args}
             for name, args in tools.items()
@@ -197,6 +198,8 @@ class ProgramGrammar:
             if phase == _TARGET and s.line.startswith("`"):
                 return self._fence_line(s)
             return None  # a statement is one line
+        if ch == " " and phase in _SPACED:
+            return replace(s, line=s.line + ch)
         if phase == _LINE_START:
             return self._line_start(s, ch)
         if phase == _TARGET:
@@ -204,14 +207,10 @@ class ProgramGrammar:
                 return replace(s, buf=s.buf + ch, line=s.line + ch)
             return self._target_done(s, ch)
         if phase == _AFTER_TARGET:
-            if ch == " ":
-                return replace(s, line=s.line + ch)
             if ch == "=":
                 return replace(s, phase=_AFTER_EQ, line=s.line + ch)
             return None
         if phase == _AFTER_EQ:
-            if ch == " ":
-                return replace(s, line=s.line + ch)
             if s.target == ANSWER:
                 return self._value_start(s, ch)
             if _IDENT_START.match(ch):
@@ -220,16 +219,12 @@ class ProgramGrammar:
         if phase == _TOOL:
             if _IDENT.match(ch):
                 return self._ident(s, ch, self._tool_names())
-            if s.buf not in self.tools:
+            if s.buf not in self.specs:
                 return None
             return self._step(replace(s, phase=_AFTER_TOOL, tool=s.buf, buf=""), ch)
         if phase == _AFTER_TOOL:
-            if ch == " ":
-                return replace(s, line=s.line + ch)
             return replace(s, phase=_ARGS, line=s.line + ch, used=(), arg="") if ch == "(" else None
         if phase == _ARGS:
-            if ch == " ":
-                return replace(s, line=s.line + ch)
             if ch == ")":
                 return replace(s, phase=_END, line=s.line + ch)
             if _IDENT_START.match(ch):
@@ -243,12 +238,8 @@ class ProgramGrammar:
             s = replace(s, phase=_AFTER_KEYWORD, used=(*s.used, s.buf), arg=s.buf, buf="")
             return self._step(s, ch)
         if phase == _AFTER_KEYWORD:
-            if ch == " ":
-                return replace(s, line=s.line + ch)
             return replace(s, phase=_VALUE, line=s.line + ch) if ch == "=" else None
         if phase == _VALUE:
-            if ch == " ":
-                return replace(s, line=s.line + ch)
             return self._value_start(s, ch)
         if phase == _NAME:
             allowed = self._value_names(s)
@@ -256,7 +247,7 @@ class ProgramGrammar:
                 return self._ident(s, ch, allowed)
             if s.buf not in allowed:
                 return None
-            if s.buf in self.tools:  # ANSWER = tool(...): the call's result is the answer
+            if s.buf in self.specs:  # ANSWER = tool(...): the call's result is the answer
                 return self._step(replace(s, phase=_AFTER_TOOL, tool=s.buf, buf=""), ch)
             return self._step(replace(s, phase=_NESTED if s.stack else _AFTER_VALUE, buf=""), ch)
         if phase == _STRING:
@@ -282,8 +273,6 @@ class ProgramGrammar:
         if phase == _NESTED:
             return self._nested(s, ch)
         if phase == _AFTER_VALUE:
-            if ch == " ":
-                return replace(s, line=s.line + ch)
             if s.target == ANSWER and not s.tool:  # ANSWER = name: the line ends
                 return self._end_line(s) if ch == "\n" else None
             if ch == ",":
@@ -292,8 +281,6 @@ class ProgramGrammar:
                 return replace(s, phase=_END, line=s.line + ch)
             return None
         if phase == _END:
-            if ch == " ":
-                return replace(s, line=s.line + ch)
             return self._end_line(s) if ch == "\n" else None
         raise AssertionError(f"unknown phase {phase}")
 
@@ -355,7 +342,7 @@ class ProgramGrammar:
         return (
             not name.startswith("_")
             and name not in s.variables
-            and name not in self.tools
+            and name not in self.specs
             and name not in self.media
             and name not in _CONSTANTS
         )
@@ -413,10 +400,10 @@ class ProgramGrammar:
         return replace(s, buf=buf, line=s.line + ch)
 
     def _tool_names(self) -> tuple[str, ...]:
-        return tuple(self.tools)
+        return tuple(self.specs)
 
     def _keywords(self, s: State) -> tuple[str, ...]:
-        return tuple(k for k in self.tools.get(s.tool, ()) if k not in s.used)
+        return tuple(k for k in self.specs.get(s.tool, {}) if k not in s.used)
 
     def _spec(self, s: State) -> ArgSpec:
         """The argument being given a value (any value outside a call's keywords)."""
