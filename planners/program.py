@@ -29,7 +29,7 @@ from agentkit.planners import dsl, prompting, roles
 from agentkit.planners.grammar import ProgramGrammar
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
-from agentkit.tools.base import step_refs
+from agentkit.tools.base import execute, step_refs
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
 
@@ -97,7 +97,9 @@ def program_messages(rt: Runtime, state: RunState) -> list[Message]:
 
 
 def make_program_controller(rt: Runtime) -> roles.Node:
-    """Writes the program (or, after a failed line, a rewrite with the error shown)."""
+    """Writes the program (or, after a failed line, a rewrite with the error shown), checked by
+    running it ahead (``Options.run_ahead``); when it does not read or fails, the most likely
+    beam-search program that reads and runs takes its place."""
 
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -105,14 +107,22 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         # No stop at "Observation:": a program is written in one go and observes nothing.
         tokens = rt.options.max_new_tokens * 2
         grammar = roles.program_grammar(rt, state, "program")
+        names, media = rt.tools.names(), list(state.media)
         gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
         thought, body = split_reply(gen.text)
-        names, media = rt.tools.names(), list(state.media)
+        program: dsl.Program | None = None
         try:
             program = dsl.parse_program(body, names, media=media)
+            run_ahead(rt, program)
         except dsl.DSLError as e:
-            picked = _readable_candidate(rt, messages, tokens, gen.text, names, media, grammar)
-            if picked is None:
+            # No rewrite turn yet: a small core's rewrite after an error message is rarely
+            # better than its second guess at the same prompt.
+            picked = _working_candidate(rt, messages, tokens, gen.text, names, media, grammar)
+            if picked is not None:
+                what = "did not parse" if program is None else "failed when run ahead"
+                gen, thought, program, rank = picked
+                thought = f"{thought} (beam {rank}: the greedy program {what}: {e})".strip()
+            elif program is None:
                 step = roles.model_step(
                     "controller",
                     gen,
@@ -121,8 +131,9 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     seconds=time.perf_counter() - t0,
                 )
                 return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
-            gen, thought, program, rank = picked
-            thought = f"{thought} (beam {rank}: the greedy program did not parse: {e})".strip()
+            # else: no beam runs either; the greedy program runs as steps, fails there, and
+            # the decider asks for a rewrite with the error shown.
+        assert program is not None
         step = roles.model_step(
             "controller",
             gen,
@@ -141,7 +152,24 @@ def make_program_controller(rt: Runtime) -> roles.Node:
     return controller
 
 
-def _readable_candidate(
+def run_ahead(rt: Runtime, program: dsl.Program) -> str | None:
+    """The short answer ``program`` gives, run on the tools outside the graph (nothing is
+    recorded; the results are kept in ``Runtime.calls`` for the steps that follow); None when it
+    is not run (``Options.run_ahead`` off, or a tool it calls is not ``pure``). Raises
+    :class:`~agentkit.planners.dsl.DSLError` for a line that fails or an ANSWER that is none."""
+    if not rt.options.run_ahead or not all(rt.tools[c.tool].pure for c in program.calls):
+        return None
+    steps: list[Step] = []
+    ctx = rt.tool_context()
+    for i, call in enumerate(program.calls, 1):
+        step = execute(call, rt.tools, ctx, rt.options.tool_timeout, step_refs(steps), rt.calls)
+        if step.error:
+            raise dsl.DSLError(f"{call.name} = {call.tool}(...) failed: {step.error}", i)
+        steps.append(step)
+    return dsl.read_answer(program.answer, steps)
+
+
+def _working_candidate(
     rt: Runtime,
     messages: list[Message],
     tokens: int,
@@ -150,17 +178,20 @@ def _readable_candidate(
     media: list[str],
     grammar: ProgramGrammar | None,
 ) -> tuple[Generation, str, dsl.Program, int] | None:
-    """The most likely beam-search reply whose program parses (not the greedy one again):
-    ``(generation, thought, program, rank)``, or None (no backend support, none parses)."""
+    """The most likely beam-search reply (not the greedy one again) whose program parses and,
+    run ahead, gives an answer: ``(generation, thought, program, rank)``, or None (no backend
+    support, none does)."""
 
-    def readable(cand: Generation) -> tuple[str, dsl.Program] | None:
+    def works(cand: Generation) -> tuple[str, dsl.Program] | None:
         thought, body = split_reply(cand.text)
         try:
-            return thought, dsl.parse_program(body, names, media=media)
+            program = dsl.parse_program(body, names, media=media)
+            run_ahead(rt, program)
         except dsl.DSLError:
             return None
+        return thought, program
 
-    picked = roles.readable_candidate(rt, messages, tokens, greedy, readable, grammar)
+    picked = roles.readable_candidate(rt, messages, tokens, greedy, works, grammar)
     if picked is None:
         return None
     cand, (thought, program), rank = picked

@@ -582,7 +582,9 @@ def make_plan_executor(
         assert state.cursor < len(state.plan), "executor reached with no call left in the plan"
         call = state.plan[state.cursor]
         known = refs(state) if refs is not None else step_refs(state.steps)
-        step = execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout, known)
+        step = execute(
+            call, rt.tools, rt.tool_context(), rt.options.tool_timeout, known, memo=rt.calls
+        )
         return {"steps": [record(rt, step)], "cursor": state.cursor + 1}
 
     return executor

@@ -114,6 +114,10 @@ class Tool:
     run: Callable[[Any, ToolContext], BaseModel]
     timeout: float = DEFAULT_TIMEOUT
     summary: Callable[[Any], str] | None = None
+    #: Same arguments, same result, and nothing else changes (no media written, nothing acted
+    #: on): such a call may be run ahead, speculatively, and its result reused. A module says so
+    #: with ``PURE = True``; a tool that does not say is assumed to act.
+    pure: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -137,6 +141,7 @@ class Tool:
                 run=module.run,
                 timeout=getattr(module, "TIMEOUT", DEFAULT_TIMEOUT),
                 summary=getattr(module, "summary", None),
+                pure=bool(getattr(module, "PURE", False)),
             )
         except AttributeError as e:
             raise TypeError(f"{module.__name__} is not a tool module: {e}") from e
@@ -362,13 +367,15 @@ def execute(
     ctx: ToolContext,
     timeout: float | None = None,
     refs: Mapping[str, Any] | None = None,
+    memo: dict[str, BaseModel] | None = None,
 ) -> Step:
     """Run one call and record it as an executor :class:`Step`; failures become the step's error.
 
     A successful step is named ``<tool>_<n>`` (``detect_0``); later calls can pass that name as an
     argument value instead of copying the result (``{"objects": "detect_0"}``). ``refs`` maps the
     names known so far to their values (:func:`step_refs`). A call with a ``name`` (a program's
-    variable) is named that instead.
+    variable) is named that instead. ``memo``: results of ``pure`` tools by tool and resolved
+    arguments, reused instead of running the tool again (and filled by this call).
     """
     started = time.time()
     t0 = time.perf_counter()
@@ -377,7 +384,13 @@ def execute(
     refs = refs or {}
     try:
         tool = registry[call.tool]
-        result = call_tool(tool, resolve_refs(call.args, refs), ctx, timeout)
+        args = resolve_refs(call.args, refs)
+        key = json.dumps([tool.name, args], sort_keys=True, default=str) if tool.pure else ""
+        result = memo.get(key) if memo is not None and key else None
+        if result is None:
+            result = call_tool(tool, args, ctx, timeout)
+            if memo is not None and key:
+                memo[key] = result
         step.result = result.model_dump(mode="json")
         if call.name:
             step.ref = call.name

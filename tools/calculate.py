@@ -27,6 +27,7 @@ Supports numbers, + - * / (division), // (whole division), % (remainder), ** (po
 parentheses, and the functions abs, round, min, max and sqrt, and the constants pi and e.
 Example: (12 + 7) * 3 / 2"""
 TIMEOUT = 5.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 MAX_CHARS = 200
 #: Largest integer magnitude kept (about 1200 decimal digits).

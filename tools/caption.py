@@ -23,6 +23,7 @@ DESCRIPTION = """Describe an image in one sentence: how many objects there are, 
 color, material, shape and rough position (left/center/right, top/bottom). Built from the object
 detector's output, not a language model: it names only objects the detector knows."""
 TIMEOUT = 60.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 #: Objects named one by one; more are counted ("and 4 more").
 MAX_LISTED = 10
 

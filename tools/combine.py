@@ -17,6 +17,7 @@ DESCRIPTION = """Joins two lists of objects: "union" keeps the objects in either
 B" questions), "intersection" the objects in both (for "both A and B"). Objects are the same when
 their boxes are the same. Pass both lists by the names of earlier results."""
 TIMEOUT = 5.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 
 class Args(BaseModel):

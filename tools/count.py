@@ -20,6 +20,7 @@ Pass the detections as the name of an earlier detection result (for example dete
 list of objects with a "label". Returns how many match and their positions in the list.
 Use it whenever the question asks "how many"."""
 TIMEOUT = 5.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 MAX_DETECTIONS = 10_000
 _Scalar = str | int | float | bool

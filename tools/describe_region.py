@@ -24,6 +24,7 @@ DESCRIPTION = """Describe what is inside one region of an image: give a box [x1,
 or a mask id from segment. The region is cropped and its objects listed with size, color, material,
 shape and position within the region. Built from the object detector's output, not a language model."""
 TIMEOUT = 60.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 #: Context kept around the region, as a fraction of its size: a tight crop cuts object edges.
 MARGIN = 0.1
 

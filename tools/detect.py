@@ -32,6 +32,7 @@ DESCRIPTION = """Find objects in an image with a YOLO detector. Returns each obj
 [x1, y1, x2, y2] in pixels and score; the scene detector also gives size, color, material and shape.
 Narrow the list with classes (labels) or with color / material / size / shape."""
 TIMEOUT = 60.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 DEFAULT_WEIGHTS = "scenes-yolo"
 #: NMS IoU of the scene detector (class-agnostic; official checkpoints keep ultralytics' 0.7).
 #: On the 120 held-out renders at conf 0.25: 0.7 kept 10 false boxes (duplicates of one object),

@@ -14,6 +14,7 @@ DESCRIPTION = """Answers yes when a list of objects has at least one object and 
 empty. Use it for "is there ...?" and "are there any ...?" questions, on the list that holds the
 objects the question asks about."""
 TIMEOUT = 5.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 
 class Args(BaseModel):

@@ -17,6 +17,7 @@ DESCRIPTION = """Reports the width and height of an image in pixels, its colour 
 channels, and its mean brightness (0 = black, 255 = white). Use it before giving pixel coordinates
 to another tool, or to tell whether a picture is dark or bright."""
 TIMEOUT = 10.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 
 class Args(BaseModel):

@@ -31,6 +31,7 @@ NAME = "ocr"
 DESCRIPTION = """Read the text in an image (screenshots, signs, labels). Returns each text line with
 its box [x1, y1, x2, y2] in pixels and a confidence score."""
 TIMEOUT = 60.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 #: rapidocr settings (its params dict): see the module docstring for why.
 RAPIDOCR_PARAMS: dict[str, Any] = {
     "Det.limit_type": "max",

@@ -23,6 +23,7 @@ DESCRIPTION = """Tells the color, shape, material or size of an object. The list
 exactly one object (narrow it with select or relate first); of several, the most confident is
 used. Use it for "what color / shape / material / size is the ...?" questions."""
 TIMEOUT = 5.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 
 class Args(BaseModel):

@@ -47,6 +47,7 @@ reference object, as seen in the image. objects is the list to search (usually d
 object); reference is a list holding exactly the one object the question names (narrow it with
 select first). The reference itself is never in the answer."""
 TIMEOUT = 5.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 #: Share of the box height between the bottom edge and the footprint's centre (see above).
 FOOT = 0.2

@@ -26,6 +26,7 @@ reference object, leaving the reference itself out. objects is the list to searc
 detect_0, every object); reference is a list holding exactly the one object the question names
 (narrow it with select first). Use it for "the same color as the ..." questions."""
 TIMEOUT = 5.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 
 class Args(BaseModel):

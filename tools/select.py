@@ -23,6 +23,7 @@ material, size) and returns them as a new list, in the same order. Pass the list
 earlier result (detect_0, relate_0...). Use it to narrow the objects to those a question names,
 e.g. the red cubes or the small metal things."""
 TIMEOUT = 5.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 
 
 class Args(BaseModel):

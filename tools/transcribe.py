@@ -39,6 +39,7 @@ NAME = "transcribe"
 DESCRIPTION = """Transcribe speech in an audio clip (wav, mp3, ...) to text with whisper. Returns the
 text, the language and timed segments (start and end in seconds)."""
 TIMEOUT = 120.0
+PURE = True  # reads its inputs only: may run ahead and be reused
 DEFAULT_WEIGHTS = "speech-whisper"
 SAMPLE_RATE = 16_000
 #: Keys a checkpoint's "transcribe_options" may set (others are ignored: a checkpoint is data).

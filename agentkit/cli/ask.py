@@ -82,6 +82,13 @@ def ask(
             "models): no undefined name, unknown tool or argument is written."
         ),
     ] = True,
+    run_ahead: Annotated[
+        bool,
+        typer.Option(
+            help="program: run each program ahead on the tools (pure ones only); one that "
+            "fails gives way to the likeliest beam-search program that runs."
+        ),
+    ] = True,
     thread: Annotated[
         str | None,
         typer.Option(help="Resume this run from its last finished step (or name a new one)."),
@@ -124,7 +131,7 @@ def ask(
                 runs_dir=runs,
                 device=device,
                 tool_weights=weights,
-                options=Options(actions=actions, constrain=constrain),  # type: ignore[arg-type]
+                options=Options(actions=actions, constrain=constrain, run_ahead=run_ahead),  # type: ignore[arg-type]
             )
         with console.status("thinking…", spinner="dots") if not as_json else _null():
             if resume is not None:

@@ -57,6 +57,13 @@ def vqa(
         bool,
         typer.Option(help="Decode the controller's code under the program grammar (hf: models)."),
     ] = True,
+    run_ahead: Annotated[
+        bool,
+        typer.Option(
+            help="program: run each program ahead on the tools; one that fails gives way to "
+            "the likeliest beam-search program that runs."
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Accuracy per family and program length, steps, tool calls, latency and failures of a
@@ -82,6 +89,7 @@ def vqa(
             tool_weights=_parse_tool_weights(tool_weights or [], as_json),
             prompt_style=prompt_style,
             constrain=constrain,
+            run_ahead=run_ahead,
             progress=not as_json,
         )
     except AgentkitError as e:

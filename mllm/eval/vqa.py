@@ -102,7 +102,11 @@ def is_correct(predicted: str | None, expected: Any) -> bool:
 
 
 def settings(
-    *, verify: bool = True, prompt_style: str = "auto", constrain: bool = True
+    *,
+    verify: bool = True,
+    prompt_style: str = "auto",
+    constrain: bool = True,
+    run_ahead: bool = True,
 ) -> dict[str, Any]:
     """The run's :class:`~agentkit.runtime.Options` that differ from their defaults (``auto``
     prompt style: what the model declares), as the items carry and key them."""
@@ -113,6 +117,8 @@ def settings(
         out["prompt_style"] = prompt_style
     if not constrain:
         out["constrain"] = False
+    if not run_ahead:
+        out["run_ahead"] = False
     return out
 
 
@@ -422,6 +428,7 @@ def evaluate(
     tool_weights: dict[str, str] | None = None,
     prompt_style: str = "auto",
     constrain: bool = True,
+    run_ahead: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -456,7 +463,9 @@ def evaluate(
         audio_dir = Path(audio_dir)
         for r in _read_jsonl(audio_dir / "manifest.jsonl", "speech manifest"):
             clips[str(r["id"])] = audio_dir / r["audio"]
-    options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain)
+    options = settings(
+        verify=verify, prompt_style=prompt_style, constrain=constrain, run_ahead=run_ahead
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_results(out)
@@ -483,7 +492,7 @@ def evaluate(
     _run(todo, finished, workers, ray_address, progress)
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
-        "prompt_style": prompt_style, "constrain": constrain,
+        "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:

@@ -150,6 +150,76 @@ def test_no_readable_beam_or_no_beams_keeps_the_rewrite_turn(make_agent, image):
     assert a.ask("q?", images=[image]).answer == "0" and off.asked == []
 
 
+def counting_find(registry, calls: list[str]) -> None:
+    """Makes ``find`` pure (it only reads its image) and counts its runs in ``calls``."""
+    find = registry["find"]
+
+    def run(args, ctx):
+        calls.append(args.image)
+        return find.run(args, ctx)
+
+    registry.register(Tool("find", find.description, find.Args, find.Result, run, pure=True))
+
+
+def test_a_program_is_run_ahead_once_and_its_steps_reuse_the_results(make_agent, image, registry):
+    """A program of pure tools runs ahead before it becomes steps; the steps then reuse each
+    result (the tool ran once), and no beam is asked for."""
+    finds: list[str] = []
+    counting_find(registry, finds)
+    backend = BeamBackend([COUNT_RED], [program("ANSWER = 9")])
+    a, _ = make_agent("program", backend)
+    res = a.ask("How many red things?", images=[image])
+    assert res.answer == "2" and finds == ["image_0"] and backend.asked == []
+    assert [s.ref for s in res.steps if s.role == "executor"] == ["objs", "reds"]
+
+
+def test_a_program_that_fails_ahead_gives_way_to_the_best_beam_that_runs(
+    make_agent, image, registry
+):
+    """The greedy program parses but its ANSWER is a list: instead of a rewrite turn, the most
+    likely beam that parses *and* runs to an answer is taken (not one that fails ahead too);
+    the failed attempt leaves no step behind."""
+    finds: list[str] = []
+    counting_find(registry, finds)
+    listy = program("objs = find(image=image_0)", "ANSWER = objs")
+    unreadable = program("objs = find(image=image_0)", "n = len(objs)", "ANSWER = n")
+    beams = [listy, unreadable, program("objs = find(image=image_0)", "ANSWER = objs"),
+             COUNT_RED, program("ANSWER = 9")]  # fmt: skip
+    backend = BeamBackend([listy], beams)
+    a, _ = make_agent("program", backend, candidates=5)
+    res = a.ask("How many red things?", images=[image])
+    assert res.answer == "2" and len(backend.calls) == 1 and backend.asked == [5]
+    ctl = res.steps[0]
+    assert "(beam 4: the greedy program failed when run ahead: " in ctl.thought
+    assert "ANSWER is a list of 3 items" in ctl.thought
+    assert [s.ref for s in res.steps if s.role == "executor"] == ["objs", "reds"]
+    assert finds == ["image_0"]  # every program's find(image_0) is the same call
+
+
+def test_acting_tools_are_never_run_ahead(make_agent, image, registry):
+    """``nap`` is not pure: its program is not run ahead (it would act twice) and runs as steps
+    as written; with run-ahead off, a failing program goes to the rewrite turn as before."""
+    naps: list[float] = []
+    nap = registry["nap"]
+    registry.register(
+        Tool(
+            "nap",
+            nap.description,
+            nap.Args,
+            nap.Result,
+            lambda a, c: naps.append(1) or nap.run(a, c),
+        )
+    )
+    backend = BeamBackend([program("x = nap(seconds=0)", "ANSWER = x")], [program("ANSWER = 9")])
+    a, _ = make_agent("program", backend)
+    assert a.ask("q?", images=[image]).answer == "0" and naps == [1] and backend.asked == []
+    listy = program("objs = find(image=image_0)", "ANSWER = objs")
+    off = BeamBackend([listy, program("ANSWER = 0")], [COUNT_RED])
+    b, _ = make_agent("program", off, run_ahead=False)
+    res = b.ask("q?", images=[image])
+    assert res.answer == "0" and off.asked == [] and len(off.calls) == 2
+
+
 def test_unreadable_programs_stop_after_the_parse_limit(make_agent):
     a, _ = make_agent("program", ["import os", "x.y = 1", "Final Answer: ?"], max_parse_errors=2)
     res = a.ask("q?")
