@@ -208,6 +208,7 @@ class Agent:
                 media[rt.media.add_file(task.audio, prefix="audio")] = "spoken question"
         except MediaError as e:
             rt.trace.event("error", message=str(e))
+            rt.trace.close()
             raise
         (run_dir / "run.json").write_text(
             json.dumps(
@@ -245,6 +246,12 @@ class Agent:
         return compiled_graph(self._build)
 
     def _invoke(self, rt: Runtime, thread: str, initial: RunState | None) -> RunResult:
+        try:
+            return self._run_graph(rt, thread, initial)
+        finally:
+            rt.trace.close()
+
+    def _run_graph(self, rt: Runtime, thread: str, initial: RunState | None) -> RunResult:
         from langgraph.errors import GraphRecursionError
 
         cfg = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
@@ -254,8 +261,8 @@ class Agent:
         t0 = time.perf_counter()
         try:
             with activate(rt):
-                snapshot = graph.get_state(cfg)
-                if initial is None and not snapshot.next and snapshot.values:
+                snapshot = graph.get_state(cfg) if initial is None else None
+                if snapshot is not None and not snapshot.next and snapshot.values:
                     values = snapshot.values  # already finished: nothing to run
                 else:
                     values = graph.invoke(initial, cfg)

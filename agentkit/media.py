@@ -1,8 +1,10 @@
 """A per-run media store: images and audio by id, so state, prompts and checkpoints hold short
 references instead of pixels.
 
-Files are copied (images re-encoded as PNG after validation) under ``<run_dir>/media/`` and an
-``index.json`` maps ids to files, so a run resumed in another process finds the same media.
+Files are copied under ``<run_dir>/media/`` (an RGB PNG as it is once its chunks check out,
+other images decoded and re-encoded as PNG) and an ``index.json`` maps ids to files, so a run
+resumed in another process finds the same media. A PNG whose compressed pixels are damaged under
+valid checksums passes the chunk check; the tool that decodes it fails with a recorded step.
 """
 
 from __future__ import annotations
@@ -48,12 +50,21 @@ def open_image(path: str | Path) -> PILImage.Image:
         raise MediaError(f"cannot read image {p}: {type(e).__name__}: {e}") from e
 
 
-def _is_rgb_png(path: str | Path) -> bool:
-    """Whether a file is an RGB PNG (header only), so storing it needs no re-encoding."""
+def checked_rgb_png(path: str | Path) -> bool:
+    """Whether a file is an RGB PNG within the size limit whose every chunk is whole and passes
+    its CRC check (PIL's ``verify``: no pixel is decoded, ~0.07 ms for a 480x320 scene against
+    ~3 ms for a decode): such a file is stored as it is. False for any other file, which
+    :func:`open_image` then decodes (and refuses with a clear error if it must)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        return im.format == "PNG" and im.mode == "RGB"
+    try:
+        with Image.open(path) as im:
+            if im.format != "PNG" or im.mode != "RGB" or im.width * im.height > MAX_PIXELS:
+                return False
+            im.verify()
+            return True
+    except Exception:  # noqa: BLE001  any failure: let the full decode judge and name it
+        return False
 
 
 class MediaStore:
@@ -88,12 +99,12 @@ class MediaStore:
     def add_image(self, image: str | Path | PILImage.Image, prefix: str = "image") -> str:
         """Validate and store an image (a path or a PIL image); return its id."""
         if isinstance(image, str | Path):
-            im = open_image(image)
-            if _is_rgb_png(image):  # validated above; the file already is what would be written
+            if checked_rgb_png(image):  # already what would be written: no decode, no encode
                 with self._lock:
                     media_id = self._new_id(prefix)
                     shutil.copyfile(image, self.root / f"{media_id}.png")
                     return self._commit(media_id, f"{media_id}.png")
+            im = open_image(image)
         else:  # an image a tool made: same limits as a file, checked before the RGB copy
             w, h = image.size
             if w * h > MAX_PIXELS or w == 0 or h == 0:

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel
-
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend
 from agentkit.tools.base import PromptStyle, ToolContext, ToolRegistry
@@ -65,10 +63,10 @@ class Options:
     #: beam-search programs that does (backends with ``candidates()``, e.g. ``hf:``; 0: off).
     #: A small core's rewrite after an error message is rarely better than its second guess.
     candidates: int = 4
-    #: ``program``: run each program ahead on the tools before it becomes the run's steps (only
+    #: ``program``: run each program in the controller's turn, as soon as it is written (only
     #: when every tool it calls is ``pure``); one that fails (a line errs, ANSWER is no answer)
-    #: is replaced by the most likely of the ``candidates`` beam-search programs that runs. The
-    #: results are kept (``Runtime.calls``), so the steps then cost no tool time again.
+    #: gives way to the most likely of the ``candidates`` beam-search programs that runs, before
+    #: any rewrite turn. The lines that ran are the run's executor steps.
     run_ahead: bool = True
     #: Decode the controller's code (``program``, and ``react``'s code actions) under the program
     #: language's prefix grammar (:mod:`agentkit.planners.grammar`) where the backend supports
@@ -114,10 +112,6 @@ class Runtime:
     run_dir: Path
     device: str = "cpu"
     options: Options = field(default_factory=Options)
-    #: Results of the ``pure`` tool calls this run made in this process, by tool and resolved
-    #: arguments (:func:`~agentkit.tools.base.execute`): a program run ahead and then run as the
-    #: run's steps computes each call once.
-    calls: dict[str, BaseModel] = field(default_factory=dict)
 
     def tool_context(self) -> ToolContext:
         return ToolContext(

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from agentkit.state import Step
 
@@ -21,18 +21,30 @@ TRACE_FILE = "trace.jsonl"
 
 
 class TraceWriter:
-    """Appends events to ``<run_dir>/trace.jsonl``; each line is flushed, so a killed run keeps them."""
+    """Appends events to ``<run_dir>/trace.jsonl``; each line is handed to the OS as it is
+    written (line buffering), so a killed run keeps them. The file stays open between events
+    (opening it per event was a tenth of the framework's time per question); :meth:`close`
+    when the run ends, and a later event opens it again."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / TRACE_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._file: TextIO | None = None
 
     def event(self, event: str, **data: Any) -> None:
         record = {"event": event, "time": time.time(), **data}
         line = json.dumps(record, default=str, ensure_ascii=False)
-        with self._lock, self.path.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        with self._lock:
+            if self._file is None:
+                self._file = self.path.open("a", encoding="utf-8", buffering=1)
+            self._file.write(line + "\n")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def step(self, step: Step) -> None:
         self.event("step", **step.model_dump(mode="json"))

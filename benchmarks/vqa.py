@@ -1,20 +1,23 @@
 """Median latency of a 3-step question through the agent graph, and the share of that time spent
-outside model and tool compute (the framework's share: graph, state, checkpoints, trace, prompt
-building, verification bookkeeping). Target: under 2%.
+outside model and tool compute (the framework's share: graph, state, checkpoints, trace, media,
+prompt building, verification bookkeeping). Target: under 2%.
 
-The model really runs: a tiny local LLaVA-style model (the shape of the embedded default) generates
-``--tokens`` tokens on every model turn, timed; its text is then replaced by a scripted reply so the
-run follows a fixed 3-tool chain on a shipped example scene:
+Default: the embedded default (``--model hf:agentkit-mllm``) answers "What color is the small
+cube?" about shipped example scene 0 with its own program (detect -> select -> query) under its
+own planner, everything real; model time is the backend's generate calls, timed.
+
+``--model scripted``: a tiny local LLaVA-style model generates ``--tokens`` tokens on every model
+turn, timed, and its text is replaced by a scripted reply, so any planner follows a fixed chain:
 
     detect(image_0) -> select(objects=detect_0, color="red") -> count(detections=select_0)
 
 (``react``: one controller turn per call and one for the Final Answer; ``program``: one turn that
-writes the three-line program). The tools really run too: ``detect`` with the shipped
-``scenes-yolo`` when it is there, else a randomly initialised yolov8n (same network and compute,
-meaningless boxes; the run says which). Framework time = wall time - model time - tool time.
+writes the three-line program). ``detect`` uses the shipped ``scenes-yolo`` when it is there,
+else a randomly initialised yolov8n (same network and compute, meaningless boxes; the run says
+which). Tool time is measured inside each tool. Framework time = wall - model - tools.
 
-    python benchmarks/vqa.py [--planner react|program] [--runs 5] [--tokens 48]
-                             [--prompt-style full|compact|bare]
+    python benchmarks/vqa.py [--model hf:agentkit-mllm|scripted] [--planner react|program]
+                             [--runs 5] [--tokens 48] [--prompt-style full|compact|bare]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from agentkit.tools.base import ToolRegistry
 
 SCENE = Path(__file__).resolve().parents[1] / "examples" / "scenes" / "scene_000000.png"
 QUESTION = "How many red things are there?"
+REAL_QUESTION = "What color is the small cube?"  # the shipped core: detect -> select -> query
 REACT = [
     'Thought: find the objects\nAction: detect\nAction Input: {"image": "image_0"}',
     'Thought: keep the red ones\nAction: select\nAction Input: {"objects": "detect_0", "color": "red"}',
@@ -118,18 +122,41 @@ def detector(work: Path) -> tuple[str, str]:
         return str(path), "yolov8n random init (scenes-yolo not built yet)"
 
 
+def timed_model(spec: str):
+    """The backend of ``spec`` with its generate (and beam candidates) timed: ``(backend, clock)``
+    where ``clock[0]`` accumulates seconds."""
+    from agentkit.mllm.backends.base import load_backend
+
+    backend, clock = load_backend(spec), [0.0]
+    for name in ("generate", "candidates"):
+        fn = getattr(backend, name, None)
+        if fn is None:
+            continue
+
+        def timed(*args, _fn=fn, **kw):
+            t0 = time.perf_counter()
+            try:
+                return _fn(*args, **kw)
+            finally:
+                clock[0] += time.perf_counter() - t0
+
+        setattr(backend, name, timed)
+    return backend, clock
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--planner", choices=("react", "program"), default="react")
+    ap.add_argument("--model", default="hf:agentkit-mllm", help="a model spec, or scripted")
+    ap.add_argument("--planner", choices=("react", "program"), default=None)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--tokens", type=int, default=48, help="tokens the model generates per turn")
+    ap.add_argument("--tokens", type=int, default=48, help="scripted: tokens per model turn")
     ap.add_argument(
         "--prompt-style",
         choices=("full", "compact", "bare"),
-        default="full",
-        help="how the controller prompt lists the tools (Options.prompt_style)",
+        default=None,
+        help="how the controller prompt lists the tools (default: the model's own, else full)",
     )
     a = ap.parse_args()
 
@@ -137,52 +164,75 @@ def main() -> None:
     weights, which = detector(work)
     reg = ToolRegistry.default()
     opts = Options(tool_weights={"detect": weights}, prompt_style=a.prompt_style)
-    # count's list argument is "objects" (or "detections" in older trees): ask its schema
-    arg = next(iter(reg["count"].Args.model_fields))
-    replies = [
-        x.replace("{n}", "0").replace("ARG", arg)
-        for x in (REACT if a.planner == "react" else PROGRAM)
-    ]
-    # The tokenizer learns the real prompts (as the embedded default's does), so a prompt is as
-    # many tokens as it would be there, not one per character of unseen words.
-    recorder = Recorder(replies)
-    Agent(recorder, tools=reg, planner=a.planner, runs_dir=work / "runs", options=opts).ask(
-        QUESTION, images=[SCENE], max_steps=4
-    )
-    corpus = [m.content for call in recorder.calls for m in call] * 4 + replies * 20
-    hf = HFBackend(str(build_tiny_llava(work / "tiny", texts=corpus, max_positions=4096)))
+    if a.model == "scripted":
+        planner = a.planner or "react"
+        question, make = QUESTION, scripted_models(work, reg, planner, opts, a.tokens)
+    else:
+        planner, question = a.planner, REAL_QUESTION
+        backend, clock = timed_model(a.model)
+
+        def make():
+            clock[0] = 0.0
+            return backend, lambda: clock[0]
 
     rows = []
     for r in range(a.runs + 1):  # the first run loads the models and warms caches: not counted
-        backend = RealComputeScripted(hf, replies, a.tokens)
+        backend, model_seconds = make()
         timed = TimedTools(reg)
         agent = Agent(
-            backend, tools=timed.registry, planner=a.planner, runs_dir=work / "runs", options=opts
+            backend, tools=timed.registry, planner=planner, runs_dir=work / "runs", options=opts
         )
         t0 = time.perf_counter()
-        res = agent.ask(QUESTION, images=[SCENE], max_steps=4)
+        res = agent.ask(question, images=[SCENE], max_steps=4)
         wall = time.perf_counter() - t0
         tools = [s for s in res.steps if s.role == "executor"]
-        assert [s.tool for s in tools] == ["detect", "select", "count"], [s.tool for s in tools]
-        assert all(s.error is None for s in tools), [s.error for s in tools]
-        tool_s = timed.seconds
-        overhead = wall - backend.model_seconds - tool_s
+        assert len(tools) == 3 and all(s.error is None for s in tools), [
+            (s.tool, s.error) for s in tools
+        ]
+        overhead = wall - model_seconds() - timed.seconds
         if r:
             rows.append({
-                "wall_s": wall, "model_s": backend.model_seconds, "tool_s": tool_s,
+                "wall_s": wall, "model_s": model_seconds(), "tool_s": timed.seconds,
                 "framework_s": overhead, "framework_share": overhead / wall,
-                "model_turns": backend.i, "answer": res.answer,
+                "tools": [s.tool for s in tools], "answer": res.answer,
             })  # fmt: skip
     for row in rows:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
     med = statistics.median(r["wall_s"] for r in rows)
     share = statistics.median(r["framework_share"] for r in rows)
     print(
-        f"{a.planner} ({a.prompt_style} prompt): 3-step question, median latency {med:.3f} s over {a.runs} runs "
-        f"(model {statistics.median(r['model_s'] for r in rows):.3f} s, tools "
-        f"{statistics.median(r['tool_s'] for r in rows):.3f} s, detector: {which}); framework "
-        f"share of wall time {share:.2%}; target < 2%: {'OK' if share < 0.02 else 'MISSED'}"
+        f"{a.model} ({agent.planner}, {agent.options.prompt_style or 'full'} prompt): 3-step "
+        f"question, median latency {med:.3f} s over {a.runs} runs (model "
+        f"{statistics.median(r['model_s'] for r in rows):.3f} s, tools "
+        f"{statistics.median(r['tool_s'] for r in rows):.3f} s, framework "
+        f"{statistics.median(r['framework_s'] for r in rows) * 1000:.1f} ms; detector: {which}); "
+        f"framework share of wall time {share:.2%}; target < 2%: "
+        f"{'OK' if share < 0.02 else 'MISSED'}"
     )
+
+
+def scripted_models(work: Path, reg: ToolRegistry, planner: str, opts: Options, tokens: int):
+    """``make() -> (backend, model seconds)`` for ``--model scripted``: a tiny LLaVA whose
+    tokenizer learned the real prompts (so a prompt is as many tokens as it would be), computing
+    ``tokens`` per turn and answering with the scripted chain."""
+    # count's list argument is "objects" (or "detections" in older trees): ask its schema
+    arg = next(iter(reg["count"].Args.model_fields))
+    replies = [
+        x.replace("{n}", "0").replace("ARG", arg)
+        for x in (REACT if planner == "react" else PROGRAM)
+    ]
+    recorder = Recorder(replies)
+    Agent(recorder, tools=reg, planner=planner, runs_dir=work / "runs", options=opts).ask(
+        QUESTION, images=[SCENE], max_steps=4
+    )
+    corpus = [m.content for call in recorder.calls for m in call] * 4 + replies * 20
+    hf = HFBackend(str(build_tiny_llava(work / "tiny", texts=corpus, max_positions=4096)))
+
+    def make():
+        backend = RealComputeScripted(hf, replies, tokens)
+        return backend, lambda: backend.model_seconds
+
+    return make
 
 
 if __name__ == "__main__":

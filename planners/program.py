@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from pydantic import BaseModel
 
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
@@ -97,9 +99,10 @@ def program_messages(rt: Runtime, state: RunState) -> list[Message]:
 
 
 def make_program_controller(rt: Runtime) -> roles.Node:
-    """Writes the program (or, after a failed line, a rewrite with the error shown), checked by
-    running it ahead (``Options.run_ahead``); when it does not read or fails, the most likely
-    beam-search program that reads and runs takes its place."""
+    """Writes the program (or, after a failed line, a rewrite with the error shown) and runs it
+    ahead (``Options.run_ahead``). One that does not read or fails gives way to the most likely
+    beam-search program that reads and runs. A program that ran ahead is done: its lines are
+    recorded as executor steps with the controller's, and the decider reads ANSWER next."""
 
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -108,19 +111,36 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         tokens = rt.options.max_new_tokens * 2
         grammar = roles.program_grammar(rt, state, "program")
         names, media = rt.tools.names(), list(state.media)
+        budget = state.task.max_steps - len(state.tool_steps)
+        memo: dict[str, BaseModel] = {}  # calls the programs tried share
+        ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
+
+        def run(program: dsl.Program) -> list[Step] | None:
+            start = time.perf_counter()
+            try:
+                return run_ahead(rt, program, memo, budget)
+            finally:
+                ahead[0] += time.perf_counter() - start
+
+        def read_and_run(text: str) -> tuple[str, dsl.Program, list[Step] | None]:
+            thought, body = split_reply(text)
+            program = dsl.parse_program(body, names, media=media)
+            return thought, program, run(program)
+
         gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
         thought, body = split_reply(gen.text)
         program: dsl.Program | None = None
+        ran: list[Step] | None = None
         try:
             program = dsl.parse_program(body, names, media=media)
-            run_ahead(rt, program)
+            ran = run(program)
         except dsl.DSLError as e:
             # No rewrite turn yet: a small core's rewrite after an error message is rarely
             # better than its second guess at the same prompt.
-            picked = _working_candidate(rt, messages, tokens, gen.text, names, media, grammar)
+            picked = _working_candidate(rt, messages, tokens, gen.text, read_and_run, grammar)
             if picked is not None:
                 what = "did not parse" if program is None else "failed when run ahead"
-                gen, thought, program, rank = picked
+                gen, (thought, program, ran), rank = picked
                 thought = f"{thought} (beam {rank}: the greedy program {what}: {e})".strip()
             elif program is None:
                 step = roles.model_step(
@@ -128,7 +148,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     gen,
                     thought=thought,
                     error=f"Could not read your program: {e}. Rewrite it.",
-                    seconds=time.perf_counter() - t0,
+                    seconds=time.perf_counter() - t0 - ahead[0],
                 )
                 return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
             # else: no beam runs either; the greedy program runs as steps, fails there, and
@@ -139,12 +159,12 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             gen,
             thought=thought,
             observation=program.source,
-            seconds=time.perf_counter() - t0,
+            seconds=time.perf_counter() - t0 - ahead[0],
         )
         return {
-            "steps": [roles.record(rt, step)],
+            "steps": [roles.record(rt, s) for s in [step, *(ran or [])]],
             "plan": program.calls,
-            "cursor": 0,
+            "cursor": len(program.calls) if ran is not None else 0,
             "answer_expr": program.answer,
             "attempts": state.attempts + 1,
         }
@@ -152,21 +172,31 @@ def make_program_controller(rt: Runtime) -> roles.Node:
     return controller
 
 
-def run_ahead(rt: Runtime, program: dsl.Program) -> str | None:
-    """The short answer ``program`` gives, run on the tools outside the graph (nothing is
-    recorded; the results are kept in ``Runtime.calls`` for the steps that follow); None when it
-    is not run (``Options.run_ahead`` off, or a tool it calls is not ``pure``). Raises
-    :class:`~agentkit.planners.dsl.DSLError` for a line that fails or an ANSWER that is none."""
-    if not rt.options.run_ahead or not all(rt.tools[c.tool].pure for c in program.calls):
+def run_ahead(
+    rt: Runtime, program: dsl.Program, memo: dict[str, BaseModel], budget: int
+) -> list[Step] | None:
+    """Run ``program`` on the tools now, in the controller's turn: its executor steps, or None
+    when it is not run (``Options.run_ahead`` off, more lines than the ``budget`` of tool calls
+    left, or a tool that is not ``pure``: one that acts must act once, as a step). Raises
+    :class:`~agentkit.planners.dsl.DSLError` for a line that fails or an ANSWER that is no
+    answer. ``memo`` shares identical calls between the programs tried."""
+    calls = program.calls
+    if not rt.options.run_ahead or len(calls) > budget:
+        return None
+    if not all(rt.tools[c.tool].pure for c in calls):
         return None
     steps: list[Step] = []
     ctx = rt.tool_context()
-    for i, call in enumerate(program.calls, 1):
-        step = execute(call, rt.tools, ctx, rt.options.tool_timeout, step_refs(steps), rt.calls)
+    for i, call in enumerate(calls, 1):
+        step = execute(call, rt.tools, ctx, rt.options.tool_timeout, step_refs(steps), memo)
         if step.error:
             raise dsl.DSLError(f"{call.name} = {call.tool}(...) failed: {step.error}", i)
         steps.append(step)
-    return dsl.read_answer(program.answer, steps)
+    dsl.read_answer(program.answer, steps)  # raises when ANSWER is no answer
+    return steps
+
+
+R = TypeVar("R")
 
 
 def _working_candidate(
@@ -174,28 +204,20 @@ def _working_candidate(
     messages: list[Message],
     tokens: int,
     greedy: str,
-    names: list[str],
-    media: list[str],
+    read_and_run: Callable[[str], R],
     grammar: ProgramGrammar | None,
-) -> tuple[Generation, str, dsl.Program, int] | None:
-    """The most likely beam-search reply (not the greedy one again) whose program parses and,
-    run ahead, gives an answer: ``(generation, thought, program, rank)``, or None (no backend
-    support, none does)."""
+) -> tuple[Generation, R, int] | None:
+    """The most likely beam-search reply (not the greedy one again) that ``read_and_run``
+    accepts (it parses and, run ahead, answers): ``(generation, what it returned, rank)``, or
+    None (no backend support, none does)."""
 
-    def works(cand: Generation) -> tuple[str, dsl.Program] | None:
-        thought, body = split_reply(cand.text)
+    def works(cand: Generation) -> R | None:
         try:
-            program = dsl.parse_program(body, names, media=media)
-            run_ahead(rt, program)
+            return read_and_run(cand.text)
         except dsl.DSLError:
             return None
-        return thought, program
 
-    picked = roles.readable_candidate(rt, messages, tokens, greedy, works, grammar)
-    if picked is None:
-        return None
-    cand, (thought, program), rank = picked
-    return cand, thought, program, rank
+    return roles.readable_candidate(rt, messages, tokens, greedy, works, grammar)
 
 
 def read_answer(state: RunState) -> str:

@@ -10,7 +10,7 @@ the task's step budget, which the decider enforces.
 from __future__ import annotations
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 
 from agentkit.planners import roles
 from agentkit.runtime import Runtime
@@ -19,17 +19,11 @@ from agentkit.state import RunState
 
 def build_react(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
     g = StateGraph(RunState)
-    g.add_node("ingest", roles.make_ingest(rt))
     g.add_node("controller", roles.make_controller(rt))
     g.add_node("executor", roles.make_executor(rt))
     g.add_node("decider", roles.make_decider(rt))
     g.add_node("summarizer", roles.make_summarizer(rt))
-    g.add_edge(START, "ingest")
-    g.add_conditional_edges(
-        "ingest",
-        lambda s: "summarizer" if s.stop_reason else "controller",
-        ["controller", "summarizer"],
-    )
+    roles.add_ingest(g, rt)
     g.add_conditional_edges("controller", roles.route_after_controller, ["executor", "decider"])
     g.add_edge("executor", "decider")
     g.add_conditional_edges("decider", roles.route_after_decider, ["controller", "summarizer"])

@@ -193,6 +193,25 @@ def make_ingest(rt: Runtime) -> Node:
     return ingest
 
 
+def add_ingest(g: Any, rt: Runtime) -> None:
+    """The ``ingest`` node and the routes around it: a spoken task starts there (its question is
+    transcribed first; a failed transcription goes to the summarizer), a typed one at the
+    ``controller`` (its question is the task's: a graph step fewer)."""
+    from langgraph.graph import START
+
+    g.add_node("ingest", make_ingest(rt))
+    g.add_conditional_edges(
+        START,
+        lambda s: "ingest" if s.task.audio is not None and not s.question else "controller",
+        ["ingest", "controller"],
+    )
+    g.add_conditional_edges(
+        "ingest",
+        lambda s: "summarizer" if s.stop_reason else "controller",
+        ["controller", "summarizer"],
+    )
+
+
 def make_controller(rt: Runtime) -> Node:
     """Writes a thought and the next tool call, or the Final Answer (``Options.actions``: as
     ReAct text, or as one line of code)."""
@@ -543,27 +562,25 @@ def build_written_ahead(
 ) -> Any:
     """The graph of planners that write ahead (plan, program)::
 
-    ingest → controller → decider ─┬─ next call ─→ executor → decider
+    ingest → controller → decider ─┬─ next call ─→ executor ─┬─ next call ─→ executor
+                                   │                          └─ failed / done / budget ─→ decider
                                    ├─ rewrite ─→ controller
                                    └─ done / budget ─→ summarizer → END
+
+    Between calls that succeed the executor goes straight on (every call is still a step of its
+    own, checkpointed): the decider has nothing to decide there, and each graph step costs.
     """
-    from langgraph.graph import END, START, StateGraph
+    from langgraph.graph import END, StateGraph
 
     # Any: langgraph's add_node overloads do not take a plain Callable[[RunState], dict]
     g: Any = StateGraph(RunState)
-    g.add_node("ingest", make_ingest(rt))
     g.add_node("controller", controller)
     g.add_node("executor", executor)
     g.add_node("decider", decider)
     g.add_node("summarizer", make_summarizer(rt, pad=pad))
-    g.add_edge(START, "ingest")
-    g.add_conditional_edges(
-        "ingest",
-        lambda s: "summarizer" if s.stop_reason else "controller",
-        ["controller", "summarizer"],
-    )
-    g.add_edge("controller", "decider")  # the decider gates every call (budget, parse errors)
-    g.add_edge("executor", "decider")
+    add_ingest(g, rt)
+    g.add_edge("controller", "decider")  # the decider gates every plan (budget, parse errors)
+    g.add_conditional_edges("executor", route_after_call, ["executor", "decider"])
     g.add_conditional_edges(
         "decider", route_written_ahead, ["executor", "controller", "summarizer"]
     )
@@ -582,9 +599,7 @@ def make_plan_executor(
         assert state.cursor < len(state.plan), "executor reached with no call left in the plan"
         call = state.plan[state.cursor]
         known = refs(state) if refs is not None else step_refs(state.steps)
-        step = execute(
-            call, rt.tools, rt.tool_context(), rt.options.tool_timeout, known, memo=rt.calls
-        )
+        step = execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout, known)
         return {"steps": [record(rt, step)], "cursor": state.cursor + 1}
 
     return executor
@@ -621,6 +636,14 @@ def last_controller_failed(state: RunState) -> bool:
     """Whether the newest controller step is an unreadable reply (a parse error)."""
     ctrl = [s for s in state.steps if s.role == "controller"]
     return bool(ctrl) and ctrl[-1].error is not None
+
+
+def route_after_call(state: RunState) -> str:
+    """After a call of written-ahead work: the next call at once while this one succeeded and
+    the budget lasts; a failure, the end of the plan or a spent budget goes to the decider."""
+    if state.steps[-1].error or state.cursor >= len(state.plan):
+        return "decider"
+    return "executor" if len(state.tool_steps) < state.task.max_steps else "decider"
 
 
 def route_written_ahead(state: RunState) -> str:

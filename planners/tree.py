@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, StateGraph
 from langgraph.types import Send
 
 from agentkit.mllm.backends.base import Message
@@ -117,16 +117,20 @@ def total_budget(rt: Runtime, state: RunState) -> int:
 
 
 class _BranchTrace(TraceWriter):
-    """The run's trace as a branch writes it: the same file and lock, every step stamped with
-    the branch index."""
+    """The run's trace as a branch writes it: through the run's writer (one file, one lock:
+    branches write from several threads), every step stamped with the branch index."""
 
     def __init__(self, inner: TraceWriter, index: int):
-        self.path = inner.path
-        self._lock = inner._lock  # one lock per file: branches write from several threads
-        self.index = index
+        self.inner, self.path, self.index = inner, inner.path, index
+
+    def event(self, event: str, **data: Any) -> None:
+        self.inner.event(event, **data)
 
     def step(self, step: Step) -> None:
-        super().step(step.model_copy(update={"branch": self.index}))
+        self.inner.step(step.model_copy(update={"branch": self.index}))
+
+    def close(self) -> None:
+        """Nothing: the run's writer owns the file."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,17 +279,11 @@ def make_merger(rt: Runtime) -> roles.Node:
 
 def build_tree(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
     g = StateGraph(RunState)
-    g.add_node("ingest", roles.make_ingest(rt))
     g.add_node("controller", make_decomposer(rt))
     g.add_node("branch", make_branch(rt), input_schema=Branch)
     g.add_node("decider", make_merger(rt))
     g.add_node("summarizer", roles.make_summarizer(rt, pad=tree_pad, prompt="tree_summarizer"))
-    g.add_edge(START, "ingest")
-    g.add_conditional_edges(
-        "ingest",
-        lambda s: "summarizer" if s.stop_reason else "controller",
-        ["controller", "summarizer"],
-    )
+    roles.add_ingest(g, rt)
     g.add_conditional_edges("controller", fan_out(rt), ["branch", "summarizer"])
     g.add_edge("branch", "decider")
     g.add_edge("decider", "summarizer")

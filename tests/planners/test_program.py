@@ -161,16 +161,23 @@ def counting_find(registry, calls: list[str]) -> None:
     registry.register(Tool("find", find.description, find.Args, find.Result, run, pure=True))
 
 
-def test_a_program_is_run_ahead_once_and_its_steps_reuse_the_results(make_agent, image, registry):
-    """A program of pure tools runs ahead before it becomes steps; the steps then reuse each
-    result (the tool ran once), and no beam is asked for."""
+def test_a_program_of_pure_tools_runs_in_the_controllers_turn(
+    make_agent, image, registry, tmp_path
+):
+    """A program of pure tools runs as soon as it is written: its lines are the run's executor
+    steps, checkpointed with the controller's (the executor node never runs), each tool once,
+    and no beam is asked for."""
     finds: list[str] = []
     counting_find(registry, finds)
     backend = BeamBackend([COUNT_RED], [program("ANSWER = 9")])
     a, _ = make_agent("program", backend)
     res = a.ask("How many red things?", images=[image])
     assert res.answer == "2" and finds == ["image_0"] and backend.asked == []
-    assert [s.ref for s in res.steps if s.role == "executor"] == ["objs", "reds"]
+    assert [(s.role, s.ref) for s in res.steps] == [
+        ("controller", None), ("executor", "objs"), ("executor", "reds"), ("decider", None)
+    ]  # fmt: skip
+    assert res.steps[2].observation.startswith("reds = 2 of 3")
+    assert [s.ref for s in load_steps(tmp_path / "runs" / res.thread)][:3] == [None, "objs", "reds"]
 
 
 def test_a_program_that_fails_ahead_gives_way_to_the_best_beam_that_runs(
