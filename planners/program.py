@@ -34,6 +34,27 @@ from agentkit.state import RunState, Step
 from agentkit.tools.base import execute, step_refs
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
+_YES_NO_RE = re.compile(
+    r"\s*(is|are|does|do|did|was|were|has|have|can|could|will|would|should)\b", re.IGNORECASE
+)
+_NUMBER_RE = re.compile(r"\s*(how many|what number)\b", re.IGNORECASE)
+
+
+def question_kind(question: str) -> str | None:
+    """The kind of answer a question's form asks for: ``yes/no`` (it opens with an auxiliary
+    verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number"), or
+    None (anything else: no expectation)."""
+    if _YES_NO_RE.match(question):
+        return "yes/no"
+    return "a number" if _NUMBER_RE.match(question) else None
+
+
+def answer_kind(answer: str) -> str:
+    """``yes/no``, ``a number`` or ``a value`` (a word such as a colour): what a short answer is."""
+    text = answer.strip().lower()
+    if text in ("yes", "no"):
+        return "yes/no"
+    return "a number" if re.fullmatch(r"-?\d+(\.\d+)?", text) else "a value"
 
 
 def split_reply(text: str) -> tuple[str, str]:
@@ -112,13 +133,14 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         grammar = roles.program_grammar(rt, state, "program")
         names, media = rt.tools.names(), list(state.media)
         budget = state.task.max_steps - len(state.tool_steps)
+        expect = question_kind(roles.question(state))
         memo: dict[str, BaseModel] = {}  # calls the programs tried share
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 
         def run(program: dsl.Program) -> list[Step] | None:
             start = time.perf_counter()
             try:
-                return run_ahead(rt, program, memo, budget)
+                return run_ahead(rt, program, memo, budget, expect)
             finally:
                 ahead[0] += time.perf_counter() - start
 
@@ -173,13 +195,18 @@ def make_program_controller(rt: Runtime) -> roles.Node:
 
 
 def run_ahead(
-    rt: Runtime, program: dsl.Program, memo: dict[str, BaseModel], budget: int
+    rt: Runtime,
+    program: dsl.Program,
+    memo: dict[str, BaseModel],
+    budget: int,
+    expect: str | None = None,
 ) -> list[Step] | None:
     """Run ``program`` on the tools now, in the controller's turn: its executor steps, or None
     when it is not run (``Options.run_ahead`` off, more lines than the ``budget`` of tool calls
     left, or a tool that is not ``pure``: one that acts must act once, as a step). Raises
-    :class:`~agentkit.planners.dsl.DSLError` for a line that fails or an ANSWER that is no
-    answer. ``memo`` shares identical calls between the programs tried."""
+    :class:`~agentkit.planners.dsl.DSLError` for a line that fails, an ANSWER that is no answer,
+    or one of another kind than ``expect`` (:func:`question_kind`: a count where the question
+    asks yes or no). ``memo`` shares identical calls between the programs tried."""
     calls = program.calls
     if not rt.options.run_ahead or len(calls) > budget:
         return None
@@ -192,7 +219,9 @@ def run_ahead(
         if step.error:
             raise dsl.DSLError(f"{call.name} = {call.tool}(...) failed: {step.error}", i)
         steps.append(step)
-    dsl.read_answer(program.answer, steps)  # raises when ANSWER is no answer
+    answer = dsl.read_answer(program.answer, steps)  # raises when ANSWER is no answer
+    if expect is not None and answer_kind(answer) != expect:
+        raise dsl.DSLError(f"ANSWER is {answer!r}, but the question asks for {expect}")
     return steps
 
 

@@ -12,7 +12,7 @@ from agentkit.cli import app
 from agentkit.errors import BackendError
 from agentkit.graph import load_steps
 from agentkit.mllm.backends.base import Generation
-from agentkit.planners.program import split_reply
+from agentkit.planners.program import answer_kind, question_kind, split_reply
 from agentkit.testing import ScriptedBackend
 from agentkit.tools.base import Tool
 from agentkit.trace import read_events
@@ -201,6 +201,38 @@ def test_a_program_that_fails_ahead_gives_way_to_the_best_beam_that_runs(
     assert "ANSWER is a list of 3 items" in ctl.thought
     assert [s.ref for s in res.steps if s.role == "executor"] == ["objs", "reds"]
     assert finds == ["image_0"]  # every program's find(image_0) is the same call
+
+
+def test_question_and_answer_kinds():
+    assert question_kind("Is there a red cube?") == "yes/no"
+    assert question_kind("are there more cubes than balls?") == "yes/no"
+    assert question_kind("Does the sphere have the same color as the cube?") == "yes/no"
+    assert question_kind("How many red things are there?") == "a number"
+    assert question_kind("What number of cubes are small?") == "a number"
+    assert question_kind("What color is the cube?") is None
+    assert question_kind("Island count?") is None  # "is" only as a whole word
+    assert [answer_kind(a) for a in ("yes", " No", "3", "-2.5", "red")] == [
+        "yes/no", "yes/no", "a number", "a number", "a value"
+    ]  # fmt: skip
+
+
+def test_a_program_answering_another_kind_than_asked_gives_way_to_a_beam(
+    make_agent, image, registry
+):
+    """The question asks yes or no; the greedy program counts (it runs, but answers a number):
+    the most likely beam whose answer is a yes/no is taken. With no such beam the greedy
+    program's answer stands."""
+    counting_find(registry, [])
+    yes_no = program('objs = find(image=image_0)', 'e = count(objects=objs, where={"color": "red"})',
+                     "ANSWER = True")  # fmt: skip
+    backend = BeamBackend([COUNT_RED], [COUNT_RED, program("ANSWER = 7"), yes_no])
+    a, _ = make_agent("program", backend, candidates=3)
+    res = a.ask("Are there red things?", images=[image])
+    assert res.answer == "yes" and backend.asked == [3]
+    assert "ANSWER is '2', but the question asks for yes/no" in res.steps[0].thought
+    stuck = BeamBackend([COUNT_RED], [COUNT_RED, program("ANSWER = 7")])
+    b, _ = make_agent("program", stuck, candidates=2)
+    assert b.ask("Are there red things?", images=[image]).answer == "2"
 
 
 def test_acting_tools_are_never_run_ahead(make_agent, image, registry):
