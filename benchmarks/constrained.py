@@ -4,7 +4,9 @@ Asks the shipped example questions (examples/questions, 36 over the 12 example s
 agent twice per question, with and without the program grammar, alternating (a shared machine
 slows both alike), and prints per setting: the controller's seconds per generated token (model
 turns only: generation, prompt, grammar), controller replies that did not read, and accuracy
-against the ground truth. The ratio of the two per-token times is the grammar's cost.
+against the ground truth. The ratio of the two per-token times is the grammar's cost. Beam
+candidates are off in both (``Options.candidates = 0``), so every controller turn is one greedy
+generation and accuracy is that of the greedy programs.
 
     .venv/bin/python benchmarks/constrained.py [--model hf:agentkit-mllm] [--planner react]
                                                [--limit 36]
@@ -38,7 +40,12 @@ def main() -> None:
     ][: a.limit]
     runs = tempfile.mkdtemp(prefix="agentkit-constrained-")
     agents = {
-        on: Agent(a.model, planner=a.planner, runs_dir=runs, options=Options(constrain=on))
+        # No beam candidates: a controller turn is then one greedy generation, so its seconds per
+        # token are the decoding's cost (beams, asked for when a program fails, would weigh in
+        # differently in the two settings).
+        on: Agent(
+            a.model, planner=a.planner, runs_dir=runs, options=Options(constrain=on, candidates=0)
+        )
         for on in (True, False)
     }
     stats = {on: {"seconds": 0.0, "tokens": 0, "unreadable": 0, "right": 0} for on in agents}

@@ -159,13 +159,19 @@ class _Constrained:
     already off the grammar, is left as the model has it: the parser stays the judge.
 
     The grammar state of each partial reply is kept by its text, so a step feeds each candidate
-    token's few characters only."""
+    token's few characters only. Candidates are tried likeliest first and the search stops at
+    the ``need``-th viable one: a greedy step takes one token, beam search at most twice its
+    beams per row, so masking the rest changes nothing they would choose (the grammar was most
+    of a constrained token's cost when all ``top_k`` were fed)."""
 
-    def __init__(self, backend: HFBackend, constraint: Any, prompt_len: int, top_k: int) -> None:
+    def __init__(
+        self, backend: HFBackend, constraint: Any, prompt_len: int, top_k: int, need: int
+    ) -> None:
         self.backend = backend
         self.constraint = constraint
         self.prompt_len = prompt_len
         self.top_k = top_k
+        self.need = need
         self.states: dict[str, Any] = {"": constraint.start()}
         eos = backend.model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -185,12 +191,16 @@ class _Constrained:
                 if t in self.eos:
                     if self.constraint.done(state):
                         keep.append(t)
+                        if len(keep) >= self.need:
+                            break
                     continue
                 piece = self.backend.token_text(t)
                 nxt = self.constraint.feed(state, piece)
                 if nxt is not None:
                     keep.append(t)
                     self.states[text + piece] = nxt
+                if len(keep) >= self.need:
+                    break
             if keep:
                 kept = scores[row, keep].clone()
                 scores[row] = float("-inf")
@@ -314,8 +324,14 @@ class HFBackend:
         if constraint is not None:
             from transformers import LogitsProcessorList
 
+            # Greedy search takes one token per step; beam search at most (2, or 1 + the end
+            # tokens) x beams per row (transformers' beams_to_keep).
+            beams = int(kwargs.get("num_beams", 1))
+            eos = self.model.generation_config.eos_token_id
+            n_eos = len(eos) if isinstance(eos, list) else 1
+            need = 1 if beams == 1 else max(2, 1 + n_eos) * beams
             kwargs["logits_processor"] = LogitsProcessorList(
-                [_Constrained(self, constraint, prompt_len, self.constraint_top_k)]
+                [_Constrained(self, constraint, prompt_len, self.constraint_top_k, need)]
             )
 
     @property

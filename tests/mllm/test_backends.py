@@ -162,6 +162,30 @@ def test_hf_decodes_under_a_constraint(backend, image, monkeypatch):
     assert [b.text for b in beams] == [target, target]
 
 
+class Anything:
+    """A constraint every text satisfies."""
+
+    def start(self) -> str:
+        return ""
+
+    def feed(self, state: str, text: str) -> str:
+        return state + text
+
+    def done(self, state: str) -> bool:
+        return True
+
+
+def test_hf_a_constraint_that_allows_everything_changes_no_choice(backend, image):
+    """The processor stops at the first viable token of a greedy step and at 2 x beams of a beam
+    step (all a search can pick), masking the rest: with nothing refused, greedy and beam
+    replies are exactly the unconstrained ones."""
+    free = backend.generate(ask(image), max_new_tokens=12)
+    assert backend.generate(ask(image), max_new_tokens=12, constraint=Anything()).text == free.text
+    beams = [g.text for g in backend.candidates(ask(image), 3, max_new_tokens=8)]
+    held = backend.candidates(ask(image), 3, max_new_tokens=8, constraint=Anything())
+    assert [g.text for g in held] == beams
+
+
 def test_hf_leaves_a_step_unconstrained_when_no_likely_token_fits(backend, image, monkeypatch):
     """None of the top-k tokens fits: the step is the model's own (the parser judges after)."""
     monkeypatch.setattr(backend, "constraint_top_k", 1)
