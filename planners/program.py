@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel
 
+from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
 from agentkit.planners.grammar import ProgramGrammar
@@ -134,7 +135,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         names, media = rt.tools.names(), list(state.media)
         budget = state.task.max_steps - len(state.tool_steps)
         expect = question_kind(roles.question(state))
-        memo: dict[str, BaseModel] = {}  # calls the programs tried share
+        memo: dict[str, BaseModel | ToolError] = {}  # calls the programs tried share
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 
         def run(program: dsl.Program) -> list[Step] | None:
@@ -173,8 +174,11 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     seconds=time.perf_counter() - t0 - ahead[0],
                 )
                 return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
-            # else: no beam runs either; the greedy program runs as steps, fails there, and
-            # the decider asks for a rewrite with the error shown.
+            elif isinstance(e, RunAheadFailed):
+                # No beam works either: the greedy program stands as it ran. A failed line or
+                # an ANSWER that is none goes to the decider (a rewrite, the error shown);
+                # an answer of another kind than asked is still the answer.
+                ran = e.steps
         assert program is not None
         step = roles.model_step(
             "controller",
@@ -186,7 +190,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         return {
             "steps": [roles.record(rt, s) for s in [step, *(ran or [])]],
             "plan": program.calls,
-            "cursor": len(program.calls) if ran is not None else 0,
+            "cursor": len(ran) if ran is not None else 0,
             "answer_expr": program.answer,
             "attempts": state.attempts + 1,
         }
@@ -194,19 +198,28 @@ def make_program_controller(rt: Runtime) -> roles.Node:
     return controller
 
 
+class RunAheadFailed(dsl.DSLError):
+    """A program that failed when run ahead, with the executor ``steps`` it ran (a failed line
+    last, or every line when the answer is what failed)."""
+
+    def __init__(self, message: str, line: int, steps: list[Step]):
+        super().__init__(message, line)
+        self.steps = steps
+
+
 def run_ahead(
     rt: Runtime,
     program: dsl.Program,
-    memo: dict[str, BaseModel],
+    memo: dict[str, BaseModel | ToolError],
     budget: int,
     expect: str | None = None,
 ) -> list[Step] | None:
     """Run ``program`` on the tools now, in the controller's turn: its executor steps, or None
     when it is not run (``Options.run_ahead`` off, more lines than the ``budget`` of tool calls
     left, or a tool that is not ``pure``: one that acts must act once, as a step). Raises
-    :class:`~agentkit.planners.dsl.DSLError` for a line that fails, an ANSWER that is no answer,
-    or one of another kind than ``expect`` (:func:`question_kind`: a count where the question
-    asks yes or no). ``memo`` shares identical calls between the programs tried."""
+    :class:`RunAheadFailed` for a line that fails, an ANSWER that is no answer, or one of
+    another kind than ``expect`` (:func:`question_kind`: a count where the question asks yes or
+    no). ``memo`` shares identical calls (and failures) between the programs tried."""
     calls = program.calls
     if not rt.options.run_ahead or len(calls) > budget:
         return None
@@ -216,12 +229,15 @@ def run_ahead(
     ctx = rt.tool_context()
     for i, call in enumerate(calls, 1):
         step = execute(call, rt.tools, ctx, rt.options.tool_timeout, step_refs(steps), memo)
-        if step.error:
-            raise dsl.DSLError(f"{call.name} = {call.tool}(...) failed: {step.error}", i)
         steps.append(step)
-    answer = dsl.read_answer(program.answer, steps)  # raises when ANSWER is no answer
+        if step.error:
+            raise RunAheadFailed(f"{call.name} = {call.tool}(...) failed: {step.error}", i, steps)
+    try:
+        answer = dsl.read_answer(program.answer, steps)
+    except dsl.DSLError as e:
+        raise RunAheadFailed(str(e), 0, steps) from None
     if expect is not None and answer_kind(answer) != expect:
-        raise dsl.DSLError(f"ANSWER is {answer!r}, but the question asks for {expect}")
+        raise RunAheadFailed(f"ANSWER is {answer!r}, but the question asks for {expect}", 0, steps)
     return steps
 
 

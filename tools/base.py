@@ -367,15 +367,16 @@ def execute(
     ctx: ToolContext,
     timeout: float | None = None,
     refs: Mapping[str, Any] | None = None,
-    memo: dict[str, BaseModel] | None = None,
+    memo: dict[str, BaseModel | ToolError] | None = None,
 ) -> Step:
     """Run one call and record it as an executor :class:`Step`; failures become the step's error.
 
     A successful step is named ``<tool>_<n>`` (``detect_0``); later calls can pass that name as an
     argument value instead of copying the result (``{"objects": "detect_0"}``). ``refs`` maps the
     names known so far to their values (:func:`step_refs`). A call with a ``name`` (a program's
-    variable) is named that instead. ``memo``: results of ``pure`` tools by tool and resolved
-    arguments, reused instead of running the tool again (and filled by this call).
+    variable) is named that instead. ``memo``: outcomes of ``pure`` tools by tool and resolved
+    arguments, results and failures alike (a call that timed out once is not waited for again),
+    reused instead of running the tool again (and filled by this call).
     """
     started = time.time()
     t0 = time.perf_counter()
@@ -386,11 +387,17 @@ def execute(
         tool = registry[call.tool]
         args = resolve_refs(call.args, refs)
         key = json.dumps([tool.name, args], sort_keys=True, default=str) if tool.pure else ""
-        result = memo.get(key) if memo is not None and key else None
-        if result is None:
-            result = call_tool(tool, args, ctx, timeout)
+        outcome = memo.get(key) if memo is not None and key else None
+        if outcome is None:
+            try:
+                outcome = call_tool(tool, args, ctx, timeout)
+            except ToolError as e:
+                outcome = e
             if memo is not None and key:
-                memo[key] = result
+                memo[key] = outcome
+        if isinstance(outcome, ToolError):
+            raise outcome
+        result = outcome
         step.result = result.model_dump(mode="json")
         if call.name:
             step.ref = call.name

@@ -203,6 +203,33 @@ def test_a_program_that_fails_ahead_gives_way_to_the_best_beam_that_runs(
     assert finds == ["image_0"]  # every program's find(image_0) is the same call
 
 
+def test_a_failure_ahead_is_not_waited_for_twice(make_agent, image, registry):
+    """A pure tool that fails (think: times out) fails once: the beams that make the same call
+    get the remembered failure, and with no beam working the greedy program stands as it ran,
+    its failed line a step of the run, and the decider asks for the rewrite (no second call)."""
+    booms: list[int] = []
+    boom = registry["boom"]
+
+    def run(args, ctx):
+        booms.append(1)
+        return boom.run(args, ctx)
+
+    registry.register(Tool("boom", boom.description, boom.Args, boom.Result, run, pure=True))
+    failing = program("x = boom(seconds=1)", "ANSWER = x")
+    backend = BeamBackend(
+        [failing, program("ANSWER = 0")],
+        [failing, program("y = boom(seconds=1)", "ANSWER = y"), "not a program"],
+    )
+    a, _ = make_agent("program", backend, candidates=3)
+    res = a.ask("q?", images=[image])
+    assert res.answer == "0" and booms == [1]
+    executed = [s for s in res.steps if s.role == "executor"]
+    assert [(s.ref, s.tool) for s in executed] == [(None, "boom")] and executed[0].error
+    assert "Line 1 (x = boom(...)) failed" in next(
+        s.error for s in res.steps if s.role == "decider"
+    )
+
+
 def test_question_and_answer_kinds():
     assert question_kind("Is there a red cube?") == "yes/no"
     assert question_kind("are there more cubes than balls?") == "yes/no"
