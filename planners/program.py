@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel
@@ -29,10 +31,10 @@ from pydantic import BaseModel
 from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
-from agentkit.planners.grammar import ProgramGrammar
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
 from agentkit.tools.base import execute, step_refs
+from agentkit.tools.detect import ATTRIBUTES, normalize_word
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
 _YES_NO_RE = re.compile(
@@ -48,6 +50,41 @@ def question_kind(question: str) -> str | None:
     if _YES_NO_RE.match(question):
         return "yes/no"
     return "a number" if _NUMBER_RE.match(question) else None
+
+
+#: A program tried: (thought, program, the steps it ran ahead or None when it was not run).
+Attempt = tuple[str, dsl.Program, "list[Step] | None"]
+
+#: Words a question and a program's arguments are compared on: attribute values, shapes and
+#: spatial relations, synonyms read as ``detect`` reads them ("big shiny balls" = large metal
+#: sphere).
+_SCENE_WORDS = frozenset(
+    [v for values in ATTRIBUTES.values() for v in values] + ["left", "right", "front", "behind"]
+)
+
+
+def scene_words(texts: Iterable[str]) -> Counter[str]:
+    """How often each scene word (:data:`_SCENE_WORDS`, synonyms normalised) occurs in ``texts``."""
+    words = (normalize_word(w) for t in texts for w in re.findall(r"[a-z]+", t.lower()))
+    return Counter(w for w in words if w in _SCENE_WORDS)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+
+
+def program_words(program: dsl.Program) -> Counter[str]:
+    """The scene words a program's arguments name (variables passed by name aside: a value
+    ``red_things`` refers to a result, it does not filter by red)."""
+    names = {call.name for call in program.calls}
+    return scene_words(s for call in program.calls for s in _strings(call.args) if s not in names)
 
 
 def answer_kind(answer: str) -> str:
@@ -134,51 +171,73 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         grammar = roles.program_grammar(rt, state, "program")
         names, media = rt.tools.names(), list(state.media)
         budget = state.task.max_steps - len(state.tool_steps)
-        expect = question_kind(roles.question(state))
+        question = roles.question(state)
+        expect = Expectation(question_kind(question), scene_words([question]))
         memo: dict[str, BaseModel | ToolError] = {}  # calls the programs tried share
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 
-        def run(program: dsl.Program) -> list[Step] | None:
+        def run(program: dsl.Program) -> tuple[list[Step] | None, str | None]:
+            """(steps, why it does not fit the question) of a program run ahead."""
             start = time.perf_counter()
             try:
-                return run_ahead(rt, program, memo, budget, expect)
+                steps = run_ahead(rt, program, memo, budget)
             finally:
                 ahead[0] += time.perf_counter() - start
+            if steps is None:
+                return None, None  # not run ahead: nothing to hold it to
+            return steps, expect.unmet(program, dsl.read_answer(program.answer, steps))
 
-        def read_and_run(text: str) -> tuple[str, dsl.Program, list[Step] | None]:
-            thought, body = split_reply(text)
-            program = dsl.parse_program(body, names, media=media)
-            return thought, program, run(program)
+        def best_beam(greedy_failed: bool) -> tuple[Generation, Attempt, int] | None:
+            """The likeliest beam that reads, runs and fits the question; else, when the greedy
+            program did not read or run, the likeliest that reads and runs."""
+            runs: tuple[Generation, Attempt, int] | None = None
+            for rank, cand in roles.beam_candidates(rt, messages, tokens, gen.text, grammar):
+                thought, body = split_reply(cand.text)
+                try:
+                    program = dsl.parse_program(body, names, media=media)
+                    steps, unmet = run(program)
+                except dsl.DSLError:
+                    continue
+                if unmet is None:
+                    return cand, (thought, program, steps), rank
+                if greedy_failed and runs is None:
+                    runs = cand, (thought, program, steps), rank
+            return runs
 
         gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
         thought, body = split_reply(gen.text)
         program: dsl.Program | None = None
         ran: list[Step] | None = None
+        problem, failed = None, False
         try:
             program = dsl.parse_program(body, names, media=media)
-            ran = run(program)
+            ran, problem = run(program)
         except dsl.DSLError as e:
+            problem, failed = str(e), True
+            ran = e.steps if isinstance(e, RunAheadFailed) else None
+        if problem is not None:
             # No rewrite turn yet: a small core's rewrite after an error message is rarely
             # better than its second guess at the same prompt.
-            picked = _working_candidate(rt, messages, tokens, gen.text, read_and_run, grammar)
-            if picked is not None:
-                what = "did not parse" if program is None else "failed when run ahead"
+            if picked := best_beam(failed):
+                what = (
+                    "did not parse" if program is None
+                    else "failed when run ahead" if failed
+                    else "does not fit the question"
+                )  # fmt: skip
                 gen, (thought, program, ran), rank = picked
-                thought = f"{thought} (beam {rank}: the greedy program {what}: {e})".strip()
+                thought = f"{thought} (beam {rank}: the greedy program {what}: {problem})".strip()
             elif program is None:
                 step = roles.model_step(
                     "controller",
                     gen,
                     thought=thought,
-                    error=f"Could not read your program: {e}. Rewrite it.",
+                    error=f"Could not read your program: {problem}. Rewrite it.",
                     seconds=time.perf_counter() - t0 - ahead[0],
                 )
                 return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
-            elif isinstance(e, RunAheadFailed):
-                # No beam works either: the greedy program stands as it ran. A failed line or
-                # an ANSWER that is none goes to the decider (a rewrite, the error shown);
-                # an answer of another kind than asked is still the answer.
-                ran = e.steps
+            # else no beam does better: the greedy program stands as it ran. A failed line or
+            # an ANSWER that is none goes to the decider (a rewrite, the error shown); an
+            # answer that does not fit the question is still the answer.
         assert program is not None
         step = roles.model_step(
             "controller",
@@ -198,6 +257,28 @@ def make_program_controller(rt: Runtime) -> roles.Node:
     return controller
 
 
+@dataclass(frozen=True)
+class Expectation:
+    """What a question's form says of a program for it: the kind of answer it asks for
+    (:func:`question_kind`) and the scene words it names (:func:`scene_words`), which a
+    program's arguments should name as often (no filter dropped, none added)."""
+
+    kind: str | None
+    words: Counter[str]
+
+    def unmet(self, program: dsl.Program, answer: str) -> str | None:
+        """Why ``program`` (answering ``answer``) does not fit the question, else None."""
+        if self.kind is not None and answer_kind(answer) != self.kind:
+            return f"ANSWER is {answer!r}, but the question asks for {self.kind}"
+        named = program_words(program)
+        if self.words and named != self.words:
+            missing, extra = self.words - named, named - self.words
+            parts = [f"misses {', '.join(sorted(missing.elements()))}" if missing else "",
+                     f"adds {', '.join(sorted(extra.elements()))}" if extra else ""]  # fmt: skip
+            return "the program " + " and ".join(p for p in parts if p) + " against the question"
+        return None
+
+
 class RunAheadFailed(dsl.DSLError):
     """A program that failed when run ahead, with the executor ``steps`` it ran (a failed line
     last, or every line when the answer is what failed)."""
@@ -212,14 +293,12 @@ def run_ahead(
     program: dsl.Program,
     memo: dict[str, BaseModel | ToolError],
     budget: int,
-    expect: str | None = None,
 ) -> list[Step] | None:
     """Run ``program`` on the tools now, in the controller's turn: its executor steps, or None
     when it is not run (``Options.run_ahead`` off, more lines than the ``budget`` of tool calls
     left, or a tool that is not ``pure``: one that acts must act once, as a step). Raises
-    :class:`RunAheadFailed` for a line that fails, an ANSWER that is no answer, or one of
-    another kind than ``expect`` (:func:`question_kind`: a count where the question asks yes or
-    no). ``memo`` shares identical calls (and failures) between the programs tried."""
+    :class:`RunAheadFailed` for a line that fails or an ANSWER that is no answer. ``memo``
+    shares identical calls (and failures) between the programs tried."""
     calls = program.calls
     if not rt.options.run_ahead or len(calls) > budget:
         return None
@@ -233,36 +312,10 @@ def run_ahead(
         if step.error:
             raise RunAheadFailed(f"{call.name} = {call.tool}(...) failed: {step.error}", i, steps)
     try:
-        answer = dsl.read_answer(program.answer, steps)
+        dsl.read_answer(program.answer, steps)
     except dsl.DSLError as e:
         raise RunAheadFailed(str(e), 0, steps) from None
-    if expect is not None and answer_kind(answer) != expect:
-        raise RunAheadFailed(f"ANSWER is {answer!r}, but the question asks for {expect}", 0, steps)
     return steps
-
-
-R = TypeVar("R")
-
-
-def _working_candidate(
-    rt: Runtime,
-    messages: list[Message],
-    tokens: int,
-    greedy: str,
-    read_and_run: Callable[[str], R],
-    grammar: ProgramGrammar | None,
-) -> tuple[Generation, R, int] | None:
-    """The most likely beam-search reply (not the greedy one again) that ``read_and_run``
-    accepts (it parses and, run ahead, answers): ``(generation, what it returned, rank)``, or
-    None (no backend support, none does)."""
-
-    def works(cand: Generation) -> R | None:
-        try:
-            return read_and_run(cand.text)
-        except dsl.DSLError:
-            return None
-
-    return roles.readable_candidate(rt, messages, tokens, greedy, works, grammar)
 
 
 def read_answer(state: RunState) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -301,19 +301,31 @@ def readable_candidate(
     that ``read`` accepts: ``(generation, what read returned, rank)``; None when the controller's
     backend cannot list candidates (``hf:`` models can) or none reads. The beams decode under
     ``grammar`` where the backend supports constraints."""
-    n = rt.options.candidates
-    backend = rt.models.controller
-    beams = getattr(backend, "candidates", None)
-    if n < 2 or beams is None:
-        return None
-    kw = constrained(backend, grammar)
-    for rank, cand in enumerate(beams(messages, n, max_new_tokens=tokens, **kw), 1):
-        if cand.text.strip() == greedy.strip():
-            continue
+    for rank, cand in beam_candidates(rt, messages, tokens, greedy, grammar):
         got = read(cand)
         if got is not None:
             return cand, got, rank
     return None
+
+
+def beam_candidates(
+    rt: Runtime,
+    messages: list[Message],
+    tokens: int,
+    greedy: str,
+    grammar: ProgramGrammar | None = None,
+) -> Iterator[tuple[int, Generation]]:
+    """``(rank, reply)`` of ``Options.candidates`` beam-search replies, most likely first, the
+    greedy reply left out; none when the controller's backend cannot list candidates."""
+    n = rt.options.candidates
+    backend = rt.models.controller
+    beams = getattr(backend, "candidates", None)
+    if n < 2 or beams is None:
+        return
+    kw = constrained(backend, grammar)
+    for rank, cand in enumerate(beams(messages, n, max_new_tokens=tokens, **kw), 1):
+        if cand.text.strip() != greedy.strip():
+            yield rank, cand
 
 
 def read_text(gen: Generation, rt: Runtime) -> ToolCall | FinalAnswer | ParseError:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,15 @@ from agentkit.cli import app
 from agentkit.errors import BackendError
 from agentkit.graph import load_steps
 from agentkit.mllm.backends.base import Generation
-from agentkit.planners.program import answer_kind, question_kind, split_reply
+from agentkit.planners import dsl
+from agentkit.planners.program import (
+    Expectation,
+    answer_kind,
+    program_words,
+    question_kind,
+    scene_words,
+    split_reply,
+)
 from agentkit.testing import ScriptedBackend
 from agentkit.tools.base import Tool
 from agentkit.trace import read_events
@@ -241,6 +251,62 @@ def test_question_and_answer_kinds():
     assert [answer_kind(a) for a in ("yes", " No", "3", "-2.5", "red")] == [
         "yes/no", "yes/no", "a number", "a number", "a value"
     ]  # fmt: skip
+
+
+def test_scene_words_of_questions_and_programs():
+    """Synonyms read as detect reads them, counted; variable names and media ids are not words
+    of the scene; an attribute's name ("color") is not one of its values."""
+    q = "How many big shiny balls are left of the tiny matte block?"
+    assert scene_words([q]) == Counter(
+        {"large": 1, "metal": 1, "sphere": 1, "left": 1, "small": 1, "rubber": 1, "cube": 1}
+    )
+    prog = dsl.parse_program(
+        "red_things = find(image=image_0)\n"
+        'n = count(objects=red_things, where={"color": "red", "shape": "balls"})\nANSWER = n',
+        ["find", "count"],
+        media=["image_0"],
+    )
+    assert program_words(prog) == Counter({"red": 1, "sphere": 1})
+    expect = Expectation("a number", Counter({"red": 1}))
+    assert expect.unmet(prog, "2") == "the program adds sphere against the question"
+    assert Expectation("a number", Counter({"red": 1, "sphere": 1})).unmet(prog, "2") is None
+    assert "asks for yes/no" in Expectation("yes/no", Counter()).unmet(prog, "2")
+    assert Expectation(None, Counter()).unmet(prog, "2") is None  # nothing to hold it to
+
+
+def test_a_program_that_drops_or_adds_a_filter_gives_way_to_a_beam_that_names_the_question(
+    make_agent, image, registry
+):
+    """The question names red things; the greedy program counts every thing (it misses "red"):
+    the most likely beam that runs and names what the question names is taken; with none, the
+    greedy program's answer stands."""
+    counting_find(registry, [])
+    every = program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")
+    backend = BeamBackend([every], [every, program("ANSWER = 7"), COUNT_RED])
+    a, _ = make_agent("program", backend, candidates=3)
+    res = a.ask("How many red things are there?", images=[image])
+    assert res.answer == "2"
+    assert "the program misses red against the question" in res.steps[0].thought
+    stuck = BeamBackend([every], [every, program("ANSWER = 7")])
+    b, _ = make_agent("program", stuck, candidates=2)
+    assert b.ask("How many red things are there?", images=[image]).answer == "3"
+
+
+def test_a_failed_program_takes_a_beam_that_runs_even_if_it_does_not_fit(
+    make_agent, image, registry
+):
+    """Fitting the question is a preference: when the greedy program fails and no beam fits,
+    the likeliest beam that runs is still better than a rewrite turn (a looser filter may
+    answer right where a detector missed an attribute)."""
+    counting_find(registry, [])
+    registry.register(dataclasses.replace(registry["boom"], pure=True))
+    failing = program("x = boom(seconds=0)", "ANSWER = x")
+    loose = program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")
+    backend = BeamBackend([failing], [failing, "not a program", loose])
+    a, _ = make_agent("program", backend, candidates=3)
+    res = a.ask("How many red things are there?", images=[image])
+    assert res.answer == "3" and len(backend.calls) == 1
+    assert "(beam 3: the greedy program failed when run ahead: " in res.steps[0].thought
 
 
 def test_a_program_answering_another_kind_than_asked_gives_way_to_a_beam(
