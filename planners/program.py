@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -33,7 +33,7 @@ from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
-from agentkit.tools.base import execute, step_refs
+from agentkit.tools.base import execute, step_refs, strings_in
 from agentkit.tools.detect import ATTRIBUTES, normalize_word
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
@@ -52,9 +52,6 @@ def question_kind(question: str) -> str | None:
     return "a number" if _NUMBER_RE.match(question) else None
 
 
-#: A program tried: (thought, program, the steps it ran ahead or None when it was not run).
-Attempt = tuple[str, dsl.Program, "list[Step] | None"]
-
 #: Words a question and a program's arguments are compared on: attribute values, shapes and
 #: spatial relations, synonyms read as ``detect`` reads them ("big shiny balls" = large metal
 #: sphere).
@@ -69,22 +66,11 @@ def scene_words(texts: Iterable[str]) -> Counter[str]:
     return Counter(w for w in words if w in _SCENE_WORDS)
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-
-
 def program_words(program: dsl.Program) -> Counter[str]:
     """The scene words a program's arguments name (variables passed by name aside: a value
     ``red_things`` refers to a result, it does not filter by red)."""
     names = {call.name for call in program.calls}
-    return scene_words(s for call in program.calls for s in _strings(call.args) if s not in names)
+    return scene_words(s for call in program.calls for s in strings_in(call.args) if s not in names)
 
 
 def answer_kind(answer: str) -> str:
@@ -176,73 +162,71 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         memo: dict[str, BaseModel | ToolError] = {}  # calls the programs tried share
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 
-        def run(program: dsl.Program) -> tuple[list[Step] | None, str | None]:
-            """(steps, why it does not fit the question) of a program run ahead."""
+        def attempt(text: str) -> Attempt:
+            """A reply read, run ahead and held to the question."""
+            thought, body = split_reply(text)
+            try:
+                program = dsl.parse_program(body, names, media=media)
+            except dsl.DSLError as e:
+                return Attempt(thought, None, None, str(e), failed=True)
             start = time.perf_counter()
             try:
-                steps = run_ahead(rt, program, memo, budget)
+                ran = run_ahead(rt, program, memo, budget)
+            except RunAheadFailed as e:
+                return Attempt(thought, program, e.steps, str(e), failed=True)
             finally:
                 ahead[0] += time.perf_counter() - start
-            if steps is None:
-                return None, None  # not run ahead: nothing to hold it to
-            return steps, expect.unmet(program, dsl.read_answer(program.answer, steps))
+            if ran is None:  # not run ahead: nothing to hold it to
+                return Attempt(thought, program, None, None, failed=False)
+            steps, answer = ran
+            return Attempt(thought, program, steps, expect.unmet(program, answer), failed=False)
 
         def best_beam(greedy_failed: bool) -> tuple[Generation, Attempt, int] | None:
             """The likeliest beam that reads, runs and fits the question; else, when the greedy
             program did not read or run, the likeliest that reads and runs."""
             runs: tuple[Generation, Attempt, int] | None = None
             for rank, cand in roles.beam_candidates(rt, messages, tokens, gen.text, grammar):
-                thought, body = split_reply(cand.text)
-                try:
-                    program = dsl.parse_program(body, names, media=media)
-                    steps, unmet = run(program)
-                except dsl.DSLError:
+                got = attempt(cand.text)
+                if got.failed:
                     continue
-                if unmet is None:
-                    return cand, (thought, program, steps), rank
+                if got.problem is None:
+                    return cand, got, rank
                 if greedy_failed and runs is None:
-                    runs = cand, (thought, program, steps), rank
+                    runs = cand, got, rank
             return runs
 
         gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
-        thought, body = split_reply(gen.text)
-        program: dsl.Program | None = None
-        ran: list[Step] | None = None
-        problem, failed = None, False
-        try:
-            program = dsl.parse_program(body, names, media=media)
-            ran, problem = run(program)
-        except dsl.DSLError as e:
-            problem, failed = str(e), True
-            ran = e.steps if isinstance(e, RunAheadFailed) else None
-        if problem is not None:
+        chosen = greedy = attempt(gen.text)
+        if greedy.problem is not None:
             # No rewrite turn yet: a small core's rewrite after an error message is rarely
             # better than its second guess at the same prompt.
-            if picked := best_beam(failed):
+            if picked := best_beam(greedy.failed):
                 what = (
-                    "did not parse" if program is None
-                    else "failed when run ahead" if failed
+                    "did not parse" if greedy.program is None
+                    else "failed when run ahead" if greedy.failed
                     else "does not fit the question"
                 )  # fmt: skip
-                gen, (thought, program, ran), rank = picked
-                thought = f"{thought} (beam {rank}: the greedy program {what}: {problem})".strip()
-            elif program is None:
+                gen, chosen, rank = picked
+                note = f"(beam {rank}: the greedy program {what}: {greedy.problem})"
+                chosen = replace(chosen, thought=f"{chosen.thought} {note}".strip())
+            elif greedy.program is None:
                 step = roles.model_step(
                     "controller",
                     gen,
-                    thought=thought,
-                    error=f"Could not read your program: {problem}. Rewrite it.",
+                    thought=greedy.thought,
+                    error=f"Could not read your program: {greedy.problem}. Rewrite it.",
                     seconds=time.perf_counter() - t0 - ahead[0],
                 )
                 return {"steps": [roles.record(rt, step)], "plan": [], "cursor": 0}
             # else no beam does better: the greedy program stands as it ran. A failed line or
             # an ANSWER that is none goes to the decider (a rewrite, the error shown); an
             # answer that does not fit the question is still the answer.
+        program, ran = chosen.program, chosen.steps
         assert program is not None
         step = roles.model_step(
             "controller",
             gen,
-            thought=thought,
+            thought=chosen.thought,
             observation=program.source,
             seconds=time.perf_counter() - t0 - ahead[0],
         )
@@ -255,6 +239,19 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         }
 
     return controller
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A reply tried: its thought; its program (None: it did not parse); the steps it ran ahead
+    (None: not run ahead); what is wrong with it (None: nothing), and whether that is a failure
+    (did not parse, a line failed, no answer) rather than a misfit to the question."""
+
+    thought: str
+    program: dsl.Program | None
+    steps: list[Step] | None
+    problem: str | None
+    failed: bool
 
 
 @dataclass(frozen=True)
@@ -293,8 +290,9 @@ def run_ahead(
     program: dsl.Program,
     memo: dict[str, BaseModel | ToolError],
     budget: int,
-) -> list[Step] | None:
-    """Run ``program`` on the tools now, in the controller's turn: its executor steps, or None
+) -> tuple[list[Step], str] | None:
+    """Run ``program`` on the tools now, in the controller's turn: its executor steps and its
+    short answer, or None
     when it is not run (``Options.run_ahead`` off, more lines than the ``budget`` of tool calls
     left, or a tool that is not ``pure``: one that acts must act once, as a step). Raises
     :class:`RunAheadFailed` for a line that fails or an ANSWER that is no answer. ``memo``
@@ -312,10 +310,9 @@ def run_ahead(
         if step.error:
             raise RunAheadFailed(f"{call.name} = {call.tool}(...) failed: {step.error}", i, steps)
     try:
-        dsl.read_answer(program.answer, steps)
+        return steps, dsl.read_answer(program.answer, steps)
     except dsl.DSLError as e:
         raise RunAheadFailed(str(e), 0, steps) from None
-    return steps
 
 
 def read_answer(state: RunState) -> str:

@@ -176,6 +176,8 @@ def make_ingest(rt: Runtime) -> Node:
 
     def ingest(state: RunState) -> dict[str, Any]:
         if state.question or state.task.audio is None:
+            # Typed tasks start at the controller (add_ingest); a run checkpointed before
+            # that, waiting at ingest, still resumes.
             return {"question": state.task.question}
         audio_id = next((m for m in state.media if m.startswith("audio")), None)
         call = ToolCall(

@@ -24,7 +24,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -344,6 +344,18 @@ def ref_value(result: dict[str, Any]) -> Any:
     return result
 
 
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string in ``value``, at any depth of lists, tuples and dict values."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from strings_in(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings_in(v)
+
+
 def resolve_refs(value: Any, refs: Mapping[str, Any]) -> Any:
     """Replace every string that names an earlier step (``detect_0``) by that step's value, at any
     depth of lists and dicts. Other strings, media ids included, pass unchanged."""
@@ -386,18 +398,18 @@ def execute(
     try:
         tool = registry[call.tool]
         args = resolve_refs(call.args, refs)
-        key = json.dumps([tool.name, args], sort_keys=True, default=str) if tool.pure else ""
-        outcome = memo.get(key) if memo is not None and key else None
-        if outcome is None:
-            try:
-                outcome = call_tool(tool, args, ctx, timeout)
-            except ToolError as e:
-                outcome = e
-            if memo is not None and key:
-                memo[key] = outcome
-        if isinstance(outcome, ToolError):
-            raise outcome
-        result = outcome
+        if memo is not None and tool.pure:
+            key = json.dumps([tool.name, args], sort_keys=True, default=str)
+            if (outcome := memo.get(key)) is None:
+                try:
+                    outcome = memo[key] = call_tool(tool, args, ctx, timeout)
+                except ToolError as e:
+                    outcome = memo[key] = e
+            if isinstance(outcome, ToolError):
+                raise outcome
+            result = outcome
+        else:
+            result = call_tool(tool, args, ctx, timeout)
         step.result = result.model_dump(mode="json")
         if call.name:
             step.ref = call.name

@@ -35,6 +35,7 @@ from typing import Any
 from agentkit.errors import ConfigError
 from agentkit.mllm.train import _vlm
 from agentkit.mllm.train._vlm import f
+from agentkit.tools.base import strings_in
 
 PROMPTS = (
     "Describe the image.",
@@ -119,24 +120,13 @@ def caption_samples(pairs: list[tuple[str, str]], seed: int) -> list[dict[str, A
     ]
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
 def _file_texts(path: Path) -> Iterator[str]:
     if not path.is_file():
         raise ConfigError(f"tokenizer corpus file {path} does not exist")
     if path.suffix == ".jsonl":
         for line in path.open():
             if line.strip():
-                yield from _strings(json.loads(line))
+                yield from strings_in(json.loads(line))
     else:
         yield from path.read_text().splitlines()
 
@@ -159,7 +149,7 @@ def tokenizer_corpus(
     for path in ([cfg.questions] if cfg.questions else []) + list(cfg.corpus):
         texts.extend(_file_texts(Path(path)))
     for row in extra:  # the extra samples this run trains on (not the whole file)
-        texts.extend(_strings(row["messages"]))
+        texts.extend(strings_in(row["messages"]))
     return [t for t in texts if t.strip()]
 
 
