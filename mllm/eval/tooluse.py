@@ -206,9 +206,9 @@ def read_samples(
     return rows
 
 
-def predict(backend: Backend, row: dict[str, Any], max_new_tokens: int = 256) -> str:
-    """The model's version of the sample's last assistant turn."""
-    messages = [
+def prompt_of(row: dict[str, Any]) -> list[Message]:
+    """The sample's messages before its last assistant turn, as the backend takes them."""
+    return [
         Message(
             role=m["role"],
             content=str(m["content"]),
@@ -216,8 +216,23 @@ def predict(backend: Backend, row: dict[str, Any], max_new_tokens: int = 256) ->
         )
         for m in row["messages"][:-1]
     ]
-    stop = None if row.get("kind") in _NOT_REACT else ["Observation:"]
-    return backend.generate(messages, max_new_tokens=max_new_tokens, stop=stop).text
+
+
+def stops_of(row: dict[str, Any]) -> list[str] | None:
+    """Where the sample's turn ends: a ReAct turn at its "Observation:", other kinds at EOS."""
+    return None if row.get("kind") in _NOT_REACT else ["Observation:"]
+
+
+def predict(backend: Backend, row: dict[str, Any], max_new_tokens: int = 256) -> str:
+    """The model's version of the sample's last assistant turn."""
+    return backend.generate(prompt_of(row), max_new_tokens=max_new_tokens, stop=stops_of(row)).text
+
+
+def score_row(row: dict[str, Any], predicted: str, tools: Sequence[str]) -> dict[str, bool]:
+    """The four flags of ``predicted`` as the sample's last turn (its reference)."""
+    ref = str(row["messages"][-1]["content"])
+    prompt = "\n".join(str(m["content"]) for m in row["messages"][1:-1])
+    return score_turn(str(row.get("kind")), predicted, ref, tools, earlier_names(prompt))
 
 
 def _rates(flags: Sequence[dict[str, bool]]) -> dict[str, Any]:
@@ -245,15 +260,14 @@ def evaluate(
         raise ConfigError(f"unknown split(s) {unknown}; choose from {sorted(SPLITS)}")
     backend = load_backend(model) if isinstance(model, str) else model
     jobs = [(s, r) for s in splits for r in read_samples(data / SPLITS[s], kinds, limit, seed)]
-    tools = _all_tools()  # every name is callable: a wrong tool is a wrong action, not a non-call
+    tools = all_tools()  # every name is callable: a wrong tool is a wrong action, not a non-call
     per: dict[tuple[str, str], list[dict[str, bool]]] = defaultdict(list)
     examples: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for i, (split, row) in enumerate(jobs):
         text = predict(backend, row, max_new_tokens)
         ref = str(row["messages"][-1]["content"])
-        prompt = "\n".join(str(m["content"]) for m in row["messages"][1:-1])
-        flags = score_turn(str(row.get("kind")), text, ref, tools, earlier_names(prompt))
+        flags = score_row(row, text, tools)
         per[(split, str(row.get("kind")))].append(flags)
         if not flags["SR"] and len(examples) < 5:
             examples.append({"split": split, "kind": row.get("kind"), "predicted": text[:400],
@@ -271,10 +285,20 @@ def evaluate(
     return report
 
 
-def _all_tools() -> list[str]:
+def all_tools() -> list[str]:
     from agentkit.tools.base import ToolRegistry
 
     return [t.name for t in ToolRegistry.default()]
 
 
-__all__ = ["METRICS", "canonical_program", "evaluate", "normalize_answer", "score_turn"]
+__all__ = [
+    "METRICS",
+    "all_tools",
+    "canonical_program",
+    "evaluate",
+    "normalize_answer",
+    "predict",
+    "prompt_of",
+    "score_row",
+    "score_turn",
+]

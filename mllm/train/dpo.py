@@ -12,6 +12,14 @@ supports and a *rejected* one that hallucinates:
 * ``describe`` — "Describe the image.": chosen the scene's caption, rejected the caption with
   one object replaced by one that is not in the scene.
 
+On-policy pairs (``mine_data``): the base model writes the last turn of tool-use samples
+(``agentkit data gen tooluse``), greedy and by beam search; each reply that ``eval tooluse``
+scores wrong against the reference turn (a program that counts one set where the question
+compares two, a relation chained the wrong way) is a *rejected* turn, the reference the *chosen*
+one (:func:`mined_pairs`). These are the mistakes this model makes, not ones made up for it, and
+the reference model DPO holds the policy to is the very model that made them. Mined once per
+output folder (``out/mined.jsonl``; a resumed run reuses it).
+
 Training: LoRA on the language model (as ``mllm-tooluse``) with trl's ``DPOTrainer``; the
 reference model is the same base with the adapters disabled, so no second copy is held. Runs
 under accelerate, resumes from ``out/checkpoints``, writes this config into every checkpoint,
@@ -54,6 +62,16 @@ class Config(_vlm.TrainLoop, _vlm.LoraOptions):
     kinds: list[str] = f(list(KINDS), "pair kinds to make (absent, present, count, describe)")
     pairs_per_kind: int = f(1, "pairs of each kind per scene")
     system: str = f("", "system message before the question (empty = none)")
+    mine_data: str = f(
+        "",
+        "tool-use samples to mine on-policy pairs from: the base's own wrong turns (empty = none)",
+    )
+    mine_kinds: list[str] = f(["program"], "sample kinds to mine (empty = all)")
+    mine_max: int = f(2000, "samples the base model answers (a seeded sample; 0 = all)")
+    mine_beams: int = f(
+        4, "beam-search replies per sample besides the greedy one (< 2: greedy only)"
+    )
+    mine_per_sample: int = f(2, "wrong replies kept per sample (greedy first, then by beam rank)")
     beta: float = f(0.1, "DPO beta (strength of the pull toward the reference)")
     loss_type: str = f("sigmoid", "trl DPO loss type")
     sft_weight: float = f(
@@ -177,8 +195,95 @@ def preference_pairs(
     return pairs
 
 
+def mined_pairs(
+    model: Any,
+    data: str | Path,
+    *,
+    kinds: Sequence[str] = ("program",),
+    limit: int = 0,
+    seed: int = 0,
+    beams: int = 4,
+    per_sample: int = 2,
+    max_new_tokens: int = 256,
+    on_item: Any = None,
+) -> list[dict[str, Any]]:
+    """On-policy pairs from the tool-use samples in ``data`` (``limit`` of them, seeded): the
+    model (a backend or an ``hf:``/path spec) writes each sample's last turn, greedy and with
+    ``beams`` beam-search replies; the distinct replies that score wrong (``eval tooluse``'s SR),
+    greedy first, at most ``per_sample``, are each paired (rejected) with the reference (chosen).
+    Each pair: ``messages`` (the prompt), ``chosen``, ``rejected``, ``images``, ``kind``
+    (``mined-`` and the sample's kind), ``family``, ``source`` (``greedy`` or ``beam N``)."""
+    from agentkit.mllm.backends.base import load_backend
+    from agentkit.mllm.backends.hf import cut_at_stop
+    from agentkit.mllm.eval import tooluse as ev
+
+    backend = load_backend(str(model)) if isinstance(model, str | Path) else model
+    rows = _vlm.read_jsonl(data, kinds, limit, seed)
+    tools = ev.all_tools()
+    beam_search = getattr(backend, "candidates", None) if beams > 1 else None
+    pairs: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        replies = [("greedy", ev.predict(backend, row, max_new_tokens))]
+        if beam_search is not None:
+            cands = beam_search(ev.prompt_of(row), beams, max_new_tokens=max_new_tokens)
+            stops = ev.stops_of(row)
+            replies += [(f"beam {r}", cut_at_stop(c.text, stops)) for r, c in enumerate(cands)]
+        reference = str(row["messages"][-1]["content"])
+        seen = {reference.strip()}
+        kept = 0
+        for source, text in replies:
+            text = text.strip()
+            if kept >= per_sample or not text or text in seen:
+                continue
+            seen.add(text)
+            if ev.score_row(row, text, tools)["SR"]:
+                continue
+            pairs.append(
+                {
+                    "kind": f"mined-{row.get('kind')}",
+                    "family": row.get("family"),
+                    "source": source,
+                    "messages": row["messages"][:-1],
+                    "chosen": reference,
+                    "rejected": text,
+                    "images": list(row.get("images") or []),
+                }
+            )
+            kept += 1
+        if on_item:
+            on_item(i + 1, len(rows))
+    return pairs
+
+
+def _mined(cfg: Config, out: Path) -> list[dict[str, Any]]:
+    """:func:`mined_pairs` for ``cfg``, mined by rank 0 into ``out/mined.jsonl`` once (a resumed
+    run or another rank reads that file)."""
+    path = out / "mined.jsonl"
+    if not path.is_file():
+        if _vlm.rank() == 0:
+            t0 = time.perf_counter()
+            pairs = mined_pairs(
+                f"hf:{cfg.base}", cfg.mine_data, kinds=cfg.mine_kinds, limit=cfg.mine_max,
+                seed=cfg.seed, beams=cfg.mine_beams, per_sample=cfg.mine_per_sample,
+            )  # fmt: skip
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+            tmp.replace(path)
+            print(
+                f"[mllm-dpo] mined {len(pairs)} pairs from {cfg.mine_max or 'all'} samples of "
+                f"{cfg.mine_data} in {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
+        else:
+            _vlm.wait_for(path, path)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def prompt_messages(pair: dict[str, Any], system: str = "") -> list[dict[str, Any]]:
-    """The prompt of a pair as messages (the image on the user turn)."""
+    """The prompt of a pair as messages (the image on the user turn); a mined pair's own."""
+    if "messages" in pair:
+        return list(pair["messages"])
     msgs: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     msgs.append({"role": "user", "content": pair["question"], "images": list(pair["images"])})
     return msgs
@@ -208,13 +313,22 @@ def make_trainer(cfg: Config, out: Path) -> Any:
 
     if not cfg.base:
         raise ConfigError("mllm-dpo needs base=<model folder> (the mllm-tooluse output or any VLM)")
-    pairs = preference_pairs(
-        cfg.scenes_dir,
-        seed=cfg.seed,
-        kinds=cfg.kinds,
-        per_kind=cfg.pairs_per_kind,
-        limit=cfg.max_scenes,
-    )
+    pairs = []
+    if cfg.kinds:
+        pairs = preference_pairs(
+            cfg.scenes_dir,
+            seed=cfg.seed,
+            kinds=cfg.kinds,
+            per_kind=cfg.pairs_per_kind,
+            limit=cfg.max_scenes,
+        )
+    if cfg.mine_data:
+        pairs += _mined(cfg, out)
+    if not pairs:
+        raise ConfigError(
+            "mllm-dpo has no pairs: name pair kinds (kinds=[...]) or tool-use samples to mine "
+            "(mine_data=PATH), and check the base gets some of them wrong"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if _vlm.rank() == 0:
         with (out / "pairs.jsonl").open("w") as fh:

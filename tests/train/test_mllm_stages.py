@@ -199,11 +199,15 @@ def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
 
 
 def test_recipes_fill_their_configs():
-    for name, stage in (("mllm-align", "align"), ("mllm-tooluse", "tooluse"), ("mllm-dpo", "dpo")):
+    stages = {"mllm-align": "align", "mllm-tooluse": "tooluse", "mllm-dpo": "dpo",
+              "mllm-dpo-programs": "dpo"}  # fmt: skip
+    for name, stage in stages.items():
         module, cfg = build_config(load_recipe(name), ["max_steps=3"])
         assert module.__name__.endswith(f"train.{stage}") and cfg.max_steps == 3
     _, cfg = build_config(load_recipe("mllm-align"))
     assert cfg.base == "" and cfg.train_projector and cfg.train_lm
+    _, cfg = build_config(load_recipe("mllm-dpo-programs"))  # each stage trains on the one before
+    assert (cfg.base, cfg.kinds, cfg.mine_kinds) == ("runs/train/mllm-dpo/model", [], ["program"])
 
 
 def test_conversation_matches_the_backend_layout():
@@ -252,6 +256,99 @@ def test_preference_pairs_are_grounded(tmp_path):
             assert p["chosen"] == scene["caption"]
     with pytest.raises(ConfigError, match="unknown pair kinds"):
         dpo.preference_pairs(d, kinds=["nope"])
+
+
+def _program(*lines: str) -> str:
+    return "Thought: t\nProgram:\n```\n" + "\n".join(lines) + "\n```"
+
+
+COUNT_CUBES = _program(
+    "objs = detect(image=image_0)",
+    'cubes = select(objects=objs, shape="cube")',
+    "n = count(objects=cubes)",
+    "ANSWER = n",
+)
+RED_SPHERE = _program(
+    "objs = detect(image=image_0)",
+    'red_spheres = select(objects=objs, color="red", shape="sphere")',
+    "found = exist(objects=red_spheres)",
+    "ANSWER = found",
+)
+#: wrong for both questions: it asks whether there is anything at all
+ANYTHING = _program("objs = detect(image=image_0)", "found = exist(objects=objs)", "ANSWER = found")
+
+
+def _program_samples(root: Path, scenes: Path) -> Path:
+    rows = []
+    for i, (question, program) in enumerate(
+        [("How many cubes?", COUNT_CUBES), ("Is there a red sphere?", RED_SPHERE)]
+    ):
+        img = str(scenes / f"scene_{i:06d}.png")
+        rows.append(
+            {
+                "messages": [
+                    {
+                        "role": "system",
+                        "content": "Write a program over detect, select, count, exist.",
+                        "images": [],
+                    },  # fmt: skip
+                    {"role": "user", "content": f"Question: {question}", "images": [img]},
+                    {"role": "assistant", "content": program, "images": []},
+                ],
+                "images": [img],
+                "kind": "program",
+                "family": "count" if "cubes" in question else "exist",
+            }
+        )
+    p = root / "programs.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p
+
+
+class _Scripted:
+    """A model that gets "How many cubes?" right and the red sphere wrong when greedy; its beams:
+    the right program, the wrong one twice (once with trailing spaces), nothing, then prose."""
+
+    name = "scripted"
+
+    def generate(self, messages, max_new_tokens=256, stop=None, **kw):
+        from agentkit.mllm.backends.base import Generation
+
+        right = "cubes" in messages[-1].content
+        return Generation(text=COUNT_CUBES if right else ANYTHING, model=self.name)
+
+    def candidates(self, messages, n, max_new_tokens=256, **kw):
+        from agentkit.mllm.backends.base import Generation
+
+        right = COUNT_CUBES if "cubes" in messages[-1].content else RED_SPHERE
+        texts = [right, ANYTHING, ANYTHING + "  ", "", "I think there is a sphere."]
+        return [Generation(text=t, model=self.name) for t in texts[:n]]
+
+
+def test_mined_pairs_are_the_models_own_wrong_turns(tmp_path):
+    from agentkit.mllm.train import dpo
+
+    data = _program_samples(tmp_path, _scene_dir(tmp_path))
+    pairs = dpo.mined_pairs(_Scripted(), data, beams=5, per_sample=2)
+    got = [(p["family"], p["source"], p["rejected"]) for p in pairs]
+    assert got == [
+        ("count", "beam 1", ANYTHING),  # greedy right; the duplicate and the empty beam skipped
+        ("count", "beam 4", "I think there is a sphere."),
+        ("exist", "greedy", ANYTHING),  # the right beam is not a rejected turn
+        ("exist", "beam 4", "I think there is a sphere."),
+    ]
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for p in pairs:
+        row = rows[0] if p["family"] == "count" else rows[1]
+        assert p["kind"] == "mined-program" and p["images"] == row["images"]
+        assert p["messages"] == row["messages"][:-1]  # the prompt, without the reference turn
+        assert p["chosen"] == row["messages"][-1]["content"]
+        prompt = dpo.pair_rows([p], system="ignored for mined pairs")[0]["prompt"]
+        assert prompt == row["messages"][:-1]
+    one = dpo.mined_pairs(_Scripted(), data, beams=0, per_sample=2)
+    assert [(p["family"], p["source"]) for p in one] == [("exist", "greedy")]
+    with pytest.raises(ConfigError, match="no training data"):
+        dpo.mined_pairs(_Scripted(), tmp_path / "missing.jsonl")
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,6 +563,31 @@ def test_dpo_increases_the_chosen_margin(root, scenes, tooluse_out):
     folder = dpo.finish(trainer, cfg, out)
     assert (out / "pairs.jsonl").is_file()
     _generates(folder, scenes / "scene_000000.png")
+
+
+@pytest.mark.slow
+def test_dpo_mines_the_bases_wrong_programs_once_and_trains_on_them(root, scenes, tooluse_out):
+    from agentkit.mllm.train import dpo
+
+    base, _ = tooluse_out
+    data = _program_samples(root, scenes)
+    cfg = dpo.Config(
+        base=str(base), kinds=[], mine_data=str(data), mine_beams=2, max_steps=2, batch=2,
+        save_steps=2, **FAST,
+    )  # fmt: skip
+    out = root / "dpo-mined"
+    trainer = dpo.make_trainer(cfg, out)  # the tiny base gets both programs wrong
+    mined = [json.loads(line) for line in (out / "mined.jsonl").read_text().splitlines()]
+    assert {p["family"] for p in mined} == {"count", "exist"}
+    assert len(trainer.train_dataset) == len(mined) <= 4
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    chosen = batch["input_ids"][0][batch["completion_mask"][0].bool()]
+    assert trainer.processing_class.tokenizer.decode(chosen).startswith("Thought: t")
+    _vlm.run(trainer, out)
+    dpo.finish(trainer, cfg, out)
+    # a re-run reads the mined file instead of asking the model again
+    (out / "mined.jsonl").write_text(json.dumps(mined[0]) + "\n")
+    assert len(dpo.make_trainer(cfg, out).train_dataset) == 1
 
 
 # --------------------------------------------------------------------------------------------
