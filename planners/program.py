@@ -32,7 +32,7 @@ from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
 from agentkit.runtime import Runtime
-from agentkit.state import RunState, Step
+from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs, strings_in
 from agentkit.tools.detect import ATTRIBUTES, normalize_word
 
@@ -71,6 +71,20 @@ def program_words(program: dsl.Program) -> Counter[str]:
     ``red_things`` refers to a result, it does not filter by red)."""
     names = {call.name for call in program.calls}
     return scene_words(s for call in program.calls for s in strings_in(call.args) if s not in names)
+
+
+def unused_calls(program: dsl.Program) -> list[ToolCall]:
+    """The calls whose result nothing reads: no later line passes the variable and ANSWER is
+    not it. A program for "Are there more cubes than balls?" that
+    selects both and asks whether there are cubes leaves the balls unused: it names what the
+    question names and answers yes or no, yet answers another question."""
+    read = {program.answer.get("ref")}
+    unused = []
+    for call in reversed(program.calls):  # a name is read only by the lines after it
+        if call.name not in read:
+            unused.append(call)
+        read.update(strings_in(call.args))
+    return unused[::-1]
 
 
 def answer_kind(answer: str) -> str:
@@ -267,6 +281,9 @@ class Expectation:
         """Why ``program`` (answering ``answer``) does not fit the question, else None."""
         if self.kind is not None and answer_kind(answer) != self.kind:
             return f"ANSWER is {answer!r}, but the question asks for {self.kind}"
+        if unused := unused_calls(program):
+            lines = ", ".join(f"{c.name} = {c.tool}(...)" for c in unused)
+            return f"nothing reads {lines}: the program answers another question"
         named = program_words(program)
         if self.words and named != self.words:
             missing, extra = self.words - named, named - self.words

@@ -36,7 +36,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,12 @@ class Config(_vlm.TrainLoop, _vlm.LoraOptions):
     kinds: list[str] = f(list(KINDS), "pair kinds to make (absent, present, count, describe)")
     pairs_per_kind: int = f(1, "pairs of each kind per scene")
     system: str = f("", "system message before the question (empty = none)")
-    mine_data: str = f(
-        "",
-        "tool-use samples to mine on-policy pairs from: the base's own wrong turns (empty = none)",
+    mine_data: list[str] = f(
+        [], "tool-use sample files to mine on-policy pairs from: the base's own wrong turns"
     )
-    mine_kinds: list[str] = f(["program"], "sample kinds to mine (empty = all)")
-    mine_max: int = f(2000, "samples the base model answers (a seeded sample; 0 = all)")
+    mine_kind_max: dict[str, int] = f(
+        {"program": 2000}, "kinds to mine, each at most N samples per file (seeded; 0 = all)"
+    )
     mine_beams: int = f(
         4, "beam-search replies per sample besides the greedy one (< 2: greedy only)"
     )
@@ -197,17 +198,17 @@ def preference_pairs(
 
 def mined_pairs(
     model: Any,
-    data: str | Path,
+    data: str | Path | Sequence[str | Path],
     *,
-    kinds: Sequence[str] = ("program",),
-    limit: int = 0,
+    kind_max: Mapping[str, int] | None = None,
     seed: int = 0,
     beams: int = 4,
     per_sample: int = 2,
     max_new_tokens: int = 256,
     on_item: Any = None,
 ) -> list[dict[str, Any]]:
-    """On-policy pairs from the tool-use samples in ``data`` (``limit`` of them, seeded): the
+    """On-policy pairs from the tool-use samples in ``data`` (one file or several; of each kind
+    in ``kind_max``, at most that many per file, seeded; 0 = all; default: every program): the
     model (a backend or an ``hf:``/path spec) writes each sample's last turn, greedy and with
     ``beams`` beam-search replies; the distinct replies that score wrong (``eval tooluse``'s SR),
     greedy first, at most ``per_sample``, are each paired (rejected) with the reference (chosen).
@@ -218,7 +219,10 @@ def mined_pairs(
     from agentkit.mllm.eval import tooluse as ev
 
     backend = load_backend(str(model)) if isinstance(model, str | Path) else model
-    rows = _vlm.read_jsonl(data, kinds, limit, seed)
+    kind_max = {"program": 0} if kind_max is None else kind_max
+    limits = {k: n for k, n in kind_max.items() if n > 0}
+    files = [data] if isinstance(data, str | Path) else list(data)
+    rows = [r for p in files for r in _vlm.read_jsonl(p, list(kind_max), 0, seed, limits)]
     tools = ev.all_tools()
     beam_search = getattr(backend, "candidates", None) if beams > 1 else None
     pairs: list[dict[str, Any]] = []
@@ -255,6 +259,16 @@ def mined_pairs(
     return pairs
 
 
+def _progress(done: int, total: int) -> None:
+    if done % 200 == 0 or done == total:
+        print(f"[mllm-dpo] mining: {done}/{total} samples answered", flush=True)
+
+
+def _counts(pairs: list[dict[str, Any]]) -> str:
+    kinds = Counter(str(p["kind"]) for p in pairs)
+    return ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+
+
 def _mined(cfg: Config, out: Path) -> list[dict[str, Any]]:
     """:func:`mined_pairs` for ``cfg``, mined by rank 0 into ``out/mined.jsonl`` once (a resumed
     run or another rank reads that file)."""
@@ -263,16 +277,16 @@ def _mined(cfg: Config, out: Path) -> list[dict[str, Any]]:
         if _vlm.rank() == 0:
             t0 = time.perf_counter()
             pairs = mined_pairs(
-                f"hf:{cfg.base}", cfg.mine_data, kinds=cfg.mine_kinds, limit=cfg.mine_max,
-                seed=cfg.seed, beams=cfg.mine_beams, per_sample=cfg.mine_per_sample,
+                f"hf:{cfg.base}", cfg.mine_data, kind_max=cfg.mine_kind_max, seed=cfg.seed,
+                beams=cfg.mine_beams, per_sample=cfg.mine_per_sample, on_item=_progress,
             )  # fmt: skip
             out.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_text("".join(json.dumps(p) + "\n" for p in pairs))
             tmp.replace(path)
             print(
-                f"[mllm-dpo] mined {len(pairs)} pairs from {cfg.mine_max or 'all'} samples of "
-                f"{cfg.mine_data} in {time.perf_counter() - t0:.0f} s",
+                f"[mllm-dpo] mined {len(pairs)} pairs ({_counts(pairs)}) from "
+                f"{', '.join(cfg.mine_data)} in {time.perf_counter() - t0:.0f} s",
                 flush=True,
             )
         else:
@@ -327,7 +341,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     if not pairs:
         raise ConfigError(
             "mllm-dpo has no pairs: name pair kinds (kinds=[...]) or tool-use samples to mine "
-            "(mine_data=PATH), and check the base gets some of them wrong"
+            "(mine_data=[PATH, ...]), and check the base gets some of them wrong"
         )
     out.mkdir(parents=True, exist_ok=True)
     if _vlm.rank() == 0:

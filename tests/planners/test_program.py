@@ -22,8 +22,10 @@ from agentkit.planners.program import (
     question_kind,
     scene_words,
     split_reply,
+    unused_calls,
 )
 from agentkit.testing import ScriptedBackend
+from agentkit.tools import exist, select
 from agentkit.tools.base import Tool
 from agentkit.trace import read_events
 
@@ -274,6 +276,28 @@ def test_scene_words_of_questions_and_programs():
     assert Expectation(None, Counter()).unmet(prog, "2") is None  # nothing to hold it to
 
 
+def test_a_program_that_leaves_a_result_unread_does_not_fit():
+    """ "Are there more cubes than balls?" answered by whether there are cubes: the program
+    names cubes and balls and answers yes or no, but nothing reads the balls."""
+    tools = ["find", "select", "exist", "count", "compare"]
+    lines = ["objs = find(image=image_0)", 'cubes = select(objects=objs, shape="cube")',
+             'balls = select(objects=objs, shape="sphere")']  # fmt: skip
+    one = dsl.parse_program("\n".join([*lines, "e = exist(objects=cubes)", "ANSWER = e"]), tools)
+    both = dsl.parse_program(
+        "\n".join([*lines, "a = count(objects=cubes)", "b = count(objects=balls)",
+                   'm = compare(a=a, b=b, op="greater")', "ANSWER = m"]), tools,
+    )  # fmt: skip
+    assert [c.name for c in unused_calls(one)] == ["balls"]
+    assert unused_calls(both) == []
+    constant = dsl.parse_program("objs = find(image=image_0)\nANSWER = 3", tools)
+    assert [c.name for c in unused_calls(constant)] == ["objs"]
+    expect = Expectation("yes/no", scene_words(["Are there more cubes than balls?"]))
+    assert expect.unmet(both, "yes") is None
+    assert expect.unmet(one, "yes") == (
+        "nothing reads balls = select(...): the program answers another question"
+    )
+
+
 def test_a_program_that_drops_or_adds_a_filter_gives_way_to_a_beam_that_names_the_question(
     make_agent, image, registry
 ):
@@ -316,8 +340,10 @@ def test_a_program_answering_another_kind_than_asked_gives_way_to_a_beam(
     the most likely beam whose answer is a yes/no is taken. With no such beam the greedy
     program's answer stands."""
     counting_find(registry, [])
-    yes_no = program('objs = find(image=image_0)', 'e = count(objects=objs, where={"color": "red"})',
-                     "ANSWER = True")  # fmt: skip
+    registry.register(select)
+    registry.register(exist)
+    yes_no = program("objs = find(image=image_0)", 'reds = select(objects=objs, color="red")',
+                     "e = exist(objects=reds)", "ANSWER = e")  # fmt: skip
     backend = BeamBackend([COUNT_RED], [COUNT_RED, program("ANSWER = 7"), yes_no])
     a, _ = make_agent("program", backend, candidates=3)
     res = a.ask("Are there red things?", images=[image])

@@ -207,7 +207,8 @@ def test_recipes_fill_their_configs():
     _, cfg = build_config(load_recipe("mllm-align"))
     assert cfg.base == "" and cfg.train_projector and cfg.train_lm
     _, cfg = build_config(load_recipe("mllm-dpo-programs"))  # each stage trains on the one before
-    assert (cfg.base, cfg.kinds, cfg.mine_kinds) == ("runs/train/mllm-dpo/model", [], ["program"])
+    assert (cfg.base, cfg.kinds) == ("runs/train/mllm-dpo/model", [])
+    assert cfg.mine_kind_max["program"] > 0 and len(cfg.mine_data) == 2
 
 
 def test_conversation_matches_the_backend_layout():
@@ -347,6 +348,16 @@ def test_mined_pairs_are_the_models_own_wrong_turns(tmp_path):
         assert prompt == row["messages"][:-1]
     one = dpo.mined_pairs(_Scripted(), data, beams=0, per_sample=2)
     assert [(p["family"], p["source"]) for p in one] == [("exist", "greedy")]
+    answered: list[tuple[int, int]] = []
+    capped = dpo.mined_pairs(
+        _Scripted(),
+        [data, data],
+        kind_max={"program": 1},
+        beams=0,
+        on_item=lambda *a: answered.append(a),
+    )  # one program of each file: the same seeded one
+    assert answered == [(1, 2), (2, 2)] and len({p["family"] for p in capped}) <= 1
+    assert dpo.mined_pairs(_Scripted(), data, kind_max={"final": 0}) == []  # no such samples
     with pytest.raises(ConfigError, match="no training data"):
         dpo.mined_pairs(_Scripted(), tmp_path / "missing.jsonl")
 
@@ -572,7 +583,7 @@ def test_dpo_mines_the_bases_wrong_programs_once_and_trains_on_them(root, scenes
     base, _ = tooluse_out
     data = _program_samples(root, scenes)
     cfg = dpo.Config(
-        base=str(base), kinds=[], mine_data=str(data), mine_beams=2, max_steps=2, batch=2,
+        base=str(base), kinds=[], mine_data=[str(data)], mine_beams=2, max_steps=2, batch=2,
         save_steps=2, **FAST,
     )  # fmt: skip
     out = root / "dpo-mined"
