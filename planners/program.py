@@ -193,11 +193,14 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             if ran is None:  # not run ahead: nothing to hold it to
                 return Attempt(thought, program, None, None, failed=False)
             steps, answer = ran
-            return Attempt(thought, program, steps, expect.unmet(program, answer), failed=False)
+            problem = expect.unmet(program, answer)
+            return Attempt(thought, program, steps, problem, False, not expect.kind_fits(answer))
 
-        def best_beam(greedy_failed: bool) -> tuple[Generation, Attempt, int] | None:
+        def best_beam(greedy: Attempt) -> tuple[Generation, Attempt, int] | None:
             """The likeliest beam that reads, runs and fits the question; else, when the greedy
-            program did not read or run, the likeliest that reads and runs."""
+            program did not read or run, the likeliest that reads and runs, and when it answers
+            another kind than asked (a number for a yes/no question: surely wrong), the
+            likeliest that runs and answers the kind asked."""
             runs: tuple[Generation, Attempt, int] | None = None
             for rank, cand in roles.beam_candidates(rt, messages, tokens, gen.text, grammar):
                 got = attempt(cand.text)
@@ -205,7 +208,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     continue
                 if got.problem is None:
                     return cand, got, rank
-                if greedy_failed and runs is None:
+                better = greedy.failed or (greedy.wrong_kind and not got.wrong_kind)
+                if better and runs is None:
                     runs = cand, got, rank
             return runs
 
@@ -214,7 +218,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         if greedy.problem is not None:
             # No rewrite turn yet: a small core's rewrite after an error message is rarely
             # better than its second guess at the same prompt.
-            if picked := best_beam(greedy.failed):
+            if picked := best_beam(greedy):
                 what = (
                     "did not parse" if greedy.program is None
                     else "failed when run ahead" if greedy.failed
@@ -258,14 +262,16 @@ def make_program_controller(rt: Runtime) -> roles.Node:
 @dataclass(frozen=True)
 class Attempt:
     """A reply tried: its thought; its program (None: it did not parse); the steps it ran ahead
-    (None: not run ahead); what is wrong with it (None: nothing), and whether that is a failure
-    (did not parse, a line failed, no answer) rather than a misfit to the question."""
+    (None: not run ahead); what is wrong with it (None: nothing); whether that is a failure
+    (did not parse, a line failed, no answer) rather than a misfit to the question, and whether
+    its answer is of another kind than the question asks for."""
 
     thought: str
     program: dsl.Program | None
     steps: list[Step] | None
     problem: str | None
     failed: bool
+    wrong_kind: bool = False
 
 
 @dataclass(frozen=True)
@@ -277,9 +283,13 @@ class Expectation:
     kind: str | None
     words: Counter[str]
 
+    def kind_fits(self, answer: str) -> bool:
+        """Whether ``answer`` is of the kind the question asks for (any, when it says none)."""
+        return self.kind is None or answer_kind(answer) == self.kind
+
     def unmet(self, program: dsl.Program, answer: str) -> str | None:
         """Why ``program`` (answering ``answer``) does not fit the question, else None."""
-        if self.kind is not None and answer_kind(answer) != self.kind:
+        if not self.kind_fits(answer):
             return f"ANSWER is {answer!r}, but the question asks for {self.kind}"
         if unused := unused_calls(program):
             lines = ", ".join(f"{c.name} = {c.tool}(...)" for c in unused)

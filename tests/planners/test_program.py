@@ -337,8 +337,9 @@ def test_a_program_answering_another_kind_than_asked_gives_way_to_a_beam(
     make_agent, image, registry
 ):
     """The question asks yes or no; the greedy program counts (it runs, but answers a number):
-    the most likely beam whose answer is a yes/no is taken. With no such beam the greedy
-    program's answer stands."""
+    the most likely beam whose answer is a yes/no is taken, and, with none that fits the
+    question in full, the most likely that answers yes or no (a number is surely wrong). With no
+    such beam the greedy program's answer stands."""
     counting_find(registry, [])
     registry.register(select)
     registry.register(exist)
@@ -349,6 +350,11 @@ def test_a_program_answering_another_kind_than_asked_gives_way_to_a_beam(
     res = a.ask("Are there red things?", images=[image])
     assert res.answer == "yes" and backend.asked == [3]
     assert "ANSWER is '2', but the question asks for yes/no" in res.steps[0].thought
+    every = program("objs = find(image=image_0)", "e = exist(objects=objs)", "ANSWER = e")
+    loose = BeamBackend([COUNT_RED], [COUNT_RED, program("ANSWER = 7"), every])
+    c, _ = make_agent("program", loose, candidates=3)
+    res = c.ask("Are there red things?", images=[image])  # "every" misses red, but says yes/no
+    assert res.answer == "yes" and "(beam 3: " in res.steps[0].thought
     stuck = BeamBackend([COUNT_RED], [COUNT_RED, program("ANSWER = 7")])
     b, _ = make_agent("program", stuck, candidates=2)
     assert b.ask("Are there red things?", images=[image]).answer == "2"
