@@ -320,6 +320,36 @@ def pair_rows(pairs: list[dict[str, Any]], system: str = "") -> list[dict[str, A
 # training
 
 
+def _fitting(pairs: list[dict[str, Any]], processor: Any, max_length: int) -> list[dict[str, Any]]:
+    """``pairs`` less the mined ones whose prompt and longer answer exceed ``max_length`` tokens
+    (a long ReAct transcript: cut, it would lose the turn it is about)."""
+    mined = [i for i, p in enumerate(pairs) if "messages" in p]
+    if not mined:
+        return pairs
+    rows = [
+        {
+            "messages": [
+                *pairs[i]["messages"],
+                {
+                    "role": "assistant",
+                    "content": max(pairs[i]["chosen"], pairs[i]["rejected"], key=len),
+                },
+            ],
+            "images": pairs[i]["images"],
+            "at": i,
+        }
+        for i in mined
+    ]
+    keep = {r["at"] for r in _vlm.fit(rows, processor, max_length)[0]}
+    if len(keep) < len(mined):
+        print(
+            f"[mllm-dpo] left out {len(mined) - len(keep)} of {len(mined)} mined pairs longer "
+            f"than max_length={max_length} tokens",
+            flush=True,
+        )
+    return [p for i, p in enumerate(pairs) if "messages" not in p or i in keep]
+
+
 def make_trainer(cfg: Config, out: Path) -> Any:
     """The DPOTrainer for ``cfg``; LoRA is applied by the trainer (reference = adapters off)."""
     from transformers import set_seed
@@ -349,6 +379,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
             for p in pairs:
                 fh.write(json.dumps(p) + "\n")
     model, processor = _vlm.load_base(cfg.base)
+    pairs = _fitting(pairs, processor, cfg.max_length)
     _vlm.check_lora_targets(model, cfg.lora_target)
     args = _vlm.training_args(
         DPOConfig,

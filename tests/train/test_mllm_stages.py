@@ -591,6 +591,9 @@ def test_dpo_mines_the_bases_wrong_programs_once_and_trains_on_them(root, scenes
     mined = [json.loads(line) for line in (out / "mined.jsonl").read_text().splitlines()]
     assert {p["family"] for p in mined} == {"count", "exist"}
     assert len(trainer.train_dataset) == len(mined) <= 4
+    # a mined pair too long for max_length is left out, not cut (it would lose its answer)
+    assert dpo._fitting(mined, trainer.processing_class, 4096) == mined
+    assert dpo._fitting(mined, trainer.processing_class, 8) == []
     batch = trainer.data_collator([trainer.train_dataset[0]])
     chosen = batch["input_ids"][0][batch["completion_mask"][0].bool()]
     assert trainer.processing_class.tokenizer.decode(chosen).startswith("Thought: t")
