@@ -75,9 +75,9 @@ def program_words(program: dsl.Program) -> Counter[str]:
 
 def unused_calls(program: dsl.Program) -> list[ToolCall]:
     """The calls whose result nothing reads: no later line passes the variable and ANSWER is
-    not it. A program for "Are there more cubes than balls?" that
-    selects both and asks whether there are cubes leaves the balls unused: it names what the
-    question names and answers yes or no, yet answers another question."""
+    not it. A program for "Are there more cubes than balls?" that selects both and asks whether
+    there are cubes leaves the balls unused: it names what the question names and answers yes
+    or no, yet answers another question."""
     read = {program.answer.get("ref")}
     unused = []
     for call in reversed(program.calls):  # a name is read only by the lines after it
@@ -193,8 +193,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             if ran is None:  # not run ahead: nothing to hold it to
                 return Attempt(thought, program, None, None, failed=False)
             steps, answer = ran
-            problem = expect.unmet(program, answer)
-            return Attempt(thought, program, steps, problem, False, not expect.kind_fits(answer))
+            problem, wrong_kind = expect.unmet(program, answer), not expect.kind_fits(answer)
+            return Attempt(thought, program, steps, problem, failed=False, wrong_kind=wrong_kind)
 
         def best_beam(greedy: Attempt) -> tuple[Generation, Attempt, int] | None:
             """The likeliest beam that reads, runs and fits the question; else, when the greedy
