@@ -292,7 +292,7 @@ def _program_samples(root: Path, scenes: Path) -> Path:
                         "role": "system",
                         "content": "Write a program over detect, select, count, exist.",
                         "images": [],
-                    },  # fmt: skip
+                    },
                     {"role": "user", "content": f"Question: {question}", "images": [img]},
                     {"role": "assistant", "content": program, "images": []},
                 ],
@@ -356,7 +356,8 @@ def test_mined_pairs_are_the_models_own_wrong_turns(tmp_path):
         beams=0,
         on_item=lambda *a: answered.append(a),
     )  # one program of each file: the same seeded one
-    assert answered == [(1, 2), (2, 2)] and len({p["family"] for p in capped}) <= 1
+    assert answered == [(1, 2), (2, 2)]
+    assert [p["family"] for p in capped] in ([], ["exist", "exist"])  # the same row twice
     assert dpo.mined_pairs(_Scripted(), data, kind_max={"final": 0}) == []  # no such samples
     with pytest.raises(ConfigError, match="no training data"):
         dpo.mined_pairs(_Scripted(), tmp_path / "missing.jsonl")
