@@ -73,6 +73,9 @@ class Config(_vlm.TrainLoop, _vlm.LoraOptions):
         4, "beam-search replies per sample besides the greedy one (< 2: greedy only)"
     )
     mine_per_sample: int = f(2, "wrong replies kept per sample (greedy first, then by beam rank)")
+    mine_reachable_only: bool = f(
+        False, "pairs only from samples where one of the base's own replies is right"
+    )
     beta: float = f(0.1, "DPO beta (strength of the pull toward the reference)")
     loss_type: str = f("sigmoid", "trl DPO loss type")
     sft_weight: float = f(
@@ -204,6 +207,7 @@ def mined_pairs(
     seed: int = 0,
     beams: int = 4,
     per_sample: int = 2,
+    reachable_only: bool = False,
     max_new_tokens: int = 256,
     on_item: Any = None,
 ) -> list[dict[str, Any]]:
@@ -212,8 +216,12 @@ def mined_pairs(
     model (a backend or an ``hf:``/path spec) writes each sample's last turn, greedy and with
     ``beams`` beam-search replies; the distinct replies that score wrong (``eval tooluse``'s SR),
     greedy first, at most ``per_sample``, are each paired (rejected) with the reference (chosen).
+    With ``reachable_only``, a sample gives pairs only when one of the model's own replies is
+    right: where it cannot write the right turn at all, pushing its wrong ones down teaches it
+    nothing to put in their place (it writes garbage instead).
     Each pair: ``messages`` (the prompt), ``chosen``, ``rejected``, ``images``, ``kind``
-    (``mined-`` and the sample's kind), ``family``, ``source`` (``greedy`` or ``beam N``)."""
+    (``mined-`` and the sample's kind), ``family``, ``source`` (``greedy`` or ``beam N``),
+    ``reachable`` (one of the model's replies was right)."""
     from agentkit.mllm.backends.base import load_backend
     from agentkit.mllm.backends.hf import cut_at_stop
     from agentkit.mllm.eval import tooluse as ev
@@ -233,27 +241,26 @@ def mined_pairs(
             stops = ev.stops_of(row)
             replies += [(f"beam {r}", cut_at_stop(c.text, stops)) for r, c in enumerate(cands)]
         reference = str(row["messages"][-1]["content"])
-        seen = {reference.strip()}
-        kept = 0
+        distinct: dict[str, str] = {}  # text -> where it came from, first source kept
         for source, text in replies:
-            text = text.strip()
-            if kept >= per_sample or not text or text in seen:
-                continue
-            seen.add(text)
-            if ev.score_row(row, text, tools)["SR"]:
-                continue
-            pairs.append(
-                {
-                    "kind": f"mined-{row.get('kind')}",
-                    "family": row.get("family"),
-                    "source": source,
-                    "messages": row["messages"][:-1],
-                    "chosen": reference,
-                    "rejected": text,
-                    "images": list(row.get("images") or []),
-                }
-            )
-            kept += 1
+            distinct.setdefault(text.strip(), source)
+        right = {t for t in distinct if t == reference.strip() or ev.score_row(row, t, tools)["SR"]}
+        wrong = [(s, t) for t, s in distinct.items() if t and t not in right][:per_sample]
+        if reachable_only and not right:
+            wrong = []  # nothing of its own to prefer: pushing these down leaves no right turn
+        pairs.extend(
+            {
+                "kind": f"mined-{row.get('kind')}",
+                "family": row.get("family"),
+                "source": source,
+                "reachable": bool(right),
+                "messages": row["messages"][:-1],
+                "chosen": reference,
+                "rejected": text,
+                "images": list(row.get("images") or []),
+            }
+            for source, text in wrong
+        )
         if on_item:
             on_item(i + 1, len(rows))
     return pairs
@@ -278,7 +285,8 @@ def _mined(cfg: Config, out: Path) -> list[dict[str, Any]]:
             t0 = time.perf_counter()
             pairs = mined_pairs(
                 f"hf:{cfg.base}", cfg.mine_data, kind_max=cfg.mine_kind_max, seed=cfg.seed,
-                beams=cfg.mine_beams, per_sample=cfg.mine_per_sample, on_item=_progress,
+                beams=cfg.mine_beams, per_sample=cfg.mine_per_sample,
+                reachable_only=cfg.mine_reachable_only, on_item=_progress,
             )  # fmt: skip
             out.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")

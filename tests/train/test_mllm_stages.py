@@ -348,6 +348,11 @@ def test_mined_pairs_are_the_models_own_wrong_turns(tmp_path):
         assert prompt == row["messages"][:-1]
     one = dpo.mined_pairs(_Scripted(), data, beams=0, per_sample=2)
     assert [(p["family"], p["source"]) for p in one] == [("exist", "greedy")]
+    # greedy alone, the model never writes the red-sphere program: nothing of its own to prefer
+    assert not one[0]["reachable"]
+    assert dpo.mined_pairs(_Scripted(), data, beams=0, reachable_only=True) == []
+    assert dpo.mined_pairs(_Scripted(), data, beams=5, reachable_only=True) == pairs
+    assert all(p["reachable"] for p in pairs)  # its beams hold the right program
     answered: list[tuple[int, int]] = []
     capped = dpo.mined_pairs(
         _Scripted(),
