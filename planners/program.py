@@ -43,13 +43,31 @@ _YES_NO_RE = re.compile(
 _NUMBER_RE = re.compile(r"\s*(how many|what number)\b", re.IGNORECASE)
 
 
+#: "What ... colour / material / size / shape" and their other forms: the attribute a value
+#: question asks for.
+_ASKS_FOR = {
+    "color": re.compile(r"\bcolou?rs?\b", re.IGNORECASE),
+    "material": re.compile(r"\bmaterials?\b|\bmade of\b", re.IGNORECASE),
+    "size": re.compile(r"\bsizes?\b|\bhow (big|large|small)\b", re.IGNORECASE),
+    "shape": re.compile(r"\bshapes?\b|\bshaped\b", re.IGNORECASE),
+}
+_WHAT_RE = re.compile(r"\b(what|which|how)\b", re.IGNORECASE)
+
+
 def question_kind(question: str) -> str | None:
     """The kind of answer a question's form asks for: ``yes/no`` (it opens with an auxiliary
-    verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number"), or
-    None (anything else: no expectation)."""
+    verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number"), ``a
+    color`` / ``a material`` / ``a size`` / ``a shape`` (a what-question naming that one
+    attribute: "The cube is made of what material?", "How big is the sphere?"), or None
+    (anything else, or a question naming several attributes: no expectation)."""
     if _YES_NO_RE.match(question):
         return "yes/no"
-    return "a number" if _NUMBER_RE.match(question) else None
+    if _NUMBER_RE.match(question):
+        return "a number"
+    if not _WHAT_RE.search(question):
+        return None
+    asked = [attr for attr, pattern in _ASKS_FOR.items() if pattern.search(question)]
+    return f"a {asked[0]}" if len(asked) == 1 else None
 
 
 #: Words a question and a program's arguments are compared on: attribute values, shapes and
@@ -88,11 +106,16 @@ def unused_calls(program: dsl.Program) -> list[ToolCall]:
 
 
 def answer_kind(answer: str) -> str:
-    """``yes/no``, ``a number`` or ``a value`` (a word such as a colour): what a short answer is."""
+    """``yes/no``, ``a number``, ``a color`` / ``a material`` / ``a size`` / ``a shape`` (a
+    word the detector knows as a value of that attribute: "red", "metallic", "ball"), or ``a
+    value`` (any other word): what a short answer is."""
     text = answer.strip().lower()
     if text in ("yes", "no"):
         return "yes/no"
-    return "a number" if re.fullmatch(r"-?\d+(\.\d+)?", text) else "a value"
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return "a number"
+    word = normalize_word(text)
+    return next((f"a {attr}" for attr, values in ATTRIBUTES.items() if word in values), "a value")
 
 
 def split_reply(text: str) -> tuple[str, str]:
@@ -284,8 +307,13 @@ class Expectation:
     words: Counter[str]
 
     def kind_fits(self, answer: str) -> bool:
-        """Whether ``answer`` is of the kind the question asks for (any, when it says none)."""
-        return self.kind is None or answer_kind(answer) == self.kind
+        """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
+        value question takes a word the detector does not know ("navy" for a colour: another
+        model's vocabulary), not a value of another attribute ("cube" for a size)."""
+        got = answer_kind(answer)
+        if self.kind is None or got == self.kind:
+            return True
+        return got == "a value" and self.kind not in ("yes/no", "a number")
 
     def unmet(self, program: dsl.Program, answer: str) -> str | None:
         """Why ``program`` (answering ``answer``) does not fit the question, else None."""
