@@ -66,6 +66,15 @@ class ModelCache:
                 self._models[key] = load()
             return self._models[key]
 
+    def forget(self, weights: str) -> int:
+        """Drop every model loaded from ``weights`` (any kind, any device); how many were held.
+        For a caller done with a model the process would otherwise hold to its end."""
+        with self._lock:
+            keys = [k for k in self._models if k[1] == str(weights)]
+            for k in keys:
+                del self._models[k]
+            return len(keys)
+
     def clear(self) -> None:
         with self._lock:
             self._models.clear()

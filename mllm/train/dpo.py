@@ -225,45 +225,55 @@ def mined_pairs(
     from agentkit.mllm.backends.base import load_backend
     from agentkit.mllm.backends.hf import cut_at_stop
     from agentkit.mllm.eval import tooluse as ev
+    from agentkit.tools.base import MODELS
 
-    backend = load_backend(str(model)) if isinstance(model, str | Path) else model
-    kind_max = {"program": 0} if kind_max is None else kind_max
-    limits = {k: n for k, n in kind_max.items() if n > 0}
-    files = [data] if isinstance(data, str | Path) else list(data)
-    rows = [r for p in files for r in _vlm.read_jsonl(p, list(kind_max), 0, seed, limits)]
-    tools = ev.all_tools()
-    beam_search = getattr(backend, "candidates", None) if beams > 1 else None
-    pairs: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        replies = [("greedy", ev.predict(backend, row, max_new_tokens))]
-        if beam_search is not None:
-            cands = beam_search(ev.prompt_of(row), beams, max_new_tokens=max_new_tokens)
-            stops = ev.stops_of(row)
-            replies += [(f"beam {r}", cut_at_stop(c.text, stops)) for r, c in enumerate(cands)]
-        reference = str(row["messages"][-1]["content"])
-        distinct: dict[str, str] = {}  # text -> where it came from, first source kept
-        for source, text in replies:
-            distinct.setdefault(text.strip(), source)
-        right = {t for t in distinct if t == reference.strip() or ev.score_row(row, t, tools)["SR"]}
-        wrong = [(s, t) for t, s in distinct.items() if t and t not in right][:per_sample]
-        if reachable_only and not right:
-            wrong = []  # nothing of its own to prefer: pushing these down leaves no right turn
-        pairs.extend(
-            {
-                "kind": f"mined-{row.get('kind')}",
-                "family": row.get("family"),
-                "source": source,
-                "reachable": bool(right),
-                "messages": row["messages"][:-1],
-                "chosen": reference,
-                "rejected": text,
-                "images": list(row.get("images") or []),
+    owned = isinstance(model, str | Path)
+    backend = load_backend(str(model)) if owned else model
+    try:
+        kind_max = {"program": 0} if kind_max is None else kind_max
+        limits = {k: n for k, n in kind_max.items() if n > 0}
+        files = [data] if isinstance(data, str | Path) else list(data)
+        rows = [r for p in files for r in _vlm.read_jsonl(p, list(kind_max), 0, seed, limits)]
+        tools = ev.all_tools()
+        beam_search = getattr(backend, "candidates", None) if beams > 1 else None
+        pairs: list[dict[str, Any]] = []
+        for i, row in enumerate(rows):
+            replies = [("greedy", ev.predict(backend, row, max_new_tokens))]
+            if beam_search is not None:
+                cands = beam_search(ev.prompt_of(row), beams, max_new_tokens=max_new_tokens)
+                stops = ev.stops_of(row)
+                replies += [(f"beam {r}", cut_at_stop(c.text, stops)) for r, c in enumerate(cands)]
+            reference = str(row["messages"][-1]["content"])
+            distinct: dict[str, str] = {}  # text -> where it came from, first source kept
+            for source, text in replies:
+                distinct.setdefault(text.strip(), source)
+            right = {
+                t for t in distinct if t == reference.strip() or ev.score_row(row, t, tools)["SR"]
             }
-            for source, text in wrong
-        )
-        if on_item:
-            on_item(i + 1, len(rows))
-    return pairs
+            wrong = [(s, t) for t, s in distinct.items() if t and t not in right][:per_sample]
+            if reachable_only and not right:
+                wrong = []  # nothing of its own to prefer: pushing these down leaves no right turn
+            pairs.extend(
+                {
+                    "kind": f"mined-{row.get('kind')}",
+                    "family": row.get("family"),
+                    "source": source,
+                    "reachable": bool(right),
+                    "messages": row["messages"][:-1],
+                    "chosen": reference,
+                    "rejected": text,
+                    "images": list(row.get("images") or []),
+                }
+                for source, text in wrong
+            )
+            if on_item:
+                on_item(i + 1, len(rows))
+        return pairs
+    finally:
+        if owned and hasattr(backend, "path"):
+            # loaded here, for mining only: the process-wide cache would hold this second copy
+            # of the base through the whole DPO run that follows
+            MODELS.forget(str(backend.path))
 
 
 def _progress(done: int, total: int) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from agentkit.errors import ConfigError
 from agentkit.mllm.train import _vlm, build_config, load_recipe
+from agentkit.tools.base import MODELS, ModelCache
 
 TINY = dict(
     image_size=32,
@@ -326,6 +327,18 @@ class _Scripted:
         return [Generation(text=t, model=self.name) for t in texts[:n]]
 
 
+def test_a_model_cache_forgets_the_models_of_one_weights_file():
+    cache = ModelCache()
+    loads = []
+    for kind, device in (("a", "cpu"), ("b", "cpu"), ("a", "cuda")):
+        cache.get(kind, "w.pt", device, lambda: loads.append(1) or object())
+    cache.get("a", "other.pt", "cpu", object)
+    assert cache.forget("w.pt") == 3 and cache.forget("w.pt") == 0
+    cache.get("a", "w.pt", "cpu", lambda: loads.append(1) or object())
+    assert len(loads) == 4  # loaded again once forgotten; other.pt still held
+    assert cache.forget("other.pt") == 1
+
+
 def test_mined_pairs_are_the_models_own_wrong_turns(tmp_path):
     from agentkit.mllm.train import dpo
 
@@ -594,6 +607,8 @@ def test_dpo_mines_the_bases_wrong_programs_once_and_trains_on_them(root, scenes
     )  # fmt: skip
     out = root / "dpo-mined"
     trainer = dpo.make_trainer(cfg, out)  # the tiny base gets both programs wrong
+    # the copy loaded to mine is not held through training (the trainer has its own)
+    assert MODELS.forget(str(Path(base).resolve())) == 0
     mined = [json.loads(line) for line in (out / "mined.jsonl").read_text().splitlines()]
     assert {p["family"] for p in mined} == {"count", "exist"}
     assert len(trainer.train_dataset) == len(mined) <= 4
