@@ -31,45 +31,13 @@ from pydantic import BaseModel
 from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
+from agentkit.planners.answers import answer_kind, question_kind
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs, strings_in
 from agentkit.tools.detect import ATTRIBUTES, normalize_word
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
-_YES_NO_RE = re.compile(
-    r"\s*(is|are|does|do|did|was|were|has|have|can|could|will|would|should)\b", re.IGNORECASE
-)
-_NUMBER_RE = re.compile(r"\s*(how many|what number)\b", re.IGNORECASE)
-
-
-#: "What ... colour / material / size / shape" and their other forms: the attribute a value
-#: question asks for.
-_ASKS_FOR = {
-    "color": re.compile(r"\bcolou?rs?\b", re.IGNORECASE),
-    "material": re.compile(r"\bmaterials?\b|\bmade of\b", re.IGNORECASE),
-    "size": re.compile(r"\bsizes?\b|\bhow (big|large|small)\b", re.IGNORECASE),
-    "shape": re.compile(r"\bshapes?\b|\bshaped\b", re.IGNORECASE),
-}
-_WHAT_RE = re.compile(r"\b(what|which|how)\b", re.IGNORECASE)
-
-
-def question_kind(question: str) -> str | None:
-    """The kind of answer a question's form asks for: ``yes/no`` (it opens with an auxiliary
-    verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number"), ``a
-    color`` / ``a material`` / ``a size`` / ``a shape`` (a what-question naming that one
-    attribute: "The cube is made of what material?", "How big is the sphere?"), or None
-    (anything else, or a question naming several attributes: no expectation)."""
-    if _YES_NO_RE.match(question):
-        return "yes/no"
-    if _NUMBER_RE.match(question):
-        return "a number"
-    if not _WHAT_RE.search(question):
-        return None
-    asked = [attr for attr, pattern in _ASKS_FOR.items() if pattern.search(question)]
-    return f"a {asked[0]}" if len(asked) == 1 else None
-
-
 #: Words a question and a program's arguments are compared on: attribute values, shapes and
 #: spatial relations, synonyms read as ``detect`` reads them ("big shiny balls" = large metal
 #: sphere).
@@ -103,19 +71,6 @@ def unused_calls(program: dsl.Program) -> list[ToolCall]:
             unused.append(call)
         read.update(strings_in(call.args))
     return unused[::-1]
-
-
-def answer_kind(answer: str) -> str:
-    """``yes/no``, ``a number``, ``a color`` / ``a material`` / ``a size`` / ``a shape`` (a
-    word the detector knows as a value of that attribute: "red", "metallic", "ball"), or ``a
-    value`` (any other word): what a short answer is."""
-    text = answer.strip().lower()
-    if text in ("yes", "no"):
-        return "yes/no"
-    if re.fullmatch(r"-?\d+(\.\d+)?", text):
-        return "a number"
-    word = normalize_word(text)
-    return next((f"a {attr}" for attr, values in ATTRIBUTES.items() if word in values), "a value")
 
 
 def split_reply(text: str) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from agentkit.errors import BackendError
 from agentkit.mllm.backends.base import Backend, Generation, Message, constrained, generate
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
 from agentkit.planners import dsl, prompting
+from agentkit.planners.answers import choose, grounded_answers
 from agentkit.planners.grammar import ArgSpec, Mode, ProgramGrammar, arg_specs
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
@@ -452,9 +453,13 @@ def route_after_decider(state: RunState) -> str:
     return "summarizer" if state.draft is not None or state.stop_reason else "controller"
 
 
-def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summarizer") -> Node:
+def make_summarizer(
+    rt: Runtime, *, pad: Pad | None = None, prompt: str = "summarizer", ground: bool = True
+) -> Node:
     """Writes the final answer from the observations only (as ``pad`` shows them, with the
-    ``prompt`` file as its instructions)."""
+    ``prompt`` file as its instructions). ``ground``: where the question asks for a kind of
+    answer the results hold values of, the reply is the likeliest of them
+    (:mod:`~agentkit.planners.answers`; ``Options.constrain``, on backends that score replies)."""
 
     def summarizer(state: RunState) -> dict[str, Any]:
         if state.stop_reason in ("transcription_failed", NOTHING_TO_SUMMARIZE):
@@ -467,12 +472,17 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
                 "stop_reason": state.stop_reason or "answered",
             }
         t0 = time.perf_counter()
+        messages = evidence_messages(rt, state, prompt, pad)
+        grounded = ground and rt.options.constrain
+        answers = grounded_answers(question(state), state.steps) if grounded else []
+        note = ""
         try:
-            gen = rt.models.summarizer.generate(
-                evidence_messages(rt, state, prompt, pad),
-                max_new_tokens=rt.options.max_new_tokens,
-                stop=STOP,
-            )
+            if chosen := choose(rt.models.summarizer, messages, answers):
+                gen, note = chosen
+            else:
+                gen = rt.models.summarizer.generate(
+                    messages, max_new_tokens=rt.options.max_new_tokens, stop=STOP
+                )
         except BackendError as e:
             step = Step(role="summarizer", error=str(e), seconds=time.perf_counter() - t0)
             return {"steps": [record(rt, step)], "answer": state.draft}
@@ -493,7 +503,7 @@ def make_summarizer(rt: Runtime, *, pad: Pad | None = None, prompt: str = "summa
         step = model_step(
             "summarizer",
             gen,
-            thought=parsed.thought,
+            thought=parsed.thought or note,
             observation=f"Final Answer: {answer}",
             seconds=time.perf_counter() - t0,
         )

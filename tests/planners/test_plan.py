@@ -97,6 +97,25 @@ def test_plan_runs_in_order_and_the_summarizer_answers(make_agent, tmp_path):
     ]
 
 
+def test_the_summarizer_answers_with_the_likeliest_value_the_results_hold(make_agent):
+    """A number question is answered with a count the calls returned, the one the model scores
+    likeliest: not the words it would write freely. Constraints off: it writes freely."""
+    from tests.planners.test_answers import Scoring
+
+    plan = numbered(
+        call("find", {"image": "image_0"}),
+        call("count", {"objects": "find_0", "where": {"color": "red"}}),
+        call("count", {"objects": "find_0", "where": {"color": "blue"}}),
+    )
+    free = "Final Answer: several"
+    a, backend = make_agent("plan", Scoring("1", [plan, free]))
+    res = a.ask("How many blue things are there?")
+    assert res.answer == "1" and backend.scored == [["Final Answer: 2", "Final Answer: 1"]]
+    assert "likeliest" in res.steps[-1].thought and len(backend.calls) == 1  # no free reply
+    a, backend = make_agent("plan", Scoring("1", [plan, free]), constrain=False)
+    assert a.ask("How many blue things are there?").answer == "several" and not backend.scored
+
+
 def test_budget_cuts_a_long_plan(make_agent):
     plan = numbered(*[call("add", {"a": i, "b": 1}) for i in range(5)])
     a, _ = make_agent("plan", [plan, "Final Answer: stopped"])

@@ -1,0 +1,82 @@
+"""Answer kinds, and the summarizer's grounded answers: a value the results hold, the likeliest."""
+
+from __future__ import annotations
+
+from agentkit.mllm.backends.base import Generation
+from agentkit.planners.answers import answer_kind, choose, grounded_answers, question_kind
+from agentkit.state import Step
+from agentkit.testing import ScriptedBackend
+
+
+def test_question_and_answer_kinds():
+    assert question_kind("Is there a red cube?") == "yes/no"
+    assert question_kind("are there more cubes than balls?") == "yes/no"
+    assert question_kind("Does the sphere have the same color as the cube?") == "yes/no"
+    assert question_kind("How many red things are there?") == "a number"
+    assert question_kind("What number of cubes are small?") == "a number"
+    assert question_kind("Count the objects. How many are there?") == "a number"
+    assert question_kind("Island count?") is None  # "is" only as a whole word
+    assert question_kind("What color is the cube?") == "a color"
+    assert question_kind("The tiny cylinder is made of what material?") == "a material"
+    assert question_kind("How big is the cyan metal thing?") == "a size"
+    assert question_kind("What is the small ball shaped like?") == "a shape"
+    assert question_kind("What color is the thing of the same shape as the cube?") is None
+    assert question_kind("Describe the scene.") is None
+    assert [answer_kind(a) for a in ("yes", " No", "3", "-2.5", "red", "Balls", "big", "navy")] == [
+        "yes/no", "yes/no", "a number", "a number", "a color", "a shape", "a size", "a value"
+    ]  # fmt: skip
+
+
+def result(ref: str, **fields) -> Step:
+    return Step(role="executor", tool="t", ref=ref, result=fields)
+
+
+CUBES = [{"shape": "cube", "color": "red", "size": "large"}, {"shape": "cube", "color": "blue"}]
+
+
+def test_results_answers_come_before_what_object_lists_hold():
+    steps = [
+        Step(role="controller", thought="plan", observation="Final Answer: 9"),  # not a result
+        result("objs", objects=[*CUBES, {"shape": "sphere", "color": "red"}]),
+        result("cubes", objects=CUBES, count=2),
+        result("n", count=2, of=3),
+        result("colour", answer="blue", attribute="color"),
+        Step(role="executor", tool="t", ref="bad", error="boom"),  # a failed call holds nothing
+    ]
+    assert grounded_answers("How many cubes are there?", steps) == ["2"]
+    assert grounded_answers("What color is the small cube?", steps) == ["blue"]
+    # no result answers with a size: the objects listed speak, once each
+    assert grounded_answers("How big is the red cube?", steps) == ["large"]
+    # a yes/no question nothing answered yes or no to may go either way
+    assert grounded_answers("Is there a cube?", steps) == ["yes", "no"]
+    assert grounded_answers("Is there a cube?", [*steps, result("found", exists=False)]) == ["no"]
+    # no kind asked for, or none of it observed: the summarizer writes freely
+    assert grounded_answers("Describe the scene.", steps) == []
+    assert grounded_answers("What material is the cube?", steps) == []
+    assert grounded_answers("How many cubes?", steps[:1]) == []
+
+
+class Scoring(ScriptedBackend):
+    """A scripted backend that also scores replies: the likeliest is the one named."""
+
+    def __init__(self, likeliest: str, replies=()) -> None:
+        super().__init__(list(replies))
+        self.likeliest = likeliest
+        self.scored: list[list[str]] = []
+
+    def score(self, messages, candidates):
+        self.scored.append(candidates)
+        return [0.0 if c.endswith(" " + self.likeliest) else -5.0 for c in candidates]
+
+
+def test_choose_reads_the_models_likeliest_answer():
+    backend = Scoring("3")
+    gen, note = choose(backend, [], ["2", "3", "5"])
+    assert isinstance(gen, Generation) and gen.text == "Final Answer: 3"
+    assert backend.scored == [["Final Answer: 2", "Final Answer: 3", "Final Answer: 5"]]
+    assert "2, 3, 5" in note
+    # a lone answer takes no model call; nothing to choose from, or no scores: no choice
+    gen, note = choose(backend, [], ["7"])
+    assert gen.text == "Final Answer: 7" and len(backend.scored) == 1 and "only" in note
+    assert choose(backend, [], []) is None
+    assert choose(ScriptedBackend([]), [], ["2", "3"]) is None
