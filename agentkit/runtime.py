@@ -73,7 +73,7 @@ class Options:
     #: constrained decoding (``hf:``): no undefined name, unknown tool or argument is written.
     #: The summarizer's answer to a question that asks for a kind of answer (a number, a
     #: colour...) is the likeliest of the values of that kind the results hold, where the
-    #: backend scores replies (:mod:`agentkit.planners.answers`).
+    #: backend scores replies (:mod:`agentkit.planners.expect`).
     constrain: bool = True
     #: ``tree``: most sub-questions a decomposition may have (more are dropped).
     max_branches: int = 4

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,46 +29,12 @@ from pydantic import BaseModel
 from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
-from agentkit.planners.answers import answer_kind, question_kind
+from agentkit.planners.expect import Expectation, question_kind, scene_words
 from agentkit.runtime import Runtime
-from agentkit.state import RunState, Step, ToolCall
-from agentkit.tools.base import execute, step_refs, strings_in
-from agentkit.tools.detect import ATTRIBUTES, normalize_word
+from agentkit.state import RunState, Step
+from agentkit.tools.base import execute, step_refs
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
-#: Words a question and a program's arguments are compared on: attribute values, shapes and
-#: spatial relations, synonyms read as ``detect`` reads them ("big shiny balls" = large metal
-#: sphere).
-_SCENE_WORDS = frozenset(
-    [v for values in ATTRIBUTES.values() for v in values] + ["left", "right", "front", "behind"]
-)
-
-
-def scene_words(texts: Iterable[str]) -> Counter[str]:
-    """How often each scene word (:data:`_SCENE_WORDS`, synonyms normalised) occurs in ``texts``."""
-    words = (normalize_word(w) for t in texts for w in re.findall(r"[a-z]+", t.lower()))
-    return Counter(w for w in words if w in _SCENE_WORDS)
-
-
-def program_words(program: dsl.Program) -> Counter[str]:
-    """The scene words a program's arguments name (variables passed by name aside: a value
-    ``red_things`` refers to a result, it does not filter by red)."""
-    names = {call.name for call in program.calls}
-    return scene_words(s for call in program.calls for s in strings_in(call.args) if s not in names)
-
-
-def unused_calls(program: dsl.Program) -> list[ToolCall]:
-    """The calls whose result nothing reads: no later line passes the variable and ANSWER is
-    not it. A program for "Are there more cubes than balls?" that selects both and asks whether
-    there are cubes leaves the balls unused: it names what the question names and answers yes
-    or no, yet answers another question."""
-    read = {program.answer.get("ref")}
-    unused = []
-    for call in reversed(program.calls):  # a name is read only by the lines after it
-        if call.name not in read:
-            unused.append(call)
-        read.update(strings_in(call.args))
-    return unused[::-1]
 
 
 def split_reply(text: str) -> tuple[str, str]:
@@ -250,40 +214,6 @@ class Attempt:
     problem: str | None
     failed: bool
     wrong_kind: bool = False
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What a question's form says of a program for it: the kind of answer it asks for
-    (:func:`question_kind`) and the scene words it names (:func:`scene_words`), which a
-    program's arguments should name as often (no filter dropped, none added)."""
-
-    kind: str | None
-    words: Counter[str]
-
-    def kind_fits(self, answer: str) -> bool:
-        """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
-        value question takes a word the detector does not know ("navy" for a colour: another
-        model's vocabulary), not a value of another attribute ("cube" for a size)."""
-        got = answer_kind(answer)
-        if self.kind is None or got == self.kind:
-            return True
-        return got == "a value" and self.kind not in ("yes/no", "a number")
-
-    def unmet(self, program: dsl.Program, answer: str) -> str | None:
-        """Why ``program`` (answering ``answer``) does not fit the question, else None."""
-        if not self.kind_fits(answer):
-            return f"ANSWER is {answer!r}, but the question asks for {self.kind}"
-        if unused := unused_calls(program):
-            lines = ", ".join(f"{c.name} = {c.tool}(...)" for c in unused)
-            return f"nothing reads {lines}: the program answers another question"
-        named = program_words(program)
-        if self.words and named != self.words:
-            missing, extra = self.words - named, named - self.words
-            parts = [f"misses {', '.join(sorted(missing.elements()))}" if missing else "",
-                     f"adds {', '.join(sorted(extra.elements()))}" if extra else ""]  # fmt: skip
-            return "the program " + " and ".join(p for p in parts if p) + " against the question"
-        return None
 
 
 class RunAheadFailed(dsl.DSLError):

@@ -11,7 +11,7 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -19,7 +19,7 @@ from agentkit.errors import BackendError
 from agentkit.mllm.backends.base import Backend, Generation, Message, constrained, generate
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
 from agentkit.planners import dsl, prompting
-from agentkit.planners.answers import choose, grounded_answers
+from agentkit.planners.expect import Expectation, can_choose, choose, grounded_answers
 from agentkit.planners.grammar import ArgSpec, Mode, ProgramGrammar, arg_specs
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
@@ -265,50 +265,41 @@ def code_turn(
     rt: Runtime, state: RunState
 ) -> tuple[Generation, ToolCall | FinalAnswer | ParseError, str | None]:
     """The controller's ``code`` reply, read (:func:`read_code`): the greedy line, or, when it
-    does not read, the most likely beam-search line that does (a small core's second guess is
-    likelier right than a rewrite after an error message; ``Options.candidates``)."""
+    does not read or does not fit the question (:meth:`Expectation.turn_unmet`: an answer of
+    another kind than asked, a filter the question does not name), the most likely beam-search
+    line that reads and fits; failing that, for a greedy line that does not read, the most
+    likely that reads (a small core's second guess is likelier right than a rewrite after an
+    error message; ``Options.candidates``). A line that reads but fits no better stands."""
     messages = code_messages(rt, state)
     tokens = rt.options.max_new_tokens
-    grammar = program_grammar(rt, state, "line", earlier_names(state))
+    names = earlier_names(state)
+    grammar = program_grammar(rt, state, "line", names)
     gen = generate(rt.models.controller, messages, max_new_tokens=tokens, stop=CODE_STOP,
                    constraint=grammar)  # fmt: skip
     parsed, name = read_code(gen.text, rt, state)
-    if not isinstance(parsed, ParseError):
+    expect = Expectation.of(question(state))
+    if isinstance(parsed, ParseError):
+        why = f"did not read: {parsed.message}"
+    elif unmet := expect.turn_unmet(parsed, [*names, *state.media]):
+        why = f"does not fit the question: {unmet}"
+    else:
         return gen, parsed, name
-
-    def readable(cand: Generation) -> tuple[ToolCall | FinalAnswer, str | None] | None:
+    readable: tuple[Generation, ToolCall | FinalAnswer, str | None, int] | None = None
+    for rank, cand in beam_candidates(rt, messages, tokens, gen.text, grammar):
         got, got_name = read_code(cand.text, rt, state)
-        return None if isinstance(got, ParseError) else (got, got_name)
-
-    picked = readable_candidate(rt, messages, tokens, gen.text, readable, grammar)
-    if picked is None:
+        if isinstance(got, ParseError):
+            continue
+        if expect.turn_unmet(got, [*names, *state.media]) is None:
+            readable = cand, got, got_name, rank
+            break
+        if readable is None and isinstance(parsed, ParseError):
+            readable = cand, got, got_name, rank
+    if readable is None:
         return gen, parsed, name
-    cand, (got, got_name), rank = picked
-    note = f"beam {rank}: the greedy line did not read: {parsed.message}"
+    cand, got, got_name, rank = readable
+    note = f"beam {rank}: the greedy line {why}"
     got.thought = f"{got.thought} ({note})" if got.thought else note
     return cand, got, got_name
-
-
-R = TypeVar("R")
-
-
-def readable_candidate(
-    rt: Runtime,
-    messages: list[Message],
-    tokens: int,
-    greedy: str,
-    read: Callable[[Generation], R | None],
-    grammar: ProgramGrammar | None = None,
-) -> tuple[Generation, R, int] | None:
-    """The most likely of ``Options.candidates`` beam-search replies (not the greedy one again)
-    that ``read`` accepts: ``(generation, what read returned, rank)``; None when the controller's
-    backend cannot list candidates (``hf:`` models can) or none reads. The beams decode under
-    ``grammar`` where the backend supports constraints."""
-    for rank, cand in beam_candidates(rt, messages, tokens, greedy, grammar):
-        got = read(cand)
-        if got is not None:
-            return cand, got, rank
-    return None
 
 
 def beam_candidates(
@@ -459,26 +450,31 @@ def make_summarizer(
     """Writes the final answer from the observations only (as ``pad`` shows them, with the
     ``prompt`` file as its instructions). ``ground``: where the question asks for a kind of
     answer the results hold values of, the reply is the likeliest of them
-    (:mod:`~agentkit.planners.answers`; ``Options.constrain``, on backends that score replies)."""
+    (:mod:`~agentkit.planners.expect`; ``Options.constrain``, on backends that score replies).
+    The controller's own answer (``draft``) stands unless it is of another kind than the
+    question asks for ("2" to "Is there ...?") and such values are there to choose from."""
 
     def summarizer(state: RunState) -> dict[str, Any]:
         if state.stop_reason in ("transcription_failed", NOTHING_TO_SUMMARIZE):
             return {"answer": None}
-        if state.draft is not None and not rt.options.summarize:
-            answer, checks = _verified(rt, state, state.draft, _last_thought(state))
-            return {
-                "steps": checks,
-                "answer": answer,
-                "stop_reason": state.stop_reason or "answered",
-            }
-        t0 = time.perf_counter()
-        messages = evidence_messages(rt, state, prompt, pad)
-        grounded = ground and rt.options.constrain
+        grounded = ground and rt.options.constrain and can_choose(rt.models.summarizer)
         answers = grounded_answers(question(state), state.steps) if grounded else []
         note = ""
+        if state.draft is not None and not rt.options.summarize:
+            expect = Expectation.of(question(state))
+            if not answers or expect.kind_fits(state.draft):
+                answer, checks = _verified(rt, state, state.draft, _last_thought(state))
+                return {
+                    "steps": checks,
+                    "answer": answer,
+                    "stop_reason": state.stop_reason or "answered",
+                }
+            note = f"the controller answered {state.draft!r}, not {expect.kind}; "
+        t0 = time.perf_counter()
+        messages = evidence_messages(rt, state, prompt, pad)
         try:
             if chosen := choose(rt.models.summarizer, messages, answers):
-                gen, note = chosen
+                gen, note = chosen[0], note + chosen[1]
             else:
                 gen = rt.models.summarizer.generate(
                     messages, max_new_tokens=rt.options.max_new_tokens, stop=STOP

@@ -100,7 +100,7 @@ def test_plan_runs_in_order_and_the_summarizer_answers(make_agent, tmp_path):
 def test_the_summarizer_answers_with_the_likeliest_value_the_results_hold(make_agent):
     """A number question is answered with a count the calls returned, the one the model scores
     likeliest: not the words it would write freely. Constraints off: it writes freely."""
-    from tests.planners.test_answers import Scoring
+    from tests.planners.test_expect import Scoring
 
     plan = numbered(
         call("find", {"image": "image_0"}),

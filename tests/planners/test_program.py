@@ -15,13 +15,8 @@ from agentkit.errors import BackendError
 from agentkit.graph import load_steps
 from agentkit.mllm.backends.base import Generation
 from agentkit.planners import dsl
-from agentkit.planners.program import (
-    Expectation,
-    program_words,
-    scene_words,
-    split_reply,
-    unused_calls,
-)
+from agentkit.planners.expect import Expectation, program_words, scene_words, unused_calls
+from agentkit.planners.program import split_reply
 from agentkit.testing import ScriptedBackend
 from agentkit.tools import exist, select
 from agentkit.tools.base import Tool

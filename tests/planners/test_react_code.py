@@ -171,3 +171,47 @@ def test_unknown_actions_are_refused_whoever_names_them(registry, tmp_path):
 
     with pytest.raises(ConfigError, match="the model declares actions 'python'"):
         Agent(Declaring([]), tools=registry, runs_dir=tmp_path)
+
+
+def test_a_line_that_does_not_fit_the_question_gives_way_to_a_beam_that_does(make_agent, image):
+    """A filter the question does not name ("blue" for "red things") is likely a misreading:
+    the likeliest beam whose words the question names is taken; with none, the greedy stands."""
+    from agentkit.mllm.backends.base import Generation
+
+    class Beams(ScriptedBackend):
+        beams = ["n = count(objects=objs, where={'color': 'green'})",
+                 "n = count(objects=objs, where={'color': 'red'})"]  # fmt: skip
+
+        def candidates(self, messages, n, *, max_new_tokens=256):
+            return [Generation(text=t, model="beams") for t in self.beams]
+
+    blue = "n = count(objects=objs, where={'color': 'blue'})"
+    backend = Beams(["objs = find(image=image_0)", blue, "ANSWER = n"])
+    a, _ = make_agent("react", backend, actions="code")
+    res = a.ask("How many red things are there?", images=[image])
+    assert res.answer == "2"
+    ctrl = [s for s in res.steps if s.role == "controller"]
+    assert ctrl[1].args["where"] == {"color": "red"} and "beam 2" in ctrl[1].thought
+    assert "the line names blue, which the question does not" in ctrl[1].thought
+    Beams.beams = Beams.beams[:1]
+    a, _ = make_agent("react", Beams(["objs = find(image=image_0)", blue, "ANSWER = n"]),
+                      actions="code")  # fmt: skip
+    assert a.ask("How many red things are there?", images=[image]).answer == "1"
+
+
+def test_an_answer_of_another_kind_than_asked_goes_to_the_summarizer(make_agent, image):
+    """ "2" to "Is there ...?" is surely not the answer: the summarizer chooses between yes and
+    no (what the model scores likelier); a backend that cannot score keeps the controller's."""
+    from tests.planners.test_expect import Scoring
+
+    script = ["objs = find(image=image_0)",
+              "n = count(objects=objs, where={'color': 'red'})", "ANSWER = n"]  # fmt: skip
+    a, backend = make_agent("react", Scoring("yes", script), actions="code")
+    res = a.ask("Is there a red thing?", images=[image])
+    assert res.answer == "yes" and backend.scored == [["Final Answer: yes", "Final Answer: no"]]
+    assert "the controller answered '2', not yes/no" in res.steps[-1].thought
+    a, _ = make_agent("react", ScriptedBackend(script), actions="code")
+    assert a.ask("Is there a red thing?", images=[image]).answer == "2"
+    # an answer of the kind asked stands, with no model call
+    a, backend = make_agent("react", Scoring("7", script), actions="code")
+    assert a.ask("How many red things?", images=[image]).answer == "2" and not backend.scored

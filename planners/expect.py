@@ -1,4 +1,8 @@
-"""Answer kinds, and grounded answers: the summarizer writes a value the evidence holds.
+"""What a question's form expects of the work done for it, and grounded answers.
+
+The kind of answer it asks for (:func:`question_kind`) and the scene words it names
+(:func:`scene_words`) are what a program (:class:`Expectation`, the ``program`` planner's fit
+checks) or one line of code (``react``'s) is held to.
 
 A question's form often says what kind of short answer it takes (:func:`question_kind`: yes or
 no, a number, a colour...). Where it does and the backend scores replies
@@ -13,12 +17,16 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from agentkit.mllm.backends.base import Generation, Message
+from agentkit.mllm.toolcall import FinalAnswer
 from agentkit.planners import dsl
-from agentkit.state import Step
+from agentkit.state import Step, ToolCall
+from agentkit.tools.base import strings_in
 from agentkit.tools.detect import ATTRIBUTES, normalize_word
 
 FINAL = "Final Answer:"
@@ -69,6 +77,94 @@ def answer_kind(answer: str) -> str:
     return next((f"a {attr}" for attr, values in ATTRIBUTES.items() if word in values), "a value")
 
 
+#: Words a question and a program's arguments are compared on: attribute values, shapes and
+#: spatial relations, synonyms read as ``detect`` reads them ("big shiny balls" = large metal
+#: sphere).
+_SCENE_WORDS = frozenset(
+    [v for values in ATTRIBUTES.values() for v in values] + ["left", "right", "front", "behind"]
+)
+
+
+def scene_words(texts: Iterable[str]) -> Counter[str]:
+    """How often each scene word (:data:`_SCENE_WORDS`, synonyms normalised) occurs in ``texts``."""
+    words = (normalize_word(w) for t in texts for w in re.findall(r"[a-z]+", t.lower()))
+    return Counter(w for w in words if w in _SCENE_WORDS)
+
+
+def program_words(program: dsl.Program) -> Counter[str]:
+    """The scene words a program's arguments name (variables passed by name aside: a value
+    ``red_things`` refers to a result, it does not filter by red)."""
+    names = {call.name for call in program.calls}
+    return scene_words(s for call in program.calls for s in strings_in(call.args) if s not in names)
+
+
+def unused_calls(program: dsl.Program) -> list[ToolCall]:
+    """The calls whose result nothing reads: no later line passes the variable and ANSWER is
+    not it. A program for "Are there more cubes than balls?" that selects both and asks whether
+    there are cubes leaves the balls unused: it names what the question names and answers yes
+    or no, yet answers another question."""
+    read = {program.answer.get("ref")}
+    unused = []
+    for call in reversed(program.calls):  # a name is read only by the lines after it
+        if call.name not in read:
+            unused.append(call)
+        read.update(strings_in(call.args))
+    return unused[::-1]
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a question's form says of a program for it: the kind of answer it asks for
+    (:func:`question_kind`) and the scene words it names (:func:`scene_words`), which a
+    program's arguments should name as often (no filter dropped, none added)."""
+
+    kind: str | None
+    words: Counter[str]
+
+    def kind_fits(self, answer: str) -> bool:
+        """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
+        value question takes a word the detector does not know ("navy" for a colour: another
+        model's vocabulary), not a value of another attribute ("cube" for a size)."""
+        got = answer_kind(answer)
+        if self.kind is None or got == self.kind:
+            return True
+        return got == "a value" and self.kind not in ("yes/no", "a number")
+
+    @classmethod
+    def of(cls, question: str) -> Expectation:
+        return cls(question_kind(question), scene_words([question]))
+
+    def turn_unmet(self, turn: ToolCall | FinalAnswer, names: Iterable[str] = ()) -> str | None:
+        """Why one turn of line-by-line work does not fit the question, else None: an answer of
+        another kind than asked, or a call naming a scene word the question does not name
+        ("green" for "the gray cylinders"; ``names``, the variables a call may pass, are not
+        words). A filter the question names but the line leaves out may come in a later line."""
+        if isinstance(turn, FinalAnswer):
+            if self.kind_fits(turn.answer):
+                return None
+            return f"the answer {turn.answer!r} is not {self.kind}"
+        passed = set(names)
+        named = scene_words(s for s in strings_in(turn.args) if s not in passed)
+        if extra := sorted(w for w in named if w not in self.words):
+            return f"the line names {', '.join(extra)}, which the question does not"
+        return None
+
+    def unmet(self, program: dsl.Program, answer: str) -> str | None:
+        """Why ``program`` (answering ``answer``) does not fit the question, else None."""
+        if not self.kind_fits(answer):
+            return f"ANSWER is {answer!r}, but the question asks for {self.kind}"
+        if unused := unused_calls(program):
+            lines = ", ".join(f"{c.name} = {c.tool}(...)" for c in unused)
+            return f"nothing reads {lines}: the program answers another question"
+        named = program_words(program)
+        if self.words and named != self.words:
+            missing, extra = self.words - named, named - self.words
+            parts = [f"misses {', '.join(sorted(missing.elements()))}" if missing else "",
+                     f"adds {', '.join(sorted(extra.elements()))}" if extra else ""]  # fmt: skip
+            return "the program " + " and ".join(p for p in parts if p) + " against the question"
+        return None
+
+
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v))
 
@@ -108,6 +204,11 @@ def grounded_answers(question: str, steps: Iterable[Step]) -> list[str]:
     return ["yes", "no"] if kind == "yes/no" else []
 
 
+def can_choose(backend: Any) -> bool:
+    """Whether ``backend`` scores replies (:func:`choose` reads its choice from them)."""
+    return callable(getattr(backend, "score", None))
+
+
 def choose(
     backend: Any, messages: list[Message], answers: list[str]
 ) -> tuple[Generation, str] | None:
@@ -115,12 +216,11 @@ def choose(
     the model finds likeliest after ``messages`` (``backend.score``: read from its distribution,
     as likelihood-scored benchmarks read multiple choices), and a note on the choice; None when
     the backend cannot score or there is nothing to choose from. A lone answer takes no call."""
-    score = getattr(backend, "score", None)
-    if score is None or not answers:
+    if not can_choose(backend) or not answers:
         return None
     t0 = time.perf_counter()
     replies = [f"{FINAL} {a}" for a in answers]
-    logps = score(messages, replies) if len(replies) > 1 else [0.0]
+    logps = backend.score(messages, replies) if len(replies) > 1 else [0.0]
     best = max(range(len(replies)), key=logps.__getitem__)
     note = (
         f"the likeliest of the values the results hold: {', '.join(answers)}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agentkit.mllm.backends.base import Generation
-from agentkit.planners.answers import answer_kind, choose, grounded_answers, question_kind
+from agentkit.planners.expect import answer_kind, choose, grounded_answers, question_kind
 from agentkit.state import Step
 from agentkit.testing import ScriptedBackend
 
