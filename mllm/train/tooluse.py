@@ -43,6 +43,9 @@ class Config(
     data: str = f("data/tooluse/train.jsonl", "training samples (agentkit data gen tooluse)")
     kinds: list[str] = f([], "only these sample kinds (empty = all)")
     max_samples: int = f(0, "use a seeded sample of at most this many (0 = all)")
+    family_repeat: dict[str, int] = f(
+        {}, "{family: n}: each sample of that question family n times (one the model misses)"
+    )
     max_length: int = f(4096, "tokens per sample, image tokens included (longer ones are left out)")
     lora_dropout: float = f(0.05, "LoRA dropout")
     fp16: bool = f(True, "save the merged model in fp16")
@@ -87,12 +90,16 @@ def make_trainer(cfg: Config, out: Path) -> Any:
 
 
 def training_rows(cfg: Config) -> list[dict[str, Any]]:
-    """``data`` (its ``kinds``, at most ``max_samples``) and then ``extra_data`` likewise: e.g.
+    """``data`` (its ``kinds``, at most ``max_samples``, the ``family_repeat`` families
+    repeated) and then ``extra_data`` likewise: e.g.
     the program planner's samples with a share of the ReAct planner's turns, so one model serves
     both (each planner's system prompt tells the model which format it is asked for)."""
     rows = _vlm.read_jsonl(cfg.data, cfg.kinds, cfg.max_samples, cfg.seed)
     if not rows:
         raise ConfigError(f"{cfg.data} has no samples of kinds {cfg.kinds or 'any'}")
+    if bad := [n for n in cfg.family_repeat.values() if n < 1]:
+        raise ConfigError(f"family_repeat counts must be >= 1, got {bad[0]}")
+    rows = [r for r in rows for _ in range(cfg.family_repeat.get(r.get("family", ""), 1))]
     return rows + cfg.read_extra()
 
 

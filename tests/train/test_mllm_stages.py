@@ -461,6 +461,20 @@ def test_tooluse_mixes_in_a_seeded_share_of_extra_samples(tmp_path, scenes):
     assert kinds.count("final") == 1 and kinds.count("tool_call") == 2
 
 
+def test_tooluse_repeats_the_families_it_is_told_to(tmp_path, scenes):
+    from agentkit.errors import ConfigError
+    from agentkit.mllm.train import tooluse
+
+    data = _tooluse_samples(tmp_path, scenes)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[0]["family"], rows[1]["family"] = "compare_count", "count"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tooluse.Config(data=str(data), family_repeat={"compare_count": 3})
+    assert [r["family"] for r in tooluse.training_rows(cfg)] == ["compare_count"] * 3 + ["count"]
+    with pytest.raises(ConfigError, match="family_repeat"):
+        tooluse.training_rows(dataclasses.replace(cfg, family_repeat={"count": 0}))
+
+
 @pytest.mark.slow
 def test_fit_counts_tokens_as_the_collator_does_and_leaves_out_long_samples(
     tmp_path, aligned, scenes
