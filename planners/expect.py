@@ -45,6 +45,7 @@ _ASKS_FOR = {
     "size": re.compile(r"\bsizes?\b|\bhow (big|large|small)\b", re.IGNORECASE),
     "shape": re.compile(r"\bshapes?\b|\bshaped\b", re.IGNORECASE),
 }
+_HOW_BIG_RE = re.compile(r"\bhow (big|large|small)\b", re.IGNORECASE)
 _WHAT_RE = re.compile(r"\b(what|which|how)\b", re.IGNORECASE)
 
 
@@ -77,18 +78,23 @@ def answer_kind(answer: str) -> str:
     return next((f"a {attr}" for attr, values in ATTRIBUTES.items() if word in values), "a value")
 
 
-#: Words a question and a program's arguments are compared on: attribute values, shapes and
-#: spatial relations, synonyms read as ``detect`` reads them ("big shiny balls" = large metal
-#: sphere).
+#: Words a question and a program's arguments are compared on: attribute values, shapes,
+#: spatial relations and comparisons, synonyms read as ``detect`` reads them ("big shiny balls" =
+#: large metal sphere).
 _SCENE_WORDS = frozenset(
-    [v for values in ATTRIBUTES.values() for v in values] + ["left", "right", "front", "behind"]
+    [v for values in ATTRIBUTES.values() for v in values]
+    + ["left", "right", "front", "behind", "more", "fewer"]
 )
+#: A comparison's words as ``compare`` names its relation ("Is the number of cubes greater than
+#: ..." asks for ``relation="more"``). "same" is no scene word: "the same color as" asks for
+#: ``same``, whose arguments do not say it.
+_COMPARISONS = {"greater": "more", "less": "fewer"}
 
 
 def scene_words(texts: Iterable[str]) -> Counter[str]:
     """How often each scene word (:data:`_SCENE_WORDS`, synonyms normalised) occurs in ``texts``."""
     words = (normalize_word(w) for t in texts for w in re.findall(r"[a-z]+", t.lower()))
-    return Counter(w for w in words if w in _SCENE_WORDS)
+    return Counter(w for w in (_COMPARISONS.get(w, w) for w in words) if w in _SCENE_WORDS)
 
 
 def program_words(program: dsl.Program) -> Counter[str]:
@@ -132,7 +138,10 @@ class Expectation:
 
     @classmethod
     def of(cls, question: str) -> Expectation:
-        return cls(question_kind(question), scene_words([question]))
+        """What ``question`` expects. "How big / large / small is ..." asks for a size: its
+        word names none to filter by."""
+        words = scene_words([_HOW_BIG_RE.sub(" ", question)])
+        return cls(question_kind(question), words)
 
     def turn_unmet(self, turn: ToolCall | FinalAnswer, names: Iterable[str] = ()) -> str | None:
         """Why one turn of line-by-line work does not fit the question, else None: an answer of

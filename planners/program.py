@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, prompting, roles
-from agentkit.planners.expect import Expectation, question_kind, scene_words
+from agentkit.planners.expect import Expectation
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
 from agentkit.tools.base import execute, step_refs
@@ -114,7 +114,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         names, media = rt.tools.names(), list(state.media)
         budget = state.task.max_steps - len(state.tool_steps)
         question = roles.question(state)
-        expect = Expectation(question_kind(question), scene_words([question]))
+        expect = Expectation.of(question)
         memo: dict[str, BaseModel | ToolError] = {}  # calls the programs tried share
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 

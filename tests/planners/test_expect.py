@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from agentkit.mllm.backends.base import Generation
 from agentkit.planners.expect import answer_kind, choose, grounded_answers, question_kind
 from agentkit.state import Step
@@ -80,3 +82,31 @@ def test_choose_reads_the_models_likeliest_answer():
     assert gen.text == "Final Answer: 7" and len(backend.scored) == 1 and "only" in note
     assert choose(backend, [], []) is None
     assert choose(ScriptedBackend([]), [], ["2", "3"]) is None
+
+
+def test_a_comparison_is_held_to_the_relation_the_question_asks_for():
+    """ "Is the number of cubes greater than ..." asks for relation="more": a program comparing
+    "same" misses it. "How big is ..." names no size to filter by; "the same color as" names no
+    comparison."""
+    from agentkit.planners import dsl
+    from agentkit.planners.expect import Expectation
+
+    def program(relation: str) -> dsl.Program:
+        return dsl.parse_program(
+            "objs = detect(image=image_0)\ncubes = select(objects=objs, shape=\"cube\")\n"
+            "balls = select(objects=objs, shape=\"sphere\")\n"
+            f'answer = compare(a=cubes, b=balls, relation="{relation}")\nANSWER = answer',
+            ["detect", "select", "compare"], media=["image_0"],
+        )  # fmt: skip
+
+    greater = Expectation.of("Is the number of cubes greater than the number of balls?")
+    assert greater.words == Counter({"cube": 1, "sphere": 1, "more": 1})
+    assert greater.unmet(program("more"), "yes") is None
+    assert greater.unmet(program("same"), "yes") == "the program misses more against the question"
+    fewer = Expectation.of("Are there less cubes than balls?")
+    assert "misses fewer and adds more" in fewer.unmet(program("more"), "no")
+    assert Expectation.of("Are there as many cubes as balls?").unmet(program("same"), "no") is None
+    assert Expectation.of("How big is the red cube?").words == Counter({"red": 1, "cube": 1})
+    assert Expectation.of("Is there a ball of the same color as the cube?").words == Counter(
+        {"sphere": 1, "cube": 1}
+    )
