@@ -277,26 +277,26 @@ def code_turn(
     gen = generate(rt.models.controller, messages, max_new_tokens=tokens, stop=CODE_STOP,
                    constraint=grammar)  # fmt: skip
     parsed, name = read_code(gen.text, rt, state)
-    expect = Expectation.of(question(state))
+    expect, passed = Expectation.of(question(state)), [*names, *state.media]
     if isinstance(parsed, ParseError):
         why = f"did not read: {parsed.message}"
-    elif unmet := expect.turn_unmet(parsed, [*names, *state.media]):
+    elif unmet := expect.turn_unmet(parsed, passed):
         why = f"does not fit the question: {unmet}"
     else:
         return gen, parsed, name
-    readable: tuple[Generation, ToolCall | FinalAnswer, str | None, int] | None = None
+    picked: tuple[Generation, ToolCall | FinalAnswer, str | None, int] | None = None
     for rank, cand in beam_candidates(rt, messages, tokens, gen.text, grammar):
         got, got_name = read_code(cand.text, rt, state)
         if isinstance(got, ParseError):
             continue
-        if expect.turn_unmet(got, [*names, *state.media]) is None:
-            readable = cand, got, got_name, rank
+        if expect.turn_unmet(got, passed) is None:
+            picked = cand, got, got_name, rank
             break
-        if readable is None and isinstance(parsed, ParseError):
-            readable = cand, got, got_name, rank
-    if readable is None:
+        if picked is None and isinstance(parsed, ParseError):
+            picked = cand, got, got_name, rank
+    if picked is None:
         return gen, parsed, name
-    cand, got, got_name, rank = readable
+    cand, got, got_name, rank = picked
     note = f"beam {rank}: the greedy line {why}"
     got.thought = f"{got.thought} ({note})" if got.thought else note
     return cand, got, got_name
@@ -448,19 +448,24 @@ def make_summarizer(
     rt: Runtime, *, pad: Pad | None = None, prompt: str = "summarizer", ground: bool = True
 ) -> Node:
     """Writes the final answer from the observations only (as ``pad`` shows them, with the
-    ``prompt`` file as its instructions). ``ground``: where the question asks for a kind of
-    answer the results hold values of, the reply is the likeliest of them
-    (:mod:`~agentkit.planners.expect`; ``Options.constrain``, on backends that score replies).
-    The controller's own answer (``draft``) stands unless it is of another kind than the
-    question asks for ("2" to "Is there ...?") and such values are there to choose from."""
+    ``prompt`` file as its instructions). Where the question asks for a kind of answer the
+    results hold values of, the reply is the likeliest of them
+    (:mod:`~agentkit.planners.expect`; ``Options.constrain``, on backends that score replies);
+    ``ground=False`` lets the summarizer write its own answer freely (``tree``'s merge may add
+    or compare its branches' counts). The controller's own answer (``draft``) stands unless it
+    is of another kind than the question asks for ("2" to "Is there ...?") and such values are
+    there to choose from, with ``ground`` or without."""
 
     def summarizer(state: RunState) -> dict[str, Any]:
         if state.stop_reason in ("transcription_failed", NOTHING_TO_SUMMARIZE):
             return {"answer": None}
-        grounded = ground and rt.options.constrain and can_choose(rt.models.summarizer)
+        has_draft = state.draft is not None and not rt.options.summarize
+        grounded = (
+            (ground or has_draft) and rt.options.constrain and can_choose(rt.models.summarizer)
+        )
         answers = grounded_answers(question(state), state.steps) if grounded else []
         note = ""
-        if state.draft is not None and not rt.options.summarize:
+        if has_draft:
             expect = Expectation.of(question(state))
             if not answers or expect.kind_fits(state.draft):
                 answer, checks = _verified(rt, state, state.draft, _last_thought(state))

@@ -282,7 +282,9 @@ def build_tree(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
     g.add_node("controller", make_decomposer(rt))
     g.add_node("branch", make_branch(rt), input_schema=Branch)
     g.add_node("decider", make_merger(rt))
-    g.add_node("summarizer", roles.make_summarizer(rt, pad=tree_pad, prompt="tree_summarizer"))
+    # a merge may add or compare the branches' counts: values no one result holds
+    summarize = roles.make_summarizer(rt, pad=tree_pad, prompt="tree_summarizer", ground=False)
+    g.add_node("summarizer", summarize)
     roles.add_ingest(g, rt)
     g.add_conditional_edges("controller", fan_out(rt), ["branch", "summarizer"])
     g.add_edge("branch", "decider")
