@@ -1,4 +1,4 @@
-"""Answer kinds, and the summarizer's grounded answers: a value the results hold, the likeliest."""
+"""What a question expects: answer kinds, scene words, and the summarizer's grounded answers."""
 
 from __future__ import annotations
 

@@ -279,3 +279,30 @@ def test_no_branch_answer_is_no_answer_not_a_guess(make_agent):
     assert "No branch answered (2 sub-questions)" in note.error
     merge = "split into sub-questions"  # the tree summarizer's prompt: never asked to guess
     assert not any(merge in m[0].content for _, m in backend.calls)
+
+
+def test_the_merge_may_answer_a_value_no_branch_returned(make_agent, image):
+    """ "How many red or blue things?" is 2 + 1: the merge writes freely even with a backend
+    that scores replies (a choice among the counts observed could not say 3)."""
+
+    class Scoring(KeyedBackend):
+        scored: list = []
+
+        def score(self, messages, candidates):
+            self.scored.append(candidates)
+            return [0.0] * len(candidates)
+
+    both = "How many things are red or blue?"
+    backend = Scoring(
+        {
+            both: [f"Sub-question: {RED}\nSub-question: {BLUE}", "Final Answer: 3"],
+            RED: [call("find", {"image": "image_0"}),
+                  call("count", {"objects": "find_0", "where": {"color": "red"}}),
+                  "Final Answer: 2"],
+            BLUE: [call("find", {"image": "image_0"}),
+                   call("count", {"objects": "find_0", "where": {"color": "blue"}}),
+                   "Final Answer: 1"],
+        }
+    )  # fmt: skip
+    a, _ = make_agent("tree", backend)
+    assert a.ask(both, images=[image]).answer == "3" and not backend.scored
