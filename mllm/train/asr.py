@@ -112,10 +112,22 @@ class Config:
         "before this fraction of the run, pad each batch to its longest clip (the encoder costs "
         "what the speech needs); after it, to the full window the tool feeds",
     )
+    length_bucket: int = _f(
+        0,
+        "draw each batch from this many clips of neighbouring lengths (0 = from all): padded to "
+        "its longest clip, a batch of like lengths wastes little compute on padding",
+    )
+    bf16: bool = _f(False, "bfloat16 autocast for the forward pass (CPUs with AVX512-BF16)")
     vocab_negatives: int = _f(
         2048,
         "softmax over the transcripts' tokens plus this many random others per step, not all "
         "51865 (the output projection was a third of a step); 0 = the full vocabulary",
+    )
+    decode_beam: int = _f(5, "beam the released model is decoded with when it ships its CTC head")
+    decode_ctc_weight: float = _f(
+        0.3,
+        "share of the CTC head's score when the tool ranks the beam's transcripts (ESPnet's "
+        "joint decoding); 0 = ship the model alone, decoded greedily",
     )
     threads: int = _f(2, "torch CPU threads")
     save_every: int = _f(100, "steps between resumable checkpoints (last.pt)")
@@ -310,9 +322,12 @@ def build_model(cfg: Config) -> Any:
 
 
 def ctc_text(text: str) -> list[int]:
-    """A transcript as CTC targets: lower case, other characters as spaces, spaces collapsed."""
-    keep = "".join(c if c in CTC_CHARS else " " for c in text.lower())
-    return [CTC_CHARS.index(c) + 1 for c in " ".join(keep.split())]
+    """A transcript as CTC targets: lower case, other characters as spaces, spaces collapsed
+    (the transcribe tool's :func:`~agentkit.tools.transcribe.ctc_targets`, which decodes with
+    the same head)."""
+    from agentkit.tools.transcribe import ctc_targets
+
+    return ctc_targets(text, CTC_CHARS)
 
 
 def encode_texts(texts: list[str], n_ctx: int) -> list[list[int]]:
@@ -351,6 +366,7 @@ class Batches:
         self.tokens = encode_texts(self.texts, n_ctx)
         self.chars = [ctc_text(t) for t in self.texts]
         self.rng = random.Random(seed)
+        self._ranked: dict[bool, list[int]] = {}
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -367,14 +383,24 @@ class Batches:
         *,
         easy: bool = False,
         full_window: bool = True,
+        bucket: int = 0,
     ) -> tuple[Any, Any, Any, Any, Any]:
         """``(mels, decoder input, decoder target, ctc targets, content frames)``; ``easy``
         draws from the clean clips only; without ``full_window`` the mels are padded to the
-        batch's longest clip (an even frame count) instead of the window."""
+        batch's longest clip (an even frame count) instead of the window; with ``bucket`` the
+        batch is drawn from that many clips of neighbouring lengths (a random run of them)."""
         import torch
 
         pool = self.easy if easy and self.easy else range(len(self))
-        idx = [pool[self.rng.randrange(len(pool))] for _ in range(size)]
+        if bucket > 0 and len(pool) > bucket:
+            # clips of about one length: padding to the longest then costs little
+            ranked = self._ranked.get(easy)
+            if ranked is None:
+                ranked = self._ranked[easy] = sorted(pool, key=self.lengths.__getitem__)
+            lo = self.rng.randrange(len(ranked) - bucket + 1)
+            idx = [ranked[lo + self.rng.randrange(bucket)] for _ in range(size)]
+        else:
+            idx = [pool[self.rng.randrange(len(pool))] for _ in range(size)]
         mels = []
         for i in idx:
             m = self.mel(i)
@@ -400,15 +426,12 @@ class Batches:
 
 
 def encode(encoder: Any, x: Any) -> Any:
-    """whisper's ``AudioEncoder.forward`` for any even number of frames up to its window (the
-    positional embedding cut to length); the same function as ``encoder(x)`` on a full window."""
-    import torch.nn.functional as F
+    """whisper's encoder on any even number of frames up to its window: the transcribe tool's
+    :func:`~agentkit.tools.transcribe.encode_frames`, which a ``crop_window`` checkpoint is
+    decoded with."""
+    from agentkit.tools.transcribe import encode_frames
 
-    h = F.gelu(encoder.conv2(F.gelu(encoder.conv1(x)))).permute(0, 2, 1)
-    h = h + encoder.positional_embedding[: h.shape[1]]
-    for block in encoder.blocks:
-        h = block(h)
-    return encoder.ln_post(h)
+    return encode_frames(encoder, x)
 
 
 def decode_hidden(decoder: Any, tokens: Any, audio: Any) -> Any:
@@ -460,18 +483,25 @@ def spec_augment(m: Any, rng: random.Random) -> Any:
 # -- training ---------------------------------------------------------------------------------
 
 
-def save_release(model: Any, path: Path) -> Path:
+def save_release(model: Any, path: Path, ctc: Any = None, cfg: Config | None = None) -> Path:
     """fp16 ``{"dims", "model_state_dict", "transcribe_options"}`` that ``whisper.load_model``
-    and the transcribe tool read."""
+    and the transcribe tool read; with ``ctc`` (the training's CTC head) also ``"ctc_head"``,
+    which the tool uses to rank its beam (``cfg``'s ``decode_beam`` and ``decode_ctc_weight``)
+    and whisper ignores."""
     import torch
 
     sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    options: dict[str, Any] = {"without_timestamps": True}
+    ckpt: dict[str, Any] = {"dims": dataclasses.asdict(model.dims), "model_state_dict": sd}
+    if cfg is not None and cfg.full_window_after >= 1:
+        options["crop_window"] = True  # it never heard a padded window: decode it unpadded
+    if ctc is not None and cfg is not None and cfg.decode_ctc_weight > 0:
+        options.update(beam_size=cfg.decode_beam, ctc_weight=cfg.decode_ctc_weight)
+        ckpt["ctc_head"] = {"weight": ctc.weight.detach().half(), "bias": ctc.bias.detach().half(),
+                            "alphabet": CTC_CHARS}  # fmt: skip
+    ckpt["transcribe_options"] = options
     tmp = path.with_suffix(".tmp")
-    torch.save(
-        {"dims": dataclasses.asdict(model.dims), "model_state_dict": sd,
-         "transcribe_options": {"without_timestamps": True}},
-        tmp,
-    )  # fmt: skip
+    torch.save(ckpt, tmp)
     tmp.replace(path)
     return path
 
@@ -542,24 +572,28 @@ def train(cfg: Config, out: Path) -> Path:
             x, inp, tgt, chars, frames = data.batch(
                 cfg.batch_size, cfg.spec_augment, cfg.tempo, cfg.vtlp,
                 easy=done < cfg.easy_until, full_window=done >= cfg.full_window_after,
+                bucket=cfg.length_bucket,
             )  # fmt: skip
             lr = lr_at(step, done, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            feats = encode(model.encoder, x)
-            hidden = decode_hidden(model.decoder, inp, feats)
-            table = model.decoder.token_embedding.weight
-            if cfg.vocab_negatives > 0:
-                neg = torch.randint(0, table.shape[0], (cfg.vocab_negatives,), generator=gen)
-                cand = torch.unique(torch.cat([vocab, neg]))  # sorted: targets map by search
-                logits = hidden @ table[cand].T
-                target = torch.where(tgt >= 0, torch.searchsorted(cand, tgt.clamp(min=0)), tgt)
-            else:
-                logits, target = hidden @ table.T, tgt
-            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                feats = encode(model.encoder, x)
+                hidden = decode_hidden(model.decoder, inp, feats)
+                table = model.decoder.token_embedding.weight
+                if cfg.vocab_negatives > 0:
+                    neg = torch.randint(0, table.shape[0], (cfg.vocab_negatives,), generator=gen)
+                    cand = torch.unique(torch.cat([vocab, neg]))  # sorted: targets map by search
+                    logits = hidden @ table[cand].T
+                    target = torch.where(tgt >= 0, torch.searchsorted(cand, tgt.clamp(min=0)), tgt)
+                else:
+                    logits, target = hidden @ table.T, tgt
+                ctc_logits = ctc(feats) if cfg.ctc_weight > 0 else None
+            # the losses in fp32
+            ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
             loss, ctc_loss = ce, torch.zeros(())
-            if cfg.ctc_weight > 0:
-                lp = ctc(feats).log_softmax(-1).transpose(0, 1)  # (T, B, C)
+            if ctc_logits is not None:
+                lp = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, C)
                 ctc_loss = F.ctc_loss(
                     lp, torch.cat(chars), (frames + 1) // 2, torch.tensor([len(c) for c in chars]),
                     zero_infinity=True,
@@ -579,6 +613,6 @@ def train(cfg: Config, out: Path) -> Path:
             log.flush()
             if step % cfg.save_every == 0 or progress(step, seconds, cfg) >= 1:
                 _save_last(last, model, ctc, opt, step, seconds, losses)
-                save_release(model, out / "speech-whisper.pt")
+                save_release(model, out / "speech-whisper.pt", ctc, cfg)
     log.close()
-    return save_release(model, out / "speech-whisper.pt")
+    return save_release(model, out / "speech-whisper.pt", ctc, cfg)

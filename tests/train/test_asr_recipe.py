@@ -45,7 +45,7 @@ def test_wer_counts_word_edits_on_normalised_text():
 
 
 @pytest.mark.slow
-def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path):
+def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path, monkeypatch):
     import torch
     import whisper
 
@@ -68,43 +68,38 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path):
     assert sum(losses[-3:]) / 3 < 0.85 * sum(losses[:3]) / 3, losses  # (sampled softmax)
 
     ckpt = torch.load(out, weights_only=True)
-    assert ckpt["transcribe_options"] == {"without_timestamps": True}
+    # trained on unpadded clips, shipped with its CTC head for the tool's joint beam ranking
+    assert ckpt["transcribe_options"] == {"without_timestamps": True, "crop_window": True,
+                                          "beam_size": 5, "ctc_weight": 0.3}  # fmt: skip
+    assert ckpt["ctc_head"]["weight"].shape == (len(ckpt["ctc_head"]["alphabet"]) + 1, 32)
     assert all(
         v.dtype == torch.float16 for v in ckpt["model_state_dict"].values() if v.is_floating_point()
     )
+    whisper.load_model(str(out))  # whisper itself reads the file (the extra key is ignored)
 
-    # the tool loads the run's checkpoint by path, and the window it feeds the encoder is the
-    # cached training mel zero-padded to the model's 10 s window (train the way the tool calls)
+    # the tool loads the run's checkpoint by path, and what its encoder hears is the cached
+    # training mel, unpadded (train the way the tool calls)
     seen = []
-    model = whisper.load_model(str(out))
-    encoder_forward = model.encoder.forward
-    model.encoder.forward = lambda x: (seen.append(x.detach().clone()), encoder_forward(x))[1]
-    cache = ModelCache()
+    encode_frames = transcribe.encode_frames
+
+    def spy(encoder, x):
+        seen.append(x.detach().clone())
+        return encode_frames(encoder, x)
+
+    monkeypatch.setattr(transcribe, "encode_frames", spy)
     wav = sorted((data / "train").glob("*.wav"))[0]
-    cache.get(
-        "whisper",
-        str(out),
-        "cpu",
-        lambda: transcribe.Transcriber(model, {"without_timestamps": True}),
-    )
     res = transcribe.run(
-        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=cache)
+        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=ModelCache())
     )
     assert isinstance(res.text, str) and res.duration > 0.5
     batches = Batches(data / "train" / "mels.pt", 64, 0)
     i = batches.texts.index(json.loads(wav.with_suffix(".json").read_text())["transcript"])
-    assert model.dims.n_audio_ctx == 500
-    expected = torch.zeros(80, 1000)
+    n = batches.lengths[i] + batches.lengths[i] % 2
+    expected = torch.zeros(80, n)
     expected[:, : batches.lengths[i]] = batches.mel(i)
-    decoded = seen[-1][0]
-    assert decoded.shape == (80, 1000)
-    assert torch.allclose(decoded, expected, atol=2e-2), (decoded - expected).abs().max()
-
-    # and the plain tool path (no injected model) loads it too
-    plain = transcribe.run(
-        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=ModelCache())
-    )
-    assert plain.text == res.text
+    (decoded,) = seen
+    assert decoded.shape == (1, 80, n)
+    assert torch.allclose(decoded[0], expected, atol=2e-2), (decoded[0] - expected).abs().max()
 
     # re-running resumes at the last step: nothing is trained again
     assert module.train(cfg, tmp_path / "out") == out
@@ -162,3 +157,29 @@ def test_training_forward_is_whispers_forward():
         assert torch.allclose(logits, model.decoder(tokens, feats), atol=1e-4)
         # a shorter input: whisper's encoder refuses it, the trainer's runs it
         assert encode(model.encoder, x[:, :, :120]).shape == (2, 60, 32)
+
+
+def test_length_buckets_draw_clips_of_like_lengths(tmp_path):
+    """With ``bucket`` a batch comes from a run of that many clips adjacent in length, so its
+    padding to the longest is small; every clip is still drawn over many batches."""
+    import torch
+
+    from agentkit.mllm.train.asr import Batches
+
+    lengths = [n * 2 for n in random.Random(0).sample(range(20, 400), 40)]  # all different
+    torch.save({"mels": torch.zeros(80, sum(lengths)).half(), "lengths": lengths,
+                "texts": [f"clip {i}" for i in range(40)], "easy": [True] * 40},
+               tmp_path / "mels.pt")  # fmt: skip
+    data = Batches(tmp_path / "mels.pt", 64, 0, n_frames=1000)
+    ranked = sorted(lengths)
+    drawn = set()
+    for _ in range(200):
+        x, _inp, _tgt, _chars, frames = data.batch(4, False, full_window=False, bucket=3)
+        got = sorted(int(f) for f in frames)
+        lo = ranked.index(got[0])
+        assert got[-1] <= ranked[min(lo + 2, len(ranked) - 1)]  # three neighbours by length
+        assert x.shape[-1] == got[-1]  # padded to the longest of them only
+        drawn.update(got)
+    assert drawn == set(lengths)
+    _x, _i, _t, _c, frames = data.batch(4, False, full_window=False, bucket=0)
+    assert len(frames) == 4
