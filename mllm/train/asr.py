@@ -63,6 +63,8 @@ EASY: dict[str, float] = {"min_snr_db": 20.0, "max_rt60": 0.3}
 #: CTC alphabet (index 0 is the blank): what :func:`ctc_text` keeps of a transcript.
 CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'0123456789"
 
+#: First synthetic scene seed of each split's questions: the splits share no sentence.
+SCENE_BASE = {"train": 0, "test": 1_000_000, "dev": 2_000_000}
 #: Never heard in training: espeak-ng voice variants, one flite voice, and an SNR band (dB).
 HELD_OUT: dict[str, Any] = {
     "espeak_variants": ("m3", "f4", "klatt2", "steph"),
@@ -85,6 +87,9 @@ class Config:
     data_dir: str = _f("data/asr", "where clips and the mel cache go (regenerated from seeds)")
     train_clips: int = _f(3000, "training clips to synthesise")
     test_clips: int = _f(120, "held-out clips (unseen voices, SNR band and scenes)")
+    dev_clips: int = _f(
+        0, "clips like the test's (held-out voices, other scenes) to choose decoding settings on"
+    )
     seed: int = _f(0, "seed of scenes, questions, voices and effects")
     engines: list[str] = _f(["espeak-ng", "flite", "festival"], "speech synthesizers")
     workers: int = _f(2, "processes synthesising clips")
@@ -148,8 +153,8 @@ def _in_band(snr: float | None) -> bool:
 
 
 def split_voice(rng: random.Random, engines: list[str], split: str) -> Any:
-    """A voice for ``split`` ("train" or "test"): test voices come only from :data:`HELD_OUT`
-    variants and the held-out SNR band; train voices and SNRs never do."""
+    """A voice for ``split`` ("train", "dev" or "test"): dev and test voices come only from
+    :data:`HELD_OUT` variants and the held-out SNR band; train voices and SNRs never do."""
     from agentkit.mllm.worlds import speech
 
     for _ in range(1000):
@@ -161,7 +166,7 @@ def split_voice(rng: random.Random, engines: list[str], split: str) -> Any:
             held = v.voice in HELD_OUT["flite_voices"]
         else:
             held = None  # festival has one voice: it is heard in both splits
-        if split == "test":
+        if split != "train":
             if held is False:
                 # keep engines in proportion: swap in a held-out voice of the same engine
                 pool = (
@@ -223,9 +228,9 @@ def make_clips(cfg: Config, split: str) -> Path:
     from agentkit.mllm.worlds.speech import require_engines
 
     require_engines(cfg.engines)
-    n = cfg.train_clips if split == "train" else cfg.test_clips
-    # test scenes come from a far seed range: their sentences are new too
-    qs = _questions(n, cfg.seed, 0 if split == "train" else 1_000_000)
+    n = {"train": cfg.train_clips, "dev": cfg.dev_clips, "test": cfg.test_clips}[split]
+    # dev and test scenes come from far seed ranges: their sentences are new too
+    qs = _questions(n, cfg.seed, SCENE_BASE[split])
     d = Path(cfg.data_dir) / split
     d.mkdir(parents=True, exist_ok=True)
     jobs: list[dict[str, Any]] = [{"dir": str(d), "question": q, "seed": cfg.seed, "split": split,
@@ -531,8 +536,8 @@ def train(cfg: Config, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
-    for split in ("train", "test"):
-        if (cfg.train_clips if split == "train" else cfg.test_clips) > 0:
+    for split in ("train", "dev", "test"):
+        if {"train": cfg.train_clips, "dev": cfg.dev_clips, "test": cfg.test_clips}[split] > 0:
             build_cache(make_clips(cfg, split))
     n_frames = window_frames(cfg)
     data = Batches(Path(cfg.data_dir) / "train" / "mels.pt", cfg.n_text_ctx, cfg.seed, n_frames)

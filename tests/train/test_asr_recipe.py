@@ -35,6 +35,14 @@ def test_held_out_voices_never_reach_training():
             or t.voice in (HELD_OUT["flite_voices"])
         )
         assert held or t.engine == "festival"
+        assert lo <= split_voice(rng, engines, "dev").snr_db <= hi  # dev voices are test-like
+    from agentkit.mllm.train.asr import SCENE_BASE, _questions
+
+    sentences = {
+        k: {q["question"] for q in _questions(200, 0, base)} for k, base in SCENE_BASE.items()
+    }
+    for split in ("dev", "test"):  # only the shortest generic questions recur
+        assert len(sentences[split] & sentences["train"]) <= 0.05 * len(sentences[split])
 
 
 def test_wer_counts_word_edits_on_normalised_text():
