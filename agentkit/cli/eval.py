@@ -38,6 +38,13 @@ def perception(
     asr_weights: Annotated[
         str, typer.Option(help="Transcribe checkpoint name or path.")
     ] = "speech-whisper",
+    asr_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Decoding setting KEY=VALUE (JSON value) replacing the checkpoint's, e.g. "
+            "ctc_weight=0.5 or beam_size=null; repeatable."
+        ),
+    ] = None,
     segment_weights: Annotated[
         str | None,
         typer.Option(help="Segment checkpoint name or path (scenes-sam): adds box/point mIoU."),
@@ -54,8 +61,12 @@ def perception(
                   segment_weights=segment_weights)  # fmt: skip
         if asr_clips is not None:
             from agentkit.mllm.eval.asr import evaluate_asr
+            from agentkit.mllm.train import key_values
 
-            res["transcribe"] = evaluate_asr(asr_weights, asr_clips, device=device)
+            res["transcribe"] = evaluate_asr(
+                asr_weights, asr_clips, device=device,
+                options=key_values(asr_option or [], "--asr-option"),
+            )  # fmt: skip
     except AgentkitError as e:
         fail(str(e), as_json)
     if as_json:

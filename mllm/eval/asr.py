@@ -49,10 +49,14 @@ def evaluate_asr(
     *,
     limit: int | None = None,
     device: str = "cpu",
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Corpus WER of the transcribe tool with ``weights`` on the clips of ``clips_dir``.
+    """Corpus WER of the transcribe tool with ``weights`` on the clips of ``clips_dir``;
+    ``options`` replace the checkpoint's own ``transcribe_options`` keys (e.g. ``{"beam_size":
+    None}`` or ``{"ctc_weight": 0.5}``: decoding settings are chosen on a dev split this way).
 
-    Returns ``{"clips", "wer", "sentence_accuracy", "seconds_per_clip", "weights", "worst"}``:
+    Returns ``{"clips", "wer", "sentence_accuracy", "seconds_per_clip", "weights", "options",
+    "worst"}``:
     ``wer`` is summed edits over summed reference words; ``worst`` lists up to 5 clips with the
     highest WER (reference and hypothesis) for inspection.
     """
@@ -68,6 +72,18 @@ def evaluate_asr(
         )
     metas = metas[:limit] if limit else metas
     ctx = ToolContext(device=device)
+    if options:
+        from agentkit.tools._vision import resolve_weights
+        from agentkit.tools.transcribe import CHECKPOINT_OPTIONS, load_transcriber
+
+        unknown = set(options) - CHECKPOINT_OPTIONS
+        if unknown:
+            raise ConfigError(
+                f"unknown transcribe option(s) {sorted(unknown)}; known: {sorted(CHECKPOINT_OPTIONS)}"
+            )
+        path = resolve_weights(str(weights))
+        tr = ctx.models.get("whisper", str(path), device, lambda: load_transcriber(path, device))
+        tr.options = {**tr.options, **options}
     edits = words = exact = 0
     rows = []
     t0 = time.perf_counter()
@@ -86,5 +102,6 @@ def evaluate_asr(
         "sentence_accuracy": round(exact / len(metas), 4),
         "seconds_per_clip": round(dt / len(metas), 3),
         "weights": str(weights),
+        "options": dict(options or {}),
         "worst": rows[:5],
     }

@@ -42,11 +42,19 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
     return data
 
 
-def _coerce(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+def key_values(items: Sequence[str], flag: str = "--set") -> dict[str, Any]:
+    """``["steps=5", "name=x", "on=true"]`` -> ``{"steps": 5, "name": "x", "on": True}``: each
+    value read as JSON where it parses, else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value.strip())
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def build_config(recipe: dict[str, Any], overrides: Sequence[str] = ()) -> tuple[Any, Any]:
@@ -59,11 +67,7 @@ def build_config(recipe: dict[str, Any], overrides: Sequence[str] = ()) -> tuple
             f"recipe stage {stage!r} has no trainer module agentkit.mllm.train.{stage}"
         ) from e
     values = {k: v for k, v in recipe.items() if k != "stage"}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set takes key=value, got {item!r}")
-        values[key.strip()] = _coerce(value.strip())
+    values.update(key_values(overrides))
     fields = {f.name for f in dataclasses.fields(module.Config)}
     unknown = sorted(set(values) - fields)
     if unknown:

@@ -232,3 +232,26 @@ def test_checkpoint_with_ctc_head_decodes_with_the_joint_ranker(tmp_path, monkey
     )  # fmt: skip
     assert frames_scored == [100, 25]  # a 2 s window (200 frames -> 100), then 0.5 s (50 -> 25)
     assert res.duration == 2.5 and res.text == " ".join(s.text for s in res.segments)
+
+
+def test_wer_eval_with_decoding_options_replacing_the_checkpoints(small, tmp_path):
+    """`agentkit eval perception --asr-option KEY=VALUE`: the setting reaches the tool's decoding
+    (one token per window here, where the checkpoint says 8), and an unknown key is refused."""
+    import json
+
+    from agentkit.errors import ConfigError
+    from agentkit.mllm.eval.asr import evaluate_asr, normalise
+    from agentkit.mllm.train import key_values
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(2):
+        write_wav(clips / f"c{i}.wav", seconds=1.0 + i)
+        (clips / f"c{i}.json").write_text(json.dumps({"transcript": "how many red cubes"}))
+    opts = key_values(["sample_len=1", "language=en"], "--asr-option")
+    assert opts == {"sample_len": 1, "language": "en"}
+    with pytest.raises(ConfigError, match="language"):
+        evaluate_asr(small, clips, options=opts)
+    res = evaluate_asr(small, clips, options={"sample_len": 1})
+    assert res["clips"] == 2 and res["options"] == {"sample_len": 1} and res["wer"] >= 0.75
+    assert all(len(normalise(r["hyp"])) <= 1 for r in res["worst"])
