@@ -49,6 +49,9 @@ def perception(
         str | None,
         typer.Option(help="Segment checkpoint name or path (scenes-sam): adds box/point mIoU."),
     ] = None,
+    detect: Annotated[
+        bool, typer.Option(help="Score the detector (--no-detect: only what else is asked).")
+    ] = True,
 ) -> None:
     """Detection mAP50 and attribute accuracy of the detect tool's models on held-out scenes;
     with --asr-clips also the transcribe tool's word error rate, with --segment-weights the segment
@@ -57,8 +60,10 @@ def perception(
     from agentkit.mllm.eval.perception import perception as run
 
     try:
-        res = run(scenes, weights=weights, attr=attr, conf=conf, limit=limit, device=device,
-                  segment_weights=segment_weights)  # fmt: skip
+        res: dict = {}
+        if detect or segment_weights is not None:
+            res = run(scenes, weights=weights, attr=attr, conf=conf, limit=limit, device=device,
+                      segment_weights=segment_weights, detect=detect)  # fmt: skip
         if asr_clips is not None:
             from agentkit.mllm.eval.asr import evaluate_asr
             from agentkit.mllm.train import key_values
@@ -72,14 +77,15 @@ def perception(
     if as_json:
         typer.echo(json.dumps(res, indent=1))
         return
-    d = res["detect"]
-    console.print(
-        f"detect on {d['scenes']} scenes: mAP50 {d['mAP50']:.3f} (mAP50-95 {d['mAP50_95']:.3f}, "
-        f"96-class mAP50 {d['full_mAP50']:.3f}); at conf {d['conf']}: precision "
-        f"{d['precision']:.3f} recall {d['recall']:.3f}; attributes {d['attribute_accuracy']} "
-        f"all four {d['all_four_accuracy']:.3f}",
-        highlight=False,
-    )
+    if "detect" in res:
+        d = res["detect"]
+        console.print(
+            f"detect on {d['scenes']} scenes: mAP50 {d['mAP50']:.3f} (mAP50-95 "
+            f"{d['mAP50_95']:.3f}, 96-class mAP50 {d['full_mAP50']:.3f}); at conf {d['conf']}: "
+            f"precision {d['precision']:.3f} recall {d['recall']:.3f}; attributes "
+            f"{d['attribute_accuracy']} all four {d['all_four_accuracy']:.3f}",
+            highlight=False,
+        )
     if "segment" in res:
         s = res["segment"]
         console.print(

@@ -310,10 +310,10 @@ def segment_metrics(scene_dir: str | Path, *, weights: str = "scenes-sam", limit
             **segment_scores(seg, scenes, Path(scene_dir))}  # fmt: skip
 
 
-def perception(scenes: str | Path, *, segment_weights: str | None = None,
+def perception(scenes: str | Path, *, segment_weights: str | None = None, detect: bool = True,
                **kw: Any) -> dict[str, Any]:  # fmt: skip
-    """Every perception figure this module knows, keyed by tool: ``detect``, and ``segment``
-    when ``segment_weights`` names a SAM checkpoint."""
+    """Every perception figure this module knows, keyed by tool: ``detect`` (unless told not
+    to), and ``segment`` when ``segment_weights`` names a SAM checkpoint."""
     root = Path(scenes)
     if not root.is_dir():
         raise ConfigError(
@@ -321,7 +321,7 @@ def perception(scenes: str | Path, *, segment_weights: str | None = None,
             "`agentkit data gen scenes --out data/scenes-heldout --n 150 --seed 900000 "
             "--samples 24 --split val`"
         )
-    res = {"detect": detect_metrics(root, **kw)}
+    res = {"detect": detect_metrics(root, **kw)} if detect else {}
     if segment_weights is not None:
         res["segment"] = segment_metrics(root, weights=segment_weights, limit=kw.get("limit"),
                                          device=kw.get("device", "cpu"))  # fmt: skip

@@ -255,3 +255,17 @@ def test_wer_eval_with_decoding_options_replacing_the_checkpoints(small, tmp_pat
     res = evaluate_asr(small, clips, options={"sample_len": 1})
     assert res["clips"] == 2 and res["options"] == {"sample_len": 1} and res["wer"] >= 0.75
     assert all(len(normalise(r["hyp"])) <= 1 for r in res["worst"])
+
+    # the same through the CLI, the detector left out
+    from typer.testing import CliRunner
+
+    from agentkit.cli import app
+
+    out = CliRunner().invoke(
+        app,
+        ["eval", "perception", "--no-detect", "--scenes", str(tmp_path / "none"), "--asr-clips",
+         str(clips), "--asr-weights", str(small), "--asr-option", "sample_len=1", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    figures = json.loads(out.output)
+    assert list(figures) == ["transcribe"] and figures["transcribe"]["options"] == {"sample_len": 1}
