@@ -40,8 +40,14 @@ KNOWN: dict[str, Known] = {
         Known(
             "speech-whisper", "speech-whisper.pt", "small whisper model for spoken questions", "asr"
         ),
-        # the last of three stages: mllm-align, then mllm-tooluse, then mllm-dpo (docs/mllm.md)
-        Known("agentkit-mllm", "agentkit-mllm", "tiny LLaVA-style tool-use core", "mllm-dpo"),
+        # the last of four stages: mllm-align, mllm-tooluse, mllm-dpo, then mllm-tooluse-compare
+        # on the dpo output (docs/mllm.md)
+        Known(
+            "agentkit-mllm",
+            "agentkit-mllm",
+            "tiny LLaVA-style tool-use core",
+            "mllm-tooluse-compare",
+        ),
     )
 }
 
