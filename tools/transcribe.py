@@ -15,7 +15,12 @@ inputs as ``transcribe`` does, and decode with temperature 0 as below.
 Window: ``whisper.transcribe`` feeds the encoder 30 s windows (3000 mel frames), the only shape an
 official model takes. A checkpoint whose ``n_audio_ctx`` is smaller (the shipped speech-whisper
 listens to 10 s windows: a third of the compute) is decoded here window by window with
-``whisper.decode``, from the same log-mel ``transcribe`` computes, zero-padded to its window.
+``whisper.decode``, from the same log-mel ``transcribe`` computes, zero-padded to its window, or,
+when the checkpoint says ``crop_window`` (it was trained on unpadded clips), cut to the clip.
+
+A checkpoint may ship the character CTC head it was trained with (``"ctc_head"``, ignored by
+``whisper.load_model``): with ``beam_size`` and ``ctc_weight`` in its options the beam's
+transcripts are then ranked by the decoder and the head together (:func:`joint_ranker`).
 """
 
 from __future__ import annotations
