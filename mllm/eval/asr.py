@@ -81,9 +81,16 @@ def evaluate_asr(
             raise ConfigError(
                 f"unknown transcribe option(s) {sorted(unknown)}; known: {sorted(CHECKPOINT_OPTIONS)}"
             )
+        from agentkit.tools.base import ModelCache
+        from agentkit.tools.transcribe import Transcriber
+
         path = resolve_weights(str(weights))
         tr = ctx.models.get("whisper", str(path), device, lambda: load_transcriber(path, device))
-        tr.options = {**tr.options, **options}
+        # a copy with the settings, in a cache of this evaluation's own: the shared entry keeps
+        # the checkpoint's (a later call, here or in an agent, decodes as the checkpoint says)
+        ctx = ToolContext(device=device, models=ModelCache())
+        tuned = Transcriber(tr.model, {**tr.options, **options}, tr.ctc)
+        ctx.models.get("whisper", str(path), device, lambda: tuned)
     edits = words = exact = 0
     rows = []
     t0 = time.perf_counter()

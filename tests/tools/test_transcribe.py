@@ -255,6 +255,12 @@ def test_wer_eval_with_decoding_options_replacing_the_checkpoints(small, tmp_pat
     res = evaluate_asr(small, clips, options={"sample_len": 1})
     assert res["clips"] == 2 and res["options"] == {"sample_len": 1} and res["wer"] >= 0.75
     assert all(len(normalise(r["hyp"])) <= 1 for r in res["worst"])
+    # the shared model cache still decodes as the checkpoint says (the next evaluation, or an
+    # agent in the same process, is not handed the setting)
+    from agentkit.tools.base import MODELS
+
+    (shared,) = [m for k, m in MODELS._models.items() if k[1] == str(small.absolute())]
+    assert shared.options["sample_len"] == 8
 
     # the same through the CLI, the detector left out
     from typer.testing import CliRunner
