@@ -17,10 +17,6 @@ official model takes. A checkpoint whose ``n_audio_ctx`` is smaller (the shipped
 listens to 10 s windows: a third of the compute) is decoded here window by window with
 ``whisper.decode``, from the same log-mel ``transcribe`` computes, zero-padded to its window, or,
 when the checkpoint says ``crop_window`` (it was trained on unpadded clips), cut to the clip.
-
-A checkpoint may ship the character CTC head it was trained with (``"ctc_head"``, ignored by
-``whisper.load_model``): with ``beam_size`` and ``ctc_weight`` in its options the beam's
-transcripts are then ranked by the decoder and the head together (:func:`joint_ranker`).
 """
 
 from __future__ import annotations
@@ -56,7 +52,6 @@ CHECKPOINT_OPTIONS = frozenset(
         "no_speech_threshold",
         "sample_len",
         "beam_size",
-        "ctc_weight",
         "crop_window",
     }
 )
@@ -86,88 +81,11 @@ class Result(BaseModel):
 
 
 class Transcriber:
-    """A whisper model, the decoding options its checkpoint asks for, and the checkpoint's CTC
-    head if it ships one (see :class:`CTCHead`)."""
+    """A whisper model and the decoding options its checkpoint asks for."""
 
-    def __init__(self, model: Any, options: dict[str, Any], ctc: CTCHead | None = None):
+    def __init__(self, model: Any, options: dict[str, Any]):
         self.model = model
         self.options = options
-        self.ctc = ctc
-
-
-def ctc_targets(text: str, alphabet: str) -> list[int]:
-    """``text`` as CTC targets over ``alphabet`` (1-based: 0 is the blank): lower case, other
-    characters as spaces, spaces collapsed."""
-    keep = "".join(c if c in alphabet else " " for c in text.lower())
-    return [alphabet.index(c) + 1 for c in " ".join(keep.split())]
-
-
-class CTCHead:
-    """A character CTC head on the encoder's output, shipped beside whisper's weights.
-
-    Hybrid CTC/attention models (ESPnet's recipe for small ASR models trained from scratch) learn
-    a linear CTC head on the encoder beside the decoder. At decoding, beam search proposes
-    transcripts by the decoder's probabilities and the CTC head scores how well the encoder's
-    frames spell each one: a fluent sentence the audio does not support scores low. A checkpoint
-    carries it as ``"ctc_head": {"weight", "bias", "alphabet"}`` (index 0 is the blank), a key
-    ``whisper.load_model`` ignores; ``transcribe_options["ctc_weight"]`` sets its share.
-    """
-
-    def __init__(self, weight: Any, bias: Any, alphabet: str):
-        if (
-            weight.ndim != 2
-            or weight.shape[0] != len(alphabet) + 1
-            or bias.shape != weight.shape[:1]
-        ):
-            raise ToolError(
-                f"ctc_head of shape {tuple(weight.shape)} does not fit its alphabet of "
-                f"{len(alphabet)} characters plus blank"
-            )
-        self.weight = weight.float()
-        self.bias = bias.float()
-        self.alphabet = alphabet
-
-    def log_probs(self, features: Any) -> Any:
-        """``(frames, classes)`` log-probabilities for one window's encoder output."""
-        import torch
-
-        h = features.float().to(self.weight.device)
-        return torch.log_softmax(h @ self.weight.T + self.bias, dim=-1)
-
-    def log_likelihood(self, log_probs: Any, text: str) -> float:
-        """log p(text | frames) summed over all CTC alignments (-inf when it cannot fit)."""
-        import torch
-        import torch.nn.functional as F
-
-        tgt = ctc_targets(text, self.alphabet)
-        if not tgt:
-            return float(log_probs[:, 0].sum())  # all blanks
-        nll = F.ctc_loss(
-            log_probs[:, None], torch.tensor([tgt]), torch.tensor([log_probs.shape[0]]),
-            torch.tensor([len(tgt)]), reduction="sum", zero_infinity=False,
-        )  # fmt: skip
-        return -float(nll)
-
-
-def joint_ranker(head: CTCHead, log_probs: Any, tokenizer: Any, weight: float) -> Any:
-    """A whisper ``SequenceRanker`` that picks, among the beam's finished transcripts, the one
-    with the best ``(1 - weight) * decoder log-prob + weight * CTC log-likelihood`` (ESPnet's
-    joint score, applied to the N-best)."""
-    from whisper.decoding import SequenceRanker
-
-    class JointRanker(SequenceRanker):
-        def rank(self, tokens: list[list[Any]], sum_logprobs: list[list[float]]) -> list[int]:
-            picks = []
-            for cands, att in zip(tokens, sum_logprobs, strict=True):
-                scores = [
-                    (1 - weight) * a
-                    + weight * head.log_likelihood(log_probs, tokenizer.decode(t.tolist()))
-                    for t, a in zip(cands, att, strict=True)
-                ]
-                picks.append(max(range(len(scores)), key=scores.__getitem__))
-            return picks
-
-    return JointRanker()
 
 
 def load_transcriber(path: Path, device: str) -> Transcriber:
@@ -184,11 +102,7 @@ def load_transcriber(path: Path, device: str) -> Transcriber:
             '{"dims": ..., "model_state_dict": ...} (e.g. tiny.pt)'
         ) from e
     extra = ckpt.get("transcribe_options") or {}
-    head = ckpt.get("ctc_head")
-    ctc = None
-    if isinstance(head, dict) and {"weight", "bias", "alphabet"} <= head.keys():
-        ctc = CTCHead(head["weight"], head["bias"], str(head["alphabet"]))
-    return Transcriber(model, {k: v for k, v in extra.items() if k in CHECKPOINT_OPTIONS}, ctc)
+    return Transcriber(model, {k: v for k, v in extra.items() if k in CHECKPOINT_OPTIONS})
 
 
 def audio_path(ref: str, ctx: ToolContext) -> Path:
@@ -250,7 +164,7 @@ def run(args: Args, ctx: ToolContext) -> Result:
     if tr.model.dims.n_audio_ctx == 1500:
         out = tr.model.transcribe(audio, **opts)
     else:
-        out = decode_windows(tr.model, audio, opts, tr.ctc)
+        out = decode_windows(tr.model, audio, opts)
     segments = [
         Segment(start=round(s["start"], 2), end=round(s["end"], 2), text=s["text"].strip())
         for s in out["segments"]
@@ -288,19 +202,15 @@ def spoken_language(model: Any, features: Any, tokenizer: Any) -> str:
     return str(tokenizer.decode([best]).strip("<|>"))
 
 
-def decode_windows(
-    model: Any, audio: np.ndarray, opts: dict[str, Any], ctc: CTCHead | None = None
-) -> dict[str, Any]:
+def decode_windows(model: Any, audio: np.ndarray, opts: dict[str, Any]) -> dict[str, Any]:
     """``transcribe``'s result for a model with a window shorter than 30 s: the clip's log-mel
     (computed as ``transcribe`` computes it) cut into windows of ``2 * n_audio_ctx`` frames, each
     zero-padded and decoded without timestamps (greedy, or a beam when the options ask for
     one); one segment per window.
 
     A checkpoint trained on unpadded clips says ``crop_window``: its encoder then hears only
-    the window's own frames (:func:`encode_frames`), as it did in training, at the cost of the
-    speech rather than of the window. With a CTC head, a ``ctc_weight`` and a beam, the beam's
-    transcripts are ranked by the joint score of :func:`joint_ranker` over the window's own
-    frames."""
+    the window's own frames (:func:`encode_frames`), as it did in training, and the language is
+    read from them (:func:`spoken_language`)."""
     import torch
     import whisper
     from whisper.decoding import DecodingTask
@@ -318,8 +228,6 @@ def decode_windows(
         sample_len=opts.get("sample_len"),
         beam_size=opts.get("beam_size"),
     )
-    weight = float(opts.get("ctc_weight") or 0.0)
-    joint = ctc is not None and weight > 0 and (options.beam_size or 0) > 1
     crop = bool(opts.get("crop_window"))
     segments, language = [], opts.get("language")
     for start in range(0, max(frames, 1), n):
@@ -327,19 +235,14 @@ def decode_windows(
         own = max(2, end - start + (end - start) % 2)  # the window's own frames, made even
         x = whisper.pad_or_trim(mel[:, start:end], own if crop else n)[None].to(model.device)
         task = DecodingTask(model, options)
-        if crop or joint:
+        if crop:
             with torch.no_grad():
-                x = x.half() if options.fp16 else x
-                feats = encode_frames(model.encoder, x) if crop else model.embed_audio(x)
+                feats = encode_frames(model.encoder, x.half() if options.fp16 else x)
                 if options.language is None:  # whisper would encode cropped features again
                     code = spoken_language(model, feats, task.tokenizer)
                     task = DecodingTask(model, replace(options, language=code))
             # whisper takes features in place of a mel only at the full window's length
             task._get_audio_features = lambda _mel, f=feats: f  # type: ignore[method-assign]
-        if joint:
-            assert ctc is not None
-            lp = ctc.log_probs(feats[0, : own // 2])  # the padding is not scored
-            task.sequence_ranker = joint_ranker(ctc, lp, task.tokenizer, weight)
         with torch.no_grad():
             res = task.run(x)[0]
         language = language or res.language

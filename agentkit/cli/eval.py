@@ -42,7 +42,7 @@ def perception(
         list[str] | None,
         typer.Option(
             help="Decoding setting KEY=VALUE (JSON value) replacing the checkpoint's, e.g. "
-            "ctc_weight=0.5 or beam_size=null; repeatable."
+            "beam_size=5 or beam_size=null; repeatable."
         ),
     ] = None,
     segment_weights: Annotated[

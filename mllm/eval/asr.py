@@ -53,7 +53,7 @@ def evaluate_asr(
 ) -> dict[str, Any]:
     """Corpus WER of the transcribe tool with ``weights`` on the clips of ``clips_dir``;
     ``options`` replace the checkpoint's own ``transcribe_options`` keys (e.g. ``{"beam_size":
-    None}`` or ``{"ctc_weight": 0.5}``: decoding settings are chosen on a dev split this way).
+    None}`` or ``{"beam_size": 5}``: decoding settings are chosen on a dev split this way).
 
     Returns ``{"clips", "wer", "sentence_accuracy", "seconds_per_clip", "weights", "options",
     "worst"}``:
@@ -89,7 +89,7 @@ def evaluate_asr(
         # a copy with the settings, in a cache of this evaluation's own: the shared entry keeps
         # the checkpoint's (a later call, here or in an agent, decodes as the checkpoint says)
         ctx = ToolContext(device=device, models=ModelCache())
-        tuned = Transcriber(tr.model, {**tr.options, **options}, tr.ctc)
+        tuned = Transcriber(tr.model, {**tr.options, **options})
         ctx.models.get("whisper", str(path), device, lambda: tuned)
     edits = words = exact = 0
     rows = []

@@ -128,12 +128,6 @@ class Config:
         "softmax over the transcripts' tokens plus this many random others per step, not all "
         "51865 (the output projection was a third of a step); 0 = the full vocabulary",
     )
-    decode_beam: int = _f(5, "beam the released model is decoded with when it ships its CTC head")
-    decode_ctc_weight: float = _f(
-        0.3,
-        "share of the CTC head's score when the tool ranks the beam's transcripts (ESPnet's "
-        "joint decoding); 0 = ship the model alone, decoded greedily",
-    )
     threads: int = _f(2, "torch CPU threads")
     save_every: int = _f(100, "steps between resumable checkpoints (last.pt)")
     max_minutes: float = _f(
@@ -327,12 +321,9 @@ def build_model(cfg: Config) -> Any:
 
 
 def ctc_text(text: str) -> list[int]:
-    """A transcript as CTC targets: lower case, other characters as spaces, spaces collapsed
-    (the transcribe tool's :func:`~agentkit.tools.transcribe.ctc_targets`, which decodes with
-    the same head)."""
-    from agentkit.tools.transcribe import ctc_targets
-
-    return ctc_targets(text, CTC_CHARS)
+    """A transcript as CTC targets: lower case, other characters as spaces, spaces collapsed."""
+    keep = "".join(c if c in CTC_CHARS else " " for c in text.lower())
+    return [CTC_CHARS.index(c) + 1 for c in " ".join(keep.split())]
 
 
 def encode_texts(texts: list[str], n_ctx: int) -> list[list[int]]:
@@ -488,25 +479,19 @@ def spec_augment(m: Any, rng: random.Random) -> Any:
 # -- training ---------------------------------------------------------------------------------
 
 
-def save_release(model: Any, path: Path, ctc: Any = None, cfg: Config | None = None) -> Path:
+def save_release(model: Any, path: Path, cfg: Config | None = None) -> Path:
     """fp16 ``{"dims", "model_state_dict", "transcribe_options"}`` that ``whisper.load_model``
-    and the transcribe tool read; with ``ctc`` (the training's CTC head) also ``"ctc_head"``,
-    which the tool uses to rank its beam (``cfg``'s ``decode_beam`` and ``decode_ctc_weight``)
-    and whisper ignores."""
+    and the transcribe tool read; a model ``cfg`` never trained on padded windows says
+    ``crop_window`` (the tool then feeds it the clip's own frames)."""
     import torch
 
     sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     options: dict[str, Any] = {"without_timestamps": True}
-    ckpt: dict[str, Any] = {"dims": dataclasses.asdict(model.dims), "model_state_dict": sd}
     if cfg is not None and cfg.full_window_after >= 1:
-        options["crop_window"] = True  # it never heard a padded window: decode it unpadded
-    if ctc is not None and cfg is not None and cfg.decode_ctc_weight > 0:
-        options.update(beam_size=cfg.decode_beam, ctc_weight=cfg.decode_ctc_weight)
-        ckpt["ctc_head"] = {"weight": ctc.weight.detach().half(), "bias": ctc.bias.detach().half(),
-                            "alphabet": CTC_CHARS}  # fmt: skip
-    ckpt["transcribe_options"] = options
+        options["crop_window"] = True
     tmp = path.with_suffix(".tmp")
-    torch.save(ckpt, tmp)
+    torch.save({"dims": dataclasses.asdict(model.dims), "model_state_dict": sd,
+                "transcribe_options": options}, tmp)  # fmt: skip
     tmp.replace(path)
     return path
 
@@ -618,6 +603,6 @@ def train(cfg: Config, out: Path) -> Path:
             log.flush()
             if step % cfg.save_every == 0 or progress(step, seconds, cfg) >= 1:
                 _save_last(last, model, ctc, opt, step, seconds, losses)
-                save_release(model, out / "speech-whisper.pt", ctc, cfg)
+                save_release(model, out / "speech-whisper.pt", cfg)
     log.close()
-    return save_release(model, out / "speech-whisper.pt", ctc, cfg)
+    return save_release(model, out / "speech-whisper.pt", cfg)

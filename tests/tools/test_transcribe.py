@@ -162,76 +162,35 @@ def test_unreadable_audio_and_missing_weights_are_recorded_errors(small, tmp_pat
     assert step.error and "cannot load whisper checkpoint" in step.error
 
 
-def test_ctc_log_likelihood_sums_alignments():
-    """Two frames, alphabet "ab", every class 1/3: "a" has three alignments (aa, a-, -a), "ab"
-    one, "aa" none (a repeat needs a blank between)."""
-    import math
-
+def test_crop_window_checkpoint_hears_only_the_clip(tmp_path, monkeypatch):
+    """A short-window checkpoint that says crop_window (trained on unpadded clips): each window's
+    encoder input is the clip's own frames, never zero padding, and with no language given it is
+    read from those frames (whisper's own detection would encode them again at full length)."""
     import torch
 
-    head = transcribe.CTCHead(torch.zeros(3, 4), torch.zeros(3), "ab")
-    lp = head.log_probs(torch.zeros(2, 4))
-    assert math.isclose(head.log_likelihood(lp, "A!"), math.log(3 / 9), rel_tol=1e-5)
-    assert math.isclose(head.log_likelihood(lp, "ab"), math.log(1 / 9), rel_tol=1e-5)
-    assert head.log_likelihood(lp, "aa") == float("-inf")
-    assert math.isclose(head.log_likelihood(lp, ""), math.log(1 / 9), rel_tol=1e-5)
-    with pytest.raises(transcribe.ToolError, match="alphabet"):
-        transcribe.CTCHead(torch.zeros(5, 4), torch.zeros(5), "ab")
-
-
-def test_joint_ranker_lets_the_audio_overrule_a_fluent_guess():
-    """The decoder prefers "a"; the CTC head heard "b" on both frames. Weight 0 keeps the
-    decoder's choice, a CTC share picks what the frames spell."""
-    import torch
-
-    class Tok:
-        def decode(self, ids):
-            return "".join("ab"[i] for i in ids)
-
-    head = transcribe.CTCHead(torch.zeros(3, 2), torch.tensor([0.0, 0.0, 4.0]), "ab")
-    lp = head.log_probs(torch.zeros(2, 2))  # p(b) ~ 0.96 per frame
-    cands = [[torch.tensor([0]), torch.tensor([1])], [torch.tensor([1]), torch.tensor([0])]]
-    att = [[-1.0, -1.5], [-1.5, -1.0]]
-    assert transcribe.joint_ranker(head, lp, Tok(), 0.0).rank(cands, att) == [0, 1]
-    assert transcribe.joint_ranker(head, lp, Tok(), 0.3).rank(cands, att) == [1, 0]
-
-
-def test_checkpoint_with_ctc_head_decodes_with_the_joint_ranker(tmp_path, monkeypatch):
-    """A short-window checkpoint carrying "ctc_head" and a beam: whisper.load_model still reads it
-    (the key is ignored there), and each window's beam is ranked by the head over the window's
-    own frames (the padding is not scored)."""
-    import torch
-
-    alphabet = " abc"
     ckpt = save_whisper(
-        tmp_path / "ctc.pt",
-        {**SMALL_128, "n_audio_ctx": 100},
-        transcribe_options={"sample_len": 4, "without_timestamps": True, "beam_size": 3,
-                            "ctc_weight": 0.3},
-        ctc_head={"weight": torch.randn(5, 128).half(), "bias": torch.zeros(5).half(),
-                  "alphabet": alphabet},
-    )  # fmt: skip
-    tr = transcribe.load_transcriber(ckpt, "cpu")
-    assert tr.ctc is not None and tr.ctc.alphabet == alphabet
-    assert tr.options["ctc_weight"] == 0.3 and tr.options["beam_size"] == 3
-    frames_scored: list[int] = []
-    real = transcribe.joint_ranker
+        tmp_path / "crop.pt",
+        {**SMALL_128, "n_audio_ctx": 50},
+        transcribe_options={"sample_len": 4, "without_timestamps": True, "crop_window": True},
+    )
+    heard: list[tuple[int, ...]] = []
+    encode_frames = transcribe.encode_frames
 
-    def spy(head, lp, tok, weight):
-        frames_scored.append(lp.shape[0])
-        assert weight == 0.3 and torch.allclose(lp.exp().sum(-1), torch.ones(lp.shape[0]))
-        return real(head, lp, tok, weight)
+    def spy(encoder, x):
+        heard.append(tuple(x.shape))
+        return encode_frames(encoder, x)
 
-    monkeypatch.setattr(transcribe, "joint_ranker", spy)
-    cache = ModelCache()
-    cache.get("whisper", str(ckpt), "cpu", lambda: tr)
+    monkeypatch.setattr(transcribe, "encode_frames", spy)
+    wav = write_wav(tmp_path / "a.wav", seconds=2.25)
     res = transcribe.run(
-        transcribe.Args(audio=str(write_wav(tmp_path / "a.wav", seconds=2.5)), language="en",
-                        weights=str(ckpt)),
-        ToolContext(models=cache),
-    )  # fmt: skip
-    assert frames_scored == [100, 25]  # a 2 s window (200 frames -> 100), then 0.5 s (50 -> 25)
-    assert res.duration == 2.5 and res.text == " ".join(s.text for s in res.segments)
+        transcribe.Args(audio=str(wav), weights=str(ckpt)), ToolContext(models=ModelCache())
+    )
+    assert heard == [(1, 80, 100), (1, 80, 100), (1, 80, 26)]  # 1 s, 1 s, 0.25 s made even
+    assert isinstance(res.language, str) and res.language and res.duration == 2.25
+    x = torch.randn(1, 80, 100)
+    tr = transcribe.load_transcriber(ckpt, "cpu")
+    with torch.no_grad():  # on a full window, the same function as whisper's encoder
+        assert torch.allclose(encode_frames(tr.model.encoder, x), tr.model.encoder(x), atol=1e-5)
 
 
 def test_wer_eval_with_decoding_options_replacing_the_checkpoints(small, tmp_path):

@@ -64,7 +64,7 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path, monkeypat
     data = tmp_path / "data"
     module, cfg = build_config(
         load_recipe("asr"),
-        [f"data_dir={data}", "train_clips=12", "test_clips=2", "workers=1",
+        [f"data_dir={data}", "train_clips=12", "test_clips=2", "dev_clips=2", "workers=1",
          "n_audio_state=32", "n_audio_layer=1", "n_text_layer=1", "n_head=2", "n_text_ctx=64",
          "batch_size=4", "steps=12", "warmup=2", "lr=0.01", "save_every=6", "threads=2",
          "progress=false"],
@@ -76,38 +76,68 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path, monkeypat
     assert sum(losses[-3:]) / 3 < 0.85 * sum(losses[:3]) / 3, losses  # (sampled softmax)
 
     ckpt = torch.load(out, weights_only=True)
-    # trained on unpadded clips, shipped with its CTC head for the tool's joint beam ranking
-    assert ckpt["transcribe_options"] == {"without_timestamps": True, "crop_window": True,
-                                          "beam_size": 5, "ctc_weight": 0.3}  # fmt: skip
-    assert ckpt["ctc_head"]["weight"].shape == (len(ckpt["ctc_head"]["alphabet"]) + 1, 32)
+    assert ckpt["transcribe_options"] == {"without_timestamps": True}
     assert all(
         v.dtype == torch.float16 for v in ckpt["model_state_dict"].values() if v.is_floating_point()
     )
-    whisper.load_model(str(out))  # whisper itself reads the file (the extra key is ignored)
 
-    # the tool loads the run's checkpoint by path, and what its encoder hears is the cached
-    # training mel, unpadded (train the way the tool calls)
+    # the tool loads the run's checkpoint by path, and the window it feeds the encoder is the
+    # cached training mel zero-padded to the model's 10 s window (train the way the tool calls)
     seen = []
-    encode_frames = transcribe.encode_frames
-
-    def spy(encoder, x):
-        seen.append(x.detach().clone())
-        return encode_frames(encoder, x)
-
-    monkeypatch.setattr(transcribe, "encode_frames", spy)
+    model = whisper.load_model(str(out))
+    encoder_forward = model.encoder.forward
+    model.encoder.forward = lambda x: (seen.append(x.detach().clone()), encoder_forward(x))[1]
+    cache = ModelCache()
     wav = sorted((data / "train").glob("*.wav"))[0]
+    cache.get(
+        "whisper",
+        str(out),
+        "cpu",
+        lambda: transcribe.Transcriber(model, {"without_timestamps": True}),
+    )
     res = transcribe.run(
-        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=ModelCache())
+        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=cache)
     )
     assert isinstance(res.text, str) and res.duration > 0.5
     batches = Batches(data / "train" / "mels.pt", 64, 0)
     i = batches.texts.index(json.loads(wav.with_suffix(".json").read_text())["transcript"])
-    n = batches.lengths[i] + batches.lengths[i] % 2
-    expected = torch.zeros(80, n)
+    assert model.dims.n_audio_ctx == 500
+    expected = torch.zeros(80, 1000)
     expected[:, : batches.lengths[i]] = batches.mel(i)
-    (decoded,) = seen
-    assert decoded.shape == (1, 80, n)
-    assert torch.allclose(decoded[0], expected, atol=2e-2), (decoded[0] - expected).abs().max()
+    decoded = seen[-1][0]
+    assert decoded.shape == (80, 1000)
+    assert torch.allclose(decoded, expected, atol=2e-2), (decoded - expected).abs().max()
+
+    # and the plain tool path (no injected model) loads it too
+    plain = transcribe.run(
+        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=ModelCache())
+    )
+    assert plain.text == res.text
+
+    # a model never trained on padded windows (full_window_after = 1) says crop_window, and the
+    # tool's encoder hears the same mel unpadded
+    import dataclasses
+
+    cropped = module.save_release(
+        model, tmp_path / "cropped.pt", dataclasses.replace(cfg, full_window_after=1.0)
+    )
+    assert torch.load(cropped, weights_only=True)["transcribe_options"] == {
+        "without_timestamps": True, "crop_window": True}  # fmt: skip
+    heard = []
+    encode_frames = transcribe.encode_frames
+
+    def spy(encoder, x):
+        heard.append(x.detach().clone())
+        return encode_frames(encoder, x)
+
+    monkeypatch.setattr(transcribe, "encode_frames", spy)
+    crop_res = transcribe.run(
+        transcribe.Args(audio=str(wav), weights=str(cropped)), ToolContext(models=ModelCache())
+    )
+    n = batches.lengths[i] + batches.lengths[i] % 2
+    (x,) = heard
+    assert x.shape == (1, 80, n) and torch.allclose(x[0], expected[:, :n], atol=2e-2)
+    assert isinstance(crop_res.text, str) and crop_res.language  # language read from the crop
 
     # re-running resumes at the last step: nothing is trained again
     assert module.train(cfg, tmp_path / "out") == out
