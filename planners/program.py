@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
-from agentkit.planners import dsl, prompting, roles
+from agentkit.planners import dsl, roles
 from agentkit.planners.expect import Expectation
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
@@ -88,15 +88,7 @@ def program_messages(rt: Runtime, state: RunState) -> list[Message]:
     prompt = roles.controller_prompt(rt, "program_controller")
     extra = {"max_lines": str(dsl.MAX_LINES)} if "max_lines" in prompt.fields else {}
     system = prompt.format(**roles.tool_fields(rt, prompt), **extra)
-    user = prompting.load("task").format(
-        images=roles.images_line(state),
-        question=roles.question(state),
-        scratchpad=program_pad(state),
-    )
-    return [
-        Message(role="system", content=system),
-        Message(role="user", content=user, images=roles.image_paths(rt, state)),
-    ]
+    return [Message(role="system", content=system), roles.task_message(rt, state, program_pad)]
 
 
 def make_program_controller(rt: Runtime) -> roles.Node:

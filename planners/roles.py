@@ -61,6 +61,19 @@ def question(state: RunState) -> str:
     return state.question or state.task.question or ""
 
 
+def as_typed(state: RunState) -> RunState:
+    """What the models are shown of a spoken run: its typed twin. The ingest's transcription
+    step and the question's audio are left out (the question is the transcript), so the
+    controller, decider and summarizer read the prompts they were trained on and a spoken question
+    is answered as its typed version is; the steps and the trace keep the transcription."""
+    first = state.steps[0] if state.steps else None
+    if state.task.audio is None or first is None or first.tool != "transcribe":
+        return state
+    heard = (first.args or {}).get("audio")
+    media = {mid: desc for mid, desc in state.media.items() if mid != heard}
+    return state.model_copy(update={"steps": state.steps[1:], "media": media})
+
+
 def image_paths(rt: Runtime, state: RunState) -> list:
     return [rt.media.path(mid) for mid in state.media if rt.media.path(mid).suffix == ".png"]
 
@@ -92,13 +105,17 @@ def controller_messages(
     generator trains on exactly these messages."""
     prompt = controller_prompt(rt, name)
     system = prompt.format(**tool_fields(rt, prompt))
+    return [Message(role="system", content=system), task_message(rt, state, pad or scratchpad)]
+
+
+def task_message(rt: Runtime, state: RunState, pad: Pad | None) -> Message:
+    """The user turn every role reads: the images, the question and the work so far (``pad``;
+    none for a decomposer), of the run's typed view (:func:`as_typed`)."""
+    state = as_typed(state)
     user = prompting.load("task").format(
-        images=images_line(state), question=question(state), scratchpad=(pad or scratchpad)(state)
+        images=images_line(state), question=question(state), scratchpad=pad(state) if pad else ""
     )
-    return [
-        Message(role="system", content=system),
-        Message(role="user", content=user, images=image_paths(rt, state)),
-    ]
+    return Message(role="user", content=user, images=image_paths(rt, state))
 
 
 def result_comment(step: Step) -> str:
@@ -141,13 +158,8 @@ def evidence_messages(
 ) -> list[Message]:
     """The decider's or summarizer's view: the question and the transcript ``pad`` writes
     (:func:`scratchpad` by default; planners that write ahead show their calls differently)."""
-    user = prompting.load("task").format(
-        images=images_line(state), question=question(state), scratchpad=(pad or scratchpad)(state)
-    )
-    return [
-        Message(role="system", content=prompting.load(role).format()),
-        Message(role="user", content=user, images=image_paths(rt, state)),
-    ]
+    system = prompting.load(role).format()
+    return [Message(role="system", content=system), task_message(rt, state, pad or scratchpad)]
 
 
 def _generate(rt: Runtime, backend: Backend, messages: list[Message], role: str) -> Generation:
@@ -336,7 +348,8 @@ def read_text(gen: Generation, rt: Runtime) -> ToolCall | FinalAnswer | ParseErr
 
 def earlier_names(state: RunState) -> list[str]:
     """The names earlier code lines set that hold a result (a failed line's name is free)."""
-    return [s.ref for s in state.steps if s.role == "executor" and s.ref and s.result is not None]
+    steps = as_typed(state).steps
+    return [s.ref for s in steps if s.role == "executor" and s.ref and s.result is not None]
 
 
 def program_grammar(
@@ -347,7 +360,8 @@ def program_grammar(
     if not rt.options.constrain:
         return None
     tools = tool_specs(rt.tools)
-    return ProgramGrammar(tools, media=list(state.media), variables=variables or (), mode=mode)
+    media = list(as_typed(state).media)
+    return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode)
 
 
 def tool_specs(tools: ToolRegistry) -> dict[str, dict[str, ArgSpec]]:

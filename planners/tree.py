@@ -147,13 +147,7 @@ def decomposer_messages(rt: Runtime, state: RunState) -> list[Message]:
     system = prompting.load("tree_vote" if rt.options.vote else "tree_controller").format(
         max_branches=str(branch_limit(rt, state))
     )
-    user = prompting.load("task").format(
-        images=roles.images_line(state), question=roles.question(state), scratchpad=""
-    )
-    return [
-        Message(role="system", content=system),
-        Message(role="user", content=user, images=roles.image_paths(rt, state)),
-    ]
+    return [Message(role="system", content=system), roles.task_message(rt, state, None)]
 
 
 def make_decomposer(rt: Runtime) -> roles.Node:

@@ -482,3 +482,48 @@ def test_cli_program(tmp_path: Path):
         ("executor", "v"),
         ("decider", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("planner", "replies"),
+    [
+        (
+            "react",
+            ["Thought: look\nAction: find\nAction Input: {}", "Thought: one\nFinal Answer: 1"],
+        ),
+        (
+            "program",
+            [program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")],
+        ),
+    ],
+)
+def test_a_spoken_question_is_shown_to_the_models_as_its_typed_twin(
+    planner, replies, make_agent, registry, image, tmp_path
+):
+    """The models were trained on typed tasks: a spoken run's prompts are the typed run's, with
+    no transcription step and no audio id in them (the steps and the trace keep both)."""
+    from pydantic import BaseModel
+
+    class HeardArgs(BaseModel):
+        audio: str
+
+    class Heard(BaseModel):
+        text: str
+
+    question = "How many things are there?"
+    registry.register(
+        Tool("transcribe", "Speech to text.", HeardArgs, Heard, lambda a, ctx: Heard(text=question))
+    )
+    clip = tmp_path / "q.wav"
+    clip.write_bytes(b"RIFF")  # the fake transcriber never reads it
+    typed, typed_backend = make_agent(planner, list(replies))
+    typed_res = typed.ask(question, images=[image])
+    spoken, spoken_backend = make_agent(planner, list(replies))
+    spoken_res = spoken.ask(None, images=[image], audio=clip)
+    assert (
+        spoken_res.steps[0].tool == "transcribe" and "audio_0" in spoken_res.steps[0].args.values()
+    )
+    assert spoken_res.answer == typed_res.answer
+    assert len(spoken_backend.calls) == len(typed_backend.calls) > 0
+    for heard, read in zip(spoken_backend.calls, typed_backend.calls, strict=True):
+        assert [(m.role, m.content) for m in heard] == [(m.role, m.content) for m in read]
