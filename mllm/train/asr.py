@@ -63,7 +63,8 @@ EASY: dict[str, float] = {"min_snr_db": 20.0, "max_rt60": 0.3}
 #: CTC alphabet (index 0 is the blank): what :func:`ctc_text` keeps of a transcript.
 CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'0123456789"
 
-#: First synthetic scene seed of each split's questions: the splits share no sentence.
+#: First synthetic scene seed of each split's questions: the splits share only a few short generic
+#: sentences ("How many things are there?").
 SCENE_BASE = {"train": 0, "test": 1_000_000, "dev": 2_000_000}
 #: Never heard in training: espeak-ng voice variants, one flite voice, and an SNR band (dB).
 HELD_OUT: dict[str, Any] = {
