@@ -124,8 +124,14 @@ def main() -> int:
             )
             return 0
         res = agent.ask(None, images=[spoken["image"]], audio=spoken["wav"])
-        heard = next((s.observation for s in res.steps if s.tool == "transcribe"), None)
-        console.print(f"  heard: {heard}\n  → [bold]{res.answer}[/] (expected {spoken['answer']})")
+        heard = next((s.result for s in res.steps if s.tool == "transcribe" and s.result), None)
+        text = heard["text"] if heard else "(not transcribed)"
+        mark = "[green]✓[/]" if is_correct(res.answer, spoken["answer"]) else "[red]✗[/]"
+        console.print(
+            f"  said:  {spoken['transcript']}\n  heard: {text}\n"
+            f"  {mark} → [bold]{res.answer}[/] (expected {spoken['answer']})",
+            highlight=False,
+        )
     return 0
 
 

@@ -76,53 +76,14 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path, monkeypat
     assert sum(losses[-3:]) / 3 < 0.85 * sum(losses[:3]) / 3, losses  # (sampled softmax)
 
     ckpt = torch.load(out, weights_only=True)
-    assert ckpt["transcribe_options"] == {"without_timestamps": True}
+    # never trained on padded windows: the release says so, and the tool feeds it the clip
+    assert ckpt["transcribe_options"] == {"without_timestamps": True, "crop_window": True}
     assert all(
         v.dtype == torch.float16 for v in ckpt["model_state_dict"].values() if v.is_floating_point()
     )
 
-    # the tool loads the run's checkpoint by path, and the window it feeds the encoder is the
-    # cached training mel zero-padded to the model's 10 s window (train the way the tool calls)
-    seen = []
-    model = whisper.load_model(str(out))
-    encoder_forward = model.encoder.forward
-    model.encoder.forward = lambda x: (seen.append(x.detach().clone()), encoder_forward(x))[1]
-    cache = ModelCache()
-    wav = sorted((data / "train").glob("*.wav"))[0]
-    cache.get(
-        "whisper",
-        str(out),
-        "cpu",
-        lambda: transcribe.Transcriber(model, {"without_timestamps": True}),
-    )
-    res = transcribe.run(
-        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=cache)
-    )
-    assert isinstance(res.text, str) and res.duration > 0.5
-    batches = Batches(data / "train" / "mels.pt", 64, 0)
-    i = batches.texts.index(json.loads(wav.with_suffix(".json").read_text())["transcript"])
-    assert model.dims.n_audio_ctx == 500
-    expected = torch.zeros(80, 1000)
-    expected[:, : batches.lengths[i]] = batches.mel(i)
-    decoded = seen[-1][0]
-    assert decoded.shape == (80, 1000)
-    assert torch.allclose(decoded, expected, atol=2e-2), (decoded - expected).abs().max()
-
-    # and the plain tool path (no injected model) loads it too
-    plain = transcribe.run(
-        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=ModelCache())
-    )
-    assert plain.text == res.text
-
-    # a model never trained on padded windows (full_window_after = 1) says crop_window, and the
-    # tool's encoder hears the same mel unpadded
-    import dataclasses
-
-    cropped = module.save_release(
-        model, tmp_path / "cropped.pt", dataclasses.replace(cfg, full_window_after=1.0)
-    )
-    assert torch.load(cropped, weights_only=True)["transcribe_options"] == {
-        "without_timestamps": True, "crop_window": True}  # fmt: skip
+    # the tool loads the run's checkpoint by path, and what its encoder hears is the cached
+    # training mel, unpadded (train the way the tool calls)
     heard = []
     encode_frames = transcribe.encode_frames
 
@@ -131,13 +92,39 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path, monkeypat
         return encode_frames(encoder, x)
 
     monkeypatch.setattr(transcribe, "encode_frames", spy)
-    crop_res = transcribe.run(
-        transcribe.Args(audio=str(wav), weights=str(cropped)), ToolContext(models=ModelCache())
+    wav = sorted((data / "train").glob("*.wav"))[0]
+    res = transcribe.run(
+        transcribe.Args(audio=str(wav), weights=str(out)), ToolContext(models=ModelCache())
     )
+    assert isinstance(res.text, str) and res.duration > 0.5 and res.language
+    batches = Batches(data / "train" / "mels.pt", 64, 0)
+    i = batches.texts.index(json.loads(wav.with_suffix(".json").read_text())["transcript"])
     n = batches.lengths[i] + batches.lengths[i] % 2
+    expected = torch.zeros(80, 1000)
+    expected[:, : batches.lengths[i]] = batches.mel(i)
     (x,) = heard
     assert x.shape == (1, 80, n) and torch.allclose(x[0], expected[:, :n], atol=2e-2)
-    assert isinstance(crop_res.text, str) and crop_res.language  # language read from the crop
+    monkeypatch.undo()
+
+    # a run padded to the full window at the end (full_window_after < 1) is decoded padded:
+    # the encoder hears the same mel zero-padded to the model's 10 s window
+    import dataclasses
+
+    model = whisper.load_model(str(out))
+    padded = module.save_release(
+        model, tmp_path / "padded.pt", dataclasses.replace(cfg, full_window_after=0.75)
+    )
+    assert torch.load(padded, weights_only=True)["transcribe_options"] == {
+        "without_timestamps": True}  # fmt: skip
+    seen = []
+    tr = transcribe.load_transcriber(padded, "cpu")
+    forward = tr.model.encoder.forward
+    tr.model.encoder.forward = lambda x: (seen.append(x.detach().clone()), forward(x))[1]
+    cache = ModelCache()
+    cache.get("whisper", str(padded.absolute()), "cpu", lambda: tr)
+    transcribe.run(transcribe.Args(audio=str(wav), weights=str(padded)), ToolContext(models=cache))
+    assert model.dims.n_audio_ctx == 500 and seen[-1].shape == (1, 80, 1000)
+    assert torch.allclose(seen[-1][0], expected, atol=2e-2), (seen[-1][0] - expected).abs().max()
 
     # re-running resumes at the last step: nothing is trained again
     assert module.train(cfg, tmp_path / "out") == out
