@@ -118,7 +118,7 @@ def main() -> int:
             resolve("speech-whisper")
         except WeightsNotFound:
             console.print(
-                "  [yellow]skipped:[/] no speech model (speech-whisper) is shipped yet; pass "
+                "  [yellow]skipped:[/] the speech model (speech-whisper) is not where it ships; pass "
                 "a whisper checkpoint with `agentkit ask IMAGE --audio WAV --tool-weights "
                 "transcribe=tiny.pt`, or build one with `agentkit train asr`"
             )
