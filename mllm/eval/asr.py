@@ -74,6 +74,7 @@ def evaluate_asr(
     ctx = ToolContext(device=device)
     if options:
         from agentkit.tools._vision import resolve_weights
+        from agentkit.tools.base import ModelCache
         from agentkit.tools.transcribe import CHECKPOINT_OPTIONS, load_transcriber
 
         unknown = set(options) - CHECKPOINT_OPTIONS
@@ -81,15 +82,12 @@ def evaluate_asr(
             raise ConfigError(
                 f"unknown transcribe option(s) {sorted(unknown)}; known: {sorted(CHECKPOINT_OPTIONS)}"
             )
-        from agentkit.tools.base import ModelCache
-        from agentkit.tools.transcribe import Transcriber
-
+        # loaded into a cache of this evaluation's own: the process-wide one never holds the
+        # settings (a later call, here or in an agent, decodes as the checkpoint says)
         path = resolve_weights(str(weights))
-        tr = ctx.models.get("whisper", str(path), device, lambda: load_transcriber(path, device))
-        # a copy with the settings, in a cache of this evaluation's own: the shared entry keeps
-        # the checkpoint's (a later call, here or in an agent, decodes as the checkpoint says)
+        tuned = load_transcriber(path, device)
+        tuned.options = {**tuned.options, **options}
         ctx = ToolContext(device=device, models=ModelCache())
-        tuned = Transcriber(tr.model, {**tr.options, **options})
         ctx.models.get("whisper", str(path), device, lambda: tuned)
     edits = words = exact = 0
     rows = []

@@ -55,6 +55,9 @@ from typing import Any
 from agentkit.errors import ConfigError
 from agentkit.mllm.train._schedule import lr_at, progress
 
+# whisper's encoder on any even number of frames: the tool decodes crop_window models with it
+from agentkit.tools.transcribe import encode_frames as encode
+
 N_MELS = 80
 N_FRAMES = 3000  # whisper's 30 s window in mel frames
 FRAMES_PER_S = 100
@@ -137,6 +140,10 @@ class Config:
         "max_minutes comes first",
     )
     progress: bool = _f(True, "show a rich progress bar")
+
+    def clips(self, split: str) -> int:
+        """How many clips ``split`` ("train", "dev" or "test") has."""
+        return {"train": self.train_clips, "dev": self.dev_clips, "test": self.test_clips}[split]
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -223,7 +230,7 @@ def make_clips(cfg: Config, split: str) -> Path:
     from agentkit.mllm.worlds.speech import require_engines
 
     require_engines(cfg.engines)
-    n = {"train": cfg.train_clips, "dev": cfg.dev_clips, "test": cfg.test_clips}[split]
+    n = cfg.clips(split)
     # dev and test scenes come from far seed ranges: their sentences are new too
     qs = _questions(n, cfg.seed, SCENE_BASE[split])
     d = Path(cfg.data_dir) / split
@@ -422,15 +429,6 @@ class Batches:
         return x, inp, tgt, chars, torch.tensor(frames)
 
 
-def encode(encoder: Any, x: Any) -> Any:
-    """whisper's encoder on any even number of frames up to its window: the transcribe tool's
-    :func:`~agentkit.tools.transcribe.encode_frames`, which a ``crop_window`` checkpoint is
-    decoded with."""
-    from agentkit.tools.transcribe import encode_frames
-
-    return encode_frames(encoder, x)
-
-
 def decode_hidden(decoder: Any, tokens: Any, audio: Any) -> Any:
     """whisper's ``TextDecoder.forward`` up to the final layer norm (before the output
     projection onto the token embedding)."""
@@ -523,7 +521,7 @@ def train(cfg: Config, out: Path) -> Path:
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
     for split in ("train", "dev", "test"):
-        if {"train": cfg.train_clips, "dev": cfg.dev_clips, "test": cfg.test_clips}[split] > 0:
+        if cfg.clips(split) > 0:
             build_cache(make_clips(cfg, split))
     n_frames = window_frames(cfg)
     data = Batches(Path(cfg.data_dir) / "train" / "mels.pt", cfg.n_text_ctx, cfg.seed, n_frames)

@@ -218,7 +218,9 @@ def test_wer_eval_with_decoding_options_replacing_the_checkpoints(small, tmp_pat
     # agent in the same process, is not handed the setting)
     from agentkit.tools.base import MODELS
 
-    (shared,) = [m for k, m in MODELS._models.items() if k[1] == str(small.absolute())]
+    shared = MODELS.get(
+        "whisper", str(small.absolute()), "cpu", lambda: transcribe.load_transcriber(small, "cpu")
+    )
     assert shared.options["sample_len"] == 8
 
     # the same through the CLI, the detector left out
