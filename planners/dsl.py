@@ -49,6 +49,7 @@ __all__ = [
     "format_answer",
     "digest",
     "format_line",
+    "format_program",
     "parse_line",
     "parse_program",
     "read_answer",
@@ -421,6 +422,18 @@ def format_line(name: str, tool: str, args: dict[str, Any], names: Collection[st
     """The line ``name = tool(key=value, ...)``; see :func:`format_value` for ``names``."""
     inner = ", ".join(f"{k}={format_value(v, names)}" for k, v in args.items())
     return f"{name} = {tool}({inner})"
+
+
+def format_program(
+    calls: Iterable[ToolCall], answer: dict[str, Any], media: Collection[str]
+) -> str:
+    """A program's text: one :func:`format_line` per call, then ``ANSWER = ...`` (``answer`` as
+    :class:`Program` holds it); variables and ``media`` ids are written bare."""
+    calls = list(calls)
+    names = {*media, *(c.name or "" for c in calls)}
+    lines = [format_line(c.name or "", c.tool, c.args, names) for c in calls]
+    expr = answer["ref"] if "ref" in answer else format_value(answer.get("value"), names)
+    return "\n".join([*lines, f"{ANSWER} = {expr}"])
 
 
 def digest(result: dict[str, Any]) -> str:

@@ -143,6 +143,11 @@ class Expectation:
         words = scene_words([_HOW_BIG_RE.sub(" ", question)])
         return cls(question_kind(question), words)
 
+    def without(self, word: str) -> Expectation:
+        """The same expectation with one occurrence of scene word ``word`` fewer (a program
+        read without that filter is held to the rest)."""
+        return Expectation(self.kind, self.words - Counter([normalize_word(word)]))
+
     def turn_unmet(self, turn: ToolCall | FinalAnswer, names: Iterable[str] = ()) -> str | None:
         """Why one turn of line-by-line work does not fit the question, else None: an answer of
         another kind than asked, or a call naming a scene word the question does not name

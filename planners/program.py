@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +33,7 @@ from agentkit.planners import dsl, roles
 from agentkit.planners.expect import Expectation
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
-from agentkit.tools.base import execute, step_refs
+from agentkit.tools.base import execute, step_refs, strings_in
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
 
@@ -110,13 +111,22 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         memo: dict[str, BaseModel | ToolError] = {}  # calls the programs tried share
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 
-        def attempt(text: str) -> Attempt:
+        tried: list[tuple[int, Attempt]] = []  # the programs that failed, by beam rank (0: greedy)
+
+        def attempt(text: str, rank: int = 0) -> Attempt:
             """A reply read, run ahead and held to the question."""
             thought, body = split_reply(text)
             try:
                 program = dsl.parse_program(body, names, media=media)
             except dsl.DSLError as e:
                 return Attempt(thought, None, None, str(e), failed=True)
+            got = run(thought, program, expect)
+            if got.failed:
+                tried.append((rank, got))
+            return got
+
+        def run(thought: str, program: dsl.Program, expect: Expectation) -> Attempt:
+            """A program run ahead and held to ``expect``."""
             start = time.perf_counter()
             try:
                 ran = run_ahead(rt, program, memo, budget)
@@ -130,29 +140,46 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             problem, wrong_kind = expect.unmet(program, answer), not expect.kind_fits(answer)
             return Attempt(thought, program, steps, problem, failed=False, wrong_kind=wrong_kind)
 
-        def best_beam(greedy: Attempt) -> tuple[Generation, Attempt, int] | None:
-            """The likeliest beam that reads, runs and fits the question; else, when the greedy
-            program did not read or run, the likeliest that reads and runs, and when it answers
-            another kind than asked (a number for a yes/no question: surely wrong), the
-            likeliest that runs and answers the kind asked."""
-            runs: tuple[Generation, Attempt, int] | None = None
+        def best_beam(greedy: Attempt) -> tuple[Picked | None, Picked | None]:
+            """The likeliest beam that reads, runs and fits the question, and the fallback: when
+            the greedy program did not read or run, the likeliest that reads and runs, and when
+            it answers another kind than asked (a number for a yes/no question: surely wrong),
+            the likeliest that runs and answers the kind asked."""
+            runs: Picked | None = None
             for rank, cand in roles.beam_candidates(rt, messages, tokens, gen.text, grammar):
-                got = attempt(cand.text)
+                got = attempt(cand.text, rank)
                 if got.failed:
                     continue
                 if got.problem is None:
-                    return cand, got, rank
+                    return (cand, got, rank), None
                 better = greedy.failed or (greedy.wrong_kind and not got.wrong_kind)
                 if better and runs is None:
                     runs = cand, got, rank
-            return runs
+            return None, runs
+
+        def relaxed() -> Attempt | None:
+            """The first reading of a failed program (greedy first, then the beams) that, with
+            one filter of a select that found nothing left out (:func:`relaxations`), runs and
+            fits the question but for that word."""
+            for rank, failed in tried:
+                assert failed.program is not None and failed.steps is not None
+                for program, select, word in relaxations(failed.program, failed.steps, media):
+                    got = run(failed.thought, program, expect.without(word))
+                    if got.problem is None:
+                        which = f"beam {rank}" if rank else "the greedy program"
+                        note = f"({which} found no {select}: read without {word!r})"
+                        return replace(got, thought=f"{got.thought} {note}".strip())
+            return None
 
         gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
         chosen = greedy = attempt(gen.text)
         if greedy.problem is not None:
             # No rewrite turn yet: a small core's rewrite after an error message is rarely
             # better than its second guess at the same prompt.
-            if picked := best_beam(greedy):
+            fits, runs = best_beam(greedy)
+            if fits is None and (loose := relaxed()):
+                chosen = loose
+            elif picked := fits or runs:
                 what = (
                     "did not parse" if greedy.program is None
                     else "failed when run ahead" if greedy.failed
@@ -191,6 +218,47 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         }
 
     return controller
+
+
+def relaxations(
+    program: dsl.Program, steps: list[Step], media: list[str]
+) -> Iterator[tuple[dsl.Program, str, str]]:
+    """Readings of a program that stopped because a ``select`` found nothing the failed line (the
+    last of ``steps``) needed: ``(program, what the select looked for, the word left out)``, each
+    with one of that select's filters left out (one filter at least is kept).
+
+    A question presupposes the object it says "the" of. When none is found, one of its words is
+    likelier wrong than the object missing: a word misheard ("purple" for "gray" in a spoken
+    question) or an attribute the detector read otherwise (a half-hidden rubber cube seen as
+    metal). Selects are taken nearest the failure first, following a select's list back while
+    that, too, was a select that kept nothing; filters in the order written."""
+    calls = program.calls
+    if not steps or not steps[-1].error:
+        return
+    by_name = {c.name: i for i, c in enumerate(calls[: len(steps) - 1])}
+    queue, seen = list(strings_in(calls[len(steps) - 1].args)), set()
+    while queue:
+        i = by_name.get(queue.pop(0), -1)
+        if i < 0 or i in seen or calls[i].tool != "select" or (steps[i].result or {}).get("count"):
+            continue
+        seen.add(i)
+        queue.extend(strings_in(calls[i].args.get("objects", [])))
+        filters = [k for k, v in calls[i].args.items() if k != "objects" and isinstance(v, str)]
+        if len(filters) < 2:
+            continue  # nothing would be left to look for
+        sought = " ".join([*(calls[i].args[k] for k in filters), "object"])
+        for k in filters:
+            args = {a: v for a, v in calls[i].args.items() if a != k}
+            loose = [*calls[:i], calls[i].model_copy(update={"args": args}), *calls[i + 1 :]]
+            source = dsl.format_program(loose, program.answer, media)
+            yield (
+                dsl.Program(calls=loose, answer=program.answer, source=source),
+                sought,
+                calls[i].args[k],
+            )
+
+
+Picked = tuple[Generation, "Attempt", int]  # a beam's reply, its attempt and its rank
 
 
 @dataclass(frozen=True)

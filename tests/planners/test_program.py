@@ -16,9 +16,10 @@ from agentkit.graph import load_steps
 from agentkit.mllm.backends.base import Generation
 from agentkit.planners import dsl
 from agentkit.planners.expect import Expectation, program_words, scene_words, unused_calls
-from agentkit.planners.program import split_reply
+from agentkit.planners.program import relaxations, split_reply
+from agentkit.state import Step
 from agentkit.testing import ScriptedBackend
-from agentkit.tools import exist, select
+from agentkit.tools import exist, query, select
 from agentkit.tools.base import Tool
 from agentkit.trace import read_events
 
@@ -343,6 +344,94 @@ def test_a_program_answering_another_kind_than_asked_gives_way_to_a_beam(
     stuck = BeamBackend([COUNT_RED], [COUNT_RED, program("ANSWER = 7")])
     b, _ = make_agent("program", stuck, candidates=2)
     assert b.ask("Are there red things?", images=[image]).answer == "2"
+
+
+BLUE_SPHERE = program(
+    "objs = find(image=image_0)",
+    'balls = select(objects=objs, color="blue", shape="sphere")',
+    'v = query(objects=balls, attribute="shape")',
+    "ANSWER = v",
+)
+
+
+def test_a_referent_nobody_finds_is_read_without_one_of_its_words(make_agent, image, registry):
+    """The question presupposes a blue sphere; the image holds a blue cube and a red sphere, so
+    the program's select keeps nothing and its query fails ahead. With no beam that runs and
+    fits, the program is read with one of that select's filters left out, in the order written
+    (without "blue": the red sphere): it runs, fits the question but for that word, and the
+    thought says what was left out. A fitting beam still comes first."""
+    counting_find(registry, [])
+    registry.register(select)
+    registry.register(query)
+    backend = BeamBackend([BLUE_SPHERE], [BLUE_SPHERE, program("ANSWER = 7")])
+    a, _ = make_agent("program", backend, candidates=2)
+    res = a.ask("What shape is the blue sphere?", images=[image])
+    assert res.answer == "sphere" and res.stop_reason == "answered" and len(backend.calls) == 1
+    ctl = res.steps[0]
+    assert "(the greedy program found no blue sphere object: read without 'blue')" in ctl.thought
+    assert 'balls = select(objects=objs, shape="sphere")' in ctl.observation  # what ran
+    executed = [s for s in res.steps if s.role == "executor"]
+    assert [s.ref for s in executed] == ["objs", "balls", "v"] and not any(
+        s.error for s in executed
+    )
+    assert executed[1].args == {"objects": "objs", "shape": "sphere"}
+
+    blue = program("objs = find(image=image_0)", 'c = select(objects=objs, color="blue")',
+                   'v = query(objects=c, attribute="shape")', "ANSWER = v")  # fmt: skip
+    fits = BeamBackend([BLUE_SPHERE], [BLUE_SPHERE, blue])
+    b, _ = make_agent("program", fits, candidates=2)
+    res = b.ask("What shape is the blue thing?", images=[image])
+    assert res.answer == "cube" and "(beam 2: the greedy program failed" in res.steps[0].thought
+
+
+def test_a_lone_filter_is_never_dropped_and_counts_of_nothing_stand(make_agent, image, registry):
+    """A select with one filter is not relaxed (nothing would be left to look for): the failed
+    program goes to the rewrite turn as before. Counting nothing is an answer, not a failure."""
+    counting_find(registry, [])
+    registry.register(select)
+    registry.register(query)
+    lone = program("objs = find(image=image_0)", 'g = select(objects=objs, color="green")',
+                   'v = query(objects=g, attribute="shape")', "ANSWER = v")  # fmt: skip
+    a, backend = make_agent("program", BeamBackend([lone, program("ANSWER = 0")], [lone]),
+                            candidates=1)  # fmt: skip
+    res = a.ask("What shape is the green thing?", images=[image])
+    assert res.answer == "0" and len(backend.calls) == 2  # the rewrite turn was asked for
+    assert "read without" not in res.steps[0].thought
+    none = program("objs = find(image=image_0)", 'g = select(objects=objs, color="green", shape="cube")',
+                   "n = count(objects=g)", "ANSWER = n")  # fmt: skip
+    b, _ = make_agent("program", [none])
+    assert b.ask("How many green cubes are there?", images=[image]).answer == "0"
+
+
+def test_relaxations_follow_empty_selects_back_and_keep_one_filter():
+    """The failed line's list came from a select of a select that both kept nothing: the
+    nearer has one filter (kept), the farther two, each left out in turn; a program whose last
+    step did not fail is not relaxed."""
+    tools = ["find", "select", "query"]
+    prog = dsl.parse_program(
+        "objs = find(image=image_0)\n"
+        'a = select(objects=objs, color="blue", shape="sphere")\n'
+        'b = select(objects=a, size="small")\n'
+        'v = query(objects=b, attribute="color")\nANSWER = v',
+        tools,
+        media=["image_0"],
+    )
+    steps = [
+        Step(role="executor", tool="find", ref="objs", result={"objects": [{"label": "cube"}]}),
+        Step(role="executor", tool="select", ref="a", result={"objects": [], "count": 0}),
+        Step(role="executor", tool="select", ref="b", result={"objects": [], "count": 0}),
+        Step(role="executor", tool="query", error="query needs exactly one object"),
+    ]
+    got = list(relaxations(prog, steps, ["image_0"]))
+    assert [(sought, word) for _, sought, word in got] == [
+        ("blue sphere object", "blue"),
+        ("blue sphere object", "sphere"),
+    ]
+    assert [c.args for c in got[0][0].calls][1] == {"objects": "objs", "shape": "sphere"}
+    assert got[1][0].source.splitlines()[1] == 'a = select(objects=objs, color="blue")'
+    assert dsl.parse_program(got[1][0].source, tools, media=["image_0"]) == got[1][0]
+    ran = [*steps[:3], Step(role="executor", tool="query", ref="v", result={"value": "red"})]
+    assert list(relaxations(prog, ran, ["image_0"])) == []
 
 
 def test_acting_tools_are_never_run_ahead(make_agent, image, registry):
