@@ -68,6 +68,10 @@ class Options:
     #: gives way to the most likely of the ``candidates`` beam-search programs that runs, before
     #: any rewrite turn. The lines that ran are the run's executor steps.
     run_ahead: bool = True
+    #: ``program`` / ``react``: a select that kept nothing a later call needs (the question
+    #: presupposes its object) is read without one of its filters, one at a time: a misheard
+    #: word or an attribute the detector read otherwise (:mod:`agentkit.planners.relax`).
+    relax: bool = True
     #: Decode the controller's code (``program``, and ``react``'s code actions) under the program
     #: language's prefix grammar (:mod:`agentkit.planners.grammar`) where the backend supports
     #: constrained decoding (``hf:``): no undefined name, unknown tool or argument is written.

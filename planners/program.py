@@ -31,9 +31,10 @@ from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, roles
 from agentkit.planners.expect import Expectation
+from agentkit.planners.relax import loosened
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
-from agentkit.tools.base import execute, step_refs, strings_in
+from agentkit.tools.base import execute, step_refs
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
 
@@ -161,6 +162,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             """The first reading of a failed program (greedy first, then the beams) that, with
             one filter of a select that found nothing left out (:func:`relaxations`), runs and
             fits the question but for that word."""
+            if not rt.options.relax:
+                return None
             for rank, failed in tried:
                 assert failed.program is not None and failed.steps is not None
                 for program, select, word in relaxations(failed.program, failed.steps, media):
@@ -223,39 +226,15 @@ def make_program_controller(rt: Runtime) -> roles.Node:
 def relaxations(
     program: dsl.Program, steps: list[Step], media: list[str]
 ) -> Iterator[tuple[dsl.Program, str, str]]:
-    """Readings of a program that stopped because a ``select`` found nothing the failed line (the
-    last of ``steps``) needed: ``(program, what the select looked for, the word left out)``, each
-    with one of that select's filters left out (one filter at least is kept).
-
-    A question presupposes the object it says "the" of. When none is found, one of its words is
-    likelier wrong than the object missing: a word misheard ("purple" for "gray" in a spoken
-    question) or an attribute the detector read otherwise (a half-hidden rubber cube seen as
-    metal). Selects are taken nearest the failure first, following a select's list back while
-    that, too, was a select that kept nothing; filters in the order written."""
-    calls = program.calls
-    if not steps or not steps[-1].error:
-        return
-    by_name = {c.name: i for i, c in enumerate(calls[: len(steps) - 1])}
-    queue, seen = list(strings_in(calls[len(steps) - 1].args)), set()
-    while queue:
-        i = by_name.get(queue.pop(0), -1)
-        if i < 0 or i in seen or calls[i].tool != "select" or (steps[i].result or {}).get("count"):
-            continue
-        seen.add(i)
-        queue.extend(strings_in(calls[i].args.get("objects", [])))
-        filters = [k for k, v in calls[i].args.items() if k != "objects" and isinstance(v, str)]
-        if len(filters) < 2:
-            continue  # nothing would be left to look for
-        sought = " ".join([*(calls[i].args[k] for k in filters), "object"])
-        for k in filters:
-            args = {a: v for a, v in calls[i].args.items() if a != k}
-            loose = [*calls[:i], calls[i].model_copy(update={"args": args}), *calls[i + 1 :]]
-            source = dsl.format_program(loose, program.answer, media)
-            yield (
-                dsl.Program(calls=loose, answer=program.answer, source=source),
-                sought,
-                calls[i].args[k],
-            )
+    """Readings of a program that stopped because a ``select`` found nothing the failed line
+    (the last of ``steps``, the lines it ran) needed (:func:`~agentkit.planners.relax.loosened`):
+    ``(program, what the select looked for, the word left out)``."""
+    for lo in loosened(steps):
+        calls = program.calls
+        loose = [*calls[: lo.index], calls[lo.index].model_copy(update={"args": lo.args}),
+                 *calls[lo.index + 1 :]]  # fmt: skip
+        source = dsl.format_program(loose, program.answer, media)
+        yield dsl.Program(calls=loose, answer=program.answer, source=source), lo.sought, lo.word
 
 
 Picked = tuple[Generation, "Attempt", int]  # a beam's reply, its attempt and its rank

@@ -89,6 +89,13 @@ def ask(
             "fails gives way to the likeliest beam-search program that runs."
         ),
     ] = True,
+    relax: Annotated[
+        bool,
+        typer.Option(
+            help="program / react: a select that finds nothing a later call needs is read "
+            "without one of its words (a misheard word, an attribute the detector read otherwise)."
+        ),
+    ] = True,
     thread: Annotated[
         str | None,
         typer.Option(help="Resume this run from its last finished step (or name a new one)."),
@@ -131,7 +138,12 @@ def ask(
                 runs_dir=runs,
                 device=device,
                 tool_weights=weights,
-                options=Options(actions=actions, constrain=constrain, run_ahead=run_ahead),  # type: ignore[arg-type]
+                options=Options(
+                    actions=actions,  # type: ignore[arg-type]
+                    constrain=constrain,
+                    run_ahead=run_ahead,
+                    relax=relax,
+                ),
             )
         with console.status("thinking…", spinner="dots") if not as_json else _null():
             if resume is not None:

@@ -64,6 +64,13 @@ def vqa(
             "the likeliest beam-search program that runs."
         ),
     ] = True,
+    relax: Annotated[
+        bool,
+        typer.Option(
+            help="program / react: read a select that finds nothing a later call needs "
+            "without one of its words."
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Accuracy per family and program length, steps, tool calls, latency and failures of a
@@ -90,6 +97,7 @@ def vqa(
             prompt_style=prompt_style,
             constrain=constrain,
             run_ahead=run_ahead,
+            relax=relax,
             progress=not as_json,
         )
     except AgentkitError as e:

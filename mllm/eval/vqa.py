@@ -107,6 +107,7 @@ def settings(
     prompt_style: str = "auto",
     constrain: bool = True,
     run_ahead: bool = True,
+    relax: bool = True,
 ) -> dict[str, Any]:
     """The run's :class:`~agentkit.runtime.Options` that differ from their defaults (``auto``
     prompt style: what the model declares), as the items carry and key them."""
@@ -119,6 +120,8 @@ def settings(
         out["constrain"] = False
     if not run_ahead:
         out["run_ahead"] = False
+    if not relax:
+        out["relax"] = False
     return out
 
 
@@ -429,6 +432,7 @@ def evaluate(
     prompt_style: str = "auto",
     constrain: bool = True,
     run_ahead: bool = True,
+    relax: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -463,9 +467,8 @@ def evaluate(
         audio_dir = Path(audio_dir)
         for r in _read_jsonl(audio_dir / "manifest.jsonl", "speech manifest"):
             clips[str(r["id"])] = audio_dir / r["audio"]
-    options = settings(
-        verify=verify, prompt_style=prompt_style, constrain=constrain, run_ahead=run_ahead
-    )
+    options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain,
+                       run_ahead=run_ahead, relax=relax)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_results(out)
@@ -493,6 +496,7 @@ def evaluate(
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
         "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,
+        "relax": relax,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:

@@ -417,11 +417,14 @@ def test_relaxations_follow_empty_selects_back_and_keep_one_filter():
         media=["image_0"],
     )
     steps = [
-        Step(role="executor", tool="find", ref="objs", result={"objects": [{"label": "cube"}]}),
-        Step(role="executor", tool="select", ref="a", result={"objects": [], "count": 0}),
-        Step(role="executor", tool="select", ref="b", result={"objects": [], "count": 0}),
-        Step(role="executor", tool="query", error="query needs exactly one object"),
+        Step(role="executor", tool=c.tool, args=c.args, ref=c.name, result=r)
+        for c, r in zip(
+            prog.calls[:3],
+            [{"objects": [{"label": "cube"}]}, *[{"objects": [], "count": 0}] * 2],
+            strict=True,
+        )
     ]
+    steps.append(Step(role="executor", tool="query", args=prog.calls[3].args, error="needs one"))
     got = list(relaxations(prog, steps, ["image_0"]))
     assert [(sought, word) for _, sought, word in got] == [
         ("blue sphere object", "blue"),
@@ -430,7 +433,7 @@ def test_relaxations_follow_empty_selects_back_and_keep_one_filter():
     assert [c.args for c in got[0][0].calls][1] == {"objects": "objs", "shape": "sphere"}
     assert got[1][0].source.splitlines()[1] == 'a = select(objects=objs, color="blue")'
     assert dsl.parse_program(got[1][0].source, tools, media=["image_0"]) == got[1][0]
-    ran = [*steps[:3], Step(role="executor", tool="query", ref="v", result={"value": "red"})]
+    ran = [*steps[:3], steps[3].model_copy(update={"error": None, "ref": "v", "result": {}})]
     assert list(relaxations(prog, ran, ["image_0"])) == []
 
 

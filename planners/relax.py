@@ -1,0 +1,85 @@
+"""Reading a referent no object matches without one of its words.
+
+A question presupposes the object it says "the" of. When a ``select`` keeps nothing and a later
+call needs what it kept (a query, a relation's reference), one of the question's words is likelier
+wrong than the object missing: a word misheard ("purple" for "gray" in a spoken question) or an
+attribute the detector read otherwise (a half-hidden rubber cube seen as metal). The planners
+then read that select with one filter left out (``Options.relax``): the ``program`` planner holds
+each reading, run ahead, to the question less that word (:func:`agentkit.planners.program.
+relaxations`); ``react``'s executor retries the failed call on the first reading that lets it run
+(:func:`retry_loosened`). The step that ran says what was left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentkit.runtime import Runtime
+from agentkit.state import Step, ToolCall
+from agentkit.tools.base import execute, step_refs, strings_in
+
+#: The tool whose empty result is read more loosely, and the argument holding its input list.
+SELECT, OBJECTS = "select", "objects"
+
+
+@dataclass(frozen=True)
+class Loosened:
+    """One reading: the select step at ``index`` of the steps given, with ``args`` (its
+    arguments less the filter whose value was ``word``); ``sought`` is what it looked for
+    ("blue sphere object")."""
+
+    index: int
+    args: dict[str, Any]
+    sought: str
+    word: str
+
+
+def loosened(steps: Sequence[Step]) -> Iterator[Loosened]:
+    """The readings of the empty selects the failed last of ``steps`` (executor steps, in the
+    order they ran) needed, nearest first: the selects its arguments name, and back along a
+    select's list while that, too, was a select that kept nothing. Each leaves out one filter,
+    in the order written; a select with one filter is not read without it (nothing would be left
+    to look for). None when the last step did not fail."""
+    if not steps or not steps[-1].error:
+        return
+    by_ref = {s.ref: i for i, s in enumerate(steps[:-1]) if s.ref and s.result is not None}
+    queue, seen = list(strings_in(steps[-1].args or {})), set()
+    while queue:
+        i = by_ref.get(queue.pop(0), -1)
+        step = steps[i]
+        if i < 0 or i in seen or step.tool != SELECT or (step.result or {}).get("count"):
+            continue
+        seen.add(i)
+        args = step.args or {}
+        queue.extend(strings_in(args.get(OBJECTS, [])))
+        filters = [k for k, v in args.items() if k != OBJECTS and isinstance(v, str)]
+        if len(filters) < 2:
+            continue
+        sought = " ".join([*(args[k] for k in filters), "object"])
+        for k in filters:
+            yield Loosened(i, {a: v for a, v in args.items() if a != k}, sought, args[k])
+
+
+def retry_loosened(
+    rt: Runtime, state_steps: Sequence[Step], call: ToolCall, failed: Step
+) -> list[Step] | None:
+    """``react``: the failed ``call`` retried on the first reading of an empty select it needed
+    that lets it run: ``[the select read loosely, bound to its name again, the call]``; None when
+    no reading does. The select step's thought says what was left out."""
+    executed = [s for s in state_steps if s.role == "executor"]
+    ctx, timeout = rt.tool_context(), rt.options.tool_timeout
+    for lo in loosened([*executed, failed]):
+        select = executed[lo.index]
+        refs = step_refs(state_steps)
+        again = execute(ToolCall(tool=SELECT, args=lo.args, name=select.ref), rt.tools, ctx,
+                        timeout, refs)  # fmt: skip
+        if again.error or not (again.result or {}).get("count"):
+            continue
+        retried = execute(call, rt.tools, ctx, timeout, {**refs, **step_refs([again])})
+        if retried.error:
+            continue
+        again.thought = f"no {lo.sought} was found: {select.ref} read without {lo.word!r}"
+        return [again, retried]
+    return None
