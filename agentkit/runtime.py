@@ -68,7 +68,7 @@ class Options:
     #: gives way to the most likely of the ``candidates`` beam-search programs that runs, before
     #: any rewrite turn. The lines that ran are the run's executor steps.
     run_ahead: bool = True
-    #: ``program`` / ``react``: a select that kept nothing a later call needs (the question
+    #: ``program``: a select that kept nothing a later call needs (the question
     #: presupposes its object) is read without one of its filters, one at a time: a misheard
     #: word or an attribute the detector read otherwise (:mod:`agentkit.planners.relax`).
     relax: bool = True

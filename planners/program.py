@@ -96,8 +96,11 @@ def program_messages(rt: Runtime, state: RunState) -> list[Message]:
 def make_program_controller(rt: Runtime) -> roles.Node:
     """Writes the program (or, after a failed line, a rewrite with the error shown) and runs it
     ahead (``Options.run_ahead``). One that does not read or fails gives way to the most likely
-    beam-search program that reads and runs. A program that ran ahead is done: its lines are
-    recorded as executor steps with the controller's, and the decider reads ANSWER next."""
+    beam-search program that reads, runs and fits the question; with none, to the first failed
+    program that runs and fits once a select that found nothing a line needed is read without
+    one of its words (``Options.relax``); then to the likeliest beam that merely runs. A
+    program that ran ahead is done: its lines are recorded as executor steps with the
+    controller's, and the decider reads ANSWER next."""
 
     def controller(state: RunState) -> dict[str, Any]:
         t0 = time.perf_counter()

@@ -21,7 +21,6 @@ from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
 from agentkit.planners import dsl, prompting
 from agentkit.planners.expect import Expectation, can_choose, choose, grounded_answers
 from agentkit.planners.grammar import ArgSpec, Mode, ProgramGrammar, arg_specs
-from agentkit.planners.relax import retry_loosened
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import ToolRegistry, execute, step_refs
@@ -393,18 +392,13 @@ def read_code(
 
 
 def make_executor(rt: Runtime) -> Node:
-    """Not a model: validates the pending call against the tool's schema and runs it. A call
-    that fails for want of an object a select did not find is retried on that select read
-    without one of its words (``Options.relax``, :mod:`agentkit.planners.relax`)."""
+    """Not a model: validates the pending call against the tool's schema and runs it."""
 
     def executor(state: RunState) -> dict[str, Any]:
         assert state.pending is not None, "executor reached without a pending call"
         refs = step_refs(state.steps)
         step = execute(state.pending, rt.tools, rt.tool_context(), rt.options.tool_timeout, refs)
-        retried = (
-            step.error and rt.options.relax and retry_loosened(rt, state.steps, state.pending, step)
-        )
-        return {"steps": [record(rt, s) for s in (retried or [step])], "pending": None}
+        return {"steps": [record(rt, step)], "pending": None}
 
     return executor
 

@@ -92,7 +92,7 @@ def ask(
     relax: Annotated[
         bool,
         typer.Option(
-            help="program / react: a select that finds nothing a later call needs is read "
+            help="program: a select that finds nothing a later call needs is read "
             "without one of its words (a misheard word, an attribute the detector read otherwise)."
         ),
     ] = True,

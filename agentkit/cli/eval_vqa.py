@@ -67,7 +67,7 @@ def vqa(
     relax: Annotated[
         bool,
         typer.Option(
-            help="program / react: read a select that finds nothing a later call needs "
+            help="program: read a select that finds nothing a later call needs "
             "without one of its words."
         ),
     ] = True,

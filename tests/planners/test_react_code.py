@@ -6,7 +6,6 @@ import pytest
 
 from agentkit.planners import dsl
 from agentkit.testing import ScriptedBackend
-from agentkit.tools import query, select
 
 
 def test_parse_line_reads_one_call_or_the_answer():
@@ -216,31 +215,3 @@ def test_an_answer_of_another_kind_than_asked_goes_to_the_summarizer(make_agent,
     # an answer of the kind asked stands, with no model call
     a, backend = make_agent("react", Scoring("7", script), actions="code")
     assert a.ask("How many red things?", images=[image]).answer == "2" and not backend.scored
-
-
-def test_a_line_needing_an_object_no_select_found_is_retried_on_a_looser_reading(
-    make_agent, image, registry
-):
-    """react: the blue sphere the question presupposes is not there (a blue cube and a red
-    sphere are), so the query on the empty select fails. The executor reads the select without
-    one of its words, in the order written (without "blue": the red sphere), binds it to its
-    name again and runs the query on it; the select step says what was left out. With
-    ``relax`` off the failure is the controller's to mend, as before."""
-    registry.register(select)
-    registry.register(query)
-    lines = ["objs = find(image=image_0)",
-             'balls = select(objects=objs, color="blue", shape="sphere")',
-             'v = query(objects=balls, attribute="shape")', "ANSWER = v"]  # fmt: skip
-    a, _ = make_agent("react", list(lines), actions="code")
-    res = a.ask("What shape is the blue sphere?", images=[image])
-    assert res.answer == "sphere" and res.stop_reason == "answered"
-    executed = [s for s in res.steps if s.role == "executor"]
-    assert [(s.ref, s.error) for s in executed] == [("objs", None), ("balls", None),
-                                                    ("balls", None), ("v", None)]  # fmt: skip
-    assert executed[1].result["count"] == 0 and executed[2].result["count"] == 1
-    assert executed[2].args == {"objects": "objs", "shape": "sphere"}
-    assert executed[2].thought == "no blue sphere object was found: balls read without 'blue'"
-    b, _ = make_agent("react", [*lines[:3], "ANSWER = 0"], actions="code", relax=False)
-    res = b.ask("What shape is the blue sphere?", images=[image])
-    failed = [s for s in res.steps if s.role == "executor" and s.error]
-    assert len(failed) == 1 and "no objects" in failed[0].error and res.answer == "0"
