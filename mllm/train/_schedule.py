@@ -29,6 +29,24 @@ def progress(step: int, seconds: float, cfg: Schedule) -> float:
     return min(1.0, p)
 
 
+def scheduled(step: int, seconds: float, cfg: Schedule) -> float:
+    """:func:`progress` as the schedule reads it. With ``restart_minutes`` (a warm restart, as a
+    run resumed with a larger budget trains): until that many CPU minutes the schedule runs as if
+    the budget ended there; after, it picks up where ``max_minutes``' own stands."""
+    restart = float(getattr(cfg, "restart_minutes", 0.0) or 0.0)
+    if 0 < restart < cfg.max_minutes and seconds < 60 * restart:
+        return progress(step, seconds, _Budget(cfg, restart))
+    return progress(step, seconds, cfg)
+
+
+class _Budget:
+    """``cfg`` with another ``max_minutes``."""
+
+    def __init__(self, cfg: Schedule, max_minutes: float):
+        self.steps, self.max_minutes, self.warmup = cfg.steps, max_minutes, cfg.warmup
+        self.lr, self.min_lr_ratio = cfg.lr, cfg.min_lr_ratio
+
+
 def lr_at(step: int, done: float, cfg: Schedule) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr * min_lr_ratio`` as
     ``done`` (:func:`progress`) goes from the end of the warm-up to 1."""

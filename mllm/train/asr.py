@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
-from agentkit.mllm.train._schedule import lr_at, progress
+from agentkit.mllm.train._schedule import lr_at, progress, scheduled
 
 # whisper's encoder on any even number of frames: the tool decodes crop_window models with it
 from agentkit.tools.transcribe import encode_frames as encode
@@ -138,6 +138,12 @@ class Config:
         0.0,
         "CPU-minute budget (0 = none): the run and its lr schedule end at whichever of steps and "
         "max_minutes comes first",
+    )
+    restart_minutes: float = _f(
+        0.0,
+        "a warm restart (0 = none): until this many CPU minutes the schedule runs as if the "
+        "budget ended there, then it picks up where max_minutes' own stands (a run resumed with "
+        "a larger budget trains so)",
     )
     progress: bool = _f(True, "show a rich progress bar")
 
@@ -557,7 +563,7 @@ def train(cfg: Config, out: Path) -> Path:
     with Progress(*cols, disable=not cfg.progress or not os.isatty(2)) as bar:
         task = bar.add_task("train", total=cfg.steps, completed=step, loss=float("nan"))
         while progress(step, seconds, cfg) < 1:
-            done = progress(step, seconds, cfg)
+            done = scheduled(step, seconds, cfg)
             x, inp, tgt, chars, frames = data.batch(
                 cfg.batch_size, cfg.spec_augment, cfg.tempo, cfg.vtlp,
                 easy=done < cfg.easy_until, full_window=done >= cfg.full_window_after,

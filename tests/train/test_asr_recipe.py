@@ -159,6 +159,23 @@ def test_budget_ends_the_schedule():
     assert lr_at(20, 1.0, cfg) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
 
 
+def test_a_warm_restart_schedules_as_a_run_resumed_with_a_larger_budget():
+    """restart_minutes=1, max_minutes=2: the first CPU minute is scheduled as a 1-minute run
+    (annealed at its end), then the schedule jumps back to where a 2-minute run stands; the run
+    ends at 2 minutes either way."""
+    from agentkit.mllm.train._schedule import lr_at, progress, scheduled
+
+    _, two = build_config(load_recipe("asr"), ["steps=10000", "max_minutes=2", "warmup=0"])
+    _, legs = build_config(load_recipe("asr"), ["steps=10000", "max_minutes=2", "warmup=0",
+                                                "restart_minutes=1"])  # fmt: skip
+    _, one = build_config(load_recipe("asr"), ["steps=10000", "max_minutes=1", "warmup=0"])
+    assert scheduled(5, 30.0, legs) == progress(5, 30.0, one) == 0.5
+    assert scheduled(5, 59.0, legs) > 0.98 and scheduled(5, 60.0, legs) == 0.5
+    assert scheduled(5, 90.0, legs) == progress(5, 90.0, two) == 0.75
+    assert lr_at(5, scheduled(5, 59.9, legs), legs) < lr_at(5, scheduled(5, 60.1, legs), legs)
+    assert scheduled(5, 30.0, two) == progress(5, 30.0, two) == 0.25  # no restart: as before
+
+
 def test_training_forward_is_whispers_forward():
     """The trainer's encoder (any length) and decoder-before-projection are whisper's own
     forward passes: on a full window, the same numbers."""
