@@ -140,6 +140,11 @@ class Agent:
                 who = "Options" if given is not None else "the model declares"
                 raise ConfigError(f"{who} {key} {value!r}; expected one of {allowed}")
             self.options = replace(self.options, **{key: value})
+        if self.options.replans is None:
+            declared = hints.get("replans", "1")
+            if not declared.isdigit():
+                raise ConfigError(f"the model declares replans {declared!r}; expected an int >= 0")
+            self.options = replace(self.options, replans=int(declared))
         if tool_weights:  # a copy: the caller's Options may be shared by other agents
             self.options = replace(
                 self.options, tool_weights={**self.options.tool_weights, **tool_weights}

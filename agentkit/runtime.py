@@ -58,7 +58,9 @@ class Options:
     tool_timeout: float | None = None
     max_new_tokens: int = 192
     #: ``plan`` / ``program``: times the controller may rewrite after a failed call (0: never).
-    replans: int = 1
+    #: ``None``: what the model's folder declares (``agentkit_runtime.json`` ``"replans"``: the
+    #: shipped core says 0, its rewrites never read), else 1.
+    replans: int | None = None
     #: ``program``: when the greedy program does not parse, take the most likely of this many
     #: beam-search programs that does (backends with ``candidates()``, e.g. ``hf:``; 0: off).
     #: A small core's rewrite after an error message is rarely better than its second guess.
@@ -108,6 +110,10 @@ class Options:
     #: a core trained on programs learns with little more data. ``None``: what the model's folder
     #: declares (``agentkit_runtime.json``), else ``text``.
     actions: Actions | None = None
+
+    def rewrites(self) -> int:
+        """:attr:`replans`, 1 when nobody said (an :class:`~agentkit.graph.Agent` settles it)."""
+        return 1 if self.replans is None else self.replans
 
 
 @dataclass

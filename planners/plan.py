@@ -7,7 +7,7 @@
 The controller sees no observation before the plan is written, so one model call plans every tool
 call; the executor runs one call per node invocation (each finished call is checkpointed). The
 decider stops on the step budget, or when a call fails: the controller may then re-plan with the
-error shown (``Options.replans`` times, 1 by default). The summarizer model always writes the
+error shown (``Options.replans`` times: what the model declares, else 1). The summarizer model always writes the
 answer, from the calls and their observations.
 
 A plan is numbered ReAct calls (each ``Thought:`` / ``Action:`` / ``Action Input:`` block read by
@@ -225,7 +225,7 @@ def make_plan_decider(rt: Runtime) -> roles.Node:
             where = f"Call {state.cursor} of the plan ({last.tool}) failed"
             if stop := roles.budget_step(rt, state):
                 return {"steps": [stop], "stop_reason": "budget"}
-            if state.attempts <= rt.options.replans:
+            if state.attempts <= rt.options.rewrites():
                 note = Step(role="decider", error=f"{where}; write a new plan for what is left.")
                 return {"steps": [roles.record(rt, note)], "plan": [], "cursor": 0}
             note = Step(role="decider", error=f"{where}; no re-plan left.")

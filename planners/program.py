@@ -9,8 +9,8 @@
 The program (see :mod:`agentkit.planners.dsl`) is parsed, never executed as Python. The executor
 runs one line per node invocation (so each finished line is checkpointed); the line's variable is
 the step's ``ref``, and later lines pass it by name. A failed line stops the program and goes back
-to the controller as an observation; it may rewrite the program ``Options.replans`` times (1 by
-default). When every line has run, the decider reads ANSWER and formats it as the short answer
+to the controller as an observation; it may rewrite the program ``Options.replans`` times (by
+default what the model's folder declares, else 1; the shipped core declares 0). When every line has run, the decider reads ANSWER and formats it as the short answer
 (:func:`~agentkit.planners.dsl.format_answer`); that *is* the answer, with no model call, unless
 ``Options.summarize`` asks the summarizer model to write it from the observations. A program that
 cannot finish (no rewrite left, budget spent) is answered by the summarizer model.
@@ -310,7 +310,7 @@ def make_program_decider(rt: Runtime) -> roles.Node:
     def rewrite_or_stop(state: RunState, why: str, stop: str) -> dict[str, Any]:
         if budget := roles.budget_step(rt, state):
             return {"steps": [budget], "stop_reason": "budget"}
-        if state.attempts <= rt.options.replans:
+        if state.attempts <= rt.options.rewrites():
             note = Step(role="decider", error=f"{why}; rewrite the program.")
             return {"steps": [roles.record(rt, note)], "plan": [], "cursor": 0}
         note = Step(role="decider", error=f"{why}; no rewrite left.")

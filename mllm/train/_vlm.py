@@ -124,6 +124,11 @@ class RuntimeHints:
     )
     prompt_style: str = f("", "full | compact prompts the model is trained on; empty: the base's")
     actions: str = f("", "text | code: how the model writes react calls; empty: the base's")
+    replans: str = f(
+        "",
+        "rewrite turns after a failed program the model is fit for ('0': its rewrites never "
+        "read, stop at once); empty: the base's",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,8 +198,10 @@ def save_folder(
 
 
 def runtime_hints_of(cfg: Any) -> dict[str, str]:
-    """The ``planner`` / ``prompt_style`` / ``actions`` a stage's config names for the saved model."""
-    return {k: str(getattr(cfg, k, "") or "") for k in ("planner", "prompt_style", "actions")}
+    """The ``planner`` / ``prompt_style`` / ``actions`` / ``replans`` a stage's config names for
+    the saved model."""
+    keys = ("planner", "prompt_style", "actions", "replans")
+    return {k: str(getattr(cfg, k, "") or "") for k in keys}
 
 
 def rank() -> int:

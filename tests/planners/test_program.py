@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentkit.cli import app
-from agentkit.errors import BackendError
+from agentkit.errors import BackendError, ConfigError
 from agentkit.graph import load_steps
 from agentkit.mllm.backends.base import Generation
 from agentkit.planners import dsl
@@ -100,6 +100,35 @@ def test_no_rewrite_left_hands_over_to_the_summarizer(make_agent):
     assert res.stop_reason == "program_failed" and res.answer == "unknown"
     assert "summarizer" in backend.calls[1][0].content
     assert "no rewrite left" in backend.calls[1][-1].content
+
+
+def test_a_model_that_declares_no_rewrites_hands_a_failed_program_to_the_summarizer(
+    registry, tmp_path
+):
+    """A model folder may declare ``"replans": "0"`` (the shipped core's rewrites never read):
+    its failed program goes straight to the summarizer, no rewrite turn asked; Options win over
+    the declaration, and a declaration that is no count is refused."""
+    from agentkit.graph import Agent
+    from agentkit.runtime import Options
+
+    class Declaring(ScriptedBackend):
+        runtime_hints = {"replans": "0"}
+
+    broken = program("x = boom()", "ANSWER = x")
+    backend = Declaring([broken, "Final Answer: unknown"])
+    agent = Agent(backend, tools=registry, planner="program", runs_dir=tmp_path)
+    assert agent.options.replans == 0
+    res = agent.ask("q?")
+    assert res.stop_reason == "program_failed" and len(backend.calls) == 2
+    assert "no rewrite left" in backend.calls[1][-1].content
+    again = Declaring([broken, program("ANSWER = 1")])
+    told = Agent(again, tools=registry, planner="program", runs_dir=tmp_path,
+                 options=Options(replans=1))  # fmt: skip
+    assert told.ask("q?").answer == "1" and "rewrite the program" in again.calls[1][-1].content
+    assert Agent(ScriptedBackend([]), tools=registry, runs_dir=tmp_path).options.replans == 1
+    Declaring.runtime_hints = {"replans": "a few"}
+    with pytest.raises(ConfigError, match="replans 'a few'"):
+        Agent(Declaring([]), tools=registry, runs_dir=tmp_path)
 
 
 def test_unreadable_program_goes_back_with_the_line_named(make_agent, image):
