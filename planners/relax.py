@@ -50,9 +50,9 @@ def loosened(steps: Sequence[Step]) -> Iterator[Loosened]:
     queue, seen = list(strings_in(steps[-1].args or {})), set()
     while queue:
         i = by_ref.get(queue.pop(0), -1)
-        step = steps[i]
-        if i < 0 or i in seen or step.tool != SELECT or (step.result or {}).get("count"):
+        if i < 0 or i in seen or steps[i].tool != SELECT or (steps[i].result or {}).get("count"):
             continue
+        step = steps[i]
         seen.add(i)
         args = step.args or {}
         queue.extend(strings_in(args.get(OBJECTS, [])))

@@ -8,6 +8,7 @@ or paused machine gives the same model later rather than a worse one on time.
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Protocol
 
@@ -35,16 +36,10 @@ def scheduled(step: int, seconds: float, cfg: Schedule) -> float:
     the budget ended there; after, it picks up where ``max_minutes``' own stands."""
     restart = float(getattr(cfg, "restart_minutes", 0.0) or 0.0)
     if 0 < restart < cfg.max_minutes and seconds < 60 * restart:
-        return progress(step, seconds, _Budget(cfg, restart))
+        leg = copy.copy(cfg)
+        leg.max_minutes = restart
+        return progress(step, seconds, leg)
     return progress(step, seconds, cfg)
-
-
-class _Budget:
-    """``cfg`` with another ``max_minutes``."""
-
-    def __init__(self, cfg: Schedule, max_minutes: float):
-        self.steps, self.max_minutes, self.warmup = cfg.steps, max_minutes, cfg.warmup
-        self.lr, self.min_lr_ratio = cfg.lr, cfg.min_lr_ratio
 
 
 def lr_at(step: int, done: float, cfg: Schedule) -> float:
