@@ -27,7 +27,12 @@ def test_core_is_a_small_standard_folder_that_declares_its_prompting(core):
     size = sum(p.stat().st_size for p in core.iterdir())
     assert size < 16 * 2**20  # fp16, compact config
     hints = json.loads((core / "agentkit_runtime.json").read_text())
-    assert hints == {"planner": "program", "prompt_style": "bare", "actions": "code"}
+    assert hints == {
+        "planner": "program",
+        "prompt_style": "bare",
+        "actions": "code",
+        "replans": "0",
+    }
 
 
 @pytest.mark.slow
