@@ -371,10 +371,8 @@ def to_program(plan: ToolPlan, *, media: Sequence[str] = ("image_0",)) -> str:
     """The plan as DSL text: one ``var = tool(key=value)`` line per call, then ``ANSWER = var``.
     Media ids and variables are written bare (``image=image_0``), everything else as a DSL
     value."""
-    names = {*media, *(s.var for s in plan.steps)}
-    lines = [dsl.format_line(s.var, s.tool, _named(s.args, plan), names) for s in plan.steps]
-    lines.append(f"{dsl.ANSWER} = {plan.steps[-1].var}")
-    return "\n".join(lines)
+    calls = [ToolCall(tool=s.tool, args=_named(s.args, plan), name=s.var) for s in plan.steps]
+    return dsl.format_program(calls, {"ref": plan.steps[-1].var}, media)
 
 
 def program_thought(plan: ToolPlan) -> str:

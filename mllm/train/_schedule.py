@@ -19,6 +19,7 @@ class Schedule(Protocol):
     warmup: int
     lr: float
     min_lr_ratio: float
+    restart_minutes: float
 
 
 def progress(step: int, seconds: float, cfg: Schedule) -> float:
@@ -34,10 +35,9 @@ def scheduled(step: int, seconds: float, cfg: Schedule) -> float:
     """:func:`progress` as the schedule reads it. With ``restart_minutes`` (a warm restart, as a
     run resumed with a larger budget trains): until that many CPU minutes the schedule runs as if
     the budget ended there; after, it picks up where ``max_minutes``' own stands."""
-    restart = float(getattr(cfg, "restart_minutes", 0.0) or 0.0)
-    if 0 < restart < cfg.max_minutes and seconds < 60 * restart:
+    if 0 < cfg.restart_minutes < cfg.max_minutes and seconds < 60 * cfg.restart_minutes:
         leg = copy.copy(cfg)
-        leg.max_minutes = restart
+        leg.max_minutes = cfg.restart_minutes
         return progress(step, seconds, leg)
     return progress(step, seconds, cfg)
 

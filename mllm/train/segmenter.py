@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from agentkit.errors import ConfigError
-from agentkit.mllm.train._schedule import lr_at, progress
+from agentkit.mllm.train._schedule import lr_at, progress, scheduled
 
 #: Prompt kinds drawn per object, in the order of ``Config.prompt_mix``.
 PROMPT_KINDS = ("box", "point", "points", "box_points")
@@ -109,6 +109,11 @@ class Config:
         "compute budget in CPU minutes of the training process (a paused or busy machine does "
         "not spend it): the run and its lr schedule end at whichever of steps and max_minutes "
         "comes first; 0 = steps only",
+    )
+    restart_minutes: float = _f(
+        0.0,
+        "a warm restart (0 = none): until this many CPU minutes the schedule runs as if the "
+        "budget ended there, then it picks up where max_minutes' own stands",
     )
     evaluate: bool = _f(True, "score every held-out scene at the end (out/metrics.json)")
 
@@ -424,7 +429,7 @@ def train(cfg: Config, out: Path) -> Path:
         idx = rng.choice(len(data), size=min(cfg.batch, len(data)), replace=False)
         batch = [augment(rng, data[i], cfg) for i in idx]
         prompts = [sample_prompts(rng, s, cfg) for s in batch]
-        lr = lr_at(step, progress(step, seconds, cfg), cfg)
+        lr = lr_at(step, scheduled(step, seconds, cfg), cfg)
         for g in opt.param_groups:
             g["lr"] = lr
         loss, stats = step_loss(sam, batch, prompts, cfg)
