@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -19,7 +20,7 @@ class Schedule(Protocol):
     warmup: int
     lr: float
     min_lr_ratio: float
-    restart_minutes: float
+    restart_minutes: Sequence[float]
 
 
 def progress(step: int, seconds: float, cfg: Schedule) -> float:
@@ -32,13 +33,15 @@ def progress(step: int, seconds: float, cfg: Schedule) -> float:
 
 
 def scheduled(step: int, seconds: float, cfg: Schedule) -> float:
-    """:func:`progress` as the schedule reads it. With ``restart_minutes`` (a warm restart, as a
-    run resumed with a larger budget trains): until that many CPU minutes the schedule runs as if
-    the budget ended there; after, it picks up where ``max_minutes``' own stands."""
-    if 0 < cfg.restart_minutes < cfg.max_minutes and seconds < 60 * cfg.restart_minutes:
-        leg = copy.copy(cfg)
-        leg.max_minutes = cfg.restart_minutes
-        return progress(step, seconds, leg)
+    """:func:`progress` as the schedule reads it. With ``restart_minutes`` (warm restarts, as a
+    run resumed with a larger budget, and again with a larger one, trains): until the first
+    that many CPU minutes the schedule runs as if the budget ended there, then as if it ended at
+    the next, and after the last it follows ``max_minutes``' own."""
+    for r in sorted(cfg.restart_minutes):
+        if 0 < r < cfg.max_minutes and seconds < 60 * r:
+            leg = copy.copy(cfg)
+            leg.max_minutes = r
+            return progress(step, seconds, leg)
     return progress(step, seconds, cfg)
 
 

@@ -139,11 +139,11 @@ class Config:
         "CPU-minute budget (0 = none): the run and its lr schedule end at whichever of steps and "
         "max_minutes comes first",
     )
-    restart_minutes: float = _f(
-        0.0,
-        "a warm restart (0 = none): until this many CPU minutes the schedule runs as if the "
-        "budget ended there, then it picks up where max_minutes' own stands (a run resumed with "
-        "a larger budget trains so)",
+    restart_minutes: list[float] = _f(
+        [],
+        "warm restarts (none by default): until the first this many CPU minutes the schedule "
+        "runs as if the budget ended there, then as if it ended at the next, and after the last "
+        "it follows max_minutes' own (a run resumed with a larger budget trains so)",
     )
     progress: bool = _f(True, "show a rich progress bar")
 

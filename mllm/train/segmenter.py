@@ -110,10 +110,11 @@ class Config:
         "not spend it): the run and its lr schedule end at whichever of steps and max_minutes "
         "comes first; 0 = steps only",
     )
-    restart_minutes: float = _f(
-        0.0,
-        "a warm restart (0 = none): until this many CPU minutes the schedule runs as if the "
-        "budget ended there, then it picks up where max_minutes' own stands",
+    restart_minutes: list[float] = _f(
+        [],
+        "warm restarts (none by default): until the first this many CPU minutes the schedule "
+        "runs as if the budget ended there, then as if it ended at the next, and after the last "
+        "it follows max_minutes' own (a run resumed with a larger budget trains so)",
     )
     evaluate: bool = _f(True, "score every held-out scene at the end (out/metrics.json)")
 

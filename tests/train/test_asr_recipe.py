@@ -167,13 +167,19 @@ def test_a_warm_restart_schedules_as_a_run_resumed_with_a_larger_budget():
 
     _, two = build_config(load_recipe("asr"), ["steps=10000", "max_minutes=2", "warmup=0"])
     _, legs = build_config(load_recipe("asr"), ["steps=10000", "max_minutes=2", "warmup=0",
-                                                "restart_minutes=1"])  # fmt: skip
+                                                "restart_minutes=[1]"])  # fmt: skip
     _, one = build_config(load_recipe("asr"), ["steps=10000", "max_minutes=1", "warmup=0"])
     assert scheduled(5, 30.0, legs) == progress(5, 30.0, one) == 0.5
     assert scheduled(5, 59.0, legs) > 0.98 and scheduled(5, 60.0, legs) == 0.5
     assert scheduled(5, 90.0, legs) == progress(5, 90.0, two) == 0.75
     assert lr_at(5, scheduled(5, 59.9, legs), legs) < lr_at(5, scheduled(5, 60.1, legs), legs)
     assert scheduled(5, 30.0, two) == progress(5, 30.0, two) == 0.25  # no restart: as before
+    # two restarts (a run resumed twice): 0-1 min as a 1-minute run, 1-2 as a 2-minute one,
+    # then the 4-minute schedule
+    _, twice = build_config(load_recipe("asr"), ["steps=10000", "max_minutes=4", "warmup=0",
+                                                 "restart_minutes=[2, 1]"])  # fmt: skip
+    assert scheduled(5, 30.0, twice) == 0.5 and scheduled(5, 90.0, twice) == 0.75
+    assert scheduled(5, 150.0, twice) == 150 / 240
 
 
 def test_training_forward_is_whispers_forward():
