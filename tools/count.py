@@ -11,7 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentkit.errors import ToolError
 from agentkit.tools.base import ToolContext
+from agentkit.tools.detect import ATTRIBUTES, normalize_word
 
 NAME = "count"
 DESCRIPTION = """Counts the objects in a list of detections that match all the given filters: a
@@ -83,13 +85,37 @@ def matches(
     if min_score is not None and (det.score is None or det.score < min_score):
         return False
     fields = det.model_dump()
-    return all(key in fields and _same(fields[key], want) for key, want in where.items())
+    return all(key in fields and _same(_word(key, fields[key]), want) for key, want in where.items())
+
+
+def _word(key: str, value: Any) -> Any:
+    """An attribute's value as :func:`check_where` compares it (scene words canonical)."""
+    return normalize_word(value) if key in ATTRIBUTES and isinstance(value, str) else value
+
+
+def check_where(where: dict[str, _Scalar]) -> dict[str, _Scalar]:
+    """``where`` with the scene's attribute words made canonical ("matte" -> "rubber"). A value
+    that is a word of *another* scene attribute (size "rubber") is a slip, not a filter that
+    matches nothing: a ToolError says which key it belongs to. Other words pass as given (a
+    caller's own objects may have colours the scene world lacks)."""
+    out: dict[str, _Scalar] = {}
+    for key, want in where.items():
+        if key in ATTRIBUTES and isinstance(want, str):
+            word = normalize_word(want)
+            if word in ATTRIBUTES[key]:
+                want = word
+            elif owner := next((a for a, ws in ATTRIBUTES.items() if word in ws), None):
+                raise ToolError(
+                    f"{NAME}: {want!r} is a {owner}, not a {key} ({', '.join(ATTRIBUTES[key])});"
+                    f" filter on {owner} instead"
+                )
+        out[key] = want
+    return out
 
 
 def run(args: Args, ctx: ToolContext) -> Result:
-    hits = [
-        i for i, d in enumerate(args.objects) if matches(d, args.label, args.where, args.min_score)
-    ]
+    where = check_where(args.where)
+    hits = [i for i, d in enumerate(args.objects) if matches(d, args.label, where, args.min_score)]
     return Result(count=len(hits), total=len(args.objects), indices=hits)
 
 

@@ -309,6 +309,9 @@ DETECTIONS = [
         ({"min_score": 0.5}, [0, 4]),  # items without a score are left out
         ({"label": "cube", "min_score": 0.3}, [0, 2]),
         ({"label": "pyramid"}, []),
+        ({"where": {"material": "matte"}}, [4]),  # the scene's synonyms: matte is rubber
+        ({"where": {"color": "grey", "size": "big"}}, []),
+        ({"where": {"color": "orange"}}, []),  # a word the scene lacks: a filter like any
     ],
 )
 def test_count_filters(
@@ -336,6 +339,17 @@ def test_count_bad_detections_name_the_item(registry: ToolRegistry, ctx: ToolCon
     assert not step.ok and "objects.1.label" in step.error
     step = run(registry, ctx, "count", objects="detect_9")  # an unknown name is just a string
     assert not step.ok and "objects" in step.error
+
+
+def test_count_a_value_of_another_attribute_is_an_error(
+    registry: ToolRegistry, ctx: ToolContext
+) -> None:
+    """size="rubber" (a small controller's slip for material) would count nothing and answer 0;
+    the error names the attribute the word belongs to, so the program is read again."""
+    step = run(registry, ctx, "count", objects=DETECTIONS, where={"size": "rubber"})
+    assert not step.ok and "'rubber' is a material, not a size" in step.error
+    step = run(registry, ctx, "count", objects=DETECTIONS, where={"shape": "Metallic"})
+    assert not step.ok and "is a material, not a shape" in step.error
 
 
 def test_count_matches_helper() -> None:
