@@ -85,7 +85,9 @@ def matches(
     if min_score is not None and (det.score is None or det.score < min_score):
         return False
     fields = det.model_dump()
-    return all(key in fields and _same(_word(key, fields[key]), want) for key, want in where.items())
+    return all(
+        key in fields and _same(_word(key, fields[key]), want) for key, want in where.items()
+    )
 
 
 def _word(key: str, value: Any) -> Any:
