@@ -44,6 +44,7 @@ TIMEOUT = 120.0
 PURE = True  # reads its inputs only: may run ahead and be reused
 DEFAULT_WEIGHTS = "speech-whisper"
 SAMPLE_RATE = 16_000
+MAX_ALTERNATIVES = 8
 #: Keys a checkpoint's "transcribe_options" may set (others are ignored: a checkpoint is data).
 CHECKPOINT_OPTIONS = frozenset(
     {
@@ -65,6 +66,13 @@ class Args(BaseModel):
     weights: str | None = Field(
         None, description="Checkpoint name or path (default speech-whisper)."
     )
+    alternatives: int = Field(
+        0,
+        ge=0,
+        le=MAX_ALTERNATIVES,
+        description="Also return up to this many other readings of the speech (a beam search), "
+        "likeliest first; clips of one window only.",
+    )
 
 
 class Segment(BaseModel):
@@ -78,6 +86,10 @@ class Result(BaseModel):
     language: str | None
     segments: list[Segment]
     duration: float = Field(description="Length of the audio in seconds.")
+    alternatives: list[str] = Field(
+        default_factory=list,
+        description="Other readings of the speech, likeliest first (when asked for).",
+    )
 
 
 class Transcriber:
@@ -169,12 +181,48 @@ def run(args: Args, ctx: ToolContext) -> Result:
         Segment(start=round(s["start"], 2), end=round(s["end"], 2), text=s["text"].strip())
         for s in out["segments"]
     ]
+    text = out["text"].strip()
+    others: list[str] = []
+    if args.alternatives:
+        # The transcript stays the decoding above (asking for alternatives changes nothing
+        # else); a beam of one more than asked reads the clip again for the others.
+        opts = {**opts, "language": opts["language"] or out.get("language")}
+        beam = decode_windows(tr.model, audio, opts, alternatives=args.alternatives + 1)
+        others = [t for t in beam["alternatives"] if _plain(t) != _plain(text)]
     return Result(
-        text=out["text"].strip(),
+        text=text,
         language=out.get("language"),
         segments=segments,
         duration=round(len(audio) / SAMPLE_RATE, 3),
+        alternatives=others[: args.alternatives],
     )
+
+
+def _plain(text: str) -> str:
+    """A reading as compared with another: lower case, words only."""
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+class _Ranked:
+    """whisper's sequence ranker that also keeps every candidate of the beam, best first, scored
+    as :class:`whisper.decoding.MaximumLikelihoodRanker` scores them (sum of log-probabilities
+    over a length penalty)."""
+
+    def __init__(self, length_penalty: float | None):
+        self.length_penalty = length_penalty
+        self.ranked: list[list[list[int]]] = []  # per audio: candidates' tokens, best first
+
+    def rank(self, tokens: list[list[Any]], sum_logprobs: list[list[float]]) -> list[int]:
+        def score(length: int, logprob: float) -> float:
+            lp = self.length_penalty
+            return logprob / (length if lp is None else ((5 + length) / 6) ** lp)
+
+        self.ranked, best = [], []
+        for cands, lps in zip(tokens, sum_logprobs, strict=True):
+            order = sorted(range(len(cands)), key=lambda i: -score(len(cands[i]), lps[i]))
+            self.ranked.append([cands[i].tolist() for i in order])
+            best.append(order[0])
+        return best
 
 
 def encode_frames(encoder: Any, x: Any) -> Any:
@@ -202,11 +250,14 @@ def spoken_language(model: Any, features: Any, tokenizer: Any) -> str:
     return str(tokenizer.decode([best]).strip("<|>"))
 
 
-def decode_windows(model: Any, audio: np.ndarray, opts: dict[str, Any]) -> dict[str, Any]:
+def decode_windows(
+    model: Any, audio: np.ndarray, opts: dict[str, Any], alternatives: int = 0
+) -> dict[str, Any]:
     """``transcribe``'s result for a model with a window shorter than 30 s: the clip's log-mel
     (computed as ``transcribe`` computes it) cut into windows of ``2 * n_audio_ctx`` frames, each
     zero-padded and decoded without timestamps (greedy, or a beam when the options ask for
-    one); one segment per window.
+    one); one segment per window. With ``alternatives`` (a beam of that many) and a clip of one
+    window, ``"alternatives"`` holds every reading of the beam, likeliest first.
 
     A checkpoint trained on unpadded clips says ``crop_window``: its encoder then hears only
     the window's own frames (:func:`encode_frames`), as it did in training, and the language is
@@ -226,10 +277,10 @@ def decode_windows(model: Any, audio: np.ndarray, opts: dict[str, Any]) -> dict[
         temperature=0.0,
         fp16=bool(opts.get("fp16")),
         sample_len=opts.get("sample_len"),
-        beam_size=opts.get("beam_size"),
+        beam_size=alternatives or opts.get("beam_size"),
     )
     crop = bool(opts.get("crop_window"))
-    segments, language = [], opts.get("language")
+    segments, language, readings = [], opts.get("language"), []
     for start in range(0, max(frames, 1), n):
         end = min(frames, start + n)
         own = max(2, end - start + (end - start) % 2)  # the window's own frames, made even
@@ -243,8 +294,11 @@ def decode_windows(model: Any, audio: np.ndarray, opts: dict[str, Any]) -> dict[
                     task = DecodingTask(model, replace(options, language=code))
             # whisper takes features in place of a mel only at the full window's length
             task._get_audio_features = lambda _mel, f=feats: f  # type: ignore[method-assign]
+        ranker = task.sequence_ranker = _Ranked(options.length_penalty)
         with torch.no_grad():
             res = task.run(x)[0]
+        if alternatives and frames <= n:
+            readings = [task.tokenizer.decode(t).strip() for t in ranker.ranked[0]]
         language = language or res.language
         text = res.text.strip()
         quiet = opts.get("no_speech_threshold")
@@ -254,6 +308,7 @@ def decode_windows(model: Any, audio: np.ndarray, opts: dict[str, Any]) -> dict[
         "text": " ".join(s["text"] for s in segments),
         "segments": segments,
         "language": language,
+        "alternatives": [r for r in dict.fromkeys(readings) if r],
     }
 
 

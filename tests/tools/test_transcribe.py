@@ -236,3 +236,31 @@ def test_wer_eval_with_decoding_options_replacing_the_checkpoints(small, tmp_pat
     assert out.exit_code == 0, out.output
     figures = json.loads(out.output)
     assert list(figures) == ["transcribe"] and figures["transcribe"]["options"] == {"sample_len": 1}
+
+
+def test_other_readings_come_from_a_beam_and_leave_the_transcript_as_it_was(small, tmp_path):
+    """``alternatives=k``: the transcript is the one decoded without them; the others are a beam
+    of k + 1 readings, likeliest first as whisper ranks them (the first is what a beam search
+    of that size answers), without the transcript and without repeats. A clip longer than one
+    window has none."""
+    ctx = ToolContext(models=ModelCache(), weights={"transcribe": str(small)})
+    wav = write_wav(tmp_path / "a.wav", seconds=2.0)
+    plain = transcribe.run(transcribe.Args(audio=str(wav)), ctx)
+    more = transcribe.run(transcribe.Args(audio=str(wav), alternatives=3), ctx)
+    assert more.text == plain.text and plain.alternatives == []
+    assert len(more.alternatives) <= 3 and len(set(more.alternatives)) == len(more.alternatives)
+    assert plain.text not in more.alternatives
+
+    model = transcribe.load_transcriber(small, "cpu").model
+    audio = transcribe.load_audio(wav)
+    opts = {"language": "en", "sample_len": 8}
+    beam = transcribe.decode_windows(model, audio, opts, alternatives=4)
+    assert (
+        beam["alternatives"][0]
+        == transcribe.decode_windows(model, audio, {**opts, "beam_size": 4})["text"]
+    )
+    short = save_whisper(tmp_path / "short.pt", {**SMALL_128, "n_audio_ctx": 50})  # 1 s windows
+    model = transcribe.load_transcriber(short, "cpu").model
+    assert transcribe.decode_windows(model, audio, opts, alternatives=4)["alternatives"] == []
+    with pytest.raises(ValueError):
+        transcribe.Args(audio="a", alternatives=transcribe.MAX_ALTERNATIVES + 1)
