@@ -47,7 +47,6 @@ import dataclasses
 import json
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,19 +145,7 @@ class Config:
         "runs as if the budget ended there, then as if it ended at the next, and after the last "
         "it follows max_minutes' own (a run resumed with a larger budget trains so)",
     )
-    average_cycles: int = _f(
-        0,
-        "release the average of the models at the ends of the last this many cosine cycles "
-        "(each of restart_minutes, then the run's end; 0 or 1 = the last alone): stochastic "
-        "weight averaging over a cyclic schedule",
-    )
     progress: bool = _f(True, "show a rich progress bar")
-
-    def cycle_ends(self) -> list[float]:
-        """CPU minutes at which a cosine cycle ends: each warm restart, then the budget."""
-        return [r for r in sorted(self.restart_minutes) if 0 < r < self.max_minutes] + [
-            self.max_minutes
-        ]
 
     def clips(self, split: str) -> int:
         """How many clips ``split`` ("train", "dev" or "test") has."""
@@ -612,10 +599,7 @@ def train(cfg: Config, out: Path) -> Path:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
-            before, seconds = seconds, prior + time.process_time() - cpu0
-            for r in cfg.cycle_ends()[:-1]:  # a cycle ended: its model is kept (average_cycles)
-                if before < 60 * r <= seconds:
-                    save_release(model, cycle_path(out, r), cfg)
+            seconds = prior + time.process_time() - cpu0
             losses.append(round(ce.item(), 4))
             bar.update(task, completed=step, loss=losses[-1])
             log.write(json.dumps({"step": step, "loss": losses[-1], "ctc": round(ctc_loss.item(), 4),
@@ -626,40 +610,4 @@ def train(cfg: Config, out: Path) -> Path:
                 _save_last(last, model, ctc, opt, step, seconds, losses)
                 save_release(model, out / "speech-whisper.pt", cfg)
     log.close()
-    release = save_release(model, out / "speech-whisper.pt", cfg)
-    if cfg.average_cycles > 1:
-        ends = cfg.cycle_ends()[-cfg.average_cycles :]
-        snapshots = [cycle_path(out, r) for r in ends[:-1]]
-        if missing := [str(p) for p in snapshots if not p.exists()]:
-            raise ConfigError(
-                f"average_cycles={cfg.average_cycles} needs the models of earlier cycle ends, "
-                f"missing: {', '.join(missing)} (a run resumed from before they were kept)"
-            )
-        shutil.copyfile(release, cycle_path(out, ends[-1]))
-        average_releases([*snapshots, cycle_path(out, ends[-1])], release)
-    return release
-
-
-def cycle_path(out: Path, minutes: float) -> Path:
-    """Where the release at the end of the cosine cycle ending at ``minutes`` CPU minutes goes."""
-    return out / f"cycle-{minutes:g}.pt"
-
-
-def average_releases(paths: list[Path], out: Path) -> Path:
-    """The element-wise mean of releases' weights (computed in fp32, stored as they were), with
-    the last one's dims and options, written to ``out``."""
-    import torch
-
-    cks = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
-    last = cks[-1]
-    if any(c["dims"] != last["dims"] for c in cks):
-        raise ConfigError(f"cannot average releases of different shapes: {[str(p) for p in paths]}")
-    sd = {
-        k: (sum(c["model_state_dict"][k].float() for c in cks) / len(cks)).to(v.dtype)
-        if v.is_floating_point() else v
-        for k, v in last["model_state_dict"].items()
-    }  # fmt: skip
-    tmp = out.with_suffix(".tmp")
-    torch.save({**last, "model_state_dict": sd}, tmp)
-    tmp.replace(out)
-    return out
+    return save_release(model, out / "speech-whisper.pt", cfg)
