@@ -16,7 +16,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,25 @@ def compiled_graph(build: Any) -> Any:
         return graph
 
 
+def _one_of(allowed: tuple[str, ...]) -> Callable[[Any], Any]:
+    return lambda v: v if v in allowed else None
+
+
+def _count(v: Any) -> int | None:
+    """An int >= 0 given as one or as its digits (a model folder's hints are text)."""
+    return int(v) if str(v).isdigit() else None
+
+
+#: The options a caller may leave open (None) for the model's folder to settle
+#: (``agentkit_runtime.json``), then the library default: (key, default, what is valid, reader
+#: returning the value or None when invalid).
+_SETTLED: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
+    ("prompt_style", "full", f"one of {PROMPT_STYLES}", _one_of(PROMPT_STYLES)),
+    ("actions", "text", f"one of {ACTIONS}", _one_of(ACTIONS)),
+    ("replans", "1", "an int >= 0", _count),
+)
+
+
 class Agent:
     """Answers tasks with a planner over the four roles.
 
@@ -123,28 +142,20 @@ class Agent:
         self.models = model if isinstance(model, RoleModels) else RoleModels(controller=model)
         self.tools = tools if tools is not None else ToolRegistry.default()
         # What the caller leaves open, the model's folder may settle (it knows how it was
-        # trained), then the library defaults: react, full tool descriptions.
+        # trained), then the library defaults (react, and :data:`_SETTLED`'s).
         hints = runtime_hints(self.models.controller)
         self.planner = planner or hints.get("planner") or "react"
         self._build = get_builder(self.planner)
         self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
         self.device = device
         self.options = options or Options()
-        for key, allowed, default in (
-            ("prompt_style", PROMPT_STYLES, "full"),
-            ("actions", ACTIONS, "text"),
-        ):
+        for key, default, expected, read in _SETTLED:
             given = getattr(self.options, key)
-            value = given if given is not None else hints.get(key, default)
-            if value not in allowed:
+            asked = given if given is not None else hints.get(key, default)
+            if (value := read(asked)) is None:
                 who = "Options" if given is not None else "the model declares"
-                raise ConfigError(f"{who} {key} {value!r}; expected one of {allowed}")
+                raise ConfigError(f"{who} {key} {asked!r}; expected {expected}")
             self.options = replace(self.options, **{key: value})
-        if self.options.replans is None:
-            declared = hints.get("replans", "1")
-            if not declared.isdigit():
-                raise ConfigError(f"the model declares replans {declared!r}; expected an int >= 0")
-            self.options = replace(self.options, replans=int(declared))
         if tool_weights:  # a copy: the caller's Options may be shared by other agents
             self.options = replace(
                 self.options, tool_weights={**self.options.tool_weights, **tool_weights}

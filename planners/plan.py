@@ -7,8 +7,8 @@
 The controller sees no observation before the plan is written, so one model call plans every tool
 call; the executor runs one call per node invocation (each finished call is checkpointed). The
 decider stops on the step budget, or when a call fails: the controller may then re-plan with the
-error shown (``Options.replans`` times: what the model declares, else 1). The summarizer model always writes the
-answer, from the calls and their observations.
+error shown (``Options.replans`` times: what the model declares, else 1). The summarizer model
+always writes the answer, from the calls and their observations.
 
 A plan is numbered ReAct calls (each ``Thought:`` / ``Action:`` / ``Action Input:`` block read by
 :func:`agentkit.mllm.toolcall.parse`) or a JSON list of ``{"tool": ..., "args": {...}}``. Later calls

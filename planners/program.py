@@ -10,7 +10,8 @@ The program (see :mod:`agentkit.planners.dsl`) is parsed, never executed as Pyth
 runs one line per node invocation (so each finished line is checkpointed); the line's variable is
 the step's ``ref``, and later lines pass it by name. A failed line stops the program and goes back
 to the controller as an observation; it may rewrite the program ``Options.replans`` times (by
-default what the model's folder declares, else 1; the shipped core declares 0). When every line has run, the decider reads ANSWER and formats it as the short answer
+default what the model's folder declares, else 1; the shipped core declares 0). When every line
+has run, the decider reads ANSWER and formats it as the short answer
 (:func:`~agentkit.planners.dsl.format_answer`); that *is* the answer, with no model call, unless
 ``Options.summarize`` asks the summarizer model to write it from the observations. A program that
 cannot finish (no rewrite left, budget spent) is answered by the summarizer model.

@@ -294,9 +294,8 @@ def decode_windows(
                     task = DecodingTask(model, replace(options, language=code))
             # whisper takes features in place of a mel only at the full window's length
             task._get_audio_features = lambda _mel, f=feats: f  # type: ignore[method-assign]
-        ranker = _Ranked(options.length_penalty)
         if alternatives:  # whisper's own ranker otherwise
-            task.sequence_ranker = ranker
+            ranker = task.sequence_ranker = _Ranked(options.length_penalty)
         with torch.no_grad():
             res = task.run(x)[0]
         if alternatives and frames <= n:

@@ -129,6 +129,8 @@ def test_a_model_that_declares_no_rewrites_hands_a_failed_program_to_the_summari
     Declaring.runtime_hints = {"replans": "a few"}
     with pytest.raises(ConfigError, match="replans 'a few'"):
         Agent(Declaring([]), tools=registry, runs_dir=tmp_path)
+    with pytest.raises(ConfigError, match="Options replans -1; expected an int >= 0"):
+        Agent(ScriptedBackend([]), tools=registry, runs_dir=tmp_path, options=Options(replans=-1))
 
 
 def test_unreadable_program_goes_back_with_the_line_named(make_agent, image):
