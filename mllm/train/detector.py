@@ -12,9 +12,10 @@ Two models, both trained on the scene world only (nothing downloaded):
    boxes and under lighting it has not seen.
 
 Steps (each resumable): render the missing training and held-out scenes with the world's own
-functions, export the training scenes to YOLO format, train YOLO (resumes from ``last.pt``),
-train the attribute head, evaluate both on the held-out scenes (:mod:`agentkit.mllm.eval.perception`)
-and copy the fp16 checkpoints to ``out/scenes-yolo.pt`` and ``out/scenes-attr.pt``.
+functions, export the training scenes to YOLO format, train YOLO (resumes from ``last.pt``; a
+second leg, when the recipe sets one, fine-tunes it at a larger image size), train the attribute
+head, evaluate both on the held-out scenes (:mod:`agentkit.mllm.eval.perception`) and copy the
+fp16 checkpoints to ``out/scenes-yolo.pt`` and ``out/scenes-attr.pt``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class Config:
     cache: bool = _f(True, "keep the decoded training images in RAM (saves CPU per epoch)")
     hsv_s: float = _f(0.5, "YOLO saturation jitter")
     hsv_v: float = _f(0.4, "YOLO brightness jitter")
+    finetune_imgsz: int = _f(0, "second YOLO leg: fine-tune leg 1's best at this size (0 = none)")
+    finetune_hours: float = _f(0.75, "second leg's wall-clock budget in hours")
+    finetune_lr: float = _f(1e-3, "second leg's learning rate (AdamW, decays linearly)")
     # attribute head
     attr_epochs: int = _f(20, "attribute-head epochs")
     attr_crop: int = _f(32, "attribute-head crop side, pixels")
@@ -115,19 +119,10 @@ def _train_scenes(cfg: Config, limit: int = 0) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------------- YOLO
-def train_yolo(cfg: Config, out: Path) -> Path:
-    """Export the training scenes to YOLO format and train; returns ``best.pt`` (fp16)."""
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(out / "ultralytics-settings"))
-    ultralytics_offline()
-    from ultralytics import YOLO
-
+def _yolo_data(cfg: Config, out: Path) -> Path:
+    """The recipe's training scenes in YOLO format (exported once); returns its ``data.yaml``."""
     from agentkit.mllm.worlds.coco import export_yolo
 
-    run = out / "yolo-run"
-    best, last, done = run / "weights" / "best.pt", run / "weights" / "last.pt", run / "DONE"
-    if done.is_file() and best.is_file():
-        _log(f"YOLO already trained: {best}")
-        return best
     ds = out / "yolo-data"
     if not (ds / "data.yaml").is_file():
         # only the recipe's seeds: link them into a folder export_yolo can read
@@ -141,28 +136,62 @@ def train_yolo(cfg: Config, out: Path) -> Path:
                 (pick / f"{stem}{ext}").symlink_to(root / f"{stem}{ext}")
         export_yolo(pick, ds, task="detect", classes="shape", val_fraction=cfg.val_fraction,
                     seed=cfg.seed)  # fmt: skip
+    return ds / "data.yaml"
+
+
+def _yolo_leg(cfg: Config, out: Path, name: str, start: str, imgsz: int, hours: float,
+              **train_kw: Any) -> Path:  # fmt: skip
+    """One YOLO training run in ``out/name`` from ``start`` (a yaml or a checkpoint); resumes
+    from its ``last.pt``, skips when finished; returns its ``best.pt``."""
+    from ultralytics import YOLO
+
+    run = out / name
+    best, last, done = run / "weights" / "best.pt", run / "weights" / "last.pt", run / "DONE"
+    if done.is_file() and best.is_file():
+        _log(f"YOLO {name} already trained: {best}")
+        return best
+    data = _yolo_data(cfg, out)
     if last.is_file():
-        _log(f"YOLO resumes from {last}")
+        _log(f"YOLO {name} resumes from {last}")
         try:
             YOLO(str(last)).train(resume=True)
         except Exception as e:  # noqa: BLE001 - "nothing to resume" when the run had finished
             if "nothing to resume" not in str(e).lower():
                 raise
     else:
-        _log(f"YOLO from {cfg.model}: imgsz {cfg.imgsz}, {cfg.epochs} epochs, {cfg.time_hours} h")
-        model = YOLO(cfg.model, task="detect")
-        kw: dict[str, Any] = {"time": cfg.time_hours} if cfg.time_hours > 0 else {}
+        _log(f"YOLO {name} from {start}: imgsz {imgsz}, {cfg.epochs} epochs, {hours} h")
+        model = YOLO(start, task="detect")
+        kw: dict[str, Any] = {"time": hours} if hours > 0 else {}
         # project must be absolute: ultralytics nests a relative one under runs/detect/
         model.train(
-            data=str(ds / "data.yaml"), imgsz=cfg.imgsz, epochs=cfg.epochs, batch=cfg.batch,
-            workers=cfg.yolo_workers, device="cpu", project=str(out.resolve()), name="yolo-run",
+            data=str(data), imgsz=imgsz, epochs=cfg.epochs, batch=cfg.batch,
+            workers=cfg.yolo_workers, device="cpu", project=str(out.resolve()), name=name,
             exist_ok=True, seed=cfg.seed, deterministic=False, plots=False, verbose=False,
-            hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v, cache=cfg.cache, patience=max(50, cfg.epochs), **kw,
+            hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v, cache=cfg.cache, patience=max(50, cfg.epochs),
+            **kw, **train_kw,
         )  # fmt: skip
     if not best.is_file():
         raise ConfigError(f"YOLO training wrote no {best}; see the log above")
     done.write_text("ok\n")
     return best
+
+
+def train_yolo(cfg: Config, out: Path) -> Path:
+    """Train YOLO on the recipe's scenes; returns the last leg's ``best.pt`` (fp16).
+
+    Leg 1 trains ``cfg.model`` from scratch at ``imgsz``. When ``finetune_imgsz`` is set, leg 2
+    continues from leg 1's best at that larger size, with a lower learning rate and a short
+    warm-up: small and partly hidden objects cover more pixels, and the larger size costs ~2x per
+    epoch only for the leg that needs it."""
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(out / "ultralytics-settings"))
+    ultralytics_offline()
+    best = _yolo_leg(cfg, out, "yolo-run", cfg.model, cfg.imgsz, cfg.time_hours)
+    if cfg.finetune_imgsz <= 0:
+        return best
+    return _yolo_leg(
+        cfg, out, "yolo-finetune", str(best), cfg.finetune_imgsz, cfg.finetune_hours,
+        optimizer="AdamW", lr0=cfg.finetune_lr, warmup_epochs=1.0,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- attribute head

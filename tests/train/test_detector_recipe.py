@@ -91,6 +91,8 @@ def test_tiny_recipe_writes_checkpoints_the_detect_tool_loads(tmp_path):
             "imgsz=64",
             "epochs=1",
             "time_hours=0",
+            "finetune_imgsz=96",
+            "finetune_hours=0",
             "batch=4",
             "yolo_workers=0",
             "attr_epochs=1",
@@ -99,6 +101,12 @@ def test_tiny_recipe_writes_checkpoints_the_detect_tool_loads(tmp_path):
     )
     out = module.train(cfg, tmp_path / "out")
     assert out == tmp_path / "out" / "scenes-yolo.pt" and out.is_file()
+    # the shipped YOLO is the second leg's: fine-tuned from the first at the larger size
+    import torch
+
+    ckpt = torch.load(out, map_location="cpu", weights_only=False)
+    assert ckpt["train_args"]["imgsz"] == 96
+    assert ckpt["train_args"]["model"].endswith("yolo-run/weights/best.pt")
     assert len(list((tmp_path / "train").glob("scene_*.json"))) == 4
     attr = tmp_path / "out" / "scenes-attr.pt"
     assert attr.is_file()
