@@ -11,6 +11,7 @@ import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from agentkit.mllm.train import build_config, detector, load_recipe  # noqa: E402
 from agentkit.tools import detect  # noqa: E402
@@ -102,8 +103,6 @@ def test_tiny_recipe_writes_checkpoints_the_detect_tool_loads(tmp_path):
     out = module.train(cfg, tmp_path / "out")
     assert out == tmp_path / "out" / "scenes-yolo.pt" and out.is_file()
     # the shipped YOLO is the second leg's: fine-tuned from the first at the larger size
-    import torch
-
     ckpt = torch.load(out, map_location="cpu", weights_only=False)
     assert ckpt["train_args"]["imgsz"] == 96
     assert ckpt["train_args"]["model"].endswith("yolo-run/weights/best.pt")
