@@ -204,22 +204,21 @@ def _plain(text: str) -> str:
 
 
 class _Ranked:
-    """whisper's sequence ranker that also keeps every candidate of the beam, best first, scored
-    as :class:`whisper.decoding.MaximumLikelihoodRanker` scores them (sum of log-probabilities
-    over a length penalty)."""
+    """A decoding task's own sequence ranker (whisper's ``MaximumLikelihoodRanker``) that also
+    keeps every candidate of the beam in the order it ranks them: its pick, then its pick among
+    the rest, and so on. It picks what the wrapped ranker picks; the scoring stays whisper's."""
 
-    def __init__(self, length_penalty: float | None):
-        self.length_penalty = length_penalty
+    def __init__(self, ranker: Any):
+        self.ranker = ranker
         self.ranked: list[list[list[int]]] = []  # per audio: candidates' tokens, best first
 
     def rank(self, tokens: list[list[Any]], sum_logprobs: list[list[float]]) -> list[int]:
-        def score(length: int, logprob: float) -> float:
-            lp = self.length_penalty
-            return logprob / (length if lp is None else ((5 + length) / 6) ** lp)
-
         self.ranked, best = [], []
         for cands, lps in zip(tokens, sum_logprobs, strict=True):
-            order = sorted(range(len(cands)), key=lambda i: -score(len(cands[i]), lps[i]))
+            left, order = list(range(len(cands))), []
+            while left:
+                (pick,) = self.ranker.rank([[cands[i] for i in left]], [[lps[i] for i in left]])
+                order.append(left.pop(int(pick)))
             self.ranked.append([cands[i].tolist() for i in order])
             best.append(order[0])
         return best
@@ -295,7 +294,7 @@ def decode_windows(
             # whisper takes features in place of a mel only at the full window's length
             task._get_audio_features = lambda _mel, f=feats: f  # type: ignore[method-assign]
         if alternatives:  # whisper's own ranker otherwise
-            ranker = task.sequence_ranker = _Ranked(options.length_penalty)
+            ranker = task.sequence_ranker = _Ranked(task.sequence_ranker)
         with torch.no_grad():
             res = task.run(x)[0]
         if alternatives and frames <= n:
