@@ -97,6 +97,39 @@ def scene_words(texts: Iterable[str]) -> Counter[str]:
     return Counter(w for w in (_COMPARISONS.get(w, w) for w in words) if w in _SCENE_WORDS)
 
 
+_VALUES = frozenset(v for values in ATTRIBUTES.values() for v in values)
+
+
+def phrases(question: str) -> tuple[frozenset[str], ...]:
+    """The attribute values of each object a question describes: its runs of consecutive
+    attribute words, synonyms normalised ("How many small objects are left of the big purple
+    thing?" -> {small}, {large, purple}; "small rubber or cylinders" -> {small, rubber},
+    {cylinder}). A shape ends a run ("the cube red" is two)."""
+    runs: list[set[str]] = []
+    current: set[str] = set()
+    for raw in re.findall(r"[a-z]+", _HOW_BIG_RE.sub(" ", question).lower()):
+        word = normalize_word(raw)
+        if word in _VALUES:
+            current.add(word)
+            if word in ATTRIBUTES["shape"]:
+                runs.append(current)
+                current = set()
+            continue
+        if current:
+            runs.append(current)
+            current = set()
+    if current:
+        runs.append(current)
+    return tuple(frozenset(r) for r in runs)
+
+
+def call_values(call: ToolCall, names: Iterable[str] = ()) -> set[str]:
+    """The attribute values one call filters by (variables in ``names`` are not words)."""
+    passed = set(names)
+    return {w for w in scene_words(s for s in strings_in(call.args) if s not in passed)
+            if w in _VALUES}  # fmt: skip
+
+
 def program_words(program: dsl.Program) -> Counter[str]:
     """The scene words a program's arguments name (variables passed by name aside: a value
     ``red_things`` refers to a result, it does not filter by red)."""
@@ -126,6 +159,8 @@ class Expectation:
 
     kind: str | None
     words: Counter[str]
+    #: the attribute values of each object the question describes (:func:`phrases`)
+    objects: tuple[frozenset[str], ...] = ()
 
     def kind_fits(self, answer: str) -> bool:
         """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
@@ -141,12 +176,26 @@ class Expectation:
         """What ``question`` expects. "How big / large / small is ..." asks for a size: its
         word names none to filter by."""
         words = scene_words([_HOW_BIG_RE.sub(" ", question)])
-        return cls(question_kind(question), words)
+        return cls(question_kind(question), words, phrases(question))
 
     def without(self, word: str) -> Expectation:
         """The same expectation with one occurrence of scene word ``word`` fewer (a program
         read without that filter is held to the rest)."""
-        return Expectation(self.kind, self.words - Counter([normalize_word(word)]))
+        word = normalize_word(word)
+        return Expectation(self.kind, self.words - Counter([word]),
+                           tuple(p - {word} for p in self.objects))  # fmt: skip
+
+    def mixed(self, call: ToolCall, names: Iterable[str] = ()) -> str | None:
+        """Why ``call`` filters by values of two different objects of the question ("small
+        purple" for "the small objects left of the big purple thing"), else None: the values
+        one call filters by should all describe one object (:func:`phrases`)."""
+        values = call_values(call, names)
+        if not values or not self.objects or any(values <= p for p in self.objects):
+            return None
+        return (
+            f"the line filters by {', '.join(sorted(values))}, which no one object of the "
+            "question has"
+        )
 
     def turn_unmet(self, turn: ToolCall | FinalAnswer, names: Iterable[str] = ()) -> str | None:
         """Why one turn of line-by-line work does not fit the question, else None: an answer of
@@ -161,7 +210,7 @@ class Expectation:
         named = scene_words(s for s in strings_in(turn.args) if s not in passed)
         if extra := sorted(w for w in named if w not in self.words):
             return f"the line names {', '.join(extra)}, which the question does not"
-        return None
+        return self.mixed(turn, passed)
 
     def unmet(self, program: dsl.Program, answer: str) -> str | None:
         """Why ``program`` (answering ``answer``) does not fit the question, else None."""
@@ -176,6 +225,10 @@ class Expectation:
             parts = [f"misses {', '.join(sorted(missing.elements()))}" if missing else "",
                      f"adds {', '.join(sorted(extra.elements()))}" if extra else ""]  # fmt: skip
             return "the program " + " and ".join(p for p in parts if p) + " against the question"
+        names = {call.name for call in program.calls if call.name}
+        for call in program.calls:
+            if why := self.mixed(call, names):
+                return f"{call.name} = {call.tool}(...): {why}"
         return None
 
 

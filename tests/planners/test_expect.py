@@ -110,3 +110,47 @@ def test_a_comparison_is_held_to_the_relation_the_question_asks_for():
     assert Expectation.of("Is there a ball of the same color as the cube?").words == Counter(
         {"sphere": 1, "cube": 1}
     )
+
+
+def test_one_call_filters_by_the_values_of_one_object_of_the_question():
+    """ "small purple" for "the small objects left of the big purple thing" joins words of two
+    objects: every word is in the question, yet no object there is small and purple. A call
+    whose values all describe one object fits, however few of them it names."""
+    from agentkit.planners import dsl
+    from agentkit.planners.expect import Expectation, phrases
+    from agentkit.state import ToolCall
+
+    question = "How many small objects are on the left side of the big purple thing?"
+    assert phrases(question) == (frozenset({"small"}), frozenset({"large", "purple"}))
+    assert phrases("How many things are small rubber or cylinders?") == (
+        frozenset({"small", "rubber"}), frozenset({"cylinder"}))  # fmt: skip
+    assert phrases("How big is the gray cube?") == (frozenset({"gray", "cube"}),)
+    expect = Expectation.of(question)
+
+    def select(**filters: str) -> ToolCall:
+        return ToolCall(tool="select", args={"objects": "objs", **filters}, name="sel")
+
+    mixed = expect.turn_unmet(select(size="small", color="purple"), ["objs"])
+    assert mixed == "the line filters by purple, small, which no one object of the question has"
+    assert expect.turn_unmet(select(size="large", color="purple"), ["objs"]) is None
+    assert expect.turn_unmet(select(color="purple"), ["objs"]) is None
+    # a variable named after values is no filter
+    assert expect.turn_unmet(ToolCall(tool="count", args={"objects": "small_purple_things"}),
+                             ["small_purple_things"]) is None  # fmt: skip
+
+    def program(first: str, size: str = "small") -> dsl.Program:
+        return dsl.parse_program(
+            f"objs = detect(image=image_0)\nref = select(objects=objs, {first})\n"
+            'lefts = relate(objects=objs, reference=ref, relation="left")\n'
+            f"n = count(objects=lefts, where={{'size': '{size}'}})\nANSWER = n",
+            ["detect", "select", "relate", "count"], media=["image_0"],
+        )  # fmt: skip
+
+    assert expect.unmet(program('size="large", color="purple"'), "2") is None
+    # the question's words, each as often, but the sizes swapped between its two objects
+    assert expect.unmet(program('size="small", color="purple"', "large"), "2") == (
+        "ref = select(...): the line filters by purple, small, which no one object of the "
+        "question has"
+    )
+    # a filter left out when a select found nothing: the object keeps its other values
+    assert expect.without("large").objects == (frozenset({"small"}), frozenset({"purple"}))
