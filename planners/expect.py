@@ -19,7 +19,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentkit.mllm.backends.base import Generation, Message
@@ -100,27 +100,49 @@ def scene_words(texts: Iterable[str]) -> Counter[str]:
 _VALUES = frozenset(v for values in ATTRIBUTES.values() for v in values)
 
 
-def phrases(question: str) -> tuple[frozenset[str], ...]:
-    """The attribute values of each object a question describes: its runs of consecutive
-    attribute words, synonyms normalised ("How many small objects are left of the big purple
-    thing?" -> {small}, {large, purple}; "small rubber or cylinders" -> {small, rubber},
-    {cylinder}). A shape ends a run ("the cube red" is two)."""
-    runs: list[set[str]] = []
+_RELATIONS = ("left", "right", "front", "behind")
+
+
+def _chunks(question: str) -> list[str | frozenset[str]]:
+    """A question as its objects (runs of consecutive attribute words, synonyms normalised; a
+    shape ends a run) and the spatial relation words between them, in order."""
+    out: list[str | frozenset[str]] = []
     current: set[str] = set()
     for raw in re.findall(r"[a-z]+", _HOW_BIG_RE.sub(" ", question).lower()):
         word = normalize_word(raw)
         if word in _VALUES:
             current.add(word)
-            if word in ATTRIBUTES["shape"]:
-                runs.append(current)
-                current = set()
-            continue
+            if word not in ATTRIBUTES["shape"]:
+                continue
         if current:
-            runs.append(current)
+            out.append(frozenset(current))
             current = set()
+        if word in _RELATIONS:
+            out.append(word)
     if current:
-        runs.append(current)
-    return tuple(frozenset(r) for r in runs)
+        out.append(frozenset(current))
+    return out
+
+
+def phrases(question: str) -> tuple[frozenset[str], ...]:
+    """The attribute values of each object a question describes: its runs of consecutive
+    attribute words ("How many small objects are left of the big purple thing?" -> {small},
+    {large, purple}; "small rubber or cylinders" -> {small, rubber}, {cylinder})."""
+    return tuple(c for c in _chunks(question) if isinstance(c, frozenset))
+
+
+def references(question: str) -> dict[str, tuple[frozenset[str], ...]]:
+    """Each spatial relation the question names -> the objects it is taken from: the object
+    right after the relation word ("small rubber cylinders right of the large rubber block" ->
+    right: {large, rubber, cube})."""
+    chunks = _chunks(question)
+    out: dict[str, tuple[frozenset[str], ...]] = {}
+    for i, chunk in enumerate(chunks):
+        if isinstance(chunk, str):
+            after = next((c for c in chunks[i + 1 :] if isinstance(c, frozenset)), None)
+            if after is not None:
+                out[chunk] = (*out.get(chunk, ()), after)
+    return out
 
 
 def call_values(call: ToolCall, names: Iterable[str] = ()) -> set[str]:
@@ -161,6 +183,8 @@ class Expectation:
     words: Counter[str]
     #: the attribute values of each object the question describes (:func:`phrases`)
     objects: tuple[frozenset[str], ...] = ()
+    #: each relation -> the objects the question takes it from (:func:`references`)
+    relations: dict[str, tuple[frozenset[str], ...]] = field(default_factory=dict)
 
     def kind_fits(self, answer: str) -> bool:
         """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
@@ -176,14 +200,15 @@ class Expectation:
         """What ``question`` expects. "How big / large / small is ..." asks for a size: its
         word names none to filter by."""
         words = scene_words([_HOW_BIG_RE.sub(" ", question)])
-        return cls(question_kind(question), words, phrases(question))
+        return cls(question_kind(question), words, phrases(question), references(question))
 
     def without(self, word: str) -> Expectation:
         """The same expectation with one occurrence of scene word ``word`` fewer (a program
         read without that filter is held to the rest)."""
         word = normalize_word(word)
+        relations = {r: tuple(p - {word} for p in ps) for r, ps in self.relations.items()}
         return Expectation(self.kind, self.words - Counter([word]),
-                           tuple(p - {word} for p in self.objects))  # fmt: skip
+                           tuple(p - {word} for p in self.objects), relations)  # fmt: skip
 
     def mixed(self, call: ToolCall, names: Iterable[str] = ()) -> str | None:
         """Why ``call`` filters by values of two different objects of the question ("small
@@ -197,11 +222,35 @@ class Expectation:
             "question has"
         )
 
-    def turn_unmet(self, turn: ToolCall | FinalAnswer, names: Iterable[str] = ()) -> str | None:
+    def misplaced(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
+        """Why ``call`` takes a relation from another object than the question does, else
+        None: for "the large metal thing right of the tiny gray thing", ``relate(...,
+        reference=large_metal_things, relation="right")`` where ``made`` (each earlier result's
+        name -> the values its call filtered by) says the reference was selected as large and
+        metal; the question takes "right" from the tiny gray one."""
+        relation, ref = call.args.get("relation"), call.args.get("reference")
+        if not isinstance(relation, str) or not isinstance(ref, str):
+            return None
+        taken_from = self.relations.get(normalize_word(relation))
+        values = made.get(ref)
+        if not taken_from or not values or any(values <= p for p in taken_from):
+            return None
+        return (
+            f"the line takes {relation} from {ref} ({', '.join(sorted(values))}), but the "
+            f"question takes it from the {' or the '.join(' '.join(sorted(p)) for p in taken_from)}"
+        )
+
+    def turn_unmet(
+        self, turn: ToolCall | FinalAnswer, names: Iterable[str] = (),
+        made: dict[str, set[str]] | None = None,
+    ) -> str | None:  # fmt: skip
         """Why one turn of line-by-line work does not fit the question, else None: an answer of
-        another kind than asked, or a call naming a scene word the question does not name
+        another kind than asked, a call naming a scene word the question does not name
         ("green" for "the gray cylinders"; ``names``, the variables a call may pass, are not
-        words). A filter the question names but the line leaves out may come in a later line."""
+        words), filtering by values of two objects (:meth:`mixed`) or taking a relation from
+        another object than the question does (:meth:`misplaced`; ``made``: the earlier
+        results' names -> the values their calls filtered by). A filter the question names
+        but the line leaves out may come in a later line."""
         if isinstance(turn, FinalAnswer):
             if self.kind_fits(turn.answer):
                 return None
@@ -210,7 +259,7 @@ class Expectation:
         named = scene_words(s for s in strings_in(turn.args) if s not in passed)
         if extra := sorted(w for w in named if w not in self.words):
             return f"the line names {', '.join(extra)}, which the question does not"
-        return self.mixed(turn, passed)
+        return self.mixed(turn, passed) or self.misplaced(turn, made or {})
 
     def unmet(self, program: dsl.Program, answer: str) -> str | None:
         """Why ``program`` (answering ``answer``) does not fit the question, else None."""
@@ -226,8 +275,9 @@ class Expectation:
                      f"adds {', '.join(sorted(extra.elements()))}" if extra else ""]  # fmt: skip
             return "the program " + " and ".join(p for p in parts if p) + " against the question"
         names = {call.name for call in program.calls if call.name}
+        made = {c.name: call_values(c, names) for c in program.calls if c.name}
         for call in program.calls:
-            if why := self.mixed(call, names):
+            if why := self.mixed(call, names) or self.misplaced(call, made):
                 return f"{call.name} = {call.tool}(...): {why}"
         return None
 

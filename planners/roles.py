@@ -19,7 +19,13 @@ from agentkit.errors import BackendError
 from agentkit.mllm.backends.base import Backend, Generation, Message, constrained, generate
 from agentkit.mllm.toolcall import FinalAnswer, ParseError, parse
 from agentkit.planners import dsl, prompting
-from agentkit.planners.expect import Expectation, can_choose, choose, grounded_answers
+from agentkit.planners.expect import (
+    Expectation,
+    call_values,
+    can_choose,
+    choose,
+    grounded_answers,
+)
 from agentkit.planners.grammar import ArgSpec, Mode, ProgramGrammar, arg_specs
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
@@ -290,9 +296,11 @@ def code_turn(
                    constraint=grammar)  # fmt: skip
     parsed, name = read_code(gen.text, rt, state)
     expect, passed = Expectation.of(question(state)), [*names, *state.media]
+    made = {s.ref: call_values(ToolCall(tool=s.tool, args=s.args or {}), passed)
+            for s in as_typed(state).steps if s.role == "executor" and s.ref and s.tool}  # fmt: skip
     if isinstance(parsed, ParseError):
         why = f"did not read: {parsed.message}"
-    elif unmet := expect.turn_unmet(parsed, passed):
+    elif unmet := expect.turn_unmet(parsed, passed, made):
         why = f"does not fit the question: {unmet}"
     else:
         return gen, parsed, name
@@ -301,7 +309,7 @@ def code_turn(
         got, got_name = read_code(cand.text, rt, state)
         if isinstance(got, ParseError):
             continue
-        if expect.turn_unmet(got, passed) is None:
+        if expect.turn_unmet(got, passed, made) is None:
             picked = cand, got, got_name, rank
             break
         if picked is None and isinstance(parsed, ParseError):

@@ -154,3 +154,42 @@ def test_one_call_filters_by_the_values_of_one_object_of_the_question():
     )
     # a filter left out when a select found nothing: the object keeps its other values
     assert expect.without("large").objects == (frozenset({"small"}), frozenset({"purple"}))
+
+
+def test_a_relation_is_taken_from_the_object_the_question_puts_after_it():
+    """ "the large metal thing right of the tiny gray thing": `right` is taken from the tiny
+    gray one. A relate whose reference was selected as large and metal reads the question the
+    wrong way round, in a program or in one line of react."""
+    from agentkit.planners import dsl
+    from agentkit.planners.expect import Expectation, references
+    from agentkit.state import ToolCall
+
+    question = "What shape is the large metal thing right of the tiny gray thing?"
+    assert references(question) == {"right": (frozenset({"small", "gray"}),)}
+    assert references("Are there cubes left of the ball or left of the red cube?") == {
+        "left": (frozenset({"sphere"}), frozenset({"red", "cube"}))}  # fmt: skip
+    expect = Expectation.of(question)
+    relate = ToolCall(
+        tool="relate", args={"objects": "objs", "reference": "ref", "relation": "right"}
+    )
+    assert expect.turn_unmet(relate, ["objs", "ref"], {"ref": {"small", "gray"}}) is None
+    assert expect.turn_unmet(relate, ["objs", "ref"], {"ref": {"gray"}}) is None
+    assert expect.turn_unmet(relate, ["objs", "ref"], {"ref": {"large", "metal"}}) == (
+        "the line takes right from ref (large, metal), but the question takes it from the gray "
+        "small"
+    )
+
+    def program(ref: str, target: str) -> dsl.Program:
+        return dsl.parse_program(
+            f"objs = detect(image=image_0)\nref = select(objects=objs, {ref})\n"
+            'rights = relate(objects=objs, reference=ref, relation="right")\n'
+            f"it = select(objects=rights, {target})\n"
+            'ANSWER = query(objects=it, attribute="shape")',
+            ["detect", "select", "relate", "query"], media=["image_0"],
+        )  # fmt: skip
+
+    small_gray, large_metal = 'size="small", color="gray"', 'size="large", material="metal"'
+    assert expect.unmet(program(small_gray, large_metal), "cube") is None
+    assert "rights = relate(...): the line takes right from ref" in expect.unmet(
+        program(large_metal, small_gray), "cube"
+    )
