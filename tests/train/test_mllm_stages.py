@@ -201,7 +201,8 @@ def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
 
 def test_recipes_fill_their_configs():
     stages = {"mllm-align": "align", "mllm-tooluse": "tooluse", "mllm-dpo": "dpo",
-              "mllm-dpo-programs": "dpo"}  # fmt: skip
+              "mllm-dpo-programs": "dpo", "mllm-tooluse-compare": "tooluse",
+              "mllm-tooluse-react": "tooluse"}  # fmt: skip
     for name, stage in stages.items():
         module, cfg = build_config(load_recipe(name), ["max_steps=3"])
         assert module.__name__.endswith(f"train.{stage}") and cfg.max_steps == 3
@@ -210,6 +211,9 @@ def test_recipes_fill_their_configs():
     _, cfg = build_config(load_recipe("mllm-dpo-programs"))  # each stage trains on the one before
     assert (cfg.base, cfg.kinds) == ("runs/train/mllm-dpo/model", [])
     assert cfg.mine_kind_max["program"] > 0 and len(cfg.mine_data) == 2
+    _, cfg = build_config(load_recipe("mllm-tooluse-react"))  # over stage 2b, code turns first
+    assert cfg.base == "runs/train/mllm-tooluse-compare/model"
+    assert cfg.extra_kind_max["tool_call"] > cfg.max_samples
 
 
 def test_conversation_matches_the_backend_layout():
