@@ -81,10 +81,9 @@ def answer_kind(answer: str) -> str:
 #: Words a question and a program's arguments are compared on: attribute values, shapes,
 #: spatial relations and comparisons, synonyms read as ``detect`` reads them ("big shiny balls" =
 #: large metal sphere).
-_SCENE_WORDS = frozenset(
-    [v for values in ATTRIBUTES.values() for v in values]
-    + ["left", "right", "front", "behind", "more", "fewer"]
-)
+_VALUES = frozenset(v for values in ATTRIBUTES.values() for v in values)
+_RELATIONS = ("left", "right", "front", "behind")
+_SCENE_WORDS = _VALUES | {*_RELATIONS, "more", "fewer"}
 #: A comparison's words as ``compare`` names its relation ("Is the number of cubes greater than
 #: ..." asks for ``relation="more"``). "same" is no scene word: "the same color as" asks for
 #: ``same``, whose arguments do not say it.
@@ -95,12 +94,6 @@ def scene_words(texts: Iterable[str]) -> Counter[str]:
     """How often each scene word (:data:`_SCENE_WORDS`, synonyms normalised) occurs in ``texts``."""
     words = (normalize_word(w) for t in texts for w in re.findall(r"[a-z]+", t.lower()))
     return Counter(w for w in (_COMPARISONS.get(w, w) for w in words) if w in _SCENE_WORDS)
-
-
-_VALUES = frozenset(v for values in ATTRIBUTES.values() for v in values)
-
-
-_RELATIONS = ("left", "right", "front", "behind")
 
 
 def _chunks(question: str) -> list[str | frozenset[str]]:
@@ -122,6 +115,12 @@ def _chunks(question: str) -> list[str | frozenset[str]]:
     if current:
         out.append(frozenset(current))
     return out
+
+
+def _spelled(values: Iterable[str]) -> str:
+    """Attribute values in the order a phrase says them: "small gray metal cube"."""
+    order = {v: i for i, v in enumerate(v for vs in ATTRIBUTES.values() for v in vs)}
+    return " ".join(sorted(values, key=order.__getitem__))
 
 
 def phrases(question: str) -> tuple[frozenset[str], ...]:
@@ -217,10 +216,7 @@ class Expectation:
         values = call_values(call, names)
         if not values or not self.objects or any(values <= p for p in self.objects):
             return None
-        return (
-            f"the line filters by {', '.join(sorted(values))}, which no one object of the "
-            "question has"
-        )
+        return f"the line filters by {_spelled(values)}, which no one object of the question is"
 
     def misplaced(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
         """Why ``call`` takes a relation from another object than the question does, else
@@ -235,9 +231,10 @@ class Expectation:
         values = made.get(ref)
         if not taken_from or not values or any(values <= p for p in taken_from):
             return None
+        question_refs = " or the ".join(_spelled(p) for p in taken_from)
         return (
-            f"the line takes {relation} from {ref} ({', '.join(sorted(values))}), but the "
-            f"question takes it from the {' or the '.join(' '.join(sorted(p)) for p in taken_from)}"
+            f"the line takes {relation} from {ref} ({_spelled(values)}), but the question takes "
+            f"it from the {question_refs}"
         )
 
     def turn_unmet(

@@ -131,7 +131,7 @@ def test_one_call_filters_by_the_values_of_one_object_of_the_question():
         return ToolCall(tool="select", args={"objects": "objs", **filters}, name="sel")
 
     mixed = expect.turn_unmet(select(size="small", color="purple"), ["objs"])
-    assert mixed == "the line filters by purple, small, which no one object of the question has"
+    assert mixed == "the line filters by small purple, which no one object of the question is"
     assert expect.turn_unmet(select(size="large", color="purple"), ["objs"]) is None
     assert expect.turn_unmet(select(color="purple"), ["objs"]) is None
     # a variable named after values is no filter
@@ -149,8 +149,8 @@ def test_one_call_filters_by_the_values_of_one_object_of_the_question():
     assert expect.unmet(program('size="large", color="purple"'), "2") is None
     # the question's words, each as often, but the sizes swapped between its two objects
     assert expect.unmet(program('size="small", color="purple"', "large"), "2") == (
-        "ref = select(...): the line filters by purple, small, which no one object of the "
-        "question has"
+        "ref = select(...): the line filters by small purple, which no one object of the "
+        "question is"
     )
     # a filter left out when a select found nothing: the object keeps its other values
     assert expect.without("large").objects == (frozenset({"small"}), frozenset({"purple"}))
@@ -175,8 +175,7 @@ def test_a_relation_is_taken_from_the_object_the_question_puts_after_it():
     assert expect.turn_unmet(relate, ["objs", "ref"], {"ref": {"small", "gray"}}) is None
     assert expect.turn_unmet(relate, ["objs", "ref"], {"ref": {"gray"}}) is None
     assert expect.turn_unmet(relate, ["objs", "ref"], {"ref": {"large", "metal"}}) == (
-        "the line takes right from ref (large, metal), but the question takes it from the gray "
-        "small"
+        "the line takes right from ref (large metal), but the question takes it from the small gray"
     )
 
     def program(ref: str, target: str) -> dsl.Program:
