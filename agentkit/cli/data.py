@@ -63,7 +63,11 @@ def gen(
     ] = None,
     per_scene: Annotated[int, typer.Option(help="questions: questions per scene.")] = 10,
     families: Annotated[
-        str | None, typer.Option(help="questions: comma-separated families (default: all).")
+        str | None,
+        typer.Option(
+            help="questions: comma-separated families (default: all but compare_attribute, "
+            "which is asked for by name)."
+        ),
     ] = None,
     questions: Annotated[
         Path | None, typer.Option(help="speech, tooluse: the questions.jsonl to use.")

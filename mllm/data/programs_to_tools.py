@@ -18,6 +18,8 @@ program nodes                    tool call
 ``query_<attr>``                 ``query(objects=X, attribute=attr)``
 ``count, count, greater_than``   ``compare(a=X, b=Y, relation=more)`` (``less_than``: fewer,
                                  ``equal_integer``: same)
+``query_a(X), query_a(Y),``      ``same(objects=Y, reference=X, attribute=a)``, then
+``equal_<a>``                    ``exist`` of it: does the one object in Y share X's value
 ===============================  =============================================================
 
 Identical calls are made once (two ``scene`` nodes share one ``detect``). :func:`run_plan`
@@ -257,6 +259,24 @@ class _Converter:
                 if rel != "same"
                 else "Compare how many objects {a} and {b} hold: is it the same number?",
                 "answer",
+            )
+        elif fn.startswith("equal_"):
+            attr = fn.removeprefix("equal_")
+            queries = [j, *rest]
+            if len(queries) != 2 or any(self.fn(q) != f"query_{attr}" for q in queries):
+                raise ConversionError(f"{fn} must compare two query_{attr} nodes")
+            a, b = (self.objects(self.inputs(q)[0]) for q in queries)
+            same = self.emit(
+                "same",
+                {"objects": Ref(b), "reference": Ref(a), "attribute": attr},
+                f"Keep the objects in {{objects}} with the same {attr} as the one in {{reference}}.",
+                f"same_{attr}",
+            )
+            self.emit(
+                "exist",
+                {"objects": Ref(same)},
+                "Check whether {objects} holds any object: then the two share it.",
+                "found",
             )
         else:
             raise ConversionError(

@@ -253,15 +253,17 @@ def gen_questions(
 
     Writes ``questions.jsonl`` and ``summary.json`` (per-family answer balance, lengths) to ``out``.
     """
-    from agentkit.mllm.worlds.questions import FAMILIES, answer_balance, trim_to_balance
+    from agentkit.mllm.worlds.questions import (
+        FAMILIES,
+        answer_balance,
+        check_families,
+        trim_to_balance,
+    )
 
     _check_n(n)
     if per_scene < 1:
         raise ConfigError(f"--per-scene {per_scene} is invalid: expected >= 1")
-    fams = list(families or FAMILIES)
-    bad = [f for f in fams if f not in FAMILIES]
-    if bad:
-        raise ConfigError(f"unknown question families {bad}; expected some of {list(FAMILIES)}")
+    fams = check_families(families or FAMILIES)
     scenes_dir = Path(scenes_dir)
     if not scenes_dir.is_dir():
         raise ConfigError(f"--scenes {scenes_dir} is not a directory; render scenes first with "

@@ -134,6 +134,10 @@ def _apply(
         if attr not in ATTRIBUTES:
             raise ProgramError(f"node {k}: unknown function {fn!r}")
         return objects[_as_object(args[0], fn)][attr]
+    if isinstance(fn, str) and fn.startswith("equal_") and fn != "equal_integer":
+        if fn.removeprefix("equal_") not in ATTRIBUTES:
+            raise ProgramError(f"node {k}: unknown function {fn!r}")
+        return args[0] == args[1]  # two query_<attr> values
     if fn in ("greater_than", "less_than", "equal_integer"):
         a, b = _as_int(args[0], fn), _as_int(args[1], fn)
         return a > b if fn == "greater_than" else a < b if fn == "less_than" else a == b

@@ -86,6 +86,13 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "Are there any other things of the same {attr} as the {A}?",
         "Is there another object with the same {attr} as the {A}?",
     ),
+    # -- an attribute of two referred objects compared (CLEVR's compare_attribute) --------------
+    "equal.attr": (
+        "Is the {A} the same {attr} as the {B}?",
+        "Does the {A} have the same {attr} as the {B}?",
+        "Do the {A} and the {B} have the same {attr}?",
+        "Is the {attr} of the {A} the same as the {B}?",
+    ),
     # -- spatial relations ---------------------------------------------------------------------
     "relate.count": (
         "How many {B_pl} are {R} the {A}?",

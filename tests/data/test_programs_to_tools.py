@@ -11,7 +11,7 @@ import pytest
 from agentkit.mllm.data import programs_to_tools as P
 from agentkit.mllm.data.gt import gt_detect_tool, gt_relate_tool, projected_scene
 from agentkit.mllm.worlds.programs import node
-from agentkit.mllm.worlds.questions import FAMILIES, generate_questions
+from agentkit.mllm.worlds.questions import EXTRA_FAMILIES, FAMILIES, generate_questions
 from agentkit.planners import dsl
 from agentkit.tools.base import ToolContext, ToolRegistry
 
@@ -60,6 +60,30 @@ def test_every_family_exact_with_gt_relations(scenes, questions) -> None:
         seen[q["family"]] += 1
     assert set(seen) == set(FAMILIES)
     assert len(questions) > 900
+
+
+def test_compare_attribute_runs_as_same_then_exist(scenes) -> None:
+    """'Is the A the same color as the B?' becomes same(B, reference=A) and exist; the tools
+    answer every such question right, yes and no alike."""
+    current: dict = {}
+    reg = _registry(current, gt_relations=True)
+    qs = generate_questions(scenes, per_scene=2, seed=5, families=EXTRA_FAMILIES)
+    assert len(qs) > 200
+    for q in qs:
+        current["scene"] = _scene_of(scenes, q)
+        plan = P.to_plan(q["program"])
+        assert plan.tools()[-2:] == ["same", "exist"], q["program"]
+        attr = q["program"][-1]["function"].removeprefix("equal_")
+        assert plan.steps[-2].args["attribute"] == attr
+        traj = P.run_plan(plan, reg, ToolContext())
+        assert traj.answer == q["answer"], (q["question"], traj.error)
+        _, answer = P.run_program(P.to_program(plan), reg, ToolContext())
+        assert answer == q["answer"], P.to_program(plan)
+    assert {q["answer"] for q in qs} == {"yes", "no"}
+    bad = [node("scene"), node("unique", [0]), node("query_color", [1])]
+    with pytest.raises(P.ConversionError, match="two query_size"):
+        P.to_plan([*bad, node("scene"), node("unique", [3]), node("query_color", [4]),
+                   node("equal_size", [2, 5])])
 
 
 def test_image_geometry_relate_agreement(scenes, questions) -> None:
