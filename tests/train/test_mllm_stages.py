@@ -202,7 +202,7 @@ def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
 def test_recipes_fill_their_configs():
     stages = {"mllm-align": "align", "mllm-tooluse": "tooluse", "mllm-dpo": "dpo",
               "mllm-dpo-programs": "dpo", "mllm-tooluse-compare": "tooluse",
-              "mllm-tooluse-react": "tooluse"}  # fmt: skip
+              "mllm-tooluse-react": "tooluse", "mllm-tooluse-attr": "tooluse"}  # fmt: skip
     for name, stage in stages.items():
         module, cfg = build_config(load_recipe(name), ["max_steps=3"])
         assert module.__name__.endswith(f"train.{stage}") and cfg.max_steps == 3
@@ -214,6 +214,9 @@ def test_recipes_fill_their_configs():
     _, cfg = build_config(load_recipe("mllm-tooluse-react"))  # over stage 2b, code turns first
     assert cfg.base == "runs/train/mllm-tooluse-compare/model"
     assert cfg.extra_kind_max["tool_call"] > cfg.max_samples
+    _, cfg = build_config(load_recipe("mllm-tooluse-attr"))  # over 2b, the new family repeated
+    assert cfg.base == "runs/train/mllm-tooluse-compare/model"
+    assert cfg.family_repeat == {"compare_attribute": 3} and cfg.data.endswith("all15/train.jsonl")
 
 
 def test_conversation_matches_the_backend_layout():
