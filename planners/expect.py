@@ -117,10 +117,13 @@ def _chunks(question: str) -> list[str | frozenset[str]]:
     return out
 
 
+#: Every attribute value's place in a phrase: sizes, colours, materials, then shapes.
+_PHRASE_ORDER = {v: i for i, v in enumerate(v for vs in ATTRIBUTES.values() for v in vs)}
+
+
 def _spelled(values: Iterable[str]) -> str:
     """Attribute values in the order a phrase says them: "small gray metal cube"."""
-    order = {v: i for i, v in enumerate(v for vs in ATTRIBUTES.values() for v in vs)}
-    return " ".join(sorted(values, key=order.__getitem__))
+    return " ".join(sorted(values, key=_PHRASE_ORDER.__getitem__))
 
 
 def phrases(question: str) -> tuple[frozenset[str], ...]:

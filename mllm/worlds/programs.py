@@ -115,9 +115,7 @@ def _apply(
             raise ProgramError(f"node {k}: relate expects one of {RELATIONS}, got {values}")
         return frozenset(rels[values[0]][_as_object(args[0], fn)])
     if isinstance(fn, str) and fn.startswith("same_"):
-        attr = fn.removeprefix("same_")
-        if attr not in ATTRIBUTES:
-            raise ProgramError(f"node {k}: unknown function {fn!r}")
+        attr = _attribute(fn, k)
         o = _as_object(args[0], fn)
         return frozenset(
             i for i in range(len(objects)) if i != o and objects[i][attr] == objects[o][attr]
@@ -130,18 +128,24 @@ def _apply(
     if fn == "exist":
         return len(_as_set(args[0], fn)) > 0
     if isinstance(fn, str) and fn.startswith("query_"):
-        attr = fn.removeprefix("query_")
-        if attr not in ATTRIBUTES:
-            raise ProgramError(f"node {k}: unknown function {fn!r}")
-        return objects[_as_object(args[0], fn)][attr]
+        return objects[_as_object(args[0], fn)][_attribute(fn, k)]
     if isinstance(fn, str) and fn.startswith("equal_") and fn != "equal_integer":
-        if fn.removeprefix("equal_") not in ATTRIBUTES:
-            raise ProgramError(f"node {k}: unknown function {fn!r}")
+        attr = _attribute(fn, k)
+        if len(args) != 2 or any(not isinstance(a, str) or a not in ATTRIBUTES[attr] for a in args):
+            raise ProgramError(f"node {k}: {fn} expects two {attr} values, got {args}")
         return args[0] == args[1]  # two query_<attr> values
     if fn in ("greater_than", "less_than", "equal_integer"):
         a, b = _as_int(args[0], fn), _as_int(args[1], fn)
         return a > b if fn == "greater_than" else a < b if fn == "less_than" else a == b
     raise ProgramError(f"node {k}: unknown function {fn!r}")
+
+
+def _attribute(fn: str, k: int) -> str:
+    """The attribute a ``same_`` / ``query_`` / ``equal_`` function names; unknown: an error."""
+    attr = fn.partition("_")[2]
+    if attr not in ATTRIBUTES:
+        raise ProgramError(f"node {k}: unknown function {fn!r}")
+    return attr
 
 
 def _check_value(attr: str, values: list[str], k: int) -> None:

@@ -283,6 +283,16 @@ def test_hand_made_scene_relations_follow_clevr():
         execute([node("scene"), node("unique", [0]), node("query_color", [1])], scene)
     with pytest.raises(ProgramError, match="unknown function"):
         execute([node("scene"), node("teleport", [0])], scene)
+    red_and_blue_material = [
+        *(node("scene"), node("filter_color", [0], ["red"]), node("unique", [1])),
+        node("query_material", [2]),
+        *(node("scene"), node("filter_color", [4], ["blue"]), node("unique", [5])),
+        node("query_material", [6]),
+        node("equal_material", [3, 7]),
+    ]
+    assert execute(red_and_blue_material, scene) == "no"  # metal against rubber
+    with pytest.raises(ProgramError, match="equal_color expects two color values"):
+        execute([node("scene"), node("scene"), node("equal_color", [0, 1])], scene)
     with pytest.raises(ProgramError, match="filter_color expects one of"):
         execute([node("scene"), node("filter_color", [0], ["pink"]), node("count", [1])], scene)
 
