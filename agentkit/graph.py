@@ -24,7 +24,7 @@ from typing import Any
 from agentkit.errors import AgentkitError, ConfigError, MediaError
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend, load_backend, runtime_hints
-from agentkit.runtime import ACTIONS, ACTIVE, Options, RoleModels, Runtime, activate
+from agentkit.runtime import ACTIONS, ACTIVE, CODE_CONTEXTS, Options, RoleModels, Runtime, activate
 from agentkit.state import RunResult, RunState, Step, Task
 from agentkit.tools.base import PROMPT_STYLES, ToolRegistry
 from agentkit.trace import TraceWriter
@@ -110,6 +110,7 @@ def _count(v: Any) -> int | None:
 _SETTLED: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("prompt_style", "full", f"one of {PROMPT_STYLES}", _one_of(PROMPT_STYLES)),
     ("actions", "text", f"one of {ACTIONS}", _one_of(ACTIONS)),
+    ("code_context", "transcript", f"one of {CODE_CONTEXTS}", _one_of(CODE_CONTEXTS)),
     ("replans", "1", "an int >= 0", _count),
 )
 

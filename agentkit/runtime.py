@@ -25,6 +25,9 @@ from agentkit.trace import TraceWriter
 #: How ``react`` writes each call (:attr:`Options.actions`).
 Actions = Literal["text", "code"]
 ACTIONS: tuple[str, ...] = ("text", "code")
+#: What a ``code`` controller reads of its work so far (:attr:`Options.code_context`).
+CodeContext = Literal["transcript", "program"]
+CODE_CONTEXTS: tuple[str, ...] = ("transcript", "program")
 
 
 @dataclass
@@ -110,6 +113,15 @@ class Options:
     #: a core trained on programs learns with little more data. ``None``: what the model's folder
     #: declares (``agentkit_runtime.json``), else ``text``.
     actions: Actions | None = None
+    #: What a ``code`` controller (``react``, ``tree``'s branches) reads of its work so far:
+    #: ``transcript``, the ``controller_code`` prompt with each line and its result's digest as a
+    #: comment under it (CodeAct); or ``program``, the ``program`` planner's prompt with the lines
+    #: so far as the start of its reply, continued one line at a time: the core writes each line
+    #: as it writes programs. Results are not shown there; the decider still reads each one, and
+    #: after a failed line the run goes on in ``transcript``, where the error is shown. Needs a
+    #: backend that continues a reply (``hf:``); others get ``transcript``. ``None``: what the
+    #: model's folder declares (``agentkit_runtime.json``), else ``transcript``.
+    code_context: CodeContext | None = None
 
     def rewrites(self) -> int:
         """:attr:`replans`, 1 when nobody said (an :class:`~agentkit.graph.Agent` settles it)."""

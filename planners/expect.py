@@ -88,6 +88,8 @@ _SCENE_WORDS = _VALUES | {*_RELATIONS, "more", "fewer"}
 #: ..." asks for ``relation="more"``). "same" is no scene word: "the same color as" asks for
 #: ``same``, whose arguments do not say it.
 _COMPARISONS = {"greater": "more", "less": "fewer"}
+#: What ``compare`` asks of two counts.
+_COUNT_RELATIONS = ("more", "fewer", "same")
 
 
 def scene_words(texts: Iterable[str]) -> Counter[str]:
@@ -240,6 +242,19 @@ class Expectation:
             f"it from the {question_refs}"
         )
 
+    def compared(self, call: ToolCall) -> str | None:
+        """Why ``call``, a comparison of two counts (``compare``), asks another comparison than
+        the question ("greater than" asks ``more``, "less" or "fewer" ``fewer``, a question
+        naming neither ``same``), else None. A whole program is held to this by its words
+        (:meth:`unmet`); one line at a time, a later line cannot mend it."""
+        relation = call.args.get("relation")
+        if call.tool != "compare" or relation not in _COUNT_RELATIONS:
+            return None
+        asked = [w for w in ("more", "fewer") if self.words[w]]
+        if len(asked) > 1 or relation == (want := asked[0] if asked else "same"):
+            return None
+        return f"the line compares with {relation}, but the question asks for {want}"
+
     def turn_unmet(
         self, turn: ToolCall | FinalAnswer, names: Iterable[str] = (),
         made: dict[str, set[str]] | None = None,
@@ -247,9 +262,10 @@ class Expectation:
         """Why one turn of line-by-line work does not fit the question, else None: an answer of
         another kind than asked, a call naming a scene word the question does not name
         ("green" for "the gray cylinders"; ``names``, the variables a call may pass, are not
-        words), filtering by values of two objects (:meth:`mixed`) or taking a relation from
+        words), filtering by values of two objects (:meth:`mixed`), taking a relation from
         another object than the question does (:meth:`misplaced`; ``made``: the earlier
-        results' names -> the values their calls filtered by). A filter the question names
+        results' names -> the values their calls filtered by) or comparing two counts otherwise
+        than asked (:meth:`compared`). A filter the question names
         but the line leaves out may come in a later line."""
         if isinstance(turn, FinalAnswer):
             if self.kind_fits(turn.answer):
@@ -259,7 +275,7 @@ class Expectation:
         named = scene_words(s for s in strings_in(turn.args) if s not in passed)
         if extra := sorted(w for w in named if w not in self.words):
             return f"the line names {', '.join(extra)}, which the question does not"
-        return self.mixed(turn, passed) or self.misplaced(turn, made or {})
+        return self.mixed(turn, passed) or self.misplaced(turn, made or {}) or self.compared(turn)
 
     def unmet(self, program: dsl.Program, answer: str) -> str | None:
         """Why ``program`` (answering ``answer``) does not fit the question, else None."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -152,8 +153,63 @@ def code_pad(state: RunState) -> str:
 
 
 def code_messages(rt: Runtime, state: RunState) -> list[Message]:
-    """The controller's prompt with ``code`` actions."""
+    """The controller's prompt with ``code`` actions in ``transcript`` context."""
     return controller_messages(rt, state, "controller_code", code_pad)
+
+
+#: The start of a ``program`` controller reply, before its first line.
+PROGRAM_START = "Thought: {thought}\nProgram:\n```\n"
+#: A note appended to a line's thought when a beam-search line replaced the greedy one.
+_BEAM_NOTE_RE = re.compile(r" ?\(beam \d+: .*\)$", re.DOTALL)
+
+
+def continues_program(rt: Runtime, state: RunState) -> bool:
+    """Whether this ``code`` turn continues a program (``Options.code_context == "program"``): the
+    backend continues replies and no step so far failed (a failure is only shown in the
+    ``transcript`` context, which the run keeps from then on)."""
+    if rt.options.code_context != "program":
+        return False
+    if not getattr(rt.models.controller, "continues_replies", False):
+        return False
+    return not any(s.error for s in as_typed(state).steps)
+
+
+def program_thought(state: RunState) -> str | None:
+    """The thought the program being continued began with (its first line's, without a beam
+    note), or None before the first line."""
+    for s in as_typed(state).steps:
+        if s.role == "controller" and s.tool:
+            return _BEAM_NOTE_RE.sub("", s.thought)
+    return None
+
+
+def continuation_messages(rt: Runtime, state: RunState, thought: str) -> list[Message]:
+    """The ``program`` planner's prompt, then the start of its reply: ``thought`` and the lines
+    written so far, for the backend to continue with the next line."""
+    prompt = controller_prompt(rt, "program_controller")
+    extra = {"max_lines": str(dsl.MAX_LINES)} if "max_lines" in prompt.fields else {}
+    system = prompt.format(**tool_fields(rt, prompt), **extra)
+    typed = as_typed(state)
+    names = {*typed.media, *(s.ref for s in typed.steps if s.ref)}
+    lines = [dsl.format_line(s.ref or "_", s.tool, s.args or {}, names)
+             for s in typed.steps if s.role == "controller" and s.tool]  # fmt: skip
+    start = PROGRAM_START.format(thought=thought) + "".join(f"{ln}\n" for ln in lines)
+    return [Message(role="system", content=system), task_message(rt, state, None),
+            Message(role="assistant", content=start)]  # fmt: skip
+
+
+def line_context(rt: Runtime, state: RunState) -> tuple[list[Message], str | None, list[str]]:
+    """(the controller's messages, the program's thought or None, stop strings) for a ``code``
+    turn. Continuing a program, the first turn writes the program's thought first (one short
+    generation, up to ``Program:``), as the ``program`` planner's replies begin."""
+    if not continues_program(rt, state):
+        return code_messages(rt, state), None, CODE_STOP
+    thought = program_thought(state)
+    if thought is None:
+        head = continuation_messages(rt, state, "")[:-1]
+        gen = generate(rt.models.controller, head, max_new_tokens=64, stop=["Program:"])
+        thought = " ".join(dsl.THOUGHT_RE.sub("", gen.text).split())
+    return continuation_messages(rt, state, thought), thought, ["\n"]
 
 
 Pad = Callable[[RunState], str]
@@ -287,13 +343,31 @@ def code_turn(
     another kind than asked, a filter the question does not name), the most likely beam-search
     line that reads and fits; failing that, for a greedy line that does not read, the most
     likely that reads (a small core's second guess is likelier right than a rewrite after an
-    error message; ``Options.candidates``). A line that reads but fits no better stands."""
-    messages = code_messages(rt, state)
+    error message; ``Options.candidates``). A line that reads but fits no better stands. The
+    prompt is the transcript or the program so far (``Options.code_context``, :func:`line_context`);
+    a continued program's thought is each of its lines' thought."""
+    messages, thought, stop = line_context(rt, state)
     tokens = rt.options.max_new_tokens
     names = earlier_names(state)
     grammar = program_grammar(rt, state, "line", names)
-    gen = generate(rt.models.controller, messages, max_new_tokens=tokens, stop=CODE_STOP,
+    gen = generate(rt.models.controller, messages, max_new_tokens=tokens, stop=stop,
                    constraint=grammar)  # fmt: skip
+    continuing = thought is not None
+    gen, parsed, name = _picked_line(rt, state, messages, gen, grammar, one_line=continuing)
+    if thought and isinstance(parsed, ToolCall):
+        parsed.thought = f"{thought} ({parsed.thought})" if parsed.thought else thought
+    return gen, parsed, name
+
+
+def _picked_line(
+    rt: Runtime, state: RunState, messages: list[Message], gen: Generation,
+    grammar: ProgramGrammar | None, *, one_line: bool = False,
+) -> tuple[Generation, ToolCall | FinalAnswer | ParseError, str | None]:  # fmt: skip
+    """:func:`code_turn`'s choice between the greedy line ``gen`` and the beam's (``one_line``:
+    each beam reply is read up to its first line break, as when continuing a program, where
+    the beam writes on past the line)."""
+    tokens = rt.options.max_new_tokens
+    names = earlier_names(state)
     parsed, name = read_code(gen.text, rt, state)
     expect, passed = Expectation.of(question(state)), [*names, *state.media]
     made = {s.ref: call_values(ToolCall(tool=s.tool, args=s.args or {}), passed)
@@ -306,6 +380,8 @@ def code_turn(
         return gen, parsed, name
     picked: tuple[Generation, ToolCall | FinalAnswer, str | None, int] | None = None
     for rank, cand in beam_candidates(rt, messages, tokens, gen.text, grammar):
+        if one_line:
+            cand = cand.model_copy(update={"text": cand.text.strip().split("\n", 1)[0]})
         got, got_name = read_code(cand.text, rt, state)
         if isinstance(got, ParseError):
             continue

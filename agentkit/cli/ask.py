@@ -75,6 +75,14 @@ def ask(
             "line of the program language); default: the model's own, else text."
         ),
     ] = None,
+    code_context: Annotated[
+        str | None,
+        typer.Option(
+            help="transcript | program: what react's code turns read of the work so far (each "
+            "line with its result, or the program so far, continued); default: the model's "
+            "own, else transcript."
+        ),
+    ] = None,
     constrain: Annotated[
         bool,
         typer.Option(
@@ -140,6 +148,7 @@ def ask(
                 tool_weights=weights,
                 options=Options(
                     actions=actions,  # type: ignore[arg-type]
+                    code_context=code_context,  # type: ignore[arg-type]
                     constrain=constrain,
                     run_ahead=run_ahead,
                     relax=relax,

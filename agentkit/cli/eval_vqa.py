@@ -71,6 +71,13 @@ def vqa(
             "without one of its words."
         ),
     ] = True,
+    code_context: Annotated[
+        str,
+        typer.Option(
+            help="transcript | program: what react's (and tree's) code turns read of the work so "
+            "far; auto: what the model declares, else transcript."
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Accuracy per family and program length, steps, tool calls, latency and failures of a
@@ -98,6 +105,7 @@ def vqa(
             constrain=constrain,
             run_ahead=run_ahead,
             relax=relax,
+            code_context=code_context,
             progress=not as_json,
         )
     except AgentkitError as e:

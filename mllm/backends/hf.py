@@ -186,26 +186,36 @@ class _Constrained:
                 state = self.constraint.feed(self.constraint.start(), text)
                 if state is None:
                     continue
-            keep = []
-            for t in scores[row].topk(k).indices.tolist():
-                if t in self.eos:
-                    if self.constraint.done(state):
-                        keep.append(t)
-                        if len(keep) >= self.need:
-                            break
-                    continue
-                piece = self.backend.token_text(t)
-                nxt = self.constraint.feed(state, piece)
-                if nxt is not None:
-                    keep.append(t)
-                    self.states[text + piece] = nxt
-                if len(keep) >= self.need:
-                    break
+            keep = self._viable(scores[row], k, state, text)
+            if not keep and k < scores.shape[1]:
+                # none of the likeliest is viable (the model insists on a name no line set):
+                # look further down the distribution rather than leave the row unconstrained
+                wide = min(self.backend.constraint_wide_k, scores.shape[1])
+                keep = self._viable(scores[row], wide, state, text)
             if keep:
                 kept = scores[row, keep].clone()
                 scores[row] = float("-inf")
                 scores[row, keep] = kept
         return scores
+
+    def _viable(self, row: Any, k: int, state: Any, text: str) -> list[int]:
+        """The likeliest of the ``k`` best tokens that keep the reply viable, at most ``need``."""
+        keep: list[int] = []
+        for t in row.topk(k).indices.tolist():
+            if t in self.eos:
+                if self.constraint.done(state):
+                    keep.append(t)
+                    if len(keep) >= self.need:
+                        break
+                continue
+            piece = self.backend.token_text(t)
+            nxt = self.constraint.feed(state, piece)
+            if nxt is not None:
+                keep.append(t)
+                self.states[text + piece] = nxt
+            if len(keep) >= self.need:
+                break
+        return keep
 
 
 def cut_at_stop(text: str, stops: list[str] | None) -> str:
@@ -305,8 +315,12 @@ class HFBackend:
 
     #: ``generate`` and ``candidates`` take a ``constraint`` (constrained decoding).
     supports_constraints = True
+    #: A last ``assistant`` message is the start of the reply: generation continues it.
+    continues_replies = True
     #: Constrained decoding checks this many of the likeliest next tokens per step.
     constraint_top_k = 48
+    #: When none of those fits, this many (a model insisting on a name no line set).
+    constraint_wide_k = 4096
 
     @property
     def model(self) -> Any:
@@ -340,11 +354,17 @@ class HFBackend:
 
     def prepare(self, messages: list[Message]) -> Any:
         """Chat template + processor: the model's inputs (``input_ids``, ``pixel_values``, ...) on
-        the backend's device. Images are inserted before the text of the message that has them."""
+        the backend's device. Images are inserted before the text of the message that has them.
+        A last ``assistant`` message is the start of the reply, written after the generation
+        prompt (``continues_replies``)."""
         from agentkit.media import open_image
 
         conversation: list[dict[str, Any]] = []
         images = []
+        # a last assistant message is the start of the reply (``continues_replies``)
+        start = ""
+        if messages and messages[-1].role == "assistant":
+            start, messages = messages[-1].content, messages[:-1]
         for m in messages:
             parts: list[dict[str, Any]] = []
             for p in m.images:
@@ -356,7 +376,7 @@ class HFBackend:
         try:
             text = self.processor.apply_chat_template(
                 conversation, tokenize=False, add_generation_prompt=True
-            )
+            ) + start.replace(IMAGE_PLACEHOLDER, "<img>")
             inputs = self.processor(text=text, images=images or None, return_tensors="pt")
         except (ValueError, TypeError, KeyError) as e:
             raise BackendError(

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
+from agentkit.runtime import CODE_CONTEXTS
 
 RESULTS = "results.jsonl"
 PLANNERS = ("react", "plan", "program", "tree")
@@ -108,6 +109,7 @@ def settings(
     constrain: bool = True,
     run_ahead: bool = True,
     relax: bool = True,
+    code_context: str = "auto",
 ) -> dict[str, Any]:
     """The run's :class:`~agentkit.runtime.Options` that differ from their defaults (``auto``
     prompt style: what the model declares), as the items carry and key them."""
@@ -122,6 +124,8 @@ def settings(
         out["run_ahead"] = False
     if not relax:
         out["relax"] = False
+    if code_context != "auto":
+        out["code_context"] = code_context
     return out
 
 
@@ -433,6 +437,7 @@ def evaluate(
     constrain: bool = True,
     run_ahead: bool = True,
     relax: bool = True,
+    code_context: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -445,6 +450,10 @@ def evaluate(
     if prompt_style not in ("auto", "full", "compact", "bare"):
         raise ConfigError(
             f"--prompt-style {prompt_style!r} is invalid: expected auto, full, compact or bare"
+        )
+    if code_context not in ("auto", *CODE_CONTEXTS):
+        raise ConfigError(
+            f"--code-context {code_context!r} is invalid: expected auto, {' or '.join(CODE_CONTEXTS)}"
         )
     if workers < 1:
         raise ConfigError(f"--workers {workers} is invalid: expected an int >= 1")
@@ -468,7 +477,7 @@ def evaluate(
         for r in _read_jsonl(audio_dir / "manifest.jsonl", "speech manifest"):
             clips[str(r["id"])] = audio_dir / r["audio"]
     options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain,
-                       run_ahead=run_ahead, relax=relax)  # fmt: skip
+                       run_ahead=run_ahead, relax=relax, code_context=code_context)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_results(out)
@@ -496,7 +505,7 @@ def evaluate(
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
         "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,
-        "relax": relax,
+        "relax": relax, "code_context": code_context,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:

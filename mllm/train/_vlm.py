@@ -124,6 +124,11 @@ class RuntimeHints:
     )
     prompt_style: str = f("", "full | compact prompts the model is trained on; empty: the base's")
     actions: str = f("", "text | code: how the model writes react calls; empty: the base's")
+    code_context: str = f(
+        "",
+        "transcript | program: what its code turns read of the work so far (each line with its "
+        "result, or the program so far, continued); empty: the base's",
+    )
     replans: str = f(
         "",
         "rewrite turns after a failed program the model is fit for ('0': its rewrites never "
@@ -198,9 +203,9 @@ def save_folder(
 
 
 def runtime_hints_of(cfg: Any) -> dict[str, str]:
-    """The ``planner`` / ``prompt_style`` / ``actions`` / ``replans`` a stage's config names for
-    the saved model."""
-    keys = ("planner", "prompt_style", "actions", "replans")
+    """The ``planner`` / ``prompt_style`` / ``actions`` / ``code_context`` / ``replans`` a stage's
+    config names for the saved model."""
+    keys = ("planner", "prompt_style", "actions", "code_context", "replans")
     return {k: str(getattr(cfg, k, "") or "") for k in keys}
 
 

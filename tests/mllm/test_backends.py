@@ -186,12 +186,36 @@ def test_hf_a_constraint_that_allows_everything_changes_no_choice(backend, image
     assert [g.text for g in held] == beams
 
 
-def test_hf_leaves_a_step_unconstrained_when_no_likely_token_fits(backend, image, monkeypatch):
-    """None of the top-k tokens fits: the step is the model's own (the parser judges after)."""
+def test_hf_looks_further_down_when_no_likely_token_fits(backend, image, monkeypatch):
+    """None of the top-k tokens fits: the step looks at the ``constraint_wide_k`` likeliest."""
+    target = "Thought: I need to find the red cubes."
     monkeypatch.setattr(backend, "constraint_top_k", 1)
+    monkeypatch.setattr(backend, "constraint_wide_k", backend.model.config.text_config.vocab_size)
+    got = backend.generate(ask(image), max_new_tokens=24, constraint=Only(target))
+    assert got.text == target
+
+
+def test_hf_leaves_a_step_unconstrained_when_no_likely_token_fits(backend, image, monkeypatch):
+    """None of the wide_k tokens fits: the step is the model's own (the parser judges after)."""
+    monkeypatch.setattr(backend, "constraint_top_k", 1)
+    monkeypatch.setattr(backend, "constraint_wide_k", 1)
     free = backend.generate(ask(image), max_new_tokens=8)
     got = backend.generate(ask(image), max_new_tokens=8, constraint=Only("\u2603" * 8))
     assert got.text == free.text
+
+
+def test_hf_continues_a_reply_begun_in_a_last_assistant_turn(backend, image):
+    """A last assistant message is the start of the reply: the input is the conversation's
+    generation prompt followed by that text, and generation picks up after it."""
+    start = "Thought: count\nProgram:\n```\n"
+    asked = backend.prepare(ask(image))["input_ids"][0].tolist()
+    begun = backend.prepare([*ask(image), Message(role="assistant", content=start)])
+    ids = begun["input_ids"][0].tolist()
+    tok = backend.processor.tokenizer
+    assert ids[: len(asked)] == asked and tok.decode(ids[len(asked) :]) == start
+    assert backend.continues_replies
+    g = backend.generate([*ask(image), Message(role="assistant", content=start)], max_new_tokens=4)
+    assert g.tokens_in == len(ids)
 
 
 def test_hf_scores_candidates_by_their_log_probability(backend, image):

@@ -31,6 +31,7 @@ def test_core_is_a_small_standard_folder_that_declares_its_prompting(core):
         "planner": "program",
         "prompt_style": "bare",
         "actions": "code",
+        "code_context": "program",
         "replans": "0",
     }
 

@@ -112,6 +112,32 @@ def test_a_comparison_is_held_to_the_relation_the_question_asks_for():
     )
 
 
+def test_one_line_comparing_counts_is_held_to_the_comparison_the_question_asks():
+    """Line by line a wrong ``compare`` relation cannot be mended by a later line: "greater"
+    asks for more, "less" for fewer, a question naming neither for same. Other tools' relations
+    (``relate``'s left/right) are not comparisons."""
+    from agentkit.planners.expect import Expectation
+    from agentkit.state import ToolCall
+
+    def line(relation: str, tool: str = "compare") -> ToolCall:
+        return ToolCall(tool=tool, args={"a": "cubes", "b": "balls", "relation": relation})
+
+    greater = Expectation.of("Is the number of cubes greater than the number of balls?")
+    names = ["cubes", "balls"]
+    assert greater.turn_unmet(line("more"), names) is None
+    assert greater.turn_unmet(line("same"), names) == (
+        "the line compares with same, but the question asks for more"
+    )
+    less = Expectation.of("Is the number of cubes less than the number of balls?")
+    assert "asks for fewer" in less.turn_unmet(line("same"), names)
+    assert "compares with more" in less.compared(line("more"))  # also a word it does not name
+    assert less.turn_unmet(line("fewer"), names) is None
+    equal = Expectation.of("Is there an equal number of cubes and balls?")
+    assert equal.turn_unmet(line("same"), names) is None
+    assert "asks for same" in equal.compared(line("fewer"))
+    assert greater.compared(line("left", tool="relate")) is None
+
+
 def test_one_call_filters_by_the_values_of_one_object_of_the_question():
     """ "small purple" for "the small objects left of the big purple thing" joins words of two
     objects: every word is in the question, yet no object there is small and purple. A call

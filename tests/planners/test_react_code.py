@@ -215,3 +215,85 @@ def test_an_answer_of_another_kind_than_asked_goes_to_the_summarizer(make_agent,
     # an answer of the kind asked stands, with no model call
     a, backend = make_agent("react", Scoring("7", script), actions="code")
     assert a.ask("How many red things?", images=[image]).answer == "2" and not backend.scored
+
+
+class Continuing(ScriptedBackend):
+    """A scripted backend that, like ``hf:``, continues a reply begun in a last assistant turn."""
+
+    continues_replies = True
+
+
+def test_react_code_continues_its_program_line_by_line(make_agent, image):
+    """``code_context="program"``: the program planner's prompt, the thought and the lines so
+    far as the start of the reply; results are not shown, the decider still reads them."""
+    backend = Continuing(
+        [
+            "Thought: find them, count the red ones\n",  # the first turn's thought
+            "objs = find(image=image_0)",
+            'reds = count(objects=objs, where={"color": "red"})',
+            "ANSWER = reds",
+        ]
+    )
+    a, _ = make_agent("react", backend, actions="code", code_context="program")
+    res = a.ask("How many red things?", images=[image])
+    assert res.answer == "2" and res.stop_reason == "answered"
+    assert [s.ref for s in res.steps if s.role == "executor"] == ["objs", "reds"]
+    assert "program" in backend.calls[0][0].content.lower()  # the program planner's prompt
+    assert backend.calls[0][-1].role == "user"  # the thought is written first
+    start = "Thought: find them, count the red ones\nProgram:\n```\n"
+    assert [m.role for m in backend.calls[1]][-1] == "assistant"
+    assert backend.calls[1][-1].content == start
+    assert backend.calls[3][-1].content == (
+        start + 'objs = find(image=image_0)\nreds = count(objects=objs, where={"color": "red"})\n'
+    )
+    assert "# objs" not in backend.calls[3][-1].content
+    lines = [s for s in res.steps if s.role == "controller" and s.tool]
+    assert all(s.thought == "find them, count the red ones" for s in lines)
+
+
+def test_react_code_goes_on_in_the_transcript_after_a_failed_line(make_agent, image):
+    """The program so far shows no errors: after one, the turn reads the transcript with it."""
+    backend = Continuing(
+        [
+            "Thought: count\n",
+            "n = count(objects=objs)",  # no line set objs: a reply that does not read
+            "objs = find(image=image_0)",
+            "n = count(objects=objs)",
+            "ANSWER = n",
+        ]
+    )
+    a, _ = make_agent("react", backend, actions="code", code_context="program", candidates=0)
+    res = a.ask("How many things?", images=[image])
+    assert res.answer == "3"
+    assert backend.calls[1][-1].role == "assistant"
+    after = backend.calls[2]
+    assert after[-1].role == "user" and "# Could not read your reply: " in after[-1].content
+    assert after[0].content.endswith("Reply with the next line only.")  # the code prompt
+
+
+def test_code_context_needs_a_backend_that_continues_replies(make_agent, image):
+    a, backend = make_agent(
+        "react", ["objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n"],
+        actions="code", code_context="program",
+    )  # fmt: skip
+    assert a.ask("How many things?", images=[image]).answer == "3"
+    assert all(call[-1].role == "user" for call in backend.calls)
+    assert "# objs = 3 objects" in backend.calls[1][-1].content  # the transcript
+
+
+def test_model_folder_declares_its_code_context(registry, tmp_path, image):
+    from agentkit.errors import ConfigError
+    from agentkit.graph import Agent
+
+    class Declaring(Continuing):
+        runtime_hints = {"actions": "code", "code_context": "program"}
+
+    agent = Agent(Declaring(["Thought: t\n", "ANSWER = 1"]), tools=registry, runs_dir=tmp_path)
+    assert agent.options.code_context == "program"
+    assert agent.ask("q", images=[image]).answer == "1"
+
+    class Wrong(ScriptedBackend):
+        runtime_hints = {"code_context": "summary"}
+
+    with pytest.raises(ConfigError, match="code_context"):
+        Agent(Wrong([]), tools=registry, runs_dir=tmp_path)
