@@ -18,7 +18,7 @@ query_size         _size)
 compare_count      Are there more cubes than red things?                        2
 same_count         How many other things are the same shape as the red ball?   2
 same_exist         Is there anything else of the same color as the tiny cube?   2
-compare_attribute  Is the red cube the same size as the metal sphere?           2-3
+compare_attribute  Is the red cube the same size as the metal sphere?           2-4
 relate_query       What color is the cube left of the small sphere?             2-3
 relate_count       How many spheres are behind the blue cube?                   2-3
 relate_exist       Are there any cylinders in front of the gray ball?           2-3
@@ -299,15 +299,18 @@ class _Sampler:
             return None
         a, c = self.rng.sample(range(n), 2)
         b = _Builder()
-        hops = 1 if self.rng.random() < 0.2 else 0
-        desc_a = self._describe(b, a, hops, exclude=[attr])
-        desc_b = self._describe(b, c, 0, exclude=[attr])
+        # either object may be named through a relation ("... the same color as the small cube
+        # in front of the sphere?"), as in CLEVR
+        hops_a, hops_b = (1 if self.rng.random() < 0.2 else 0 for _ in range(2))
+        desc_a = self._describe(b, a, hops_a, exclude=[attr])
+        desc_b = self._describe(b, c, hops_b, exclude=[attr])
         if desc_a is None or desc_b is None:
             return None
         qa = b.add(f"query_{attr}", [desc_a[0]])
         qb = b.add(f"query_{attr}", [desc_b[0]])
         b.add(f"equal_{attr}", [qa, qb])
-        return b.nodes, "equal.attr", {"A": desc_a[1], "B": desc_b[1], "attr": attr}, 2 + hops
+        fields = {"A": desc_a[1], "B": desc_b[1], "attr": attr}
+        return b.nodes, "equal.attr", fields, 2 + hops_a + hops_b
 
     def relate(self, fn: str) -> tuple | None:
         hops = 1 if self.rng.random() < 0.3 else 0

@@ -80,6 +80,17 @@ def test_compare_attribute_runs_as_same_then_exist(scenes) -> None:
         _, answer = P.run_program(P.to_program(plan), reg, ToolContext())
         assert answer == q["answer"], P.to_program(plan)
     assert {q["answer"] for q in qs} == {"yes", "no"}
+    # either object may be named through a relation ("the same color as the cube left of ...")
+    def related(part: list) -> bool:
+        return any(n["function"] == "relate" for n in part)
+
+    def parts(program: list) -> tuple[list, list]:  # A's nodes up to its unique, then B's
+        qa = program[-1]["inputs"][0]
+        ua = program[qa]["inputs"][0]
+        return program[: ua + 1], program[ua + 1 : qa]
+
+    assert any(related(parts(q["program"])[0]) for q in qs)
+    assert any(related(parts(q["program"])[1]) for q in qs)
     bad = [node("scene"), node("unique", [0]), node("query_color", [1])]
     with pytest.raises(P.ConversionError, match="two query_size"):
         P.to_plan([*bad, node("scene"), node("unique", [3]), node("query_color", [4]),
