@@ -88,9 +88,7 @@ def program_pad(state: RunState) -> str:
 def program_messages(rt: Runtime, state: RunState) -> list[Message]:
     """The controller's prompt: the language and the tools, then the task and the work so far
     (the tool-use data generator trains on exactly these messages)."""
-    prompt = roles.controller_prompt(rt, "program_controller")
-    extra = {"max_lines": str(dsl.MAX_LINES)} if "max_lines" in prompt.fields else {}
-    system = prompt.format(**roles.tool_fields(rt, prompt), **extra)
+    system = roles.program_system(rt)
     return [Message(role="system", content=system), roles.task_message(rt, state, program_pad)]
 
 

@@ -183,18 +183,22 @@ def program_thought(state: RunState) -> str | None:
     return None
 
 
+def program_system(rt: Runtime) -> str:
+    """The ``program`` planner's system prompt in the run's prompt style."""
+    prompt = controller_prompt(rt, "program_controller")
+    extra = {"max_lines": str(dsl.MAX_LINES)} if "max_lines" in prompt.fields else {}
+    return prompt.format(**tool_fields(rt, prompt), **extra)
+
+
 def continuation_messages(rt: Runtime, state: RunState, thought: str) -> list[Message]:
     """The ``program`` planner's prompt, then the start of its reply: ``thought`` and the lines
     written so far, for the backend to continue with the next line."""
-    prompt = controller_prompt(rt, "program_controller")
-    extra = {"max_lines": str(dsl.MAX_LINES)} if "max_lines" in prompt.fields else {}
-    system = prompt.format(**tool_fields(rt, prompt), **extra)
     typed = as_typed(state)
     names = {*typed.media, *(s.ref for s in typed.steps if s.ref)}
     lines = [dsl.format_line(s.ref or "_", s.tool, s.args or {}, names)
              for s in typed.steps if s.role == "controller" and s.tool]  # fmt: skip
     start = PROGRAM_START.format(thought=thought) + "".join(f"{ln}\n" for ln in lines)
-    return [Message(role="system", content=system), task_message(rt, state, None),
+    return [Message(role="system", content=program_system(rt)), task_message(rt, state, None),
             Message(role="assistant", content=start)]  # fmt: skip
 
 

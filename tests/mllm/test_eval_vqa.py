@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentkit.cli import app
+from agentkit.errors import ConfigError
 from agentkit.mllm.eval.vqa import (
     evaluate,
     failure_cause,
@@ -112,6 +113,11 @@ def test_oracle_scores_and_cache_skips_finished_items(tmp_path, qset):
     assert compact["ran"] == 2  # another prompt style is another item, not a cache hit
     assert len((out / "results.jsonl").read_text().splitlines()) == len(qs) + 2
     assert json.loads((out / "report.json").read_text())["prompt_style"] == "compact"
+    program = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2,
+                       code_context="program", progress=False)  # fmt: skip
+    assert program["ran"] == 2 and program["code_context"] == "program"  # nor another context
+    with pytest.raises(ConfigError, match="--code-context 'summary' is invalid"):
+        evaluate(path, EXAMPLES, model=spec, out=out, code_context="summary", progress=False)
 
 
 def test_cli_all_planners_json_and_table(tmp_path, qset):
