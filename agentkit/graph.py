@@ -1,9 +1,10 @@
 """The runtime users touch: :class:`Agent` runs a task through a planner's LangGraph graph, with a
-per-run directory holding the media store, the JSONL trace and the SQLite checkpoint.
+per-run directory holding the media store, the JSONL trace and the checkpoint log.
 
     runs/<thread>/
         run.json            the task, model spec and planner (what ``--thread`` resumes)
-        checkpoint.sqlite   LangGraph checkpoints: every finished step survives a kill
+        checkpoint.log      LangGraph checkpoints, appended per step: every finished step
+                            survives a kill (runs made before 2026-12-05: checkpoint.sqlite)
         trace.jsonl         events, one per line
         media/              images and audio by id
 """
@@ -61,22 +62,45 @@ def new_thread_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def _checkpointer(path: Path):
+#: A run's checkpoints: an append-only log (:mod:`agentkit.checkpoint`).
+CHECKPOINT_FILE = "checkpoint.log"
+#: Runs made before 2026-12-05 kept them in SQLite; they are still read and resumed.
+SQLITE_CHECKPOINT_FILE = "checkpoint.sqlite"
+
+
+def _checkpointer(run_dir: Path) -> Any:
+    """The run's checkpoint saver (with ``close()``): the append-only log, or the SQLite file of
+    a run made before it. ``AGENTKIT_CHECKPOINT_SYNC=off|normal|full`` says how hard each step
+    is pushed to disk. Every step is handed to the OS at once whatever the setting, so a killed
+    or crashed process loses nothing and the run resumes; what fsync adds is safety against an
+    OS crash or power cut, at 50-120 ms per question on a busy disk (most of the framework's
+    time). A run's checkpoint can be re-asked, so off by default."""
     from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from agentkit.checkpoint import LogSaver
 
     serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
     sync = os.environ.get("AGENTKIT_CHECKPOINT_SYNC", "off").lower()
+    legacy = run_dir / SQLITE_CHECKPOINT_FILE
+    if legacy.is_file() and not (run_dir / CHECKPOINT_FILE).exists():
+        return _sqlite_checkpointer(legacy, serde, sync)
+    return LogSaver(run_dir / CHECKPOINT_FILE, serde=serde, sync=sync)
+
+
+def _sqlite_checkpointer(path: Path, serde: Any, sync: str) -> Any:
+    """LangGraph's SQLite saver over ``path`` (a run made before the log), with ``close()``."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
     if sync not in ("off", "normal", "full"):
         raise ConfigError(f"AGENTKIT_CHECKPOINT_SYNC={sync!r} is invalid: expected off, normal or full")  # fmt: skip
+
+    class Saver(SqliteSaver):
+        def close(self) -> None:
+            self.conn.close()
+
     conn = sqlite3.connect(path, check_same_thread=False)
-    # Every commit (one per graph step) is handed to the OS at once whatever the setting, so a
-    # killed or crashed process loses nothing and the run resumes; what fsync adds is safety
-    # against an OS crash or power cut, at 50-120 ms per question on a busy disk (most of the
-    # framework's time). A run's checkpoint can be re-asked, so off by default; set
-    # AGENTKIT_CHECKPOINT_SYNC=normal or full to pay for power-loss durability.
     conn.execute(f"PRAGMA synchronous={sync.upper()}")
-    return SqliteSaver(conn, serde=serde)
+    return Saver(conn, serde=serde)
 
 
 _GRAPHS: dict[Any, Any] = {}
@@ -272,7 +296,7 @@ class Agent:
         from langgraph.errors import GraphRecursionError
 
         cfg = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
-        checkpointer = _checkpointer(rt.run_dir / "checkpoint.sqlite")
+        checkpointer = _checkpointer(rt.run_dir)
         # the graph compiled once for this agent, with this run's checkpoint file
         graph = self._graph().copy(update={"checkpointer": checkpointer})
         t0 = time.perf_counter()
@@ -287,7 +311,7 @@ class Agent:
             rt.trace.event("error", message=f"{type(e).__name__}: {e}")
             raise
         finally:
-            checkpointer.conn.close()
+            checkpointer.close()
         state = RunState.model_validate(values)
         if state.answer is not None:
             rt.trace.event("answer", answer=state.answer)
@@ -316,11 +340,11 @@ def _add_frames(store: MediaStore, video: Path, fps: float, max_frames: int) -> 
 def load_steps(run_dir: str | Path) -> list[Step]:
     """Every finished step of a run, read from its checkpoint (no model needed)."""
     run_dir = Path(run_dir)
-    cp = _checkpointer(run_dir / "checkpoint.sqlite")
+    cp = _checkpointer(run_dir)
     try:
         tup = cp.get_tuple({"configurable": {"thread_id": run_dir.name}})
     finally:
-        cp.conn.close()
+        cp.close()
     if tup is None:
         return []
     return [Step.model_validate(s) for s in tup.checkpoint["channel_values"].get("steps", [])]

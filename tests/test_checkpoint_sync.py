@@ -1,39 +1,68 @@
-"""AGENTKIT_CHECKPOINT_SYNC: how hard the run checkpoint's SQLite syncs (off by default)."""
+"""A run's checkpoint log (agentkit.checkpoint.LogSaver) and AGENTKIT_CHECKPOINT_SYNC."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
+import agentkit.graph as graph
 from agentkit.errors import ConfigError
-from agentkit.graph import Agent, _checkpointer
+from agentkit.graph import CHECKPOINT_FILE, SQLITE_CHECKPOINT_FILE, Agent, load_steps
 from agentkit.testing import ScriptedBackend
 from agentkit.tools.base import ToolRegistry
 
 
-@pytest.mark.parametrize(("value", "level"), [(None, 0), ("normal", 1), ("FULL", 2)])
-def test_sync_level_follows_the_environment(tmp_path, monkeypatch, value, level):
+def ask(tmp_path, thread: str, replies=("Final Answer: 1",)):
+    agent = Agent(ScriptedBackend(list(replies)), tools=ToolRegistry(), runs_dir=tmp_path)
+    return agent.ask("How many?", thread=thread)
+
+
+@pytest.mark.parametrize(("value", "fsyncs"), [(None, False), ("normal", True), ("FULL", True)])
+def test_sync_level_follows_the_environment(tmp_path, monkeypatch, value, fsyncs):
     if value is None:
         monkeypatch.delenv("AGENTKIT_CHECKPOINT_SYNC", raising=False)
     else:
         monkeypatch.setenv("AGENTKIT_CHECKPOINT_SYNC", value)
-    cp = _checkpointer(tmp_path / "c.sqlite")
-    try:
-        assert cp.conn.execute("PRAGMA synchronous").fetchone()[0] == level
-    finally:
-        cp.conn.close()
+    synced = []
+    monkeypatch.setattr("agentkit.checkpoint.os.fsync", synced.append)
+    assert ask(tmp_path, "t").answer == "1"
+    assert bool(synced) == fsyncs
 
 
 def test_bad_value_is_a_clear_error_and_runs_still_persist(tmp_path, monkeypatch):
     monkeypatch.setenv("AGENTKIT_CHECKPOINT_SYNC", "sometimes")
-    agent = Agent(ScriptedBackend(["Final Answer: 1"]), tools=ToolRegistry(), runs_dir=tmp_path)
     with pytest.raises(ConfigError, match="off, normal or full"):
-        agent.ask("How many?")
+        ask(tmp_path, "bad")
     monkeypatch.delenv("AGENTKIT_CHECKPOINT_SYNC")
-    res = agent.ask("How many?", thread="t")
+    res = ask(tmp_path, "t")
     assert res.answer == "1"
-    rows = sqlite3.connect(tmp_path / "t" / "checkpoint.sqlite").execute(
-        "SELECT count(*) FROM checkpoints"
+    assert (tmp_path / "t" / CHECKPOINT_FILE).stat().st_size > 0  # every step was appended
+    assert [s.role for s in load_steps(tmp_path / "t")] == [s.role for s in res.steps]
+
+
+def test_the_log_replays_to_the_same_steps_and_ignores_a_record_cut_short(tmp_path):
+    res = ask(tmp_path, "t")
+    log = tmp_path / "t" / CHECKPOINT_FILE
+    steps = load_steps(tmp_path / "t")
+    assert [(s.role, s.started) for s in steps] == [(s.role, s.started) for s in res.steps]
+    whole = log.read_bytes()
+    log.write_bytes(whole + whole[:40])  # a kill in the middle of the next record
+    assert [(s.role, s.started) for s in load_steps(tmp_path / "t")] == [
+        (s.role, s.started) for s in steps
+    ]
+
+
+def test_runs_checkpointed_in_sqlite_are_still_read(tmp_path, monkeypatch):
+    """Runs made before the log kept their checkpoints in SQLite: read and resumed as they are."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer(allowed_msgpack_modules=graph._CHECKPOINT_TYPES)
+    monkeypatch.setattr(
+        graph,
+        "_checkpointer",
+        lambda d: graph._sqlite_checkpointer(d / SQLITE_CHECKPOINT_FILE, serde, "off"),
     )
-    assert rows.fetchone()[0] > 0  # every step was committed with sync off
+    res = ask(tmp_path, "old")
+    monkeypatch.undo()
+    assert (tmp_path / "old" / SQLITE_CHECKPOINT_FILE).is_file()
+    assert [s.role for s in load_steps(tmp_path / "old")] == [s.role for s in res.steps]
+    assert not (tmp_path / "old" / CHECKPOINT_FILE).exists()  # read, never converted

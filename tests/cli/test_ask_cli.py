@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agentkit.cli import app
-from agentkit.graph import load_steps
+from agentkit.graph import CHECKPOINT_FILE, load_steps
 from agentkit.trace import read_events
 
 runner = CliRunner()
@@ -172,11 +172,11 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_step(tmp_path):
 
     def finished_tool_steps() -> int:
         # the trace line of a step is written just before its checkpoint; read the checkpoint
-        if not (runs / "k1" / "checkpoint.sqlite").exists():
+        if not (runs / "k1" / CHECKPOINT_FILE).exists():
             return 0
         try:
             return sum(s.role == "executor" for s in load_steps(runs / "k1"))
-        except Exception:  # the writer holds the database for a moment
+        except Exception:  # a record half written at that moment
             return 0
 
     while time.time() < deadline and finished_tool_steps() < 2:
