@@ -28,6 +28,15 @@ SYNC_LEVELS = ("off", "normal", "full")
 _HEADER = 4  # bytes of each record's length
 
 
+def sync_level(value: str) -> str:
+    """``value`` if it is one of :data:`SYNC_LEVELS`, else a clear error."""
+    if value not in SYNC_LEVELS:
+        raise ConfigError(
+            f"AGENTKIT_CHECKPOINT_SYNC={value!r} is invalid: expected off, normal or full"
+        )
+    return value
+
+
 def _keys(config: Any) -> dict[str, dict[str, Any]]:
     """What a saver reads of a config: the thread, namespace and checkpoint ids (the rest holds
     the run's live objects)."""
@@ -44,13 +53,9 @@ class LogSaver(InMemorySaver):
     record (power-loss durability, at a disk flush per step)."""
 
     def __init__(self, path: str | Path, *, serde: Any, sync: str = "off") -> None:
-        if sync not in SYNC_LEVELS:
-            raise ConfigError(
-                f"AGENTKIT_CHECKPOINT_SYNC={sync!r} is invalid: expected off, normal or full"
-            )
         super().__init__(serde=serde)
         self.path = Path(path)
-        self.sync = sync
+        self.sync = sync_level(sync)
         self._lock = threading.Lock()
         self._replay()
         self._file: Any = None  # opened by the first record: a reader never writes

@@ -91,8 +91,9 @@ def _sqlite_checkpointer(path: Path, serde: Any, sync: str) -> Any:
     """LangGraph's SQLite saver over ``path`` (a run made before the log), with ``close()``."""
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    if sync not in ("off", "normal", "full"):
-        raise ConfigError(f"AGENTKIT_CHECKPOINT_SYNC={sync!r} is invalid: expected off, normal or full")  # fmt: skip
+    from agentkit.checkpoint import sync_level
+
+    sync = sync_level(sync)
 
     class Saver(SqliteSaver):
         def close(self) -> None:
