@@ -357,7 +357,7 @@ def code_turn(
     gen = generate(rt.models.controller, messages, max_new_tokens=tokens, stop=stop,
                    constraint=grammar)  # fmt: skip
     continuing = thought is not None
-    gen, parsed, name = _picked_line(rt, state, messages, gen, grammar, one_line=continuing)
+    gen, parsed, name = _picked_line(rt, state, messages, gen, grammar, names, one_line=continuing)
     if thought and isinstance(parsed, ToolCall):
         parsed.thought = f"{thought} ({parsed.thought})" if parsed.thought else thought
     return gen, parsed, name
@@ -365,13 +365,12 @@ def code_turn(
 
 def _picked_line(
     rt: Runtime, state: RunState, messages: list[Message], gen: Generation,
-    grammar: ProgramGrammar | None, *, one_line: bool = False,
+    grammar: ProgramGrammar | None, names: list[str], *, one_line: bool = False,
 ) -> tuple[Generation, ToolCall | FinalAnswer | ParseError, str | None]:  # fmt: skip
-    """:func:`code_turn`'s choice between the greedy line ``gen`` and the beam's (``one_line``:
-    each beam reply is read up to its first line break, as when continuing a program, where
-    the beam writes on past the line)."""
+    """:func:`code_turn`'s choice between the greedy line ``gen`` and the beam's (``names``: the
+    results earlier lines set; ``one_line``: each beam reply is read up to its first line break,
+    as when continuing a program, where the beam writes on past the line)."""
     tokens = rt.options.max_new_tokens
-    names = earlier_names(state)
     parsed, name = read_code(gen.text, rt, state)
     expect, passed = Expectation.of(question(state)), [*names, *state.media]
     made = {s.ref: call_values(ToolCall(tool=s.tool, args=s.args or {}), passed)

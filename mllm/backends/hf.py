@@ -191,17 +191,18 @@ class _Constrained:
                 # none of the likeliest is viable (the model insists on a name no line set):
                 # look further down the distribution rather than leave the row unconstrained
                 wide = min(self.backend.constraint_wide_k, scores.shape[1])
-                keep = self._viable(scores[row], wide, state, text)
+                keep = self._viable(scores[row], wide, state, text, skip=k)
             if keep:
                 kept = scores[row, keep].clone()
                 scores[row] = float("-inf")
                 scores[row, keep] = kept
         return scores
 
-    def _viable(self, row: Any, k: int, state: Any, text: str) -> list[int]:
-        """The likeliest of the ``k`` best tokens that keep the reply viable, at most ``need``."""
+    def _viable(self, row: Any, k: int, state: Any, text: str, skip: int = 0) -> list[int]:
+        """The likeliest of the ``k`` best tokens that keep the reply viable, at most ``need``;
+        the ``skip`` likeliest were tried already and are passed over."""
         keep: list[int] = []
-        for t in row.topk(k).indices.tolist():
+        for t in row.topk(k).indices.tolist()[skip:]:
             if t in self.eos:
                 if self.constraint.done(state):
                     keep.append(t)
