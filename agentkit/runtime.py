@@ -84,6 +84,11 @@ class Options:
     #: colour...) is the likeliest of the values of that kind the results hold, where the
     #: backend scores replies (:mod:`agentkit.planners.expect`).
     constrain: bool = True
+    #: ``constrain``: also hold the code's strings to the question as they are written
+    #: (:meth:`agentkit.planners.expect.Expectation.words_for`): a select's filters describe one
+    #: object the question names, ``same`` compares the attribute it compares, ``relate`` and
+    #: ``compare`` take the relation it names.
+    constrain_words: bool = True
     #: ``tree``: most sub-questions a decomposition may have (more are dropped).
     max_branches: int = 4
     #: ``tree``: tool calls of all branches together (None: ``max_branches * task.max_steps``);

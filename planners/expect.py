@@ -27,7 +27,7 @@ from agentkit.mllm.toolcall import FinalAnswer
 from agentkit.planners import dsl
 from agentkit.state import Step, ToolCall
 from agentkit.tools.base import strings_in
-from agentkit.tools.detect import ATTRIBUTES, normalize_word
+from agentkit.tools.detect import ATTRIBUTES, SYNONYMS, normalize_word
 
 FINAL = "Final Answer:"
 
@@ -90,6 +90,21 @@ _SCENE_WORDS = _VALUES | {*_RELATIONS, "more", "fewer"}
 _COMPARISONS = {"greater": "more", "less": "fewer"}
 #: What ``compare`` asks of two counts.
 _COUNT_RELATIONS = ("more", "fewer", "same")
+#: "the same color as", "Do the A and the B have the same shape?", "Is the size of the A the
+#: same as the B?": a question that compares an attribute between objects (``same``'s work).
+_SAME_ATTR_RES = (
+    re.compile(r"\bsame (colou?r|shape|size|material)\b", re.IGNORECASE),
+    re.compile(r"\b(colou?r|shape|size|material) of\b.*\bthe same as\b", re.IGNORECASE),
+)
+
+
+def compared_attribute(question: str) -> str | None:
+    """The attribute a question compares between objects ("Is the cube the same color as the
+    ball?" -> color; "Is the size of the cube the same as the ball?" -> size), else None."""
+    for pattern in _SAME_ATTR_RES:
+        if m := pattern.search(question):
+            return "color" if m.group(1).lower().startswith("colo") else m.group(1).lower()
+    return None
 
 
 def scene_words(texts: Iterable[str]) -> Counter[str]:
@@ -189,6 +204,8 @@ class Expectation:
     objects: tuple[frozenset[str], ...] = ()
     #: each relation -> the objects the question takes it from (:func:`references`)
     relations: dict[str, tuple[frozenset[str], ...]] = field(default_factory=dict)
+    #: the attribute the question compares between objects (:func:`compared_attribute`)
+    same: str | None = None
 
     def kind_fits(self, answer: str) -> bool:
         """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
@@ -204,7 +221,8 @@ class Expectation:
         """What ``question`` expects. "How big / large / small is ..." asks for a size: its
         word names none to filter by."""
         words = scene_words([_HOW_BIG_RE.sub(" ", question)])
-        return cls(question_kind(question), words, phrases(question), references(question))
+        return cls(question_kind(question), words, phrases(question), references(question),
+                   compared_attribute(question))  # fmt: skip
 
     def without(self, word: str) -> Expectation:
         """The same expectation with one occurrence of scene word ``word`` fewer (a program
@@ -212,7 +230,7 @@ class Expectation:
         word = normalize_word(word)
         relations = {r: tuple(p - {word} for p in ps) for r, ps in self.relations.items()}
         return Expectation(self.kind, self.words - Counter([word]),
-                           tuple(p - {word} for p in self.objects), relations)  # fmt: skip
+                           tuple(p - {word} for p in self.objects), relations, self.same)  # fmt: skip
 
     def mixed(self, call: ToolCall, names: Iterable[str] = ()) -> str | None:
         """Why ``call`` filters by values of two different objects of the question ("small
@@ -255,6 +273,49 @@ class Expectation:
             return None
         return f"the line compares with {relation}, but the question asks for {want}"
 
+    def unsame(self, program: dsl.Program) -> str | None:
+        """Why ``program`` does not compare the attribute the question compares (:attr:`same`),
+        else None: it should call ``same`` on that attribute, between two different results (a
+        phrase's objects against themselves compare nothing)."""
+        if self.same is None:
+            return None
+        calls = [c for c in program.calls if c.tool == "same"]
+        if not any(c.args.get("attribute") == self.same for c in calls):
+            call = f'same(..., attribute="{self.same}")'
+            return f"the question compares {self.same}, but no line calls {call}"
+        if all(c.args.get("objects") == c.args.get("reference") for c in calls):
+            return "same(...) compares a result with itself"
+        return None
+
+    def words_for(self, tool: str, keyword: str, given: tuple[str, ...]) -> tuple[str, ...] | None:
+        """What a call's string may be while it is written (a
+        :data:`~agentkit.planners.grammar.WordRule`; ``given``: the strings the call already
+        gave), so the rules above hold as the code is decoded rather than only after:
+
+        - an attribute filter of ``select`` / ``detect`` takes a value that, with the call's
+          filters so far, describes one object of the question (:meth:`mixed`; a question
+          naming none of that attribute leaves the keyword out);
+        - ``same`` compares the attribute the question compares (:attr:`same`);
+        - ``relate`` takes a relation the question names (any, when it names none);
+          ``compare`` the comparison it asks (:meth:`compared`).
+
+        None (no rule) for every other string, and for questions that describe no object."""
+        if not self.objects and not self.words:
+            return None
+        if tool in ("select", "detect") and keyword in ATTRIBUTES:
+            had = {v for v in (normalize_word(g) for g in given) if v in _VALUES}
+            fits = [v for v in ATTRIBUTES[keyword]
+                    if any(had | {v} <= p for p in self.objects)]  # fmt: skip
+            return tuple(_spellings(fits))
+        if tool == "same" and keyword == "attribute" and self.same is not None:
+            return (self.same,)
+        if tool == "relate" and keyword == "relation":  # a required keyword: only a narrowing
+            return tuple(r for r in _RELATIONS if self.words[r]) or None
+        if tool == "compare" and keyword == "relation":
+            asked = [w for w in ("more", "fewer") if self.words[w]]
+            return tuple(asked) if len(asked) > 1 else (asked[0] if asked else "same",)
+        return None
+
     def turn_unmet(
         self, turn: ToolCall | FinalAnswer, names: Iterable[str] = (),
         made: dict[str, set[str]] | None = None,
@@ -290,12 +351,19 @@ class Expectation:
             parts = [f"misses {', '.join(sorted(missing.elements()))}" if missing else "",
                      f"adds {', '.join(sorted(extra.elements()))}" if extra else ""]  # fmt: skip
             return "the program " + " and ".join(p for p in parts if p) + " against the question"
+        if why := self.unsame(program):
+            return why
         names = {call.name for call in program.calls if call.name}
         made = {c.name: call_values(c, names) for c in program.calls if c.name}
         for call in program.calls:
             if why := self.mixed(call, names) or self.misplaced(call, made):
                 return f"{call.name} = {call.tool}(...): {why}"
         return None
+
+
+def _spellings(values: Iterable[str]) -> list[str]:
+    """Each value and the synonyms ``detect`` reads as it ("large", "big")."""
+    return [w for v in values for w in (v, *(k for k, c in SYNONYMS.items() if c == v))]
 
 
 def _unique(values: Iterable[str]) -> list[str]:

@@ -23,13 +23,13 @@ Nothing here runs model text: it is a character scanner over a few states.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from agentkit.planners.dsl import ANSWER
 
-__all__ = ["ArgSpec", "ProgramGrammar", "State", "arg_specs"]
+__all__ = ["ArgSpec", "ProgramGrammar", "State", "WordRule", "arg_specs"]
 
 Mode = Literal["program", "line"]
 
@@ -79,6 +79,12 @@ class ArgSpec:
 
 ANY = ArgSpec()
 
+#: What a caller may know of the strings a call should take, beyond the tools' schemas (e.g. the
+#: values a question names: :meth:`agentkit.planners.expect.Expectation.words_for`):
+#: ``(tool, keyword, strings this call already gave) -> the words that keyword's string may be``,
+#: or None for no rule. An empty collection leaves the keyword out of the call.
+WordRule = Callable[[str, str, tuple[str, ...]], Collection[str] | None]
+
 
 def arg_specs(schema: Mapping[str, Any]) -> dict[str, ArgSpec]:
     """Each argument's :class:`ArgSpec` from a tool's JSON schema (``Args.model_json_schema()``):
@@ -114,6 +120,7 @@ class State:
     target: str = ""
     tool: str = ""
     used: tuple[str, ...] = ()  # keywords given so far on this line
+    given: tuple[str, ...] = ()  # the strings given to them (top level, whole)
     arg: str = ""  # the keyword whose value is being read
     quote: str = ""  # the open string's quote; "\\" after an escape
     stack: str = ""  # open brackets of a nested value
@@ -129,7 +136,8 @@ class ProgramGrammar:
     ``Literal``, is refused as it is written); ``media`` are the run's media ids;
     ``variables`` the names earlier lines set (react's code actions: the steps so far).
     ``mode="program"``: a whole reply whose code sits in a fence; ``"line"``: one code line,
-    possibly after a ``Thought:`` line.
+    possibly after a ``Thought:`` line. ``words``: a :data:`WordRule` that narrows what a
+    keyword's string may be, given the strings the call already gave.
 
     >>> g = ProgramGrammar({"detect": ["image"], "count": ["objects"]}, media=["image_0"])
     >>> g.viable("objs = detect(image=image_0)\\nn = count(objects=objs)\\nANSWER = n")
@@ -147,6 +155,7 @@ class ProgramGrammar:
         media: Collection[str] = (),
         variables: Collection[str] = (),
         mode: Mode = "program",
+        words: WordRule | None = None,
     ) -> None:
         if mode not in ("program", "line"):
             raise ValueError(f"mode {mode!r}: expected 'program' or 'line'")
@@ -156,6 +165,8 @@ class ProgramGrammar:
         }
         self.media = tuple(media)
         self.mode = mode
+        self.word_rule = words
+        self._ruled: dict[tuple[str, str, tuple[str, ...]], tuple[str, ...] | None] = {}
         self._start = State(
             phase=_PROSE if mode == "program" else _LINE_START, variables=tuple(variables)
         )
@@ -223,7 +234,9 @@ class ProgramGrammar:
                 return None
             return self._step(replace(s, phase=_AFTER_TOOL, tool=s.buf, buf=""), ch)
         if phase == _AFTER_TOOL:
-            return replace(s, phase=_ARGS, line=s.line + ch, used=(), arg="") if ch == "(" else None
+            if ch != "(":
+                return None
+            return replace(s, phase=_ARGS, line=s.line + ch, used=(), given=(), arg="")
         if phase == _ARGS:
             if ch == ")":
                 return replace(s, phase=_END, line=s.line + ch)
@@ -253,11 +266,12 @@ class ProgramGrammar:
         if phase == _STRING:
             line = s.line + ch
             words = self._words(s)
-            if words:  # one of a Literal's words, nothing else
+            if words is not None:  # one of a Literal's (or the word rule's) words, nothing else
                 if ch == s.quote:
                     if s.buf not in words:
                         return None
-                    return replace(s, phase=_AFTER_VALUE, quote="", line=line, buf="")
+                    given = (*s.given, s.buf)
+                    return replace(s, phase=_AFTER_VALUE, quote="", line=line, buf="", given=given)
                 return self._ident(s, ch, words)
             if s.quote.endswith("\\"):
                 return replace(s, quote=s.quote[:-1], line=line)
@@ -351,11 +365,9 @@ class ProgramGrammar:
         line = s.line + ch
         kinds = self._spec(s).kinds if not s.stack else KINDS
         if ch in "\"'":
-            return (
-                replace(s, phase=_STRING, quote=ch, line=line, buf="")
-                if "string" in kinds
-                else None
-            )
+            if "string" not in kinds or self._words(s) == ():
+                return None
+            return replace(s, phase=_STRING, quote=ch, line=line, buf="")
         if ch.isdigit() or ch in "-+.":
             return replace(s, phase=_NUMBER_PHASE, line=line) if "number" in kinds else None
         if ch in _CLOSE:
@@ -403,15 +415,38 @@ class ProgramGrammar:
         return tuple(self.specs)
 
     def _keywords(self, s: State) -> tuple[str, ...]:
-        return tuple(k for k in self.specs.get(s.tool, {}) if k not in s.used)
+        """The keywords the call may give next: not given yet, and not ruled out (a word rule
+        that leaves a keyword no word)."""
+        return tuple(
+            k for k in self.specs.get(s.tool, {})
+            if k not in s.used and self._ruled_words(s.tool, k, s.given) != ()
+        )  # fmt: skip
+
+    def _ruled_words(
+        self, tool: str, keyword: str, given: tuple[str, ...]
+    ) -> tuple[str, ...] | None:
+        """The word rule's words for ``keyword`` (None: no rule), asked once per call state."""
+        if self.word_rule is None:
+            return None
+        key = (tool, keyword, given)
+        if key not in self._ruled:
+            words = self.word_rule(tool, keyword, given)
+            self._ruled[key] = None if words is None else tuple(words)
+        return self._ruled[key]
 
     def _spec(self, s: State) -> ArgSpec:
         """The argument being given a value (any value outside a call's keywords)."""
         return self.specs.get(s.tool, {}).get(s.arg, ANY) if s.arg else ANY
 
-    def _words(self, s: State) -> tuple[str, ...]:
-        """The words a string being read must be one of (none: free text)."""
-        return self._spec(s).enum if s.arg and not s.stack else ()
+    def _words(self, s: State) -> tuple[str, ...] | None:
+        """The words a string being read must be one of (None: free text; empty: no string
+        may be written here): the word rule's where it has one, else a ``Literal``'s."""
+        if not s.arg or s.stack:
+            return None
+        ruled = self._ruled_words(s.tool, s.arg, s.given)
+        if ruled is not None:
+            return ruled
+        return self._spec(s).enum or None
 
     def _value_names(self, s: State) -> tuple[str, ...]:
         """Names a value may be: in a call, variables (any result) and, for an argument that

@@ -448,7 +448,8 @@ def program_grammar(
         return None
     tools = tool_specs(rt.tools)
     media = list(as_typed(state).media)
-    return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode)
+    words = Expectation.of(question(state)).words_for if rt.options.constrain_words else None
+    return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode, words=words)
 
 
 def tool_specs(tools: ToolRegistry) -> dict[str, dict[str, ArgSpec]]:

@@ -57,6 +57,13 @@ def vqa(
         bool,
         typer.Option(help="Decode the controller's code under the program grammar (hf: models)."),
     ] = True,
+    constrain_words: Annotated[
+        bool,
+        typer.Option(
+            help="With --constrain: also hold the code's filters and relations to the "
+            "question's words as they are written."
+        ),
+    ] = True,
     run_ahead: Annotated[
         bool,
         typer.Option(
@@ -106,6 +113,7 @@ def vqa(
             run_ahead=run_ahead,
             relax=relax,
             code_context=code_context,
+            constrain_words=constrain_words,
             progress=not as_json,
         )
     except AgentkitError as e:

@@ -110,6 +110,7 @@ def settings(
     run_ahead: bool = True,
     relax: bool = True,
     code_context: str = "auto",
+    constrain_words: bool = True,
 ) -> dict[str, Any]:
     """The run's :class:`~agentkit.runtime.Options` that differ from their defaults (``auto``
     prompt style: what the model declares), as the items carry and key them."""
@@ -126,6 +127,8 @@ def settings(
         out["relax"] = False
     if code_context != "auto":
         out["code_context"] = code_context
+    if not constrain_words:
+        out["constrain_words"] = False
     return out
 
 
@@ -438,6 +441,7 @@ def evaluate(
     run_ahead: bool = True,
     relax: bool = True,
     code_context: str = "auto",
+    constrain_words: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -477,7 +481,8 @@ def evaluate(
         for r in _read_jsonl(audio_dir / "manifest.jsonl", "speech manifest"):
             clips[str(r["id"])] = audio_dir / r["audio"]
     options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain,
-                       run_ahead=run_ahead, relax=relax, code_context=code_context)  # fmt: skip
+                       run_ahead=run_ahead, relax=relax, code_context=code_context,
+                       constrain_words=constrain_words)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_results(out)
@@ -505,7 +510,7 @@ def evaluate(
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
         "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,
-        "relax": relax, "code_context": code_context,
+        "relax": relax, "code_context": code_context, "constrain_words": constrain_words,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:

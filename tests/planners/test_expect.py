@@ -218,3 +218,47 @@ def test_a_relation_is_taken_from_the_object_the_question_puts_after_it():
     assert "rights = relate(...): the line takes right from ref" in expect.unmet(
         program(large_metal, small_gray), "cube"
     )
+
+
+def test_a_question_comparing_an_attribute_needs_same_on_it_between_two_results():
+    """ "Is the large cylinder the same color as the small cube in front of the sphere?" is
+    answered by ``same(..., attribute="color")`` between the two phrases' results; an existence
+    program over the same words (the core's relate_exist reading) or a ``same`` of one result
+    against itself answers another question."""
+    from agentkit.planners import dsl
+    from agentkit.planners.expect import Expectation, compared_attribute
+
+    head = (
+        "objs = detect(image=image_0)\n"
+        'cyls = select(objects=objs, size="large", shape="cylinder")\n'
+        'balls = select(objects=objs, shape="sphere")\n'
+        'ahead = relate(objects=objs, reference=balls, relation="front")\n'
+        'cubes = select(objects=ahead, size="small", shape="cube")\n'
+    )
+    tools = ["detect", "select", "relate", "same", "exist", "count"]
+
+    def program(tail: str) -> dsl.Program:
+        return dsl.parse_program(head + tail, tools, media=["image_0"])
+
+    q = "Is the large cylinder the same color as the small cube in front of the sphere?"
+    expect = Expectation.of(q)
+    assert expect.same == "color"
+    right = program('s = same(objects=cubes, reference=cyls, attribute="color")\n'
+                    "found = exist(objects=s)\nANSWER = found")  # fmt: skip
+    assert expect.unmet(right, "yes") is None
+    other_attr = program('s = same(objects=cubes, reference=cyls, attribute="shape")\n'
+                         "found = exist(objects=s)\nANSWER = found")  # fmt: skip
+    assert 'no line calls same(..., attribute="color")' in expect.unmet(other_attr, "no")
+    itself = program('s = same(objects=cubes, reference=cubes, attribute="color")\n'
+                     "n = count(objects=cyls)\nfound = exist(objects=s)\nANSWER = found")  # fmt: skip
+    assert expect.unsame(itself) == "same(...) compares a result with itself"
+    # every phrasing of the family and of same_count / same_exist; none for other questions
+    assert compared_attribute("Is the size of the red cube the same as the ball?") == "size"
+    assert compared_attribute("Do the cube and the ball have the same shape?") == "shape"
+    assert (
+        compared_attribute("How many other things are made of the same material as the cube?")
+        == "material"
+    )
+    assert compared_attribute("Is there a ball of the same colour as the cube?") == "color"
+    assert compared_attribute("Are there the same number of cubes and balls?") is None
+    assert Expectation.of("How many red cubes are there?").unsame(right) is None

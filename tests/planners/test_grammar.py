@@ -282,3 +282,81 @@ def test_constrain_off_or_a_backend_without_support_gets_no_grammar(make_agent, 
     agent, _ = make_agent("program", backend, constrain=False)
     agent.ask("What is there?", images=[image])
     assert backend.constraints and all(c is None for c in backend.constraints)
+
+
+def test_a_word_rule_narrows_strings_as_they_are_written():
+    """A rule sees the call's strings so far: here a size may be followed by a colour only when
+    the pair describes one object ("small red" or "large blue"); a keyword the rule leaves no
+    word is not offered, and keywords without a rule stay free."""
+
+    def rule(tool, keyword, given):
+        if tool != "select" or keyword not in ("color", "size"):
+            return None
+        pairs = {("small", "red"), ("large", "blue")}
+        if keyword == "size":
+            return [s for s, c in pairs if not given or (s, given[-1]) in pairs]
+        return [c for s, c in pairs if not given or (given[-1], c) in pairs]
+
+    g = ProgramGrammar(TOOLS, media=MEDIA, mode="line", words=rule)
+    assert g.viable('reds = select(objects=objs, size="small", color="red")') is False  # objs
+    g = ProgramGrammar(TOOLS, media=MEDIA, variables=["objs"], mode="line", words=rule)
+    assert g.viable('reds = select(objects=objs, size="small", color="red")')
+    assert g.viable('reds = select(objects=objs, color="blue", size="large")')
+    assert not g.viable('reds = select(objects=objs, size="small", color="b')
+    assert not g.viable('reds = select(objects=objs, color="green')
+    assert g.viable('n = count(objects=objs, where={"color": "green"})')  # nested: no rule
+    # a keyword with no word left is not offered
+    g = ProgramGrammar(TOOLS, media=MEDIA, variables=["objs"], mode="line",
+                       words=lambda tool, keyword, given: [] if keyword == "color" else None)  # fmt: skip
+    assert not g.viable("reds = select(objects=objs, co")
+    assert g.viable('reds = select(objects=objs, size="tiny")')
+
+
+def test_the_question_narrows_filters_relations_and_comparisons():
+    """``Expectation.words_for`` as the planners' word rule: a select's filters describe one
+    object of the question; same compares the attribute the question compares; relate takes
+    the relation it names."""
+    from agentkit.planners.expect import Expectation
+
+    e = Expectation.of(
+        "Is the large cylinder the same color as the small cube in front of the sphere?"
+    )
+    assert set(e.words_for("select", "size", ())) == {"small", "tiny", "large", "big"}
+    assert e.words_for("select", "color", ()) == ()  # the question names no colour
+    assert e.words_for("select", "shape", ("large",)) == ("cylinder",)
+    assert set(e.words_for("select", "shape", ("tiny",))) == {"cube", "block"}
+    assert e.words_for("same", "attribute", ()) == ("color",)
+    assert e.words_for("relate", "relation", ()) == ("front",)
+    assert e.words_for("select", "objects", ()) is None
+    assert Expectation.of("Are there more cubes than balls?").words_for(
+        "compare", "relation", ()
+    ) == ("more",)
+    plain = Expectation.of("What is this?")
+    assert plain.words_for("select", "color", ()) is None  # describes nothing: no rule
+    no_relation = Expectation.of("How many red cubes are there?")
+    assert no_relation.words_for("relate", "relation", ()) is None
+
+
+def test_the_planners_grammar_holds_filters_to_the_question_unless_told_not_to(
+    registry, tmp_path, image
+):
+    from agentkit.graph import Agent
+    from agentkit.runtime import Options
+    from agentkit.tools.base import ToolRegistry
+
+    tools = ToolRegistry([*registry, ToolRegistry.default()["select"]])
+    reply = ["Program:\n```\nobjs = find(image=image_0)\nANSWER = objs\n```"] * 4
+
+    def grammar(**opts):
+        backend = Constrained(reply)
+        agent = Agent(backend, tools=tools, planner="program", runs_dir=tmp_path / "runs",
+                      options=Options(**opts))  # fmt: skip
+        agent.ask("How many small red things are there?", images=[image])
+        return backend.constraints[0]
+
+    g = grammar()
+    head = "```\nobjs = find(image=image_0)\nreds = select(objects=objs, "
+    assert g.viable(head + 'size="small", color="red")')
+    assert not g.viable(head + 'color="blue"')  # the question names no blue
+    g = grammar(constrain_words=False)
+    assert g.word_rule is None and g.viable(head + 'color="blue")')
