@@ -90,6 +90,13 @@ def ask(
             "models): no undefined name, unknown tool or argument is written."
         ),
     ] = True,
+    constrain_words: Annotated[
+        bool,
+        typer.Option(
+            help="With --constrain: also hold the code's filters and relations to the "
+            "question's words as they are written."
+        ),
+    ] = True,
     run_ahead: Annotated[
         bool,
         typer.Option(
@@ -150,6 +157,7 @@ def ask(
                     actions=actions,  # type: ignore[arg-type]
                     code_context=code_context,  # type: ignore[arg-type]
                     constrain=constrain,
+                    constrain_words=constrain_words,
                     run_ahead=run_ahead,
                     relax=relax,
                 ),
