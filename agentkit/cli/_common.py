@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -12,7 +12,16 @@ from agentkit.media import IMAGE_SUFFIXES
 
 console = Console(stderr=True)
 
-__all__ = ["IMAGE_SUFFIXES", "console", "fail"]
+__all__ = ["IMAGE_SUFFIXES", "ConstrainWords", "console", "fail"]
+
+#: ``--constrain-words/--no-constrain-words`` (``ask``, ``eval vqa``): Options.constrain_words.
+ConstrainWords = Annotated[
+    bool,
+    typer.Option(
+        help="With --constrain: also hold the code's filters and relations to the question's "
+        "words as they are written."
+    ),
+]
 
 
 def fail(message: str, as_json: bool = False, code: int = 2) -> NoReturn:

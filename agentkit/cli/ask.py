@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agentkit.cli._common import IMAGE_SUFFIXES, console, fail
+from agentkit.cli._common import IMAGE_SUFFIXES, ConstrainWords, console, fail
 
 
 def _split_args(args: list[str]) -> tuple[list[Path], str | None]:
@@ -90,13 +90,7 @@ def ask(
             "models): no undefined name, unknown tool or argument is written."
         ),
     ] = True,
-    constrain_words: Annotated[
-        bool,
-        typer.Option(
-            help="With --constrain: also hold the code's filters and relations to the "
-            "question's words as they are written."
-        ),
-    ] = True,
+    constrain_words: ConstrainWords = True,
     run_ahead: Annotated[
         bool,
         typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentkit.cli._common import console, fail
+from agentkit.cli._common import ConstrainWords, console, fail
 
 
 def vqa(
@@ -57,13 +57,7 @@ def vqa(
         bool,
         typer.Option(help="Decode the controller's code under the program grammar (hf: models)."),
     ] = True,
-    constrain_words: Annotated[
-        bool,
-        typer.Option(
-            help="With --constrain: also hold the code's filters and relations to the "
-            "question's words as they are written."
-        ),
-    ] = True,
+    constrain_words: ConstrainWords = True,
     run_ahead: Annotated[
         bool,
         typer.Option(
