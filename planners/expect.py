@@ -237,9 +237,20 @@ class Expectation:
         purple" for "the small objects left of the big purple thing"), else None: the values
         one call filters by should all describe one object (:func:`phrases`)."""
         values = call_values(call, names)
-        if not values or not self.objects or any(values <= p for p in self.objects):
+        if not values or not self.objects or self.one_object(values):
             return None
         return f"the line filters by {_spelled(values)}, which no one object of the question is"
+
+    def one_object(self, values: set[str]) -> bool:
+        """Whether attribute ``values`` all describe one object of the question (:func:`phrases`)."""
+        return any(values <= p for p in self.objects)
+
+    def comparisons(self) -> tuple[str, ...]:
+        """The comparisons of two counts the question asks (``compare``'s relation): ``more``
+        for "greater" / "more", ``fewer`` for "less" / "fewer", ``same`` for a question naming
+        neither; both ``more`` and ``fewer`` when it names both."""
+        asked = tuple(w for w in ("more", "fewer") if self.words[w])
+        return asked or ("same",)
 
     def misplaced(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
         """Why ``call`` takes a relation from another object than the question does, else
@@ -268,10 +279,10 @@ class Expectation:
         relation = call.args.get("relation")
         if call.tool != "compare" or relation not in _COUNT_RELATIONS:
             return None
-        asked = [w for w in ("more", "fewer") if self.words[w]]
-        if len(asked) > 1 or relation == (want := asked[0] if asked else "same"):
+        asked = self.comparisons()
+        if len(asked) > 1 or relation == asked[0]:  # naming both, a line may take either
             return None
-        return f"the line compares with {relation}, but the question asks for {want}"
+        return f"the line compares with {relation}, but the question asks for {asked[0]}"
 
     def unsame(self, program: dsl.Program) -> str | None:
         """Why ``program`` does not compare the attribute the question compares (:attr:`same`),
@@ -304,16 +315,13 @@ class Expectation:
             return None
         if tool in ("select", "detect") and keyword in ATTRIBUTES:
             had = {v for v in (normalize_word(g) for g in given) if v in _VALUES}
-            fits = [v for v in ATTRIBUTES[keyword]
-                    if any(had | {v} <= p for p in self.objects)]  # fmt: skip
-            return tuple(_spellings(fits))
+            return tuple(_spellings(v for v in ATTRIBUTES[keyword] if self.one_object(had | {v})))
         if tool == "same" and keyword == "attribute" and self.same is not None:
             return (self.same,)
         if tool == "relate" and keyword == "relation":  # a required keyword: only a narrowing
             return tuple(r for r in _RELATIONS if self.words[r]) or None
         if tool == "compare" and keyword == "relation":
-            asked = [w for w in ("more", "fewer") if self.words[w]]
-            return tuple(asked) if len(asked) > 1 else (asked[0] if asked else "same",)
+            return self.comparisons()
         return None
 
     def turn_unmet(

@@ -106,11 +106,10 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         messages = program_messages(rt, state)
         # No stop at "Observation:": a program is written in one go and observes nothing.
         tokens = rt.options.max_new_tokens * 2
-        grammar = roles.program_grammar(rt, state, "program")
         names, media = rt.tools.names(), list(state.media)
         budget = state.task.max_steps - len(state.tool_steps)
-        question = roles.question(state)
-        expect = Expectation.of(question)
+        expect = Expectation.of(roles.question(state))
+        grammar = roles.program_grammar(rt, state, "program", expect=expect)
         memo: dict[str, BaseModel | ToolError] = {}  # calls the programs tried share
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 

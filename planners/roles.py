@@ -352,12 +352,13 @@ def code_turn(
     a continued program's thought is each of its lines' thought."""
     messages, thought, stop = line_context(rt, state)
     tokens = rt.options.max_new_tokens
-    names = earlier_names(state)
-    grammar = program_grammar(rt, state, "line", names)
+    names, expect = earlier_names(state), Expectation.of(question(state))
+    grammar = program_grammar(rt, state, "line", names, expect)
     gen = generate(rt.models.controller, messages, max_new_tokens=tokens, stop=stop,
                    constraint=grammar)  # fmt: skip
     continuing = thought is not None
-    gen, parsed, name = _picked_line(rt, state, messages, gen, grammar, names, one_line=continuing)
+    gen, parsed, name = _picked_line(rt, state, messages, gen, grammar, names, expect,
+                                     one_line=continuing)  # fmt: skip
     if thought and isinstance(parsed, ToolCall):
         parsed.thought = f"{thought} ({parsed.thought})" if parsed.thought else thought
     return gen, parsed, name
@@ -365,14 +366,16 @@ def code_turn(
 
 def _picked_line(
     rt: Runtime, state: RunState, messages: list[Message], gen: Generation,
-    grammar: ProgramGrammar | None, names: list[str], *, one_line: bool = False,
+    grammar: ProgramGrammar | None, names: list[str], expect: Expectation, *,
+    one_line: bool = False,
 ) -> tuple[Generation, ToolCall | FinalAnswer | ParseError, str | None]:  # fmt: skip
     """:func:`code_turn`'s choice between the greedy line ``gen`` and the beam's (``names``: the
-    results earlier lines set; ``one_line``: each beam reply is read up to its first line break,
-    as when continuing a program, where the beam writes on past the line)."""
+    results earlier lines set; ``expect``: what the question expects; ``one_line``: each beam
+    reply is read up to its first line break, as when continuing a program, where the beam
+    writes on past the line)."""
     tokens = rt.options.max_new_tokens
     parsed, name = read_code(gen.text, rt, state)
-    expect, passed = Expectation.of(question(state)), [*names, *state.media]
+    passed = [*names, *state.media]
     made = {s.ref: call_values(ToolCall(tool=s.tool, args=s.args or {}), passed)
             for s in as_typed(state).steps if s.role == "executor" and s.ref and s.tool}  # fmt: skip
     if isinstance(parsed, ParseError):
@@ -440,15 +443,19 @@ def earlier_names(state: RunState) -> list[str]:
 
 
 def program_grammar(
-    rt: Runtime, state: RunState, mode: Mode, variables: list[str] | None = None
-) -> ProgramGrammar | None:
+    rt: Runtime, state: RunState, mode: Mode, variables: list[str] | None = None,
+    expect: Expectation | None = None,
+) -> ProgramGrammar | None:  # fmt: skip
     """The prefix grammar the controller's code is decoded under (``Options.constrain``): the
-    run's tools with their arguments, its media ids and the names set so far; None when off."""
+    run's tools with their arguments, its media ids and the names set so far, and with
+    ``Options.constrain_words`` the question's word rule (``expect``, read from the question
+    when not given); None when off."""
     if not rt.options.constrain:
         return None
     tools = tool_specs(rt.tools)
     media = list(as_typed(state).media)
-    words = Expectation.of(question(state)).words_for if rt.options.constrain_words else None
+    expect = expect or Expectation.of(question(state))
+    words = expect.words_for if rt.options.constrain_words else None
     return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode, words=words)
 
 
