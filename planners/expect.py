@@ -25,6 +25,7 @@ from typing import Any
 from agentkit.mllm.backends.base import Generation, Message
 from agentkit.mllm.toolcall import FinalAnswer
 from agentkit.planners import dsl
+from agentkit.planners.grammar import Code
 from agentkit.state import Step, ToolCall
 from agentkit.tools.base import strings_in
 from agentkit.tools.detect import ATTRIBUTES, SYNONYMS, normalize_word
@@ -298,31 +299,51 @@ class Expectation:
             return "same(...) compares a result with itself"
         return None
 
-    def words_for(self, tool: str, keyword: str, given: tuple[str, ...]) -> tuple[str, ...] | None:
+    def words_for(
+        self, tool: str, keyword: str, given: tuple[str, ...], code: Code | None = None
+    ) -> tuple[str, ...] | None:
         """What a call's string may be while it is written (a
         :data:`~agentkit.planners.grammar.WordRule`; ``given``: the strings the call already
-        gave), so the rules above hold as the code is decoded rather than only after:
+        gave; ``code``: the code so far), so the rules above hold as the code is decoded rather
+        than only after:
 
         - an attribute filter of ``select`` / ``detect`` takes a value that, with the call's
           filters so far, describes one object of the question (:meth:`mixed`; a question
           naming none of that attribute leaves the keyword out);
         - ``same`` compares the attribute the question compares (:attr:`same`);
-        - ``relate`` takes a relation the question names (any, when it names none);
-          ``compare`` the comparison it asks (:meth:`compared`).
+        - ``relate`` takes a relation the question names (any, when it names none), and of
+          those, when its reference was selected in this program, one the question takes from
+          the object so selected (:meth:`misplaced`): "behind the cyan cube or in front of the
+          big cube" relates the cyan cubes by ``behind``; ``compare`` the comparison it asks
+          (:meth:`compared`).
 
         None (no rule) for every other string, and for questions that describe no object."""
         if not self.objects and not self.words:
             return None
         if tool in ("select", "detect") and keyword in ATTRIBUTES:
-            had = {v for v in (normalize_word(g) for g in given) if v in _VALUES}
+            had = _values(given)
             return tuple(_spellings(v for v in ATTRIBUTES[keyword] if self.one_object(had | {v})))
         if tool == "same" and keyword == "attribute" and self.same is not None:
             return (self.same,)
         if tool == "relate" and keyword == "relation":  # a required keyword: only a narrowing
-            return tuple(r for r in _RELATIONS if self.words[r]) or None
+            named = tuple(r for r in _RELATIONS if self.words[r])
+            return self.taken_from(named, code) or named or None
         if tool == "compare" and keyword == "relation":
             return self.comparisons()
         return None
+
+    def taken_from(self, relations: tuple[str, ...], code: Code | None) -> tuple[str, ...]:
+        """Of ``relations``, those the question takes from the object the ``relate`` being
+        written passed as its reference, when a select of this program made it by attribute
+        values (:meth:`misplaced`); empty when that is not known or none fits."""
+        ref = dict(code.passed).get("reference") if code else None
+        line = code.line(ref) if code and ref else None
+        if line is None or line.tool not in ("select", "detect"):
+            return ()
+        values = _values(line.given)
+        if not values:
+            return ()
+        return tuple(r for r in relations if any(values <= p for p in self.relations.get(r, ())))
 
     def turn_unmet(
         self, turn: ToolCall | FinalAnswer, names: Iterable[str] = (),
@@ -367,6 +388,11 @@ class Expectation:
             if why := self.mixed(call, names) or self.misplaced(call, made):
                 return f"{call.name} = {call.tool}(...): {why}"
         return None
+
+
+def _values(strings: Iterable[str]) -> set[str]:
+    """The attribute values among a call's strings (synonyms read as ``detect`` reads them)."""
+    return {v for v in (normalize_word(g) for g in strings) if v in _VALUES}
 
 
 def _spellings(values: Iterable[str]) -> list[str]:

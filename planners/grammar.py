@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from agentkit.planners.dsl import ANSWER
 
-__all__ = ["ArgSpec", "ProgramGrammar", "State", "WordRule", "arg_specs"]
+__all__ = ["ArgSpec", "Code", "Line", "ProgramGrammar", "State", "WordRule", "arg_specs"]
 
 Mode = Literal["program", "line"]
 
@@ -79,11 +79,35 @@ class ArgSpec:
 
 ANY = ArgSpec()
 
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A finished code line: the name it set, its tool, the strings it gave (top level, in
+    order)."""
+
+    name: str
+    tool: str
+    given: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """What a word rule may read of the code written so far: the finished lines (the caller's,
+    then this reply's) and the earlier names the call being written passed, by keyword."""
+
+    lines: tuple[Line, ...] = ()
+    passed: tuple[tuple[str, str], ...] = ()
+
+    def line(self, name: str) -> Line | None:
+        """The line that set ``name`` (None: none the grammar knows of)."""
+        return next((ln for ln in reversed(self.lines) if ln.name == name), None)
+
+
 #: What a caller may know of the strings a call should take, beyond the tools' schemas (e.g. the
 #: values a question names: :meth:`agentkit.planners.expect.Expectation.words_for`):
-#: ``(tool, keyword, strings this call already gave) -> the words that keyword's string may be``,
-#: or None for no rule. An empty collection leaves the keyword out of the call.
-WordRule = Callable[[str, str, tuple[str, ...]], Collection[str] | None]
+#: ``(tool, keyword, strings this call already gave, the code so far) -> the words that
+#: keyword's string may be``, or None for no rule. An empty collection leaves the keyword out.
+WordRule = Callable[[str, str, tuple[str, ...], Code], Collection[str] | None]
 
 
 def arg_specs(schema: Mapping[str, Any]) -> dict[str, ArgSpec]:
@@ -126,6 +150,8 @@ class State:
     stack: str = ""  # open brackets of a nested value
     variables: tuple[str, ...] = ()
     answered: bool = False  # ANSWER was set (line mode: one code line was written)
+    passed: tuple[tuple[str, str], ...] = ()  # (keyword, earlier name) this call passed
+    lines: tuple[Line, ...] = ()  # the code lines finished so far (the caller's, then this reply's)
 
 
 class ProgramGrammar:
@@ -137,7 +163,8 @@ class ProgramGrammar:
     ``variables`` the names earlier lines set (react's code actions: the steps so far).
     ``mode="program"``: a whole reply whose code sits in a fence; ``"line"``: one code line,
     possibly after a ``Thought:`` line. ``words``: a :data:`WordRule` that narrows what a
-    keyword's string may be, given the strings the call already gave.
+    keyword's string may be, given the strings the call already gave and the code so far
+    (``lines``: the earlier lines the caller knows of, e.g. react's steps, then this reply's).
 
     >>> g = ProgramGrammar({"detect": ["image"], "count": ["objects"]}, media=["image_0"])
     >>> g.viable("objs = detect(image=image_0)\\nn = count(objects=objs)\\nANSWER = n")
@@ -156,6 +183,7 @@ class ProgramGrammar:
         variables: Collection[str] = (),
         mode: Mode = "program",
         words: WordRule | None = None,
+        lines: Collection[Line] = (),
     ) -> None:
         if mode not in ("program", "line"):
             raise ValueError(f"mode {mode!r}: expected 'program' or 'line'")
@@ -166,9 +194,11 @@ class ProgramGrammar:
         self.media = tuple(media)
         self.mode = mode
         self.word_rule = words
-        self._ruled: dict[tuple[str, str, tuple[str, ...]], tuple[str, ...] | None] = {}
+        self._ruled: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
         self._start = State(
-            phase=_PROSE if mode == "program" else _LINE_START, variables=tuple(variables)
+            phase=_PROSE if mode == "program" else _LINE_START,
+            variables=tuple(variables),
+            lines=tuple(lines),
         )
 
     # -- the interface a constrained decoder uses -----------------------------------------
@@ -236,7 +266,7 @@ class ProgramGrammar:
         if phase == _AFTER_TOOL:
             if ch != "(":
                 return None
-            return replace(s, phase=_ARGS, line=s.line + ch, used=(), given=(), arg="")
+            return replace(s, phase=_ARGS, line=s.line + ch, used=(), given=(), passed=(), arg="")
         if phase == _ARGS:
             if ch == ")":
                 return replace(s, phase=_END, line=s.line + ch)
@@ -262,6 +292,8 @@ class ProgramGrammar:
                 return None
             if s.buf in self.specs:  # ANSWER = tool(...): the call's result is the answer
                 return self._step(replace(s, phase=_AFTER_TOOL, tool=s.buf, buf=""), ch)
+            if s.tool and s.arg and not s.stack and s.buf in s.variables:
+                s = replace(s, passed=(*s.passed, (s.arg, s.buf)))
             return self._step(replace(s, phase=_NESTED if s.stack else _AFTER_VALUE, buf=""), ch)
         if phase == _STRING:
             line = s.line + ch
@@ -274,12 +306,15 @@ class ProgramGrammar:
                     return replace(s, phase=_AFTER_VALUE, quote="", line=line, buf="", given=given)
                 return self._ident(s, ch, words)
             if s.quote.endswith("\\"):
-                return replace(s, quote=s.quote[:-1], line=line)
+                return replace(s, quote=s.quote[:-1], line=line, buf=s.buf + ch)
             if ch == "\\":
                 return replace(s, quote=s.quote + "\\", line=line)
             if ch == s.quote:
-                return replace(s, phase=_NESTED if s.stack else _AFTER_VALUE, quote="", line=line)
-            return replace(s, line=line)
+                if s.stack:
+                    return replace(s, phase=_NESTED, quote="", line=line, buf="")
+                given = (*s.given, s.buf)
+                return replace(s, phase=_AFTER_VALUE, quote="", line=line, buf="", given=given)
+            return replace(s, line=line, buf=s.buf + ch)
         if phase == _NUMBER_PHASE:
             if ch in _NUMBER:
                 return replace(s, line=s.line + ch)
@@ -399,6 +434,7 @@ class ProgramGrammar:
             phase=_LINE_START,
             line="",
             variables=(*s.variables, s.target),
+            lines=(*s.lines, Line(s.target, s.tool, s.given)),
             answered=self.mode == "line",
             target="",
         )
@@ -419,18 +455,17 @@ class ProgramGrammar:
         that leaves a keyword no word)."""
         return tuple(
             k for k in self.specs.get(s.tool, {})
-            if k not in s.used and self._ruled_words(s.tool, k, s.given) != ()
+            if k not in s.used and self._ruled_words(s, k) != ()
         )  # fmt: skip
 
-    def _ruled_words(
-        self, tool: str, keyword: str, given: tuple[str, ...]
-    ) -> tuple[str, ...] | None:
-        """The word rule's words for ``keyword`` (None: no rule), asked once per call state."""
+    def _ruled_words(self, s: State, keyword: str) -> tuple[str, ...] | None:
+        """The word rule's words for ``keyword`` of the call being written (None: no rule),
+        asked once per call state."""
         if self.word_rule is None:
             return None
-        key = (tool, keyword, given)
+        key = (s.tool, keyword, s.given, s.passed, s.lines)
         if key not in self._ruled:
-            words = self.word_rule(tool, keyword, given)
+            words = self.word_rule(s.tool, keyword, s.given, Code(s.lines, s.passed))
             self._ruled[key] = None if words is None else tuple(words)
         return self._ruled[key]
 
@@ -443,7 +478,7 @@ class ProgramGrammar:
         may be written here): the word rule's where it has one, else a ``Literal``'s."""
         if not s.arg or s.stack:
             return None
-        ruled = self._ruled_words(s.tool, s.arg, s.given)
+        ruled = self._ruled_words(s, s.arg)
         if ruled is not None:
             return ruled
         return self._spec(s).enum or None

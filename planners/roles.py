@@ -27,7 +27,7 @@ from agentkit.planners.expect import (
     choose,
     grounded_answers,
 )
-from agentkit.planners.grammar import ArgSpec, Mode, ProgramGrammar, arg_specs
+from agentkit.planners.grammar import ArgSpec, Line, Mode, ProgramGrammar, arg_specs
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import ToolRegistry, execute, step_refs
@@ -456,7 +456,21 @@ def program_grammar(
     media = list(as_typed(state).media)
     expect = expect or Expectation.of(question(state))
     words = expect.words_for if rt.options.constrain_words else None
-    return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode, words=words)
+    lines = code_lines(state, variables or [], media) if mode == "line" else ()
+    return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode, words=words,
+                          lines=lines)  # fmt: skip
+
+
+def code_lines(state: RunState, names: list[str], media: list[str]) -> list[Line]:
+    """The earlier code lines (executor steps that set one of ``names``) as a word rule reads
+    them: name, tool and the strings the call gave (names and media ids aside)."""
+    known = {*names, *media}
+    return [
+        Line(s.ref, s.tool or "", tuple(v for v in (s.args or {}).values()
+                                        if isinstance(v, str) and v not in known))
+        for s in as_typed(state).steps
+        if s.role == "executor" and s.ref in names and s.result is not None
+    ]  # fmt: skip
 
 
 def tool_specs(tools: ToolRegistry) -> dict[str, dict[str, ArgSpec]]:

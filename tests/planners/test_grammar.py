@@ -275,6 +275,9 @@ def test_react_code_turns_decode_under_the_names_so_far(make_agent, image):
     assert all(g.mode == "line" for g in backend.constraints)
     assert not first.viable("n = count(objects=objs)") and second.viable("n = count(objects=objs)")
     assert third.viable("ANSWER = n") and not second.viable("ANSWER = n")
+    # the earlier steps are lines a word rule reads (name, tool, strings given)
+    assert first.start().lines == () and [ln.name for ln in third.start().lines] == ["objs", "n"]
+    assert third.start().lines[0].tool == "find"
 
 
 def test_constrain_off_or_a_backend_without_support_gets_no_grammar(make_agent, image):
@@ -289,7 +292,7 @@ def test_a_word_rule_narrows_strings_as_they_are_written():
     the pair describes one object ("small red" or "large blue"); a keyword the rule leaves no
     word is not offered, and keywords without a rule stay free."""
 
-    def rule(tool, keyword, given):
+    def rule(tool, keyword, given, code):
         if tool != "select" or keyword not in ("color", "size"):
             return None
         pairs = {("small", "red"), ("large", "blue")}
@@ -307,7 +310,7 @@ def test_a_word_rule_narrows_strings_as_they_are_written():
     assert g.viable('n = count(objects=objs, where={"color": "green"})')  # nested: no rule
     # a keyword with no word left is not offered
     g = ProgramGrammar(TOOLS, media=MEDIA, variables=["objs"], mode="line",
-                       words=lambda tool, keyword, given: [] if keyword == "color" else None)  # fmt: skip
+                       words=lambda tool, keyword, given, code: [] if keyword == "color" else None)  # fmt: skip
     assert not g.viable("reds = select(objects=objs, co")
     assert g.viable('reds = select(objects=objs, size="tiny")')
 
@@ -335,6 +338,54 @@ def test_the_question_narrows_filters_relations_and_comparisons():
     assert plain.words_for("select", "color", ()) is None  # describes nothing: no rule
     no_relation = Expectation.of("How many red cubes are there?")
     assert no_relation.words_for("relate", "relation", ()) is None
+
+
+def test_a_word_rule_reads_the_code_so_far():
+    """The rule sees the lines this reply finished (name, tool, strings) and the names the call
+    being written passed, by keyword: here a count's ``where`` colour must be the colour the
+    counted objects were selected by."""
+    from agentkit.planners.grammar import Code, Line
+
+    seen: list[Code] = []
+
+    def rule(tool, keyword, given, code):
+        seen.append(code)
+        if tool != "select" or keyword != "size":
+            return None
+        source = code.line(dict(code.passed).get("objects", ""))
+        return ["large"] if source is not None and source.tool == "select" else None
+
+    g = ProgramGrammar(TOOLS, media=MEDIA, words=rule)
+    head = 'Program:\n```\nobjs = detect(image=image_0)\nreds = select(objects=objs, color="red")\n'
+    assert g.viable(head + 'big = select(objects=reds, size="large")')
+    assert not g.viable(head + 'big = select(objects=reds, size="small")')
+    assert g.viable(head + 'small = select(objects=objs, size="small")')  # objs: a detect's
+    code = next(c for c in reversed(seen) if c.passed)
+    assert code.lines == (Line("objs", "detect"), Line("reds", "select", ("red",)))
+    assert code.passed == (("objects", "objs"),) and code.line("nope") is None
+
+
+def test_a_relation_is_taken_from_the_object_the_question_takes_it_from():
+    """``relate``'s relation, once its reference is a select of this program, is one the
+    question takes from the object that select describes; otherwise any the question names."""
+    from agentkit.planners.expect import Expectation
+    from agentkit.planners.grammar import Code, Line
+
+    e = Expectation.of("How many things are behind the cyan cube or in front of the big cube?")
+    cyan = Line("cyan_cubes", "select", ("cyan", "cube"))
+    big = Line("big_cubes", "select", ("large", "block"))
+    at = Code((cyan, big), (("objects", "objs"), ("reference", "cyan_cubes")))
+    assert e.words_for("relate", "relation", (), at) == ("behind",)
+    assert e.words_for("relate", "relation", (), Code(at.lines, (("reference", "big_cubes"),))) == (
+        "front",
+    )
+    # no reference yet, one made by another tool or another reply, or values no object has
+    assert set(e.words_for("relate", "relation", (), Code(at.lines))) == {"behind", "front"}
+    other = Code((Line("left_objs", "relate"),), (("reference", "left_objs"),))
+    assert set(e.words_for("relate", "relation", (), other)) == {"behind", "front"}
+    red = Code((Line("reds", "select", ("red",)),), (("reference", "reds"),))
+    assert set(e.words_for("relate", "relation", (), red)) == {"behind", "front"}
+    assert set(e.words_for("relate", "relation", ())) == {"behind", "front"}
 
 
 def test_the_planners_grammar_holds_filters_to_the_question_unless_told_not_to(
