@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from agentkit.cli._common import console, fail
+from agentkit.cli._common import ConstrainWords, console, fail
 
 app = typer.Typer(help="Measure models on held-out worlds.", no_args_is_help=True)
 
@@ -120,6 +120,14 @@ def tooluse(
     ] = None,
     limit: Annotated[int, typer.Option(help="A seeded sample of N per split (0 = all).")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    constrain: Annotated[
+        bool,
+        typer.Option(
+            help="Decode code turns under the program grammar, as the agent does (hf: models); "
+            "GPT4Tools scores free generation, the default."
+        ),
+    ] = False,
+    constrain_words: ConstrainWords = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """GPT4Tools' SR_thought / SR_action / SR_args / SR on held-out tool-use samples, for tools
@@ -135,6 +143,7 @@ def tooluse(
             res = evaluate(
                 model, data, splits=split or ["seen", "unseen"], kinds=kind or [], limit=limit,
                 seed=seed, on_item=lambda i, n: bar.update(task, completed=i, total=n),
+                constrain=constrain, constrain_words=constrain_words,
             )  # fmt: skip
     except AgentkitError as e:
         fail(str(e), as_json)

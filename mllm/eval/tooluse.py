@@ -24,6 +24,7 @@ executed: programs are parsed by :mod:`agentkit.planners.dsl`, ReAct turns by
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import defaultdict
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
-from agentkit.mllm.backends.base import Backend, Message, load_backend
+from agentkit.mllm.backends.base import Backend, Message, generate, load_backend
 from agentkit.mllm.eval.vqa import is_correct, normalize_answer
 from agentkit.mllm.toolcall import FinalAnswer, parse
 from agentkit.planners import dsl
@@ -223,9 +224,86 @@ def stops_of(row: dict[str, Any]) -> list[str] | None:
     return None if row.get("kind") in _NOT_REACT else ["Observation:"]
 
 
-def predict(backend: Backend, row: dict[str, Any], max_new_tokens: int = 256) -> str:
-    """The model's version of the sample's last assistant turn."""
-    return backend.generate(prompt_of(row), max_new_tokens=max_new_tokens, stop=stops_of(row)).text
+_MEDIA_RE = re.compile(r"(?:^|, )([A-Za-z_]\w*) \(")
+
+
+def read_task(row: dict[str, Any]) -> tuple[list[str], str]:
+    """The media ids and the question of a sample's task turn (``planners/prompts/task.txt``:
+    ``Images: image_0 (480x320 image)`` / ``Question: ...``)."""
+    media: list[str] = []
+    question = ""
+    user = next((m for m in row["messages"] if m.get("role") == "user"), None)
+    for line in str(user["content"] if user else "").splitlines():
+        if line.startswith("Images: "):
+            media = _MEDIA_RE.findall(line[len("Images: ") :])
+        elif line.startswith("Question: ") and not question:
+            question = line[len("Question: ") :].strip()
+    return media, question
+
+
+def grammar_of(row: dict[str, Any], words: bool = True) -> Any:
+    """The grammar the agent decodes this sample's turn under (``Options.constrain``, and with
+    ``words`` the question's word rule, ``Options.constrain_words``): a program sample is a
+    whole program (``program`` planner), a code-action turn one line that may use the names the
+    earlier lines set (``react`` with ``--actions code``); other turns (prose, JSON calls,
+    decider and summarizer answers) are decoded free, as in the agent: None."""
+    from agentkit.planners.expect import Expectation
+    from agentkit.planners.grammar import ProgramGrammar
+
+    kind, reference = str(row.get("kind")), str(row["messages"][-1]["content"])
+    code_turn = kind in ("tool_call", "final") and _CODE_LINE_RE.match(reference)
+    if kind != "program" and not code_turn:
+        return None
+    media, question = read_task(row)
+    rule = Expectation.of(question).words_for if words else None
+    if kind == "program":
+        return ProgramGrammar(_specs(), media=media, mode="program", words=rule)
+    prompt = "\n".join(str(m["content"]) for m in row["messages"][1:-1])
+    names = earlier_names(prompt)
+    lines = prompt_lines(prompt, media)
+    return ProgramGrammar(_specs(), media=media, variables=names, mode="line", words=rule,
+                          lines=lines)  # fmt: skip
+
+
+_PROMPT_LINE_RE = re.compile(r"^[A-Za-z_]\w* = \w+\(.*\)$", re.MULTILINE)
+
+
+def prompt_lines(prompt: str, media: Sequence[str] = ()) -> list[Any]:
+    """The code lines of a ``code`` actions prompt as the word rule reads them (the agent reads
+    them off its steps: :func:`agentkit.planners.roles.code_lines`)."""
+    from agentkit.planners.grammar import Line
+
+    tools, names, out = list(_specs()), list[str](), []
+    for text in _PROMPT_LINE_RE.findall(prompt):
+        try:
+            call = dsl.parse_line(text, tools, names, media=media)
+        except dsl.DSLError:
+            continue
+        if isinstance(call, ToolCall) and call.name:
+            known = {*names, *media}
+            strings = tuple(v for v in call.args.values() if isinstance(v, str) and v not in known)
+            out.append(Line(call.name, call.tool, strings))
+            names.append(call.name)
+    return out
+
+
+@functools.cache
+def _specs() -> dict[str, Any]:
+    from agentkit.planners.roles import tool_specs
+    from agentkit.tools.base import ToolRegistry
+
+    return tool_specs(ToolRegistry.default())
+
+
+def predict(
+    backend: Backend, row: dict[str, Any], max_new_tokens: int = 256, constraint: Any = None
+) -> str:
+    """The model's version of the sample's last assistant turn (decoded under ``constraint``
+    where the backend supports one)."""
+    return generate(
+        backend, prompt_of(row), max_new_tokens=max_new_tokens, stop=stops_of(row),
+        constraint=constraint,
+    ).text  # fmt: skip
 
 
 def score_row(row: dict[str, Any], predicted: str, tools: Sequence[str]) -> dict[str, bool]:
@@ -252,9 +330,14 @@ def evaluate(
     seed: int = 0,
     max_new_tokens: int = 256,
     on_item: Callable[[int, int], None] | None = None,
+    constrain: bool = False,
+    constrain_words: bool = True,
 ) -> dict[str, Any]:
     """Score ``model`` on the held-out files of the tooluse folder ``data``; ``limit`` samples
-    (seeded) per split. Returns the report (also what ``--json`` prints)."""
+    (seeded) per split. GPT4Tools scores free generation (the default); ``constrain`` decodes
+    code turns as the agent does (:func:`grammar_of`; ``constrain_words``: with the question's
+    word rule), which says how much of a model's tool use the decoder's rules carry. Returns the
+    report (also what ``--json`` prints)."""
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
         raise ConfigError(f"unknown split(s) {unknown}; choose from {sorted(SPLITS)}")
@@ -265,7 +348,8 @@ def evaluate(
     examples: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for i, (split, row) in enumerate(jobs):
-        text = predict(backend, row, max_new_tokens)
+        grammar = grammar_of(row, constrain_words) if constrain else None
+        text = predict(backend, row, max_new_tokens, grammar)
         ref = str(row["messages"][-1]["content"])
         flags = score_row(row, text, tools)
         per[(split, str(row.get("kind")))].append(flags)
@@ -275,6 +359,8 @@ def evaluate(
         if on_item:
             on_item(i + 1, len(jobs))
     report: dict[str, Any] = {"model": getattr(backend, "name", str(model)), "data": str(data)}
+    if constrain:
+        report["decoding"] = "grammar and word rule" if constrain_words else "grammar"
     for split in splits:
         pooled = [f for (s, _), fs in per.items() if s == split for f in fs]
         report[split] = _rates(pooled) | {
@@ -296,9 +382,12 @@ __all__ = [
     "all_tools",
     "canonical_program",
     "evaluate",
+    "grammar_of",
     "normalize_answer",
     "predict",
+    "prompt_lines",
     "prompt_of",
+    "read_task",
     "score_row",
     "score_turn",
 ]

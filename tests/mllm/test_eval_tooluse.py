@@ -135,3 +135,62 @@ def test_limit_and_bad_input(heldout, tmp_path):
         evaluate(Replay(rows), tmp_path)
     with pytest.raises(ConfigError, match="unknown split"):
         evaluate(Replay(rows), heldout, splits=["train"])
+
+
+class Guesser:
+    """A model that decodes under a constraint: of its guesses, likeliest first, it writes the
+    first the constraint allows (the first guess when decoded free)."""
+
+    name = "guesser"
+    supports_constraints = True
+
+    def __init__(self, guesses: list[str]):
+        self.guesses, self.constraints = guesses, []
+
+    def generate(self, messages: list[Message], constraint=None, **kw) -> Generation:
+        self.constraints.append(constraint)
+        ok = [g for g in self.guesses if constraint is None or constraint.viable(g)]
+        return Generation(text=(ok or self.guesses)[0], model=self.name)
+
+
+def _program_row(question: str, reference: str) -> dict:
+    return {"kind": "program", "messages": [
+        {"role": "system", "content": "You are the controller."},
+        {"role": "user", "content": f"Images: image_0 (480x320 image)\nQuestion: {question}"},
+        {"role": "assistant", "content": reference}]}  # fmt: skip
+
+
+def test_constrained_scoring_decodes_as_the_agent(tmp_path):
+    """--constrain: program turns decoded under the program grammar with the question's word
+    rule (a filter the question never says is refused as it is written); free by default."""
+    from agentkit.mllm.eval.tooluse import grammar_of, read_task
+
+    row = _program_row("How many red things are there?", REF_PROGRAM)
+    assert read_task(row) == (["image_0"], "How many red things are there?")
+    blue = REF_PROGRAM.replace('"red"', '"blue"')
+    unknown = REF_PROGRAM.replace("image=image_0", "image=image_9")
+    grammar = grammar_of(row)
+    assert grammar.viable(REF_PROGRAM) and not grammar.viable(blue)
+    assert not grammar.viable(unknown)  # not a media id of the task
+    assert grammar_of(row, words=False).viable(blue)
+    # a react code line: one line, over the names the earlier lines set
+    code = {"kind": "tool_call", "messages": [*row["messages"][:2],
+            {"role": "assistant", "content": "objs = detect(image=image_0)\n# objs = 3 objects"},
+            {"role": "user", "content": "Continue."},
+            {"role": "assistant", "content": 'reds = select(objects=objs, color="red")'}]}  # fmt: skip
+    line = grammar_of(code)
+    assert [(ln.name, ln.tool) for ln in line.start().lines] == [("objs", "detect")]
+    assert line.viable('reds = select(objects=objs, color="red")')
+    assert not line.viable('reds = select(objects=things, color="red")')
+    # turns the agent decodes free get no grammar
+    assert grammar_of({**row, "kind": "summarizer"}) is None
+    (tmp_path / "test.jsonl").write_text(json.dumps(row) + "\n")
+    free = evaluate(Guesser([blue, REF_PROGRAM]), tmp_path, splits=["seen"])
+    assert free["seen"]["SR"] == 0 and "decoding" not in free
+    model = Guesser([unknown, blue, REF_PROGRAM])
+    held = evaluate(model, tmp_path, splits=["seen"], constrain=True)
+    assert held["seen"]["SR"] == 1 and held["decoding"] == "grammar and word rule"
+    assert model.constraints[0] is not None
+    grammar_only = evaluate(Guesser([blue]), tmp_path, splits=["seen"], constrain=True,
+                            constrain_words=False)  # fmt: skip
+    assert grammar_only["seen"]["SR_args"] == 0 and grammar_only["decoding"] == "grammar"
