@@ -296,7 +296,11 @@ class Agent:
     def _run_graph(self, rt: Runtime, thread: str, initial: RunState | None) -> RunResult:
         from langgraph.errors import GraphRecursionError
 
-        cfg = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
+        from agentkit.planners import FANS_OUT
+
+        cfg: dict[str, Any] = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
+        if self.planner not in FANS_OUT:  # one node per super-step: one worker thread will do
+            cfg["max_concurrency"] = 1
         checkpointer = _checkpointer(rt.run_dir)
         # the graph compiled once for this agent, with this run's checkpoint file
         graph = self._graph().copy(update={"checkpointer": checkpointer})

@@ -14,6 +14,11 @@ from typing import Any
 from agentkit.errors import ConfigError
 
 PLANNERS = ("react", "plan", "program", "tree")
+#: Planners whose graph runs several nodes in one super-step (``tree``'s branches, LangGraph's
+#: ``Send``): they need LangGraph's thread pool. The others run one node per super-step, so a
+#: single worker serves their background checkpoint writes (``max_concurrency=1``), and a run
+#: starts one thread instead of four or five (1.7 ms of ~10.7 ms of framework per question).
+FANS_OUT = frozenset({"tree"})
 
 
 def get_builder(name: str) -> Callable[..., Any]:
