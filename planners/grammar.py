@@ -89,6 +89,15 @@ class Line:
     tool: str
     given: tuple[str, ...] = ()
 
+    @classmethod
+    def of_call(
+        cls, name: str, tool: str, args: Mapping[str, Any], names: Collection[str] = ()
+    ) -> Line:
+        """The line of a parsed call: its top-level string arguments, the earlier names and
+        media ids it passes (``names``) aside."""
+        given = tuple(v for v in args.values() if isinstance(v, str) and v not in names)
+        return cls(name, tool, given)
+
 
 @dataclass(frozen=True, slots=True)
 class Code:

@@ -466,11 +466,10 @@ def code_lines(state: RunState, names: list[str], media: list[str]) -> list[Line
     them: name, tool and the strings the call gave (names and media ids aside)."""
     known = {*names, *media}
     return [
-        Line(s.ref, s.tool or "", tuple(v for v in (s.args or {}).values()
-                                        if isinstance(v, str) and v not in known))
+        Line.of_call(s.ref, s.tool or "", s.args or {}, known)
         for s in as_typed(state).steps
         if s.role == "executor" and s.ref in names and s.result is not None
-    ]  # fmt: skip
+    ]
 
 
 def tool_specs(tools: ToolRegistry) -> dict[str, dict[str, ArgSpec]]:

@@ -37,6 +37,7 @@ from agentkit.mllm.backends.base import Backend, Message, generate, load_backend
 from agentkit.mllm.eval.vqa import is_correct, normalize_answer
 from agentkit.mllm.toolcall import FinalAnswer, parse
 from agentkit.planners import dsl
+from agentkit.planners.grammar import Line, ProgramGrammar
 from agentkit.state import ToolCall
 
 #: The files of a tooluse folder scored, and the split name each gets in the report.
@@ -241,14 +242,13 @@ def read_task(row: dict[str, Any]) -> tuple[list[str], str]:
     return media, question
 
 
-def grammar_of(row: dict[str, Any], words: bool = True) -> Any:
+def grammar_of(row: dict[str, Any], words: bool = True) -> ProgramGrammar | None:
     """The grammar the agent decodes this sample's turn under (``Options.constrain``, and with
     ``words`` the question's word rule, ``Options.constrain_words``): a program sample is a
     whole program (``program`` planner), a code-action turn one line that may use the names the
     earlier lines set (``react`` with ``--actions code``); other turns (prose, JSON calls,
     decider and summarizer answers) are decoded free, as in the agent: None."""
     from agentkit.planners.expect import Expectation
-    from agentkit.planners.grammar import ProgramGrammar
 
     kind, reference = str(row.get("kind")), str(row["messages"][-1]["content"])
     code_turn = kind in ("tool_call", "final") and _CODE_LINE_RE.match(reference)
@@ -268,21 +268,19 @@ def grammar_of(row: dict[str, Any], words: bool = True) -> Any:
 _PROMPT_LINE_RE = re.compile(r"^[A-Za-z_]\w* = \w+\(.*\)$", re.MULTILINE)
 
 
-def prompt_lines(prompt: str, media: Sequence[str] = ()) -> list[Any]:
+def prompt_lines(prompt: str, media: Sequence[str] = ()) -> list[Line]:
     """The code lines of a ``code`` actions prompt as the word rule reads them (the agent reads
     them off its steps: :func:`agentkit.planners.roles.code_lines`)."""
-    from agentkit.planners.grammar import Line
-
-    tools, names, out = list(_specs()), list[str](), []
+    tools = list(_specs())
+    names: list[str] = []
+    out: list[Line] = []
     for text in _PROMPT_LINE_RE.findall(prompt):
         try:
             call = dsl.parse_line(text, tools, names, media=media)
         except dsl.DSLError:
             continue
         if isinstance(call, ToolCall) and call.name:
-            known = {*names, *media}
-            strings = tuple(v for v in call.args.values() if isinstance(v, str) and v not in known)
-            out.append(Line(call.name, call.tool, strings))
+            out.append(Line.of_call(call.name, call.tool, call.args, {*names, *media}))
             names.append(call.name)
     return out
 
