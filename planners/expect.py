@@ -310,6 +310,8 @@ class Expectation:
         - an attribute filter of ``select`` / ``detect`` takes a value that, with the call's
           filters so far, describes one object of the question (:meth:`mixed`; a question
           naming none of that attribute leaves the keyword out);
+        - a ``where`` dict (``count``'s filters) is held as a select's filters: each key an
+          attribute with a value left, each value as the select's;
         - ``same`` compares the attribute the question compares (:attr:`same`);
         - ``relate`` takes a relation the question names (any, when it names none), and of
           those, when its reference was selected in this program, one the question takes from
@@ -320,6 +322,11 @@ class Expectation:
         None (no rule) for every other string, and for questions that describe no object."""
         if not self.objects and not self.words:
             return None
+        if keyword.startswith("where."):  # count's filters: keys are attributes, as select's
+            attr = keyword.removeprefix("where.")
+            if not attr:
+                return tuple(a for a in ATTRIBUTES if self.words_for("select", a, given) != ())
+            return self.words_for("select", attr, given) if attr in ATTRIBUTES else None
         if tool in ("select", "detect") and keyword in ATTRIBUTES:
             had = _values(given)
             return tuple(_spellings(v for v in ATTRIBUTES[keyword] if self.one_object(had | {v})))

@@ -116,6 +116,8 @@ class Code:
 #: values a question names: :meth:`agentkit.planners.expect.Expectation.words_for`):
 #: ``(tool, keyword, strings this call already gave, the code so far) -> the words that
 #: keyword's string may be``, or None for no rule. An empty collection leaves the keyword out.
+#: In a keyword's dict value the rule is asked for ``"where."`` (a key) and ``"where.color"`` (the
+#: value of key ``color``); the dict's values count among the strings the call gave.
 WordRule = Callable[[str, str, tuple[str, ...], Code], Collection[str] | None]
 
 
@@ -160,6 +162,8 @@ class State:
     variables: tuple[str, ...] = ()
     answered: bool = False  # ANSWER was set (line mode: one code line was written)
     passed: tuple[tuple[str, str], ...] = ()  # (keyword, earlier name) this call passed
+    slot: str = ""  # in a keyword's dict value: "key" or "value" (of ``dkey``)
+    dkey: str = ""  # the key whose value is being read
     lines: tuple[Line, ...] = ()  # the code lines finished so far (the caller's, then this reply's)
 
 
@@ -311,6 +315,8 @@ class ProgramGrammar:
                 if ch == s.quote:
                     if s.buf not in words:
                         return None
+                    if s.stack:
+                        return self._nested_string_done(s, line)
                     given = (*s.given, s.buf)
                     return replace(s, phase=_AFTER_VALUE, quote="", line=line, buf="", given=given)
                 return self._ident(s, ch, words)
@@ -320,7 +326,7 @@ class ProgramGrammar:
                 return replace(s, quote=s.quote + "\\", line=line)
             if ch == s.quote:
                 if s.stack:
-                    return replace(s, phase=_NESTED, quote="", line=line, buf="")
+                    return self._nested_string_done(s, line)
                 given = (*s.given, s.buf)
                 return replace(s, phase=_AFTER_VALUE, quote="", line=line, buf="", given=given)
             return replace(s, line=line, buf=s.buf + ch)
@@ -417,22 +423,42 @@ class ProgramGrammar:
         if ch in _CLOSE:
             if ("dict" if ch == "{" else "list") not in kinds:
                 return None
-            return replace(s, phase=_NESTED, stack=s.stack + ch, line=line)
+            slot = "key" if ch == "{" and not s.stack and s.arg else s.slot
+            return replace(s, phase=_NESTED, stack=s.stack + ch, line=line, slot=slot)
         if _IDENT_START.match(ch):
             return self._ident(replace(s, phase=_NAME, buf=""), ch, self._value_names(s))
         return None
 
     def _nested(self, s: State, ch: str) -> State | None:
-        """Inside a list / dict / tuple value: strings, numbers, names, nested brackets."""
+        """Inside a list / dict / tuple value: strings, numbers, names, nested brackets. In a
+        keyword's dict (``where={"color": "red"}``) the slot says whether a key or the value of
+        ``dkey`` comes next, for the word rule."""
         if ch in " ,:":
+            if s.stack == "{" and s.slot:
+                if ch == ":" and s.slot == "key":
+                    return replace(s, line=s.line + ch, slot="value")
+                if ch == "," and s.slot == "value":
+                    return replace(s, line=s.line + ch, slot="key", dkey="")
             return replace(s, line=s.line + ch)
         if ch in "]})":
             if _CLOSE[s.stack[-1]] != ch:
                 return None
             stack = s.stack[:-1]
+            slot, dkey = (s.slot, s.dkey) if stack else ("", "")
             return replace(s, stack=stack, phase=_NESTED if stack else _AFTER_VALUE,
-                           line=s.line + ch)  # fmt: skip
+                           line=s.line + ch, slot=slot, dkey=dkey)  # fmt: skip
         return self._value_start(s, ch)
+
+    @staticmethod
+    def _nested_string_done(s: State, line: str) -> State:
+        """A string inside a value ended: in a keyword's dict, a key becomes ``dkey`` and a
+        value joins the strings the call gave."""
+        done = replace(s, phase=_NESTED, quote="", line=line, buf="")
+        if s.stack == "{" and s.slot == "key":
+            return replace(done, dkey=s.buf)
+        if s.stack == "{" and s.slot == "value":
+            return replace(done, given=(*s.given, s.buf))
+        return done
 
     def _end_line(self, s: State) -> State:
         """A statement ended with its newline."""
@@ -485,7 +511,13 @@ class ProgramGrammar:
     def _words(self, s: State) -> tuple[str, ...] | None:
         """The words a string being read must be one of (None: free text; empty: no string
         may be written here): the word rule's where it has one, else a ``Literal``'s."""
-        if not s.arg or s.stack:
+        if not s.arg:
+            return None
+        if s.stack == "{" and s.slot:  # a keyword's dict: "where." for a key, "where.color"...
+            if s.slot == "value" and not s.dkey:
+                return None
+            return self._ruled_words(s, f"{s.arg}.{s.dkey if s.slot == 'value' else ''}")
+        if s.stack:
             return None
         ruled = self._ruled_words(s, s.arg)
         if ruled is not None:

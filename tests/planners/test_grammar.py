@@ -388,6 +388,28 @@ def test_a_relation_is_taken_from_the_object_the_question_takes_it_from():
     assert set(e.words_for("relate", "relation", ())) == {"behind", "front"}
 
 
+def test_a_where_dict_is_held_as_a_selects_filters():
+    """``count(..., where={...})``: each key an attribute the question gives a value of, each
+    value one that, with the dict's other values, describes one object of the question; a
+    question that describes nothing leaves the dict free."""
+    from agentkit.planners.expect import Expectation
+    from agentkit.planners.roles import tool_specs
+    from agentkit.tools.base import ToolRegistry
+
+    specs = tool_specs(ToolRegistry.default())
+    q = "What number of objects are cyan balls and in front of the small purple shiny object?"
+    g = ProgramGrammar(specs, media=MEDIA, words=Expectation.of(q).words_for)
+    head = "Program:\n```\nobjs = detect(image=image_0)\nn = count(objects=objs, where="
+    assert g.viable(head + '{"color": "cyan", "shape": "sphere"})')
+    assert g.viable(head + '{"size": "small", "material": "metal", "color": "purple"})')
+    assert not g.viable(head + '{"material": "sphere"')  # a shape is no material
+    assert not g.viable(head + '{"color": "cyan", "size": "small"')  # two objects' values
+    assert not g.viable(head + '{"label": ')  # not an attribute the question gives
+    assert g.viable(head + '{"shape": "ball"})')  # a synonym, as select takes it
+    free = ProgramGrammar(specs, media=MEDIA, words=Expectation.of("What is this?").words_for)
+    assert free.viable(head + '{"label": "x", "n": [1, "a"]})')
+
+
 def test_the_planners_grammar_holds_filters_to_the_question_unless_told_not_to(
     registry, tmp_path, image
 ):
