@@ -264,7 +264,7 @@ class Expectation:
             return None
         taken_from = self.relations.get(normalize_word(relation))
         values = made.get(ref)
-        if not taken_from or not values or any(values <= p for p in taken_from):
+        if not taken_from or not values or self.takes(relation, values):
             return None
         question_refs = " or the ".join(_spelled(p) for p in taken_from)
         return (
@@ -348,9 +348,12 @@ class Expectation:
         if line is None or line.tool not in ("select", "detect"):
             return ()
         values = _values(line.given)
-        if not values:
-            return ()
-        return tuple(r for r in relations if any(values <= p for p in self.relations.get(r, ())))
+        return tuple(r for r in relations if self.takes(r, values)) if values else ()
+
+    def takes(self, relation: str, values: set[str]) -> bool:
+        """Whether the question takes ``relation`` from an object attribute ``values`` describe
+        (:func:`references`)."""
+        return any(values <= p for p in self.relations.get(normalize_word(relation), ()))
 
     def turn_unmet(
         self, turn: ToolCall | FinalAnswer, names: Iterable[str] = (),

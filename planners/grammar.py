@@ -155,7 +155,7 @@ class State:
     target: str = ""
     tool: str = ""
     used: tuple[str, ...] = ()  # keywords given so far on this line
-    given: tuple[str, ...] = ()  # the strings given to them (top level, whole)
+    given: tuple[str, ...] = ()  # the strings given to them (top level, whole; a dict's values)
     arg: str = ""  # the keyword whose value is being read
     quote: str = ""  # the open string's quote; "\\" after an escape
     stack: str = ""  # open brackets of a nested value

@@ -14,7 +14,8 @@ console = Console(stderr=True)
 
 __all__ = ["IMAGE_SUFFIXES", "ConstrainWords", "console", "fail"]
 
-#: ``--constrain-words/--no-constrain-words`` (``ask``, ``eval vqa``, ``eval tooluse``): Options.constrain_words.
+#: ``--constrain-words/--no-constrain-words`` (``ask``, ``eval vqa``, ``eval tooluse``):
+#: Options.constrain_words.
 ConstrainWords = Annotated[
     bool,
     typer.Option(

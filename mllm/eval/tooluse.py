@@ -260,28 +260,28 @@ def grammar_of(row: dict[str, Any], words: bool = True) -> ProgramGrammar | None
         return ProgramGrammar(_specs(), media=media, mode="program", words=rule)
     prompt = "\n".join(str(m["content"]) for m in row["messages"][1:-1])
     names = earlier_names(prompt)
-    lines = prompt_lines(prompt, media)
+    lines = prompt_lines(prompt, names, media)
     return ProgramGrammar(_specs(), media=media, variables=names, mode="line", words=rule,
                           lines=lines)  # fmt: skip
 
 
-_PROMPT_LINE_RE = re.compile(r"^[A-Za-z_]\w* = \w+\(.*\)$", re.MULTILINE)
-
-
-def prompt_lines(prompt: str, media: Sequence[str] = ()) -> list[Line]:
-    """The code lines of a ``code`` actions prompt as the word rule reads them (the agent reads
-    them off its steps: :func:`agentkit.planners.roles.code_lines`)."""
-    tools = list(_specs())
-    names: list[str] = []
+def prompt_lines(prompt: str, names: Sequence[str], media: Sequence[str] = ()) -> list[Line]:
+    """The code lines of a ``code`` actions prompt (those :func:`earlier_names` reads, setting
+    ``names``) as the word rule reads them; the agent reads them off its steps
+    (:func:`agentkit.planners.roles.code_lines`)."""
+    tools, known = list(_specs()), {*names, *media}
+    before: list[str] = []  # the names the lines above set: what a line may pass
     out: list[Line] = []
-    for text in _PROMPT_LINE_RE.findall(prompt):
-        try:
-            call = dsl.parse_line(text, tools, names, media=media)
-        except dsl.DSLError:
+    for text in prompt.splitlines():
+        if not (m := _EARLIER_LINE_RE.match(text)):
             continue
+        try:
+            call = dsl.parse_line(text, tools, before, media=media)
+        except dsl.DSLError:
+            call = None
+        before.append(m.group(1))
         if isinstance(call, ToolCall) and call.name:
-            out.append(Line.of_call(call.name, call.tool, call.args, {*names, *media}))
-            names.append(call.name)
+            out.append(Line.of_call(call.name, call.tool, call.args, known))
     return out
 
 
