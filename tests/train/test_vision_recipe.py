@@ -1,0 +1,126 @@
+"""The mllm-vision recipe: patch labels from masks, a few steps on a tiny tower, resume, graft."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentkit.errors import ConfigError
+from agentkit.mllm.train import build_config, load_recipe
+from agentkit.mllm.train import vision as V
+from agentkit.tools._vision import mask_to_rle
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenes"
+TINY = ["image_size=64", "patch=16", "vision_dim=32", "vision_layers=1", "vision_heads=2",
+        "threads=1", "log_every=1000", "warmup=2", "batch=2", "fp16=false"]  # fmt: skip
+
+
+def _object(color: str, shape: str, box: tuple[int, int, int, int], hw=(80, 120)) -> dict:
+    m = np.zeros(hw, dtype=bool)
+    x0, y0, x1, y1 = box
+    m[y0:y1, x0:x1] = True
+    return {"color": color, "shape": shape, "material": "metal", "size": "large",
+            "mask": mask_to_rle(m).model_dump()}  # fmt: skip
+
+
+def test_a_patch_takes_the_object_covering_most_of_it():
+    # 120 x 80 image, 4 x 4 cells of 30 x 20: the cube fills cell (0, 0), the sphere covers a
+    # quarter of cell (3, 3) and 5% of cell (3, 2)
+    scene = {"width": 120, "height": 80, "objects": [
+        _object("red", "cube", (0, 0, 30, 20)),
+        _object("blue", "sphere", (105, 70, 120, 80)),
+        _object("green", "cylinder", (27, 0, 30, 20)),  # 10% of cell (0, 0), under the cube
+    ]}  # fmt: skip
+    cells = V.cell_labels(scene, grid=4, cover=0.2)
+    color, shape = cells[0], cells[1]
+    assert color[0, 0] == 1 + V.ATTRIBUTES["color"].index("red")
+    assert shape[0, 0] == 1 + V.ATTRIBUTES["shape"].index("cube")
+    assert color[3, 3] == 1 + V.ATTRIBUTES["color"].index("blue")
+    assert shape[3, 3] == 1 + V.ATTRIBUTES["shape"].index("sphere")
+    assert (color > 0).sum() == 2  # nothing else covers a fifth of a cell
+    assert V.cell_labels(scene, grid=4, cover=0.3)[0][3, 3] == 0  # a quarter is below 0.3
+    present = V.presence(scene)
+    assert present.sum() == 3 and present[V.PAIRS.index(("blue", "sphere"))] == 1
+
+
+def _scenes(dst: Path, indices: list[int]) -> Path:
+    dst.mkdir(parents=True)
+    for i in indices:
+        for ext in (".json", ".png"):
+            shutil.copy2(EXAMPLES / f"scene_{i:06d}{ext}", dst / f"scene_{i:06d}{ext}")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    from agentkit.mllm.model import build_tiny_llava
+
+    return build_tiny_llava(
+        tmp_path_factory.mktemp("vision-base") / "core",
+        texts=["Is there a red cube in the image?", "Yes.", "No."] * 20,
+        image_size=32, patch=8, vision_dim=32, vision_layers=1, vision_heads=2,
+        text_dim=64, text_layers=1, text_heads=2, vocab_size=400,
+    )  # fmt: skip
+
+
+def test_recipe_fills_the_config_and_checks_sizes():
+    module, cfg = build_config(load_recipe("mllm-vision"), ["steps=7"])
+    assert module is V and cfg.steps == 7 and cfg.image_size % cfg.patch == 0
+    assert (cfg.image_size // cfg.patch) ** 2 == 64  # the core's 64 image tokens
+    with pytest.raises(ConfigError, match="multiple of patch"):
+        V._check(build_config(load_recipe("mllm-vision"), ["patch=25"])[1])
+
+
+@pytest.mark.slow
+def test_trains_resumes_and_grafts_the_tower_into_the_core(tmp_path, base):
+    import torch
+    from safetensors.torch import load_file
+
+    from agentkit.mllm.backends.base import Message
+    from agentkit.mllm.backends.hf import HFBackend
+
+    train = _scenes(tmp_path / "train", [0, 1, 2])
+    held = _scenes(tmp_path / "held", [3])
+    args = [*TINY, f"scenes_dirs={json.dumps([str(train)])}", f"heldout_dir={held}", f"base={base}"]
+    _, cfg = build_config(load_recipe("mllm-vision"), [*args, "steps=40", "lr=3e-3"])
+    processor = V._processor(cfg)
+    data = V.load_data([str(train)], processor, grid=4, cover=cfg.cover)
+    net = V.build(cfg)
+    with torch.no_grad():
+        before = float(V.losses(net, data.pixels, data.cells, data.present, 1.0)["loss"])
+    folder = V.train(cfg, tmp_path / "out")
+    ck = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
+    assert ck["step"] == 40
+    net.load_state_dict(ck["model"])
+    with torch.no_grad():
+        after = float(V.losses(net, data.pixels, data.cells, data.present, 1.0)["loss"])
+    assert after < 0.7 * before, (before, after)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["steps"] == 40 and 0 <= metrics["heldout"]["color_acc"] <= 1
+
+    # the graft: the trained tower, the base's LM, a processor and config that agree
+    config = json.loads((folder / "config.json").read_text())
+    assert (
+        config["vision_config"]["image_size"] == 64 and config["vision_config"]["patch_size"] == 16
+    )
+    assert config["vision_feature_layer"] == -1
+    w, b = load_file(str(folder / "model.safetensors")), load_file(str(base / "model.safetensors"))
+    tower = {k.removeprefix("tower."): v for k, v in ck["model"].items() if k.startswith("tower.")}
+    assert all(torch.equal(w[f"vision_tower.{k}"], v) for k, v in tower.items())
+    assert all(torch.equal(w[k].float(), b[k].float()) for k in b if "language_model" in k)
+    gen = HFBackend(folder, device="cpu").generate(
+        [Message(role="user", content="Is there a red cube?", images=[train / "scene_000000.png"])],
+        max_new_tokens=2,
+    )
+    assert gen.tokens_in > 16  # 16 image tokens at 64 px / 16 px patches, and the text
+
+    # a rerun resumes at the end and trains no more; another tower size refuses the checkpoint
+    V.train(cfg, tmp_path / "out")
+    assert torch.load(tmp_path / "out" / "last.pt", weights_only=True)["step"] == 40
+    _, other = build_config(load_recipe("mllm-vision"), [*args, "vision_dim=64"])
+    with pytest.raises(ConfigError, match="another --out"):
+        V.train(other, tmp_path / "out")
