@@ -523,11 +523,24 @@ def completion_logps(model: Any, batch: dict[str, Any]) -> Any:
 # trainer plumbing
 
 
-def lora_config(r: int, alpha: int, dropout: float, target: str = LORA_TARGET) -> Any:
+def lora_config(
+    r: int,
+    alpha: int,
+    dropout: float,
+    target: str = LORA_TARGET,
+    modules_to_save: Sequence[str] = (),
+) -> Any:
+    """peft's LoRA config; ``modules_to_save`` names modules trained in full beside the adapters
+    (and merged back with them), e.g. the projector when the vision tower changed."""
     from peft import LoraConfig
 
     return LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target, task_type="CAUSAL_LM"
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target,
+        task_type="CAUSAL_LM",
+        modules_to_save=list(modules_to_save) or None,
     )
 
 

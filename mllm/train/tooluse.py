@@ -30,6 +30,7 @@ from typing import Any
 from agentkit.errors import ConfigError
 from agentkit.mllm.train import _vlm
 from agentkit.mllm.train._vlm import f
+from agentkit.mllm.train.align import projector_part
 
 
 @dataclass
@@ -45,6 +46,20 @@ class Config(
     max_samples: int = f(0, "use a seeded sample of at most this many (0 = all)")
     family_repeat: dict[str, int] = f(
         {}, "{family: n}: each sample of that question family n times (one the model misses)"
+    )
+    scene_dirs: list[str] = f(
+        [],
+        "scene folders whose ground truth becomes direct answers about the image (the chosen "
+        "side of mllm-dpo's pairs: captions, present/absent objects, counts), mixed in",
+    )
+    scene_kinds: list[str] = f(
+        ["absent", "present", "count", "describe"], "which of those answers (mllm-dpo's kinds)"
+    )
+    scene_per_kind: int = f(1, "answers of each kind per scene")
+    train_projector: bool = f(
+        False,
+        "train the projector in full beside the LoRA adapters (after mllm-vision grafted a new "
+        "tower: the projector must learn to pass on what the tower sees)",
     )
     max_length: int = f(4096, "tokens per sample, image tokens included (longer ones are left out)")
     lora_dropout: float = f(0.05, "LoRA dropout")
@@ -75,8 +90,10 @@ def make_trainer(cfg: Config, out: Path) -> Any:
     # the LoRA init draws from the global RNG before the trainer seeds it: seed it here, or the
     # run depends on whatever ran before it in the process
     set_seed(cfg.seed)
+    save = [_module_name(model, projector_part(model))] if cfg.train_projector else []
     model = get_peft_model(
-        model, _vlm.lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target)
+        model,
+        _vlm.lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target, save),
     )
     args = _vlm.training_args(SFTConfig, cfg, out, assistant_only_loss=False)
     return SFTTrainer(
@@ -87,6 +104,10 @@ def make_trainer(cfg: Config, out: Path) -> Any:
         processing_class=processor,
         callbacks=[_vlm.save_config_callback(cfg, "tooluse")],
     )
+
+
+def _module_name(model: Any, module: Any) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
 
 
 def training_rows(cfg: Config) -> list[dict[str, Any]]:
@@ -100,7 +121,31 @@ def training_rows(cfg: Config) -> list[dict[str, Any]]:
     if bad := [n for n in cfg.family_repeat.values() if n < 1]:
         raise ConfigError(f"family_repeat counts must be >= 1, got {bad[0]}")
     rows = [r for r in rows for _ in range(cfg.family_repeat.get(r.get("family", ""), 1))]
-    return rows + cfg.read_extra()
+    return rows + scene_rows(cfg) + cfg.read_extra()
+
+
+def scene_rows(cfg: Config) -> list[dict[str, Any]]:
+    """Chat samples answering about the image directly, from ``scene_dirs``' ground truth: the
+    prompt and *chosen* answer of :func:`agentkit.mllm.train.dpo.preference_pairs` (so ``eval pope
+    --mode direct`` and ``mllm-dpo`` ask in the same words). Kind ``scene-<kind>``."""
+    from agentkit.mllm.train.dpo import preference_pairs, prompt_messages
+
+    rows: list[dict[str, Any]] = []
+    for i, d in enumerate(cfg.scene_dirs):
+        for p in preference_pairs(
+            d, seed=cfg.seed + i, kinds=cfg.scene_kinds, per_kind=cfg.scene_per_kind
+        ):
+            rows.append(
+                {
+                    "messages": [
+                        *prompt_messages(p),
+                        {"role": "assistant", "content": p["chosen"]},
+                    ],
+                    "images": p["images"],
+                    "kind": f"scene-{p['kind']}",
+                }
+            )
+    return rows
 
 
 def _fit(

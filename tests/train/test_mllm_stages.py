@@ -468,6 +468,50 @@ def test_tooluse_mixes_in_a_seeded_share_of_extra_samples(tmp_path, scenes):
     assert kinds.count("final") == 1 and kinds.count("tool_call") == 2
 
 
+def test_tooluse_answers_about_scenes_in_the_words_dpo_and_pope_use(tmp_path, scenes):
+    from agentkit.mllm.train import tooluse
+    from agentkit.mllm.train.dpo import prompt_messages
+
+    data = _tooluse_samples(tmp_path, scenes)
+    cfg = tooluse.Config(data=str(data), scene_dirs=[str(scenes)], scene_per_kind=2,
+                         scene_kinds=["absent", "present", "count"])  # fmt: skip
+    rows = tooluse.training_rows(cfg)
+    grounded = rows[2:]
+    assert [r["kind"] for r in grounded].count("scene-present") == 4 and len(grounded) == 12
+    for r in grounded:
+        user, answer = r["messages"][-2], r["messages"][-1]
+        assert user["role"] == "user" and user["images"] == r["images"]
+        assert answer["role"] == "assistant"
+        assert r["messages"][:-1] == prompt_messages(
+            {"question": user["content"], "images": r["images"]}
+        )
+        scene = json.loads(Path(r["images"][0]).with_suffix(".json").read_text())
+        pairs = {(o["color"], o["shape"]) for o in scene["objects"]}
+        if r["kind"] in ("scene-present", "scene-absent"):
+            color, shape = user["content"].split()[3:5]
+            assert answer["content"] == ("Yes." if (color, shape) in pairs else "No.")
+            assert (r["kind"] == "scene-present") == ((color, shape) in pairs)
+        else:
+            shape = user["content"].split()[2].removesuffix("s")
+            assert answer["content"] == str(sum(o["shape"] == shape for o in scene["objects"]))
+    assert rows == tooluse.training_rows(cfg)  # seeded
+
+
+@pytest.mark.slow
+def test_tooluse_trains_the_projector_when_asked(root, aligned, scenes):
+    from agentkit.mllm.train import tooluse
+
+    cfg = tooluse.Config(base=str(aligned), data=str(_tooluse_samples(root, scenes)),
+                         scene_dirs=[str(scenes)], train_projector=True, max_steps=4, batch=2,
+                         lr=5e-3, save_steps=10, fp16=False, **FAST)  # fmt: skip
+    folder = tooluse.train(cfg, root / "tooluse-projector")
+    base, merged = _weights(aligned), _weights(folder)
+    assert set(base) == set(merged)  # peft's copy of the projector merged back under its name
+    moved = {k for k in base if not (base[k] - merged[k]).abs().max() < 1e-6}
+    assert any("multi_modal_projector" in k for k in moved)
+    assert not any("vision_tower" in k for k in moved)
+
+
 def test_tooluse_repeats_the_families_it_is_told_to(tmp_path, scenes):
     from agentkit.errors import ConfigError
     from agentkit.mllm.train import tooluse
