@@ -66,11 +66,19 @@ class Config:
     )
     heldout_dir: str = f("data/scenes-heldout", "held-out scenes scored at the end (never trained)")
     max_heldout: int = f(0, "score at most this many held-out scenes (0 = all)")
+    tower: str = f(
+        "swin",
+        "swin (hierarchical windowed attention over 3 px patches: learns shapes from a few "
+        "hundred scenes) or clip (a ViT over image_size / patch tokens)",
+    )
     image_size: int = f(192, "tower input side in pixels (images are resized to a square)")
-    patch: int = f(24, "patch side in pixels; image tokens = (image_size / patch)^2")
-    vision_dim: int = f(128, "tower width (the base's projector is rebuilt if it differs)")
-    vision_layers: int = f(4, "tower layers")
-    vision_heads: int = f(4, "tower attention heads")
+    patch: int = f(3, "patch side in pixels (swin: merged 2x2 per stage after the first)")
+    vision_dim: int = f(24, "width (swin: of the first stage, doubled per stage)")
+    vision_layers: int = f(4, "clip: layers")
+    vision_heads: int = f(4, "clip: attention heads")
+    depths: list[int] = f([1, 1, 2, 1], "swin: blocks per stage")
+    stage_heads: list[int] = f([1, 2, 4, 8], "swin: attention heads per stage")
+    window: int = f(8, "swin: attention window side in tokens")
     cover: float = f(0.1, "share of a patch's cell an object must cover to be its label")
     presence_weight: float = f(1.0, "weight of the global colour-shape presence loss")
     steps: int = f(3000, "optimizer steps")
@@ -80,6 +88,7 @@ class Config:
     warmup: int = f(100, "warm-up steps")
     weight_decay: float = f(0.05, "AdamW weight decay")
     hflip: bool = f(True, "random horizontal flips (labels flipped with the image)")
+    zoom: float = f(1.25, "random crops zoomed up to this factor (1 = none)")
     exposure_jitter: float = f(0.15, "brightness gain 1 +- this (no hue change: colour is a label)")
     max_minutes: float = f(0.0, "compute budget in CPU minutes (0 = steps only)")
     restart_minutes: list[float] = f([], "warm restarts of the schedule (see _schedule)")
@@ -95,53 +104,72 @@ def _log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ data
-def _edges(n: int, cells: int) -> np.ndarray:
-    return np.linspace(0, n, cells + 1).round().astype(int)
+def id_map(scene: dict[str, Any], side: int) -> np.ndarray:
+    """(side, side) uint8: 1 + the index of the object seen at each pixel of the image resized to
+    a square (as the processor resizes it), 0 for background."""
+    from PIL import Image
 
-
-def cell_labels(scene: dict[str, Any], grid: int, cover: float) -> np.ndarray:
-    """(len(ATTRIBUTES), grid, grid) int64: per patch cell, each attribute's class (1 + value
-    index) of the object covering the largest share of the cell, 0 where none covers ``cover``.
-    Cells split the full image evenly, as the processor's square resize does."""
     from agentkit.tools._vision import rle_to_mask
 
     h, w = int(scene["height"]), int(scene["width"])
-    ys, xs = _edges(h, grid), _edges(w, grid)
-    area = np.outer(np.diff(ys), np.diff(xs)).astype(np.float64)
-    best = np.zeros((grid, grid))
-    owner = np.full((grid, grid), -1)
-    objects = scene.get("objects") or []
-    for k, o in enumerate(objects):
-        m = rle_to_mask(o["mask"]).astype(np.float64)
-        share = np.add.reduceat(np.add.reduceat(m, ys[:-1], axis=0), xs[:-1], axis=1) / area
-        take = (share >= cover) & (share > best)
-        best[take], owner[take] = share[take], k
-    out = np.zeros((len(ATTRIBUTES), grid, grid), dtype=np.int64)
-    for a, (attr, values) in enumerate(ATTRIBUTES.items()):
-        for k, o in enumerate(objects):
-            out[a][owner == k] = 1 + values.index(o[attr])
+    ids = np.zeros((h, w), dtype=np.uint8)
+    for k, o in enumerate(scene.get("objects") or []):
+        ids[rle_to_mask(o["mask"])] = k + 1
+    return np.array(Image.fromarray(ids).resize((side, side), Image.Resampling.NEAREST))
+
+
+def attribute_table(scene: dict[str, Any], slots: int) -> np.ndarray:
+    """(slots, len(ATTRIBUTES)) int64: row k + 1 holds object k's class per attribute (1 + value
+    index); row 0, background, is all 0."""
+    out = np.zeros((slots, len(ATTRIBUTES)), dtype=np.int64)
+    for k, o in enumerate(scene.get("objects") or []):
+        out[k + 1] = [1 + values.index(o[a]) for a, values in ATTRIBUTES.items()]
     return out
 
 
-def presence(scene: dict[str, Any]) -> np.ndarray:
-    """(24,) float32: 1 for each colour-shape pair in the scene."""
-    have = {(o["color"], o["shape"]) for o in scene.get("objects") or []}
-    return np.array([p in have for p in PAIRS], dtype=np.float32)
+def cell_labels(ids: Any, table: Any, grid: int, cover: float) -> Any:
+    """Patch targets from object-id maps: (b, side, side) ids and (b, slots, attributes) tables
+    -> (b, attributes, grid, grid) classes of the object covering the largest share of each
+    cell (at least ``cover`` of it), 0 (background) where none does."""
+    import torch
+    import torch.nn.functional as F
+
+    slots = table.shape[1]
+    onehot = F.one_hot(ids.long(), slots).permute(0, 3, 1, 2).float()  # (b, slots, side, side)
+    share = F.adaptive_avg_pool2d(onehot, grid)[:, 1:]  # (b, objects, grid, grid)
+    best, owner = share.max(1)
+    owner = torch.where(best >= cover, owner + 1, torch.zeros_like(owner))  # (b, grid, grid)
+    picked = torch.gather(table, 1, owner.flatten(1)[..., None].expand(-1, -1, table.shape[2]))
+    return picked.permute(0, 2, 1).reshape(len(ids), table.shape[2], grid, grid)
+
+
+def presence_of(ids: Any, table: Any, min_pixels: int = 16) -> Any:
+    """(b, 24) float: 1 for each colour-shape pair with an object showing at least
+    ``min_pixels`` pixels in the (possibly cropped) id map."""
+    import torch
+
+    b, slots = table.shape[:2]
+    seen = torch.stack([torch.bincount(i.flatten().long(), minlength=slots)[:slots] for i in ids])
+    visible = (seen >= min_pixels) & (table[..., 0] > 0)  # (b, slots); slot 0 never counts
+    color, shape = table[..., 0] - 1, table[..., 1] - 1
+    pair = (color * len(SHAPES) + shape).clamp(min=0)
+    return torch.zeros(b, len(PAIRS)).scatter_add_(1, pair, visible.float()).clamp(max=1.0)
 
 
 @dataclass
 class Data:
-    pixels: Any  # (n, 3, s, s) float16, normalised as the processor normalises
-    cells: Any  # (n, attributes, grid, grid) int64
-    present: Any  # (n, 24) float32
+    pixels: Any  # (n, 3, side, side) float16, normalised as the processor normalises
+    ids: Any  # (n, side, side) uint8 object-id maps (0 background)
+    table: Any  # (n, slots, attributes) int64 classes per object slot
 
 
-def load_data(dirs: list[str], processor: Any, grid: int, cover: float, limit: int = 0) -> Data:
+def load_data(dirs: list[str], processor: Any, limit: int = 0) -> Data:
     """Every scene (JSON with objects and its image) under ``dirs``, through ``processor``."""
     import torch
     from PIL import Image
 
-    pix, cells, pres = [], [], []
+    side = int(processor.size["height"])
+    pix, ids, tables = [], [], []
     for d in dirs:
         folder = Path(d)
         if not folder.is_dir():
@@ -156,19 +184,37 @@ def load_data(dirs: list[str], processor: Any, grid: int, cover: float, limit: i
             with Image.open(image) as im:
                 pv = processor(images=im.convert("RGB"), return_tensors="pt")["pixel_values"]
             pix.append(pv[0].to(torch.float16))
-            cells.append(torch.from_numpy(cell_labels(scene, grid, cover)))
-            pres.append(torch.from_numpy(presence(scene)))
+            ids.append(torch.from_numpy(id_map(scene, side)))
+            tables.append(scene)
             if limit and len(pix) >= limit:
                 break
     if not pix:
         raise ConfigError(f"no scene JSON with objects and its image under {dirs}")
-    return Data(torch.stack(pix), torch.stack(cells), torch.stack(pres))
+    slots = 1 + max(len(t["objects"]) for t in tables)
+    table = torch.stack([torch.from_numpy(attribute_table(t, slots)) for t in tables])
+    return Data(torch.stack(pix), torch.stack(ids), table)
 
 
 # ----------------------------------------------------------------------------------------- model
-def tower_config(cfg: Config) -> Any:
-    from transformers import CLIPVisionConfig
+def grid_of(cfg: Config) -> int:
+    """Image tokens per side: what the LM sees is grid^2 tokens."""
+    side = cfg.image_size // cfg.patch
+    return side // 2 ** (len(cfg.depths) - 1) if cfg.tower == "swin" else side
 
+
+def tower_config(cfg: Config) -> Any:
+    """The tower's transformers config (``hidden_size`` is the width of the tokens it outputs)."""
+    from transformers import CLIPVisionConfig, SwinConfig
+
+    if cfg.tower == "swin":
+        return SwinConfig(
+            image_size=cfg.image_size,
+            patch_size=cfg.patch,
+            embed_dim=cfg.vision_dim,
+            depths=list(cfg.depths),
+            num_heads=list(cfg.stage_heads),
+            window_size=cfg.window,
+        )
     return CLIPVisionConfig(
         hidden_size=cfg.vision_dim,
         intermediate_size=4 * cfg.vision_dim,
@@ -183,16 +229,17 @@ def tower_config(cfg: Config) -> Any:
 def build(cfg: Config) -> Any:
     """The tower and its training heads (``nn.ModuleDict``: ``tower``, ``dense``, ``presence``)."""
     import torch
-    from transformers import CLIPVisionModel
+    from transformers import AutoModel
 
     torch.manual_seed(cfg.seed)
-    dim = cfg.vision_dim
+    vcfg = tower_config(cfg)
+    dim = vcfg.hidden_size
     dense = torch.nn.ModuleDict(
         {a: torch.nn.Linear(dim, 1 + len(v)) for a, v in ATTRIBUTES.items()}
     )
     return torch.nn.ModuleDict(
         {
-            "tower": CLIPVisionModel(tower_config(cfg)),
+            "tower": AutoModel.from_config(vcfg),
             "norm": torch.nn.LayerNorm(dim),
             "dense": dense,
             "presence": torch.nn.Linear(dim, len(PAIRS)),
@@ -201,10 +248,19 @@ def build(cfg: Config) -> Any:
 
 
 def features(net: Any, pixels: Any) -> Any:
-    """Patch tokens of the tower's last layer (what the grafted LLaVA reads), layer-normed for the
-    heads: (batch, tokens, dim)."""
-    out = net["tower"](pixel_values=pixels.float(), output_hidden_states=True)
-    return net["norm"](out.hidden_states[-1][:, 1:])
+    """The tokens of the tower's last layer that the grafted LLaVA reads (a ViT's CLS token
+    dropped, as its "default" strategy drops it), layer-normed for the heads:
+    (batch, tokens, dim)."""
+    tower = net["tower"]
+    out = tower(pixel_values=pixels.float(), output_hidden_states=True)
+    tokens = out.hidden_states[-1]
+    if _has_cls(tower.config):
+        tokens = tokens[:, 1:]
+    return net["norm"](tokens)
+
+
+def _has_cls(config: Any) -> bool:
+    return config.model_type == "clip_vision_model"
 
 
 def losses(
@@ -222,24 +278,32 @@ def losses(
     return out
 
 
-def augment(rng: np.random.Generator, pixels: Any, cells: Any, cfg: Config) -> tuple[Any, Any]:
-    """Horizontal flips (labels with them) and an exposure gain (pixels are normalised, so the
-    gain scales them around each channel's mean: close enough for a +-15 % jitter)."""
+def augment(rng: np.random.Generator, pixels: Any, ids: Any, cfg: Config) -> tuple[Any, Any]:
+    """A random crop zoomed back to full size (up to ``zoom``; never outside the image, so no
+    padding the renders never show), a horizontal flip, each applied to the image and its id map
+    alike (labels are recomputed from the map), and an exposure gain (pixels are normalised, so
+    the gain scales them around each channel's mean: close enough for a small jitter)."""
     import torch
+    import torch.nn.functional as F
 
-    pixels, cells = pixels.float(), cells.clone()
-    if cfg.hflip:
-        flip = torch.from_numpy(rng.random(len(pixels)) < 0.5)
-        pixels[flip] = pixels[flip].flip(-1)
-        cells[flip] = cells[flip].flip(-1)
+    b = len(pixels)
+    scale = 1 / rng.uniform(1.0, max(1.0, cfg.zoom), b)
+    shift = rng.uniform(-1, 1, (b, 2)) * (1 - scale)[:, None]
+    flip = np.where(cfg.hflip & (rng.random(b) < 0.5), -1.0, 1.0)
+    theta = np.zeros((b, 2, 3), dtype=np.float32)
+    theta[:, 0, 0], theta[:, 1, 1] = scale * flip, scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(torch.from_numpy(theta), list(pixels.shape), align_corners=False)
+    pixels = F.grid_sample(pixels.float(), grid, mode="bilinear", align_corners=False)
+    ids = F.grid_sample(ids[:, None].float(), grid, mode="nearest", align_corners=False)
     if cfg.exposure_jitter > 0:
         j = cfg.exposure_jitter
-        gain = torch.from_numpy(rng.uniform(1 - j, 1 + j, len(pixels)).astype(np.float32))
+        gain = torch.from_numpy(rng.uniform(1 - j, 1 + j, b).astype(np.float32))
         pixels = pixels * gain[:, None, None, None]
-    return pixels, cells
+    return pixels, ids[:, 0].round().to(torch.uint8)
 
 
-def evaluate(net: Any, data: Data, batch: int = 64) -> dict[str, float]:
+def evaluate(net: Any, data: Data, grid: int, cover: float, batch: int = 64) -> dict[str, float]:
     """Held-out figures: per attribute, accuracy on the patches an object covers (and how often a
     background patch is called background); presence of the 24 pairs: accuracy, precision,
     recall, F1 at 0.5."""
@@ -252,7 +316,8 @@ def evaluate(net: Any, data: Data, batch: int = 64) -> dict[str, float]:
     with torch.no_grad():
         for i in range(0, len(data.pixels), batch):
             x = features(net, data.pixels[i : i + batch])
-            cells = data.cells[i : i + batch].flatten(2)  # (b, attributes, tokens)
+            ids, table = data.ids[i : i + batch], data.table[i : i + batch]
+            cells = cell_labels(ids, table, grid, cover).flatten(2)  # (b, attributes, tokens)
             on = cells[:, 0] > 0
             objects += int(on.sum())
             for a, attr in enumerate(ATTRIBUTES):
@@ -262,7 +327,7 @@ def evaluate(net: Any, data: Data, batch: int = 64) -> dict[str, float]:
                     background += int((~on).sum())
                     bg_right += int(((pred == 0) & ~on).sum())
             p = torch.sigmoid(net["presence"](x.mean(1))) >= 0.5
-            t = data.present[i : i + batch] > 0.5
+            t = presence_of(ids, table) > 0.5
             tp += int((p & t).sum())
             fp += int((p & ~t).sum())
             fn += int((~p & t).sum())
@@ -284,7 +349,7 @@ def graft(net: Any, cfg: Config, folder: Path) -> Path:
     """Save ``base`` with the trained tower to ``folder``: config, processor and the sizes file
     follow the new tower; the projector is rebuilt when the tower's width differs."""
     import torch
-    from transformers import CLIPVisionModel
+    from transformers import AutoModel
 
     from agentkit.mllm.model import CONFIG_FILE, ModelConfig
     from agentkit.mllm.train import _vlm
@@ -294,14 +359,17 @@ def graft(net: Any, cfg: Config, folder: Path) -> Path:
     if not hasattr(inner, "vision_tower") or not hasattr(inner, "multi_modal_projector"):
         raise ConfigError(f"{cfg.base} is not a LLaVA folder: mllm-vision grafts LLaVA towers only")
     vcfg = tower_config(cfg)
-    tower = CLIPVisionModel(vcfg)
+    tower = AutoModel.from_config(vcfg)
     tower.load_state_dict(net["tower"].state_dict())
     old_dim = model.config.vision_config.hidden_size
     inner.vision_tower = tower
+    grid, cls = grid_of(cfg), _has_cls(vcfg)
+    strategy = "default" if cls else "full"  # "default" drops the first token: a ViT's CLS
     model.config.vision_config = vcfg
     model.config.vision_feature_layer = -1
-    model.config.image_seq_length = (cfg.image_size // cfg.patch) ** 2
-    if old_dim != cfg.vision_dim:
+    model.config.vision_feature_select_strategy = strategy
+    model.config.image_seq_length = grid**2
+    if old_dim != vcfg.hidden_size:
         from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
         torch.manual_seed(cfg.seed)
@@ -309,15 +377,19 @@ def graft(net: Any, cfg: Config, folder: Path) -> Path:
     ip = processor.image_processor
     ip.size = {"height": cfg.image_size, "width": cfg.image_size}
     ip.crop_size = {"height": cfg.image_size, "width": cfg.image_size}
-    processor.patch_size = cfg.patch
+    # the processor counts (image_size / patch_size)^2 tokens, + 1 for a CLS, - 1 when dropped
+    processor.patch_size = cfg.image_size // grid
+    processor.num_additional_image_tokens = 1 if cls else 0
+    processor.vision_feature_select_strategy = strategy
     _vlm.save_folder(model, processor, folder, base=cfg.base, fp16=cfg.fp16)
     try:
         sizes = ModelConfig.load(folder)
     except Exception:  # a base not built by build_tiny_llava has no sizes file: nothing to update
         return folder
-    sizes.image_size, sizes.patch = cfg.image_size, cfg.patch
-    sizes.vision_dim, sizes.vision_layers = cfg.vision_dim, cfg.vision_layers
-    sizes.vision_heads = cfg.vision_heads
+    sizes.image_size, sizes.patch = cfg.image_size, cfg.image_size // grid
+    sizes.vision_dim = vcfg.hidden_size
+    sizes.vision_layers = sum(cfg.depths) if cfg.tower == "swin" else cfg.vision_layers
+    sizes.vision_heads = cfg.stage_heads[-1] if cfg.tower == "swin" else cfg.vision_heads
     sizes.save(folder)
     assert (folder / CONFIG_FILE).is_file()
     return folder
@@ -325,9 +397,19 @@ def graft(net: Any, cfg: Config, folder: Path) -> Path:
 
 # ----------------------------------------------------------------------------------------- train
 def _check(cfg: Config) -> None:
+    if cfg.tower not in ("swin", "clip"):
+        raise ConfigError(f"tower={cfg.tower!r}: expected swin or clip")
     if cfg.image_size % cfg.patch:
         raise ConfigError(f"image_size {cfg.image_size} must be a multiple of patch {cfg.patch}")
-    if cfg.vision_dim % cfg.vision_heads:
+    if cfg.tower == "swin":
+        side, stages = cfg.image_size // cfg.patch, len(cfg.depths)
+        if len(cfg.stage_heads) != stages or side % (cfg.window * 2 ** (stages - 1)):
+            raise ConfigError(
+                f"swin: {stages} stages need {stages} stage_heads (got {len(cfg.stage_heads)}) "
+                f"and image_size / patch ({side}) divisible by window * 2^(stages - 1) "
+                f"({cfg.window * 2 ** (stages - 1)})"
+            )
+    elif cfg.vision_dim % cfg.vision_heads:
         raise ConfigError(
             f"vision_dim {cfg.vision_dim} must be divisible by vision_heads {cfg.vision_heads}"
         )
@@ -354,11 +436,11 @@ def train(cfg: Config, out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, cfg.threads))
-    grid = cfg.image_size // cfg.patch
+    grid = grid_of(cfg)
     processor = _processor(cfg)
     t0 = time.perf_counter()
-    data = load_data(cfg.scenes_dirs, processor, grid, cover=cfg.cover)
-    covered = float((data.cells[:, 0] > 0).float().mean())
+    data = load_data(cfg.scenes_dirs, processor)
+    covered = float((cell_labels(data.ids, data.table, grid, cfg.cover)[:, 0] > 0).float().mean())
     net = build(cfg)
     n_params = sum(p.numel() for p in net["tower"].parameters())
     _log(f"{len(data.pixels)} training scenes at {cfg.image_size} px, {grid}x{grid} patches "
@@ -367,8 +449,10 @@ def train(cfg: Config, out: Path) -> Path:
          "CPU minutes")  # fmt: skip
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, seconds, last = 0, 0.0, out / "last.pt"
-    sizes = {k: getattr(cfg, k) for k in ("image_size", "patch", "vision_dim", "vision_layers",
-                                          "vision_heads")}  # fmt: skip
+    sizes = tower_config(cfg).to_dict()
+    sizes = {
+        k: v for k, v in sizes.items() if not k.startswith("_") and k != "transformers_version"
+    }
     if last.exists():
         ck = torch.load(last, weights_only=True)
         if ck["sizes"] != sizes:
@@ -386,11 +470,13 @@ def train(cfg: Config, out: Path) -> Path:
         idx = torch.from_numpy(
             rng.choice(len(data.pixels), min(cfg.batch, len(data.pixels)), replace=False)
         )
-        pixels, cells = augment(rng, data.pixels[idx], data.cells[idx], cfg)
+        pixels, ids = augment(rng, data.pixels[idx], data.ids[idx], cfg)
+        table = data.table[idx]
+        cells = cell_labels(ids, table, grid, cfg.cover)
         lr = lr_at(step, scheduled(step, seconds, cfg), cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        parts = losses(net, pixels, cells, data.present[idx], cfg.presence_weight)
+        parts = losses(net, pixels, cells, presence_of(ids, table), cfg.presence_weight)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -410,8 +496,8 @@ def train(cfg: Config, out: Path) -> Path:
     metrics: dict[str, Any] = {"steps": step, "train_cpu_minutes": round(seconds / 60, 1),
                                "tower_parameters": n_params, "train_scenes": len(data.pixels)}  # fmt: skip
     if cfg.heldout_dir and Path(cfg.heldout_dir).is_dir():
-        held = load_data([cfg.heldout_dir], processor, grid, cfg.cover, cfg.max_heldout)
-        metrics["heldout"] = evaluate(net, held)
+        held = load_data([cfg.heldout_dir], processor, cfg.max_heldout)
+        metrics["heldout"] = evaluate(net, held, grid, cfg.cover)
         metrics["heldout_scenes"] = len(held.pixels)
         _log("held-out: " + json.dumps(metrics["heldout"]))
     metrics["config"] = dataclasses.asdict(cfg)
