@@ -193,13 +193,28 @@ def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
     return i
 
 
+def clip_vision_config(sizes: Any) -> Any:
+    """The core's CLIP tower config from ``sizes`` (anything with ``image_size``, ``patch``,
+    ``vision_dim``, ``vision_layers`` and ``vision_heads``: a :class:`ModelConfig`, a recipe's)."""
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        hidden_size=sizes.vision_dim,
+        intermediate_size=4 * sizes.vision_dim,
+        num_hidden_layers=sizes.vision_layers,
+        num_attention_heads=sizes.vision_heads,
+        image_size=sizes.image_size,
+        patch_size=sizes.patch,
+        projection_dim=sizes.vision_dim,
+    )
+
+
 def build_model(
     tokenizer: PreTrainedTokenizerFast, cfg: ModelConfig
 ) -> LlavaForConditionalGeneration:
     """A randomly initialised LLaVA model of the given sizes (seeded by ``cfg.seed``)."""
     import torch
     from transformers import (
-        CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
@@ -208,15 +223,7 @@ def build_model(
     ids = {
         name: _token_id(tokenizer, tok) for name, tok in (("bos", BOS), ("eos", EOS), ("pad", PAD))
     }
-    vision = CLIPVisionConfig(
-        hidden_size=cfg.vision_dim,
-        intermediate_size=4 * cfg.vision_dim,
-        num_hidden_layers=cfg.vision_layers,
-        num_attention_heads=cfg.vision_heads,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch,
-        projection_dim=cfg.vision_dim,
-    )
+    vision = clip_vision_config(cfg)
     text = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.text_dim,

@@ -67,13 +67,13 @@ class Config:
     heldout_dir: str = f("data/scenes-heldout", "held-out scenes scored at the end (never trained)")
     max_heldout: int = f(0, "score at most this many held-out scenes (0 = all)")
     tower: str = f(
-        "swin",
-        "swin (hierarchical windowed attention over 3 px patches: learns shapes from a few "
-        "hundred scenes) or clip (a ViT over image_size / patch tokens)",
+        "clip",
+        "clip (a ViT over (image_size / patch)^2 tokens, as LLaVA's) or swin (windowed attention "
+        "over small patches merged per stage; the LLaVA reads its last stage)",
     )
     image_size: int = f(192, "tower input side in pixels (images are resized to a square)")
-    patch: int = f(3, "patch side in pixels (swin: merged 2x2 per stage after the first)")
-    vision_dim: int = f(24, "width (swin: of the first stage, doubled per stage)")
+    patch: int = f(24, "patch side in pixels (swin: merged 2x2 per stage after the first)")
+    vision_dim: int = f(128, "width (swin: of the first stage, doubled per stage)")
     vision_layers: int = f(4, "clip: layers")
     vision_heads: int = f(4, "clip: attention heads")
     depths: list[int] = f([1, 1, 2, 1], "swin: blocks per stage")
@@ -204,7 +204,9 @@ def grid_of(cfg: Config) -> int:
 
 def tower_config(cfg: Config) -> Any:
     """The tower's transformers config (``hidden_size`` is the width of the tokens it outputs)."""
-    from transformers import CLIPVisionConfig, SwinConfig
+    from transformers import SwinConfig
+
+    from agentkit.mllm.model import clip_vision_config
 
     if cfg.tower == "swin":
         return SwinConfig(
@@ -215,15 +217,7 @@ def tower_config(cfg: Config) -> Any:
             num_heads=list(cfg.stage_heads),
             window_size=cfg.window,
         )
-    return CLIPVisionConfig(
-        hidden_size=cfg.vision_dim,
-        intermediate_size=4 * cfg.vision_dim,
-        num_hidden_layers=cfg.vision_layers,
-        num_attention_heads=cfg.vision_heads,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch,
-        projection_dim=cfg.vision_dim,
-    )
+    return clip_vision_config(cfg)
 
 
 def build(cfg: Config) -> Any:

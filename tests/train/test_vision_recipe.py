@@ -16,7 +16,7 @@ from agentkit.tools._vision import mask_to_rle
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenes"
 #: swin: 48 px in 3 px patches, 16 x 16 merged once to 8 x 8 = 64 tokens of 16-d
-TINY = ["image_size=48", "patch=3", "vision_dim=8", "depths=[1, 1]", "stage_heads=[1, 2]",
+TINY = ["tower=swin", "image_size=48", "patch=3", "vision_dim=8", "depths=[1, 1]", "stage_heads=[1, 2]",
         "window=8", "threads=1", "log_every=1000", "warmup=2", "batch=2", "fp16=false"]  # fmt: skip
 #: clip: 64 px in 16 px patches (+ a CLS token the LLaVA drops)
 TINY_CLIP = ["tower=clip", "image_size=64", "patch=16", "vision_dim=32", "vision_layers=1",
@@ -98,13 +98,15 @@ def base(tmp_path_factory) -> Path:
 
 def test_recipe_fills_the_config_and_checks_sizes():
     module, cfg = build_config(load_recipe("mllm-vision"), ["steps=7"])
-    assert module is V and cfg.steps == 7 and cfg.tower == "swin"
+    assert module is V and cfg.steps == 7
     assert V.grid_of(cfg) ** 2 == 64  # the core's 64 image tokens
-    assert V.tower_config(cfg).hidden_size == cfg.vision_dim * 2 ** (len(cfg.depths) - 1)
+    _, swin = build_config(load_recipe("mllm-vision"), ["tower=swin", "patch=3", "vision_dim=24"])
+    assert V.grid_of(swin) ** 2 == 64  # 64 x 64 patches merged three times
+    assert V.tower_config(swin).hidden_size == 24 * 2 ** (len(swin.depths) - 1)
     with pytest.raises(ConfigError, match="multiple of patch"):
-        V._check(build_config(load_recipe("mllm-vision"), ["patch=5"])[1])
+        V._check(build_config(load_recipe("mllm-vision"), ["patch=25"])[1])
     with pytest.raises(ConfigError, match="divisible by window"):
-        V._check(build_config(load_recipe("mllm-vision"), ["window=7"])[1])
+        V._check(build_config(load_recipe("mllm-vision"), ["tower=swin", "patch=3", "window=7"])[1])
     with pytest.raises(ConfigError, match="swin or clip"):
         V._check(build_config(load_recipe("mllm-vision"), ["tower=resnet"])[1])
 
