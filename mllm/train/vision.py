@@ -14,7 +14,8 @@ stand-in for CLIP's pre-training:
 
 The tower is a ``CLIPVisionModel`` of transformers (the class the LLaVA config names), sized by
 this recipe: by default 192 px images cut into 24 px patches, so an image is still 64 tokens
-(the LM's sequences keep their length) while an object is 10-30 px instead of 4-10 px. The
+(the LM's sequences keep their length) while an object is 10-50 px instead of 4-15 px (a Swin
+tower is an option: ``tower = "swin"``, read with strategy ``full``). The
 grafted model (``out/model``) is ``base`` with this tower, the processor resized to match and
 ``vision_feature_layer = -1`` (the layer the heads were trained on); its projector and LM are
 the base's, to be retrained on grounded data by the next stage (``mllm-ground``).
@@ -24,7 +25,7 @@ resumes from ``out/last.pt``, and scores the held-out scenes at the end (``out/m
 
 Example::
 
-    agentkit data gen scenes --out data/scenes-vision --n 800 --seed 300000 --width 288 --height 192 --samples 16
+    agentkit data gen scenes --out data/scenes-vision --n 367 --seed 300000 --width 288 --height 192 --samples 16
     agentkit train mllm-vision
 """
 
@@ -376,16 +377,14 @@ def graft(net: Any, cfg: Config, folder: Path) -> Path:
     processor.num_additional_image_tokens = 1 if cls else 0
     processor.vision_feature_select_strategy = strategy
     _vlm.save_folder(model, processor, folder, base=cfg.base, fp16=cfg.fp16)
-    try:
-        sizes = ModelConfig.load(folder)
-    except Exception:  # a base not built by build_tiny_llava has no sizes file: nothing to update
+    if not (folder / CONFIG_FILE).is_file():  # a base not built here has no sizes file to update
         return folder
+    sizes = ModelConfig.load(folder)
     sizes.image_size, sizes.patch = cfg.image_size, cfg.image_size // grid
     sizes.vision_dim = vcfg.hidden_size
     sizes.vision_layers = sum(cfg.depths) if cfg.tower == "swin" else cfg.vision_layers
     sizes.vision_heads = cfg.stage_heads[-1] if cfg.tower == "swin" else cfg.vision_heads
     sizes.save(folder)
-    assert (folder / CONFIG_FILE).is_file()
     return folder
 
 
