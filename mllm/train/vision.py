@@ -128,33 +128,28 @@ def attribute_table(scene: dict[str, Any], slots: int) -> np.ndarray:
     return out
 
 
-def cell_labels(ids: Any, table: Any, grid: int, cover: float) -> Any:
-    """Patch targets from object-id maps: (b, side, side) ids and (b, slots, attributes) tables
-    -> (b, attributes, grid, grid) classes of the object covering the largest share of each
-    cell (at least ``cover`` of it), 0 (background) where none does."""
+def targets(ids: Any, table: Any, grid: int, cover: float, min_pixels: int = 16) -> tuple[Any, Any]:
+    """The training targets of a batch of object-id maps ((b, side, side) ids, (b, slots,
+    attributes) tables), both read off one per-object one-hot of the maps:
+
+    * cells, (b, attributes, grid, grid): the classes of the object covering the largest share of
+      each patch's cell (at least ``cover`` of it), 0 (background) where none does;
+    * present, (b, 24) float: 1 for each colour-shape pair with an object showing at least
+      ``min_pixels`` pixels of the (possibly cropped) map."""
     import torch
     import torch.nn.functional as F
 
-    slots = table.shape[1]
+    b, slots, n_attr = table.shape
     onehot = F.one_hot(ids.long(), slots).permute(0, 3, 1, 2).float()  # (b, slots, side, side)
     share = F.adaptive_avg_pool2d(onehot, grid)[:, 1:]  # (b, objects, grid, grid)
     best, owner = share.max(1)
     owner = torch.where(best >= cover, owner + 1, torch.zeros_like(owner))  # (b, grid, grid)
-    picked = torch.gather(table, 1, owner.flatten(1)[..., None].expand(-1, -1, table.shape[2]))
-    return picked.permute(0, 2, 1).reshape(len(ids), table.shape[2], grid, grid)
-
-
-def presence_of(ids: Any, table: Any, min_pixels: int = 16) -> Any:
-    """(b, 24) float: 1 for each colour-shape pair with an object showing at least
-    ``min_pixels`` pixels in the (possibly cropped) id map."""
-    import torch
-
-    b, slots = table.shape[:2]
-    seen = torch.stack([torch.bincount(i.flatten().long(), minlength=slots)[:slots] for i in ids])
-    visible = (seen >= min_pixels) & (table[..., 0] > 0)  # (b, slots); slot 0 never counts
-    color, shape = table[..., 0] - 1, table[..., 1] - 1
-    pair = (color * len(SHAPES) + shape).clamp(min=0)
-    return torch.zeros(b, len(PAIRS)).scatter_add_(1, pair, visible.float()).clamp(max=1.0)
+    picked = torch.gather(table, 1, owner.flatten(1)[..., None].expand(-1, -1, n_attr))
+    cells = picked.permute(0, 2, 1).reshape(b, n_attr, grid, grid)
+    visible = (onehot.sum((2, 3)) >= min_pixels) & (table[..., 0] > 0)  # slot 0 never counts
+    pair = ((table[..., 0] - 1) * len(SHAPES) + table[..., 1] - 1).clamp(min=0)
+    present = torch.zeros(b, len(PAIRS)).scatter_add_(1, pair, visible.float()).clamp(max=1.0)
+    return cells, present
 
 
 @dataclass
@@ -170,7 +165,7 @@ def load_data(dirs: list[str], processor: Any, limit: int = 0) -> Data:
     from PIL import Image
 
     side = int(processor.size["height"])
-    pix, ids, tables = [], [], []
+    pix, ids, scenes = [], [], []
     for d in dirs:
         folder = Path(d)
         if not folder.is_dir():
@@ -186,13 +181,13 @@ def load_data(dirs: list[str], processor: Any, limit: int = 0) -> Data:
                 pv = processor(images=im.convert("RGB"), return_tensors="pt")["pixel_values"]
             pix.append(pv[0].to(torch.float16))
             ids.append(torch.from_numpy(id_map(scene, side)))
-            tables.append(scene)
+            scenes.append(scene)
             if limit and len(pix) >= limit:
                 break
     if not pix:
         raise ConfigError(f"no scene JSON with objects and its image under {dirs}")
-    slots = 1 + max(len(t["objects"]) for t in tables)
-    table = torch.stack([torch.from_numpy(attribute_table(t, slots)) for t in tables])
+    slots = 1 + max(len(t["objects"]) for t in scenes)
+    table = torch.stack([torch.from_numpy(attribute_table(t, slots)) for t in scenes])
     return Data(torch.stack(pix), torch.stack(ids), table)
 
 
@@ -312,7 +307,8 @@ def evaluate(net: Any, data: Data, grid: int, cover: float, batch: int = 64) -> 
         for i in range(0, len(data.pixels), batch):
             x = features(net, data.pixels[i : i + batch])
             ids, table = data.ids[i : i + batch], data.table[i : i + batch]
-            cells = cell_labels(ids, table, grid, cover).flatten(2)  # (b, attributes, tokens)
+            cells, present = targets(ids, table, grid, cover)
+            cells = cells.flatten(2)  # (b, attributes, tokens)
             on = cells[:, 0] > 0
             objects += int(on.sum())
             for a, attr in enumerate(ATTRIBUTES):
@@ -322,7 +318,7 @@ def evaluate(net: Any, data: Data, grid: int, cover: float, batch: int = 64) -> 
                     background += int((~on).sum())
                     bg_right += int(((pred == 0) & ~on).sum())
             p = torch.sigmoid(net["presence"](x.mean(1))) >= 0.5
-            t = presence_of(ids, table) > 0.5
+            t = present > 0.5
             tp += int((p & t).sum())
             fp += int((p & ~t).sum())
             fn += int((~p & t).sum())
@@ -433,11 +429,14 @@ def train(cfg: Config, out: Path) -> Path:
     processor = _processor(cfg)
     t0 = time.perf_counter()
     data = load_data(cfg.scenes_dirs, processor)
-    covered = float((cell_labels(data.ids, data.table, grid, cfg.cover)[:, 0] > 0).float().mean())
+    cells = targets(data.ids[:64], data.table[:64], grid, cfg.cover)[
+        0
+    ]  # a sample: one-hots are big
+    covered = float((cells[:, 0] > 0).float().mean())
     net = build(cfg)
     n_params = sum(p.numel() for p in net["tower"].parameters())
     _log(f"{len(data.pixels)} training scenes at {cfg.image_size} px, {grid}x{grid} patches "
-         f"({100 * covered:.0f}% on an object) [{time.perf_counter() - t0:.0f} s]; tower "
+         f"(~{100 * covered:.0f}% on an object) [{time.perf_counter() - t0:.0f} s]; tower "
          f"{n_params / 1e6:.2f} M parameters; {cfg.steps} steps or {cfg.max_minutes or 'no'} "
          "CPU minutes")  # fmt: skip
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -465,11 +464,11 @@ def train(cfg: Config, out: Path) -> Path:
         )
         pixels, ids = augment(rng, data.pixels[idx], data.ids[idx], cfg)
         table = data.table[idx]
-        cells = cell_labels(ids, table, grid, cfg.cover)
+        cells, present = targets(ids, table, grid, cfg.cover)
         lr = lr_at(step, scheduled(step, seconds, cfg), cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        parts = losses(net, pixels, cells, presence_of(ids, table), cfg.presence_weight)
+        parts = losses(net, pixels, cells, present, cfg.presence_weight)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,17 +22,10 @@ TINY = ["img_size=128", "embed_dim=32", "depth=2", "num_heads=2", "window_size=4
         "decoder_mlp_dim=64", "threads=1", "log_every=1000"]  # fmt: skip
 
 
-def _scenes(dst: Path, indices: list[int]) -> Path:
-    dst.mkdir(parents=True)
-    for i in indices:
-        for ext in (".json", ".png"):
-            shutil.copy2(EXAMPLES / f"scene_{i:06d}{ext}", dst / f"scene_{i:06d}{ext}")
-    return dst
-
-
-def _config(tmp_path: Path, *extra: str) -> tuple[object, object]:
-    train = _scenes(tmp_path / "train", [0, 1, 2])
-    held = _scenes(tmp_path / "held", [3])
+def _config(copy: Any, tmp_path: Path, *extra: str) -> tuple[object, object]:
+    """The recipe on example scenes 0-2 (held out: 3), copied by ``example_scenes``."""
+    train = copy(tmp_path / "train", [0, 1, 2])
+    held = copy(tmp_path / "held", [3])
     return build_config(load_recipe("segmenter"),
                         [*TINY, f"train_dir={train}", f"heldout_dir={held}", *extra])  # fmt: skip
 
@@ -83,15 +77,17 @@ def _scenes_dir() -> Path:
     return EXAMPLES
 
 
-def test_tiny_recipe_trains_resumes_and_the_tool_loads_it(tmp_path):
-    module, cfg = _config(tmp_path, "steps=4", "save_every=2", "batch=2", "evaluate=false")
+def test_tiny_recipe_trains_resumes_and_the_tool_loads_it(tmp_path, example_scenes):
+    module, cfg = _config(
+        example_scenes, tmp_path, "steps=4", "save_every=2", "batch=2", "evaluate=false"
+    )
     out = module.train(cfg, tmp_path / "out")
     assert out == tmp_path / "out" / "scenes-sam.pt" and out.is_file()
     log = [json.loads(x) for x in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]
 
     # a longer run in the same folder resumes at step 4 instead of starting over
-    module2, cfg2 = _config(tmp_path / "b", "steps=6", "save_every=2", "batch=2")
+    module2, cfg2 = _config(example_scenes, tmp_path / "b", "steps=6", "save_every=2", "batch=2")
     shutil.copytree(tmp_path / "out", tmp_path / "b" / "out")
     module2.train(cfg2, tmp_path / "b" / "out")
     log = [json.loads(x) for x in (tmp_path / "b" / "out" / "log.jsonl").read_text().splitlines()]
@@ -114,10 +110,10 @@ def test_tiny_recipe_trains_resumes_and_the_tool_loads_it(tmp_path):
     assert rle_to_mask(res.masks[0].rle).shape == (scene["height"], scene["width"])
 
 
-def test_the_time_budget_ends_the_run_and_its_schedule(tmp_path):
+def test_the_time_budget_ends_the_run_and_its_schedule(tmp_path, example_scenes):
     from agentkit.mllm.train.segmenter import lr_at, progress
 
-    module, cfg = _config(tmp_path, "steps=100000", "max_minutes=0.002", "batch=1",
+    module, cfg = _config(example_scenes, tmp_path, "steps=100000", "max_minutes=0.002", "batch=1",
                           "warmup=1", "evaluate=false")  # fmt: skip
     assert progress(10, 0.06, cfg) == 0.5 and progress(10, 1.0, cfg) == 1.0
     assert lr_at(10, 1.0, cfg) == pytest.approx(cfg.lr * cfg.min_lr_ratio)
@@ -128,10 +124,10 @@ def test_the_time_budget_ends_the_run_and_its_schedule(tmp_path):
     assert len((tmp_path / "out" / "log.jsonl").read_text().splitlines()) == steps
 
 
-def test_a_model_of_another_size_is_not_resumed(tmp_path):
+def test_a_model_of_another_size_is_not_resumed(tmp_path, example_scenes):
     from agentkit.errors import ConfigError
 
-    module, cfg = _config(tmp_path, "steps=1", "batch=1", "evaluate=false")
+    module, cfg = _config(example_scenes, tmp_path, "steps=1", "batch=1", "evaluate=false")
     module.train(cfg, tmp_path / "out")
     _, other = build_config(load_recipe("segmenter"),
                             [*TINY, "embed_dim=64", f"train_dir={cfg.train_dir}", "steps=2"])  # fmt: skip
@@ -139,8 +135,9 @@ def test_a_model_of_another_size_is_not_resumed(tmp_path):
         module.train(other, tmp_path / "out")
 
 
-def test_loss_falls_when_overfitting_one_scene(tmp_path):
+def test_loss_falls_when_overfitting_one_scene(tmp_path, example_scenes):
     module, cfg = _config(
+        example_scenes,
         tmp_path, "train_scenes=1", "steps=40", "batch=1", "lr=3e-3", "warmup=5",
         "hflip=false", "color_jitter=0.0", "box_jitter=0.0", "prompt_mix=[1, 0, 0, 0]",
         "save_every=1000", "evaluate=false",

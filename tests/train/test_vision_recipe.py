@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ from agentkit.mllm.train import build_config, load_recipe
 from agentkit.mllm.train import vision as V
 from agentkit.tools._vision import mask_to_rle
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenes"
 #: swin: 48 px in 3 px patches, 16 x 16 merged once to 8 x 8 = 64 tokens of 16-d
 TINY = ["tower=swin", "image_size=48", "patch=3", "vision_dim=8", "depths=[1, 1]", "stage_heads=[1, 2]",
         "window=8", "threads=1", "log_every=1000", "warmup=2", "batch=2", "fp16=false"]  # fmt: skip
@@ -44,18 +42,18 @@ def test_a_patch_takes_the_object_covering_most_of_it():
     ]}  # fmt: skip
     ids = torch.from_numpy(V.id_map(scene, 40))[None]
     table = torch.from_numpy(V.attribute_table(scene, slots=5))[None]
-    cells = V.cell_labels(ids, table, grid=4, cover=0.2)[0]
+    cells, present = V.targets(ids, table, grid=4, cover=0.2, min_pixels=4)
+    cells, present = cells[0], present[0]
     color, shape = cells[0], cells[1]
     assert color[0, 0] == 1 + V.ATTRIBUTES["color"].index("red")
     assert shape[0, 0] == 1 + V.ATTRIBUTES["shape"].index("cube")
     assert color[3, 3] == 1 + V.ATTRIBUTES["color"].index("blue")
     assert shape[3, 3] == 1 + V.ATTRIBUTES["shape"].index("sphere")
     assert (color > 0).sum() == 2  # nothing else covers a fifth of a cell
-    assert V.cell_labels(ids, table, grid=4, cover=0.3)[0, 0, 3, 3] == 0  # a quarter < 0.3
-    present = V.presence_of(ids, table, min_pixels=4)[0]
+    assert V.targets(ids, table, grid=4, cover=0.3)[0][0, 0, 3, 3] == 0  # a quarter < 0.3
     assert present.sum() == 3 and present[V.PAIRS.index(("blue", "sphere"))] == 1
     # the cylinder strip (10 map pixels) is under a larger minimum; the sphere (25) is not
-    assert V.presence_of(ids, table, min_pixels=20)[0].sum() == 2
+    assert V.targets(ids, table, grid=4, cover=0.2, min_pixels=20)[1][0].sum() == 2
 
 
 def test_augmentation_moves_the_labels_with_the_pixels():
@@ -74,14 +72,6 @@ def test_augmentation_moves_the_labels_with_the_pixels():
     assert area.max() > (ids[0] == 1).sum()  # zoomed in: the object grows
     right = (wids[:, :, 20:] == 1).flatten(1).any(1)
     assert right.any()  # flipped: the top-left object shows on the right
-
-
-def _scenes(dst: Path, indices: list[int]) -> Path:
-    dst.mkdir(parents=True)
-    for i in indices:
-        for ext in (".json", ".png"):
-            shutil.copy2(EXAMPLES / f"scene_{i:06d}{ext}", dst / f"scene_{i:06d}{ext}")
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +103,15 @@ def test_recipe_fills_the_config_and_checks_sizes():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sizes", [TINY, TINY_CLIP], ids=["swin", "clip"])
-def test_trains_resumes_and_grafts_the_tower_into_the_core(tmp_path, base, sizes):
+def test_trains_resumes_and_grafts_the_tower_into_the_core(tmp_path, base, sizes, example_scenes):
     import torch
     from safetensors.torch import load_file
 
     from agentkit.mllm.backends.base import Message
     from agentkit.mllm.backends.hf import HFBackend
 
-    train = _scenes(tmp_path / "train", [0, 1, 2])
-    held = _scenes(tmp_path / "held", [3])
+    train = example_scenes(tmp_path / "train", [0, 1, 2])
+    held = example_scenes(tmp_path / "held", [3])
     args = [
         *sizes,
         f"scenes_dirs={json.dumps([str(train)])}",
@@ -131,8 +121,7 @@ def test_trains_resumes_and_grafts_the_tower_into_the_core(tmp_path, base, sizes
     _, cfg = build_config(load_recipe("mllm-vision"), [*args, "steps=40", "lr=3e-3"])
     grid = V.grid_of(cfg)
     data = V.load_data([str(train)], V._processor(cfg))
-    cells = V.cell_labels(data.ids, data.table, grid, cfg.cover)
-    present = V.presence_of(data.ids, data.table)
+    cells, present = V.targets(data.ids, data.table, grid, cfg.cover)
     net = V.build(cfg)
     with torch.no_grad():
         before = float(V.losses(net, data.pixels, cells, present, 1.0)["loss"])
