@@ -2,12 +2,12 @@
 
 A small core's programs fail to read (:mod:`agentkit.planners.dsl`) mostly in ways that show
 while they are written: a name no earlier line set (``ANSWER = answer``), a name set twice, a tool
-or an argument that does not exist, a positional argument. :class:`ProgramGrammar` follows a reply
-character by character and says when it has left the language; a backend that supports
-constraints (``hf:``) asks it, at each generated token, which of the model's most likely next
-tokens keep the reply viable and masks the others, as grammar-constrained decoding does for JSON
-schemas (Outlines, llama.cpp grammars, transformers-CFG). The model still chooses; it only cannot
-choose what the parser would refuse.
+or an argument that does not exist, a positional argument, a call without an argument its
+tool requires. :class:`ProgramGrammar` follows a reply character by character and says when it
+has left the language; a backend that supports constraints (``hf:``) asks it, at each generated
+token, which of the model's most likely next tokens keep the reply viable and masks the others,
+as grammar-constrained decoding does for JSON schemas (Outlines, llama.cpp grammars,
+transformers-CFG). The model still chooses; it only cannot choose what the parser would refuse.
 
 The grammar is that of :func:`~agentkit.planners.dsl.parse_program` as the planners write it, one
 statement per line: ``name = tool(key=value, ...)``, ``ANSWER = name``, ``# comments``. Values
@@ -75,6 +75,8 @@ class ArgSpec:
 
     kinds: frozenset[str] = KINDS
     enum: tuple[str, ...] = ()
+    #: the call cannot close without it (the schema gives no default: the tool would refuse)
+    required: bool = False
 
 
 ANY = ArgSpec()
@@ -128,6 +130,7 @@ def arg_specs(schema: Mapping[str, Any]) -> dict[str, ArgSpec]:
     types = {"string": "string", "number": "number", "integer": "number", "array": "list",
              "object": "dict", "boolean": "bool", "null": "null"}  # fmt: skip
     out = {}
+    required = set(schema.get("required", ()))
     for name, prop in schema.get("properties", {}).items():
         kinds: set[str] = set()
         words: list[str] = []
@@ -141,7 +144,8 @@ def arg_specs(schema: Mapping[str, Any]) -> dict[str, ArgSpec]:
                 free_text |= alt["type"] == "string"
             else:
                 kinds |= KINDS
-        out[name] = ArgSpec(frozenset(kinds) or KINDS, () if free_text else tuple(words))
+        out[name] = ArgSpec(frozenset(kinds) or KINDS, () if free_text else tuple(words),
+                            name in required)  # fmt: skip
     return out
 
 
@@ -282,7 +286,7 @@ class ProgramGrammar:
             return replace(s, phase=_ARGS, line=s.line + ch, used=(), given=(), passed=(), arg="")
         if phase == _ARGS:
             if ch == ")":
-                return replace(s, phase=_END, line=s.line + ch)
+                return self._close(s)
             if _IDENT_START.match(ch):
                 return self._ident(replace(s, phase=_KEYWORD, buf=""), ch, self._keywords(s))
             return None
@@ -342,13 +346,20 @@ class ProgramGrammar:
             if ch == ",":
                 return replace(s, phase=_ARGS, line=s.line + ch)
             if ch == ")":
-                return replace(s, phase=_END, line=s.line + ch)
+                return self._close(s)
             return None
         if phase == _END:
             return self._end_line(s) if ch == "\n" else None
         raise AssertionError(f"unknown phase {phase}")
 
     # -- pieces ----------------------------------------------------------------------------
+
+    def _close(self, s: State) -> State | None:
+        """``)`` ends the call once every argument its schema requires is given (the tool
+        would refuse the call at run time)."""
+        missing = [k for k, spec in self.specs.get(s.tool, {}).items()
+                   if spec.required and k not in s.used]  # fmt: skip
+        return None if missing else replace(s, phase=_END, line=s.line + ")")
 
     def _free(self, s: State, ch: str) -> State:
         """Prose, a comment or Thought line, or text after the code: anything goes; a newline

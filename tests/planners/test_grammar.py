@@ -172,6 +172,9 @@ def test_every_program_of_the_world_is_viable_whole_and_line_by_line():
         ('x = count(objects=objs, where={"color": "red"}, min_score=None)', True),
         ("x = count(objects=objs, where=[", False),
         ("x = compare(a=objs, b=3, relation=", True),
+        ('x = relate(objects=objs, relation="front")', False),  # reference is required
+        ("x = detect()", False),
+        ("x = detect(image=image_0)", True),  # the rest have defaults
     ],
 )
 def test_values_follow_each_arguments_schema(text, ok):
@@ -201,6 +204,7 @@ def test_arg_specs_read_types_enums_and_unions_from_a_schema():
     assert specs["objects"].kinds == {"list"} and specs["op"].enum == ("union", "intersection")
     assert specs["label"].kinds == {"string", "null"} and specs["label"].enum == ()
     assert specs["k"].kinds == {"number"} and specs["anything"].kinds == KINDS
+    assert [k for k, spec in specs.items() if spec.required] == ["objects", "op"]
 
 
 _values = st.recursive(
