@@ -32,7 +32,7 @@ from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, roles
 from agentkit.planners.expect import Expectation
-from agentkit.planners.relax import loosened
+from agentkit.planners.relax import Loosened, loosened
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
 from agentkit.tools.base import execute, step_refs
@@ -160,19 +160,25 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             return None, runs
 
         def relaxed() -> Attempt | None:
-            """The first reading of a failed program (greedy first, then the beams) that, with
-            one filter of a select that found nothing left out (:func:`relaxations`), runs and
-            fits the question but for that word."""
+            """A reading of a failed program (greedy first, then the beams) that, with one
+            filter of a select that found nothing left out (:func:`relaxations`), runs and fits
+            the question but for that word. Of one program's readings, the first whose select
+            then keeps exactly one object: "the purple cube" presupposes one, so when the
+            detector saw a purple cylinder and two gray cubes, the word to doubt is "cube"."""
             if not rt.options.relax:
                 return None
             for rank, failed in tried:
                 assert failed.program is not None and failed.steps is not None
-                for program, select, word in relaxations(failed.program, failed.steps, media):
-                    got = run(failed.thought, program, expect.without(word))
+                fitting: list[tuple[bool, int, Attempt, Loosened]] = []
+                for program, lo in relaxations(failed.program, failed.steps, media):
+                    got = run(failed.thought, program, expect.without(lo.word))
                     if got.problem is None:
-                        which = f"beam {rank}" if rank else "the greedy program"
-                        note = f"({which} found no {select}: read without {word!r})"
-                        return replace(got, thought=f"{got.thought} {note}".strip())
+                        fitting.append((kept(got, lo.index) != 1, len(fitting), got, lo))
+                if fitting:
+                    _, _, got, lo = min(fitting)  # one object left first, then as written
+                    which = f"beam {rank}" if rank else "the greedy program"
+                    note = f"({which} found no {lo.sought}: read without {lo.word!r})"
+                    return replace(got, thought=f"{got.thought} {note}".strip())
             return None
 
         gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
@@ -226,16 +232,24 @@ def make_program_controller(rt: Runtime) -> roles.Node:
 
 def relaxations(
     program: dsl.Program, steps: list[Step], media: list[str]
-) -> Iterator[tuple[dsl.Program, str, str]]:
+) -> Iterator[tuple[dsl.Program, Loosened]]:
     """Readings of a program that stopped because a ``select`` found nothing the failed line
     (the last of ``steps``, the lines it ran) needed (:func:`~agentkit.planners.relax.loosened`):
-    ``(program, what the select looked for, the word left out)``."""
+    ``(program, the select loosened: its line, what it looked for, the word left out)``."""
     for lo in loosened(steps):
         calls = program.calls
         loose = [*calls[: lo.index], calls[lo.index].model_copy(update={"args": lo.args}),
                  *calls[lo.index + 1 :]]  # fmt: skip
         source = dsl.format_program(loose, program.answer, media)
-        yield dsl.Program(calls=loose, answer=program.answer, source=source), lo.sought, lo.word
+        yield dsl.Program(calls=loose, answer=program.answer, source=source), lo
+
+
+def kept(attempt: Attempt, index: int) -> int | None:
+    """How many objects line ``index`` of a program run ahead kept (None: not known)."""
+    steps = attempt.steps or []
+    result = steps[index].result if index < len(steps) else None
+    count = (result or {}).get("count") if isinstance(result, dict) else None
+    return count if isinstance(count, int) else None
 
 
 Picked = tuple[Generation, "Attempt", int]  # a beam's reply, its attempt and its rank

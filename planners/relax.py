@@ -5,7 +5,8 @@ call needs what it kept (a query, a relation's reference), one of the question's
 wrong than the object missing: a word misheard ("purple" for "gray" in a spoken question) or an
 attribute the detector read otherwise (a half-hidden rubber cube seen as metal). The ``program``
 planner then reads that select with one filter left out (``Options.relax``), holding each reading,
-run ahead, to the question less that word (:func:`agentkit.planners.program.relaxations`); the
+run ahead, to the question less that word (:func:`agentkit.planners.program.relaxations`), and
+takes first a reading whose select then keeps exactly one object ("the" presupposes one); the
 controller step says what was left out.
 
 ``react`` does not: retrying its failed call on the first reading that lets it run, with no

@@ -415,6 +415,37 @@ def test_a_referent_nobody_finds_is_read_without_one_of_its_words(make_agent, im
     assert res.answer == "cube" and "(beam 2: the greedy program failed" in res.steps[0].thought
 
 
+def test_the_reading_that_leaves_one_object_is_taken(make_agent, image, registry):
+    """Asked "What size is the purple cube?" where the detector saw a large purple cylinder
+    and two small cubes: read without "purple", two cubes are left (query would take the
+    likelier one); without "cube", one object. "The" presupposes one, so that reading is taken,
+    though its word comes second."""
+    scene = [
+        {"label": "cube", "shape": "cube", "color": "gray", "size": "small", "box": [1, 1, 5, 5],
+         "score": 0.9},
+        {"label": "cube", "shape": "cube", "color": "red", "size": "small", "box": [6, 6, 9, 9],
+         "score": 0.8},
+        {"label": "cylinder", "shape": "cylinder", "color": "purple", "size": "large",
+         "box": [2, 6, 4, 8], "score": 0.7},
+    ]  # fmt: skip
+    find = registry["find"]
+    registry.register(Tool("find", find.description, find.Args, find.Result,
+                           lambda args, ctx: find.Result(objects=scene), pure=True))  # fmt: skip
+    registry.register(select)
+    registry.register(query)
+    purple_cube = program(
+        "objs = find(image=image_0)",
+        'c = select(objects=objs, color="purple", shape="cube")',
+        'v = query(objects=c, attribute="size")',
+        "ANSWER = v",
+    )
+    a, _ = make_agent("program", BeamBackend([purple_cube], [purple_cube]), candidates=1)
+    res = a.ask("What size is the purple cube?", images=[image])
+    assert res.answer == "large"
+    assert "read without 'cube'" in res.steps[0].thought
+    assert 'c = select(objects=objs, color="purple")' in res.steps[0].observation
+
+
 def test_a_lone_filter_is_never_dropped_and_counts_of_nothing_stand(make_agent, image, registry):
     """A select with one filter is not relaxed (nothing would be left to look for): the failed
     program goes to the rewrite turn as before. Counting nothing is an answer, not a failure."""
@@ -457,9 +488,9 @@ def test_relaxations_follow_empty_selects_back_and_keep_one_filter():
     ]
     steps.append(Step(role="executor", tool="query", args=prog.calls[3].args, error="needs one"))
     got = list(relaxations(prog, steps, ["image_0"]))
-    assert [(sought, word) for _, sought, word in got] == [
-        ("blue sphere object", "blue"),
-        ("blue sphere object", "sphere"),
+    assert [(lo.sought, lo.word, lo.index) for _, lo in got] == [
+        ("blue sphere object", "blue", 1),
+        ("blue sphere object", "sphere", 1),
     ]
     assert [c.args for c in got[0][0].calls][1] == {"objects": "objs", "shape": "sphere"}
     assert got[1][0].source.splitlines()[1] == 'a = select(objects=objs, color="blue")'
