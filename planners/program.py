@@ -174,6 +174,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     got = run(failed.thought, program, expect.without(lo.word))
                     if got.problem is None:
                         fitting.append((kept(got, lo.index) != 1, len(fitting), got, lo))
+                        if not fitting[-1][0]:
+                            break  # one object left: no later reading comes before it
                 if fitting:
                     _, _, got, lo = min(fitting)  # one object left first, then as written
                     which = f"beam {rank}" if rank else "the greedy program"
@@ -248,7 +250,7 @@ def kept(attempt: Attempt, index: int) -> int | None:
     """How many objects line ``index`` of a program run ahead kept (None: not known)."""
     steps = attempt.steps or []
     result = steps[index].result if index < len(steps) else None
-    count = (result or {}).get("count") if isinstance(result, dict) else None
+    count = result.get("count") if isinstance(result, dict) else None
     return count if isinstance(count, int) else None
 
 

@@ -429,9 +429,8 @@ def train(cfg: Config, out: Path) -> Path:
     processor = _processor(cfg)
     t0 = time.perf_counter()
     data = load_data(cfg.scenes_dirs, processor)
-    cells = targets(data.ids[:64], data.table[:64], grid, cfg.cover)[
-        0
-    ]  # a sample: one-hots are big
+    # the share of patches on an object, from a sample (one-hots of every map are big)
+    cells, _ = targets(data.ids[:64], data.table[:64], grid, cfg.cover)
     covered = float((cells[:, 0] > 0).float().mean())
     net = build(cfg)
     n_params = sum(p.numel() for p in net["tower"].parameters())
