@@ -68,6 +68,7 @@ from agentkit.mllm.data.gt import gt_detect_tool
 from agentkit.mllm.data.teacher import Teacher
 from agentkit.mllm.toolcall import format_call, format_final
 from agentkit.mllm.worlds import templates as T
+from agentkit.mllm.worlds.programs import ProgramError, execute_trace
 from agentkit.planners import dsl, roles
 from agentkit.planners.program import program_messages
 from agentkit.planners.tree import NO_SUBQUESTIONS, decomposer_messages, tree_pad
@@ -618,14 +619,45 @@ _COMPARE = {
 
 def subquestions(q: dict[str, Any], rng: random.Random) -> list[str]:
     """The ``tree`` decomposition of a question: a comparison of two counts → one "How many
-    ...?" per side; any other question → itself (CLEVR's other families are one chain)."""
-    if q.get("template") in _COMPARE:
-        for phrasing in T.PHRASINGS[q["template"]]:
+    ...?" per side; a comparison of two objects' attribute ("Is the A the same color as the B?")
+    → one "What color is the ...?" per object; any other question → itself (CLEVR's other
+    families are one chain)."""
+    template = q.get("template")
+    if template in _COMPARE or template == "equal.attr":
+        for phrasing in T.PHRASINGS[template]:
             m = _phrasing_regex(phrasing).match(q["question"])
-            if m:
-                ask = rng.choice(T.PHRASINGS["count"])
-                return [ask.format(A_pl=m["A_pl"]), ask.format(A_pl=m["B_pl"])]
+            if not m:
+                continue
+            if template == "equal.attr":
+                ask = rng.choice(T.PHRASINGS[f"query.{m['attr']}"])
+                return [ask.format(A=m["A"]), ask.format(A=m["B"])]
+            ask = rng.choice(T.PHRASINGS["count"])
+            return [ask.format(A_pl=m["A_pl"]), ask.format(A_pl=m["B_pl"])]
     return [q["question"]]
+
+
+def sub_answers(item: _Question) -> list[str]:
+    """The answers of a decomposed question's two sub-questions, from the ground truth: the two
+    counts a comparison compares (from the tools' own ``compare`` step, so they are what the
+    branches would see), or the two attribute values of an ``equal.attr`` question (from its
+    CLEVR program on the scene graph). Empty when they do not give the question's answer."""
+    q = item.q
+    if q.get("template") == "equal.attr":
+        try:
+            trace = execute_trace(q["program"], item.scene)
+        except ProgramError:
+            return []
+        values = [v for nd, v in zip(q["program"], trace, strict=True)
+                  if str(nd.get("function", "")).startswith("query_")]  # fmt: skip
+        if len(values) != 2 or ("yes" if values[0] == values[1] else "no") != q["answer"]:
+            return []
+        return [str(v) for v in values]
+    assert item.traj is not None
+    done = [s.result for s in item.traj.steps if s.tool == "compare" and s.result]
+    counts = [done[-1]["a"], done[-1]["b"]] if done else []
+    if not counts or ("yes" if _COMPARE[q["template"]](*counts) else "no") != q["answer"]:
+        return []  # no compare step with both counts: nothing sound to merge
+    return [str(n) for n in counts]
 
 
 def _tree_samples(
@@ -647,13 +679,12 @@ def _tree_samples(
     )
     if len(subs) == 1:
         return
-    done = [s.result for s in item.traj.steps if s.tool == "compare" and s.result]
-    counts = [done[-1]["a"], done[-1]["b"]] if done else []
-    if not counts or ("yes" if _COMPARE[q["template"]](*counts) else "no") != q["answer"]:
-        return  # no compare step with both counts: nothing sound to merge
+    answers = sub_answers(item)
+    if not answers:
+        return
     state.branch_answers = [
-        BranchAnswer(index=i, question=sub, answer=str(n))
-        for i, (sub, n) in enumerate(zip(subs, counts, strict=True))
+        BranchAnswer(index=i, question=sub, answer=a)
+        for i, (sub, a) in enumerate(zip(subs, answers, strict=True))
     ]
     sink.add(
         roles.evidence_messages(rt, state, "tree_summarizer", tree_pad),
@@ -661,5 +692,5 @@ def _tree_samples(
         kind="merge",
         split=split,
         tools=tools,
-        meta=item.meta({"counts": counts}),
+        meta=item.meta({"sub_answers": answers}),
     )

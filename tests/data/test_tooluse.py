@@ -304,32 +304,47 @@ class _ByPrompt:
         return Generation(text=text, model=self.name)
 
 
-def test_tree_samples_decompose_comparisons_and_replay_through_the_tree_graph(world, tmp_path):
-    """--planner tree: a comparison of two counts becomes two "How many" sub-questions and a
-    merge sample; replayed through the tree graph (branches answering in code actions), the
-    decomposer and the summarizer see exactly the samples' prompts and the answer is right."""
+@pytest.mark.parametrize("family", ["compare_count", "compare_attribute"])
+def test_tree_samples_decompose_comparisons_and_replay_through_the_tree_graph(
+    world, tmp_path, family
+):
+    """--planner tree: a comparison (of two counts, or of two objects' attribute) becomes two
+    sub-questions ("How many ...?" / "What color is the ...?") and a merge sample whose branch
+    answers give the question's answer; replayed through the tree graph (branches answering in
+    code actions), the decomposer and the summarizer see exactly the samples' prompts and the
+    answer is right. Other questions stay whole."""
+    scenes = list(world["scene_of"].values())
+    questions = generate_questions(scenes, per_scene=4, seed=1, families=[family, "count"])
+    qfile = tmp_path / "questions.jsonl"
+    qfile.write_text("".join(json.dumps(q) + "\n" for q in questions))
     out = tmp_path / "tree"
-    summary = generate(world["scenes_dir"], world["qfile"], out, seed=0, planners=["tree"],
+    summary = generate(world["scenes_dir"], qfile, out, seed=0, planners=["tree"],
                        prompt_style="bare", unseen=[])  # fmt: skip
     rows = [json.loads(x) for s in SPLITS for x in (out / f"{s}.jsonl").open()]
     assert set(summary["by_kind"]) == {"decompose", "merge"}
     decomposed = [r for r in rows if r["kind"] == "decompose" and len(r["subquestions"]) == 2]
-    assert decomposed and all(r["family"] == "compare_count" for r in decomposed)
+    assert decomposed and all(r["family"] == family for r in decomposed)
     for r in rows:
         if r["kind"] == "decompose" and len(r["subquestions"]) == 1:
+            assert r["family"] == "count"
             assert r["messages"][-1]["content"] == "No sub-questions."
+    merges = {r["question_id"]: r for r in rows if r["kind"] == "merge"}
+    assert len(merges) >= len(decomposed) // 2
     checked = 0
     for dec in decomposed:
-        q = next(q for q in world["questions"] if q["id"] == dec["question_id"])
-        merges = [r for r in rows if r["kind"] == "merge" and r["question_id"] == q["id"]]
-        if q["seed"] >= 100 or not merges:
-            continue
-        (merge,) = merges
-        subs, counts = dec["subquestions"], merge["counts"]
+        q = next(q for q in questions if q["id"] == dec["question_id"])
+        if q["seed"] >= 7000 or dec["question_id"] not in merges:
+            continue  # a projected scene has no image to replay on
+        merge = merges[dec["question_id"]]
+        subs, answers = dec["subquestions"], merge["sub_answers"]
+        if family == "compare_attribute":
+            attr = next(a for a in ("color", "shape", "material", "size") if a in q["question"])
+            assert all(attr in s or (attr == "size" and "big" in s) for s in subs)
+            assert (answers[0] == answers[1]) == (q["answer"] == "yes")
         ctrl = _ByPrompt([
             ("Sub-question 1:", merge["messages"][-1]["content"]),  # the merge sees both
-            (f"Question: {subs[0]}", f"ANSWER = {counts[0]}"),
-            (f"Question: {subs[1]}", f"ANSWER = {counts[1]}"),
+            (f"Question: {subs[0]}", f'ANSWER = "{answers[0]}"'),
+            (f"Question: {subs[1]}", f'ANSWER = "{answers[1]}"'),
             (f"Question: {q['question']}", dec["messages"][-1]["content"]),
         ])  # fmt: skip
         agent = _agent(world, world["scene_of"][q["image_filename"]], "tree", ctrl,
