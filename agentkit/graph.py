@@ -25,7 +25,16 @@ from typing import Any
 from agentkit.errors import AgentkitError, ConfigError, MediaError
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend, load_backend, runtime_hints
-from agentkit.runtime import ACTIONS, ACTIVE, CODE_CONTEXTS, Options, RoleModels, Runtime, activate
+from agentkit.runtime import (
+    ACTIONS,
+    ACTIVE,
+    BRANCHES,
+    CODE_CONTEXTS,
+    Options,
+    RoleModels,
+    Runtime,
+    activate,
+)
 from agentkit.state import RunResult, RunState, Step, Task
 from agentkit.tools.base import PROMPT_STYLES, ToolRegistry
 from agentkit.trace import TraceWriter
@@ -136,6 +145,7 @@ _SETTLED: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
     ("prompt_style", "full", f"one of {PROMPT_STYLES}", _one_of(PROMPT_STYLES)),
     ("actions", "text", f"one of {ACTIONS}", _one_of(ACTIONS)),
     ("code_context", "transcript", f"one of {CODE_CONTEXTS}", _one_of(CODE_CONTEXTS)),
+    ("branches", "react", f"one of {BRANCHES}", _one_of(BRANCHES)),
     ("replans", "1", "an int >= 0", _count),
 )
 

@@ -28,6 +28,9 @@ ACTIONS: tuple[str, ...] = ("text", "code")
 #: What a ``code`` controller reads of its work so far (:attr:`Options.code_context`).
 CodeContext = Literal["transcript", "program"]
 CODE_CONTEXTS: tuple[str, ...] = ("transcript", "program")
+#: How ``tree``'s branches answer their sub-questions (:attr:`Options.branches`).
+Branches = Literal["react", "program"]
+BRANCHES: tuple[str, ...] = ("react", "program")
 
 
 @dataclass
@@ -97,6 +100,11 @@ class Options:
     #: ``tree``: the controller writes rephrasings of the question instead of sub-questions and
     #: the decider takes the branches' majority answer (no summarizer call).
     vote: bool = False
+    #: ``tree``: how each branch answers its sub-question: ``react`` (one call at a time) or
+    #: ``program`` (one program, run by the interpreter, as the ``program`` planner answers a
+    #: question). ``None``: what the model's folder declares (``agentkit_runtime.json``
+    #: ``"branches"``), else ``react``.
+    branches: Branches | None = None
     #: Re-check the objects and attributes the answer names with the ``detect`` tool
     #: (Woodpecker-style; see :mod:`agentkit.planners.verify`). No model call: one detector run
     #: per image at most, reused from the run when it already has one.

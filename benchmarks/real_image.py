@@ -8,6 +8,7 @@ cyan metal cylinder and a small gray rubber cube.
 
     .venv/bin/python benchmarks/real_image.py [--image PATH] [--model hf:agentkit-mllm]
                                               [--planner program] [--candidates 4]
+                                              [--branches program]
 
 Prints one JSON line per question (answer, program, seconds) and the number right.
 """
@@ -54,6 +55,9 @@ def main() -> None:
     ap.add_argument("--model", default="hf:agentkit-mllm")
     ap.add_argument("--planner", default=None, help="default: what the model folder declares")
     ap.add_argument("--candidates", type=int, default=Options.candidates)
+    ap.add_argument(
+        "--branches", default=None, help="tree's branches: react | program (default: the model's)"
+    )
     a = ap.parse_args()
     if not a.image.is_file():
         raise SystemExit(
@@ -64,7 +68,7 @@ def main() -> None:
         a.model,
         planner=a.planner,
         runs_dir=tempfile.mkdtemp(prefix="agentkit-real-"),
-        options=Options(candidates=a.candidates),
+        options=Options(candidates=a.candidates, branches=a.branches),
     )
     right = 0
     for question, expected in QUESTIONS:

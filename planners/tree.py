@@ -7,8 +7,9 @@
 The controller splits the question into 1-``Options.max_branches`` sub-questions (one
 ``Sub-question: ...`` line each). LangGraph's ``Send`` API maps each to a ``branch`` node; the
 branches of one decomposition run in parallel (one superstep, a thread each), and each answers its
-sub-question with a ``react`` sub-chain over the same tools and roles, its steps recorded with the
-branch index (``Step.branch``). Their answers are collected by an append reducer
+sub-question with a ``react`` sub-chain (with ``Options.branches = "program"``, one program, as
+the ``program`` planner answers a question) over the same tools and roles, its steps recorded with
+the branch index (``Step.branch``). Their answers are collected by an append reducer
 (``RunState.branch_answers``). The summarizer model is then given the sub-questions and their
 answers and writes the final answer; with one branch its answer is the answer.
 
@@ -36,6 +37,7 @@ from langgraph.types import Send
 
 from agentkit.mllm.backends.base import Message
 from agentkit.planners import prompting, roles
+from agentkit.planners.program import build_program
 from agentkit.planners.react import build_react
 from agentkit.runtime import ACTIVE, Runtime, activate, resolve
 from agentkit.state import Branch, BranchAnswer, RunState, Step, Task
@@ -199,12 +201,16 @@ def fan_out(rt: Runtime):
 
 
 def make_branch(rt: Runtime):
-    """A ``react`` sub-chain answering one sub-question; returns its steps (with the branch
-    index) and its answer."""
+    """A sub-run answering one sub-question, by ``react`` or ``program`` as
+    :attr:`~agentkit.runtime.Options.branches` says; returns its steps (with the branch index)
+    and its answer."""
 
-    # compiled once, over the active runtime: each branch runs it under its own sub-runtime;
-    # checkpointer=False: the chain runs inside this node, the parent checkpoints its result
-    graph = build_react(ACTIVE, checkpointer=False)  # type: ignore[arg-type]
+    # compiled once, over the active runtime: each branch runs one under its own sub-runtime;
+    # checkpointer=False: the sub-run runs inside this node, the parent checkpoints its result
+    graphs = {
+        "react": build_react(ACTIVE, checkpointer=False),  # type: ignore[arg-type]
+        "program": build_program(ACTIVE, checkpointer=False),  # type: ignore[arg-type]
+    }
 
     def branch(b: Branch) -> dict[str, Any]:
         # verify=False: the run's own summarizer checks the merged answer once
@@ -215,6 +221,7 @@ def make_branch(rt: Runtime):
             options=replace(run.options, verify=False),
         )
         task = Task(question=b.question, max_steps=b.max_steps)
+        graph = graphs[run.options.branches or "react"]
         with activate(sub_rt):
             values = graph.invoke(
                 RunState(task=task, question=b.question, media=b.media),

@@ -83,6 +83,13 @@ def ask(
             "own, else transcript."
         ),
     ] = None,
+    branches: Annotated[
+        str | None,
+        typer.Option(
+            help="react | program: how tree's branches answer their sub-questions; default: the "
+            "model's own, else react."
+        ),
+    ] = None,
     constrain: Annotated[
         bool,
         typer.Option(
@@ -150,6 +157,7 @@ def ask(
                 options=Options(
                     actions=actions,  # type: ignore[arg-type]
                     code_context=code_context,  # type: ignore[arg-type]
+                    branches=branches,  # type: ignore[arg-type]
                     constrain=constrain,
                     constrain_words=constrain_words,
                     run_ahead=run_ahead,

@@ -79,6 +79,13 @@ def vqa(
             "far; auto: what the model declares, else transcript."
         ),
     ] = "auto",
+    branches: Annotated[
+        str,
+        typer.Option(
+            help="react | program: how tree's branches answer their sub-questions; auto: what "
+            "the model declares, else react."
+        ),
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Accuracy per family and program length, steps, tool calls, latency and failures of a
@@ -107,6 +114,7 @@ def vqa(
             run_ahead=run_ahead,
             relax=relax,
             code_context=code_context,
+            branches=branches,
             constrain_words=constrain_words,
             progress=not as_json,
         )

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
-from agentkit.runtime import CODE_CONTEXTS
+from agentkit.runtime import BRANCHES, CODE_CONTEXTS
 
 RESULTS = "results.jsonl"
 PLANNERS = ("react", "plan", "program", "tree")
@@ -111,6 +111,7 @@ def settings(
     relax: bool = True,
     code_context: str = "auto",
     constrain_words: bool = True,
+    branches: str = "auto",
 ) -> dict[str, Any]:
     """The run's :class:`~agentkit.runtime.Options` that differ from their defaults (``auto``
     prompt style: what the model declares), as the items carry and key them."""
@@ -129,6 +130,8 @@ def settings(
         out["code_context"] = code_context
     if not constrain_words:
         out["constrain_words"] = False
+    if branches != "auto":
+        out["branches"] = branches
     return out
 
 
@@ -442,6 +445,7 @@ def evaluate(
     relax: bool = True,
     code_context: str = "auto",
     constrain_words: bool = True,
+    branches: str = "auto",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -458,6 +462,10 @@ def evaluate(
     if code_context not in ("auto", *CODE_CONTEXTS):
         raise ConfigError(
             f"--code-context {code_context!r} is invalid: expected auto, {' or '.join(CODE_CONTEXTS)}"
+        )
+    if branches not in ("auto", *BRANCHES):
+        raise ConfigError(
+            f"--branches {branches!r} is invalid: expected auto, {' or '.join(BRANCHES)}"
         )
     if workers < 1:
         raise ConfigError(f"--workers {workers} is invalid: expected an int >= 1")
@@ -482,7 +490,7 @@ def evaluate(
             clips[str(r["id"])] = audio_dir / r["audio"]
     options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain,
                        run_ahead=run_ahead, relax=relax, code_context=code_context,
-                       constrain_words=constrain_words)  # fmt: skip
+                       constrain_words=constrain_words, branches=branches)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_results(out)
@@ -511,6 +519,7 @@ def evaluate(
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
         "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,
         "relax": relax, "code_context": code_context, "constrain_words": constrain_words,
+        "branches": branches,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:

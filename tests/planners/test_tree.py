@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agentkit.cli import app
-from agentkit.errors import BackendError
+from agentkit.errors import BackendError, ConfigError
 from agentkit.graph import load_steps
 from agentkit.mllm.backends.base import Generation
 from agentkit.planners.tree import normalize, parse_subquestions, vote
@@ -306,3 +306,51 @@ def test_the_merge_may_answer_a_value_no_branch_returned(make_agent, image):
     )  # fmt: skip
     a, _ = make_agent("tree", backend)
     assert a.ask(both, images=[image]).answer == "3" and not backend.scored
+
+
+def program(*lines: str) -> str:
+    return "Thought: find, then count\nProgram:\n```\n" + "\n".join(lines) + "\n```"
+
+
+def test_program_branches_answer_each_subquestion_with_one_program(make_agent, image):
+    """Options(branches="program"): each branch writes one program, the interpreter runs it and
+    its ANSWER is the branch's answer (no model call after the program); the merge reads both."""
+    backend = KeyedBackend(
+        {
+            Q: [f"Sub-question: {RED}\nSub-question: {BLUE}", "Final Answer: yes"],
+            RED: [program("objs = find(image=image_0)",
+                          'n = count(objects=objs, where={"color": "red"})', "ANSWER = n")],
+            BLUE: [program("objs = find(image=image_0)",
+                           'n = count(objects=objs, where={"color": "blue"})', "ANSWER = n")],
+        }
+    )  # fmt: skip
+    a, _ = make_agent("tree", backend, branches="program")
+    res = a.ask(Q, images=[image])
+    assert res.answer == "yes" and res.stop_reason == "answered"
+    for b, want in ((0, 2), (1, 1)):
+        executed = [s for s in res.steps if s.branch == b and s.role == "executor"]
+        assert [s.ref for s in executed] == ["objs", "n"]  # the program's own names
+        assert executed[1].result["count"] == want
+    # a program branch makes one model call: the program (the scripts are used up)
+    assert [q for q, _ in backend.calls].count(RED) == 1
+    assert "Program:" in next(m for q, m in backend.calls if q == RED)[0].content
+    merge_prompt = next(m for q, m in backend.calls if q == Q and "summarizer" in m[0].content)
+    assert f"Sub-question 1: {RED}\nAnswer: 2" in merge_prompt[-1].content
+
+
+def test_branches_is_checked_and_settled_by_the_model_folder(make_agent, image):
+    with pytest.raises(ConfigError, match="branches"):
+        make_agent("tree", KeyedBackend({}), branches="plan")
+    a, _ = make_agent("tree", KeyedBackend({}))
+    assert a.options.branches == "react"  # nobody said: the library default
+
+    class Declaring(KeyedBackend):
+        runtime_hints = {"planner": "tree", "branches": "program"}
+
+    backend = Declaring({RED: ["No sub-questions.", program("objs = find(image=image_0)",
+                                 'n = count(objects=objs, where={"color": "red"})', "ANSWER = n")]})  # fmt: skip
+    a, _ = make_agent(None, backend)
+    assert a.planner == "tree" and a.options.branches == "program"
+    assert a.ask(RED, images=[image]).answer == "2"
+    a, _ = make_agent(None, Declaring({}), branches="react")  # the caller's word wins
+    assert a.options.branches == "react"
