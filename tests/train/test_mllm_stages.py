@@ -202,7 +202,8 @@ def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
 def test_recipes_fill_their_configs():
     stages = {"mllm-align": "align", "mllm-tooluse": "tooluse", "mllm-dpo": "dpo",
               "mllm-dpo-programs": "dpo", "mllm-tooluse-compare": "tooluse",
-              "mllm-tooluse-react": "tooluse", "mllm-tooluse-attr": "tooluse"}  # fmt: skip
+              "mllm-tooluse-react": "tooluse", "mllm-tooluse-attr": "tooluse",
+              "mllm-tooluse-tree": "tooluse"}  # fmt: skip
     for name, stage in stages.items():
         module, cfg = build_config(load_recipe(name), ["max_steps=3"])
         assert module.__name__.endswith(f"train.{stage}") and cfg.max_steps == 3
@@ -217,6 +218,9 @@ def test_recipes_fill_their_configs():
     _, cfg = build_config(load_recipe("mllm-tooluse-attr"))  # over 2b, the new family repeated
     assert cfg.base == "runs/train/mllm-tooluse-compare/model"
     assert cfg.family_repeat == {"compare_attribute": 3} and cfg.data.endswith("all15/train.jsonl")
+    _, cfg = build_config(load_recipe("mllm-tooluse-tree"))  # over 2b, the decompositions first
+    assert cfg.base == "runs/train/mllm-tooluse-compare/model"
+    assert cfg.kinds == ["decompose", "merge"] and "program" in cfg.extra_kinds
 
 
 def test_conversation_matches_the_backend_layout():
