@@ -129,6 +129,9 @@ class RuntimeHints:
         "transcript | program: what its code turns read of the work so far (each line with its "
         "result, or the program so far, continued); empty: the base's",
     )
+    branches: str = f(
+        "", "react | program: how tree's branches answer their sub-questions; empty: the base's"
+    )
     replans: str = f(
         "",
         "rewrite turns after a failed program the model is fit for ('0': its rewrites never "
@@ -203,9 +206,9 @@ def save_folder(
 
 
 def runtime_hints_of(cfg: Any) -> dict[str, str]:
-    """The ``planner`` / ``prompt_style`` / ``actions`` / ``code_context`` / ``replans`` a stage's
-    config names for the saved model."""
-    keys = ("planner", "prompt_style", "actions", "code_context", "replans")
+    """The ``planner`` / ``prompt_style`` / ``actions`` / ``code_context`` / ``branches`` /
+    ``replans`` a stage's config names for the saved model."""
+    keys = ("planner", "prompt_style", "actions", "code_context", "branches", "replans")
     return {k: str(getattr(cfg, k, "") or "") for k in keys}
 
 

@@ -32,6 +32,7 @@ def test_core_is_a_small_standard_folder_that_declares_its_prompting(core):
         "prompt_style": "bare",
         "actions": "code",
         "code_context": "program",
+        "branches": "program",
         "replans": "0",
     }
 
