@@ -357,3 +357,24 @@ def test_tree_samples_decompose_comparisons_and_replay_through_the_tree_graph(
         if checked >= 2:
             break
     assert checked
+
+
+def test_a_merge_is_made_only_from_values_that_give_the_answer(world):
+    """``sub_answers``: the two attribute values of a compare_attribute question come from its
+    program on the scene graph, and a question whose recorded answer they contradict (or whose
+    program does not run there) gets no merge sample rather than a wrong one."""
+    from agentkit.mllm.data.tooluse import _Question, sub_answers
+
+    scenes = list(world["scene_of"].values())
+    questions = generate_questions(scenes, per_scene=2, seed=3, families=["compare_attribute"])
+    q = questions[0]
+    scene = world["scene_of"][q["image_filename"]]
+    item = _Question(q, scene, world["scenes_dir"] / q["image_filename"])
+    a, b = sub_answers(item)
+    assert (a == b) == (q["answer"] == "yes") and {a, b} <= {
+        v for o in scene["objects"] for v in (o["color"], o["shape"], o["material"], o["size"])
+    }
+    wrong = {**q, "answer": "no" if q["answer"] == "yes" else "yes"}
+    assert sub_answers(_Question(wrong, scene, item.image)) == []
+    empty = {**scene, "objects": []}  # the program's unique() finds nothing: no values
+    assert sub_answers(_Question(q, empty, item.image)) == []
