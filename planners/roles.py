@@ -11,7 +11,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -159,6 +159,15 @@ def code_messages(rt: Runtime, state: RunState) -> list[Message]:
 
 #: The start of a ``program`` controller reply, before its first line.
 PROGRAM_START = "Thought: {thought}\nProgram:\n```\n"
+
+
+def program_reply(thought: str, lines: Sequence[str], *, closed: bool = True) -> str:
+    """A ``program`` controller reply as the core is trained to write it: the thought, then the
+    lines in a code fence (left open with ``closed=False``: the start of a reply to continue)."""
+    body = PROGRAM_START.format(thought=thought) + "".join(f"{ln}\n" for ln in lines)
+    return body + "```" if closed else body
+
+
 #: A note appended to a line's thought when a beam-search line replaced the greedy one.
 _BEAM_NOTE_RE = re.compile(r" ?\(beam \d+: .*\)$", re.DOTALL)
 
@@ -197,7 +206,7 @@ def continuation_messages(rt: Runtime, state: RunState, thought: str) -> list[Me
     names = {*typed.media, *(s.ref for s in typed.steps if s.ref)}
     lines = [dsl.format_line(s.ref or "_", s.tool, s.args or {}, names)
              for s in typed.steps if s.role == "controller" and s.tool]  # fmt: skip
-    start = PROGRAM_START.format(thought=thought) + "".join(f"{ln}\n" for ln in lines)
+    start = program_reply(thought, lines, closed=False)
     return [Message(role="system", content=program_system(rt)), task_message(rt, state, None),
             Message(role="assistant", content=start)]  # fmt: skip
 

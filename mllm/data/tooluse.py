@@ -545,7 +545,7 @@ def _program_sample(sink: _Sink, rt: Runtime, item: _Question, split: str) -> No
     assert item.plan is not None
     state = run_state(item.q["question"], item.image, item.size, [])
     text = P.to_program(item.plan, media=[IMAGE])
-    target = f"Thought: {P.program_thought(item.plan)}\nProgram:\n```\n{text}\n```"
+    target = roles.program_reply(P.program_thought(item.plan), text.split("\n"))
     sink.add(
         program_messages(rt, state),
         target,

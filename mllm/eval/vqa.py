@@ -33,6 +33,7 @@ from typing import Any
 
 from agentkit.errors import ConfigError
 from agentkit.runtime import BRANCHES, CODE_CONTEXTS
+from agentkit.tools.base import PROMPT_STYLES
 
 RESULTS = "results.jsonl"
 PLANNERS = ("react", "plan", "program", "tree")
@@ -455,18 +456,11 @@ def evaluate(
     planners = list(PLANNERS) if planner == "all" else [planner]
     if any(p not in PLANNERS for p in planners):
         raise ConfigError(f"unknown planner {planner!r}; expected one of {', '.join(PLANNERS)} or all")  # fmt: skip
-    if prompt_style not in ("auto", "full", "compact", "bare"):
-        raise ConfigError(
-            f"--prompt-style {prompt_style!r} is invalid: expected auto, full, compact or bare"
-        )
-    if code_context not in ("auto", *CODE_CONTEXTS):
-        raise ConfigError(
-            f"--code-context {code_context!r} is invalid: expected auto, {' or '.join(CODE_CONTEXTS)}"
-        )
-    if branches not in ("auto", *BRANCHES):
-        raise ConfigError(
-            f"--branches {branches!r} is invalid: expected auto, {' or '.join(BRANCHES)}"
-        )
+    for flag, value, allowed in (("--prompt-style", prompt_style, PROMPT_STYLES),
+                                 ("--code-context", code_context, CODE_CONTEXTS),
+                                 ("--branches", branches, BRANCHES)):  # fmt: skip
+        if value not in ("auto", *allowed):
+            raise ConfigError(f"{flag} {value!r} is invalid: expected auto, {', '.join(allowed)}")
     if workers < 1:
         raise ConfigError(f"--workers {workers} is invalid: expected an int >= 1")
     if limit is not None and limit < 1:

@@ -118,6 +118,12 @@ def test_oracle_scores_and_cache_skips_finished_items(tmp_path, qset):
     assert program["ran"] == 2 and program["code_context"] == "program"  # nor another context
     with pytest.raises(ConfigError, match="--code-context 'summary' is invalid"):
         evaluate(path, EXAMPLES, model=spec, out=out, code_context="summary", progress=False)
+    tree = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2,
+                    branches="program", progress=False)  # fmt: skip
+    assert tree["ran"] == 2 and tree["branches"] == "program"  # nor another kind of branch
+    for bad in ({"branches": "plan"}, {"prompt_style": "tiny"}):
+        with pytest.raises(ConfigError, match="is invalid: expected auto, "):
+            evaluate(path, EXAMPLES, model=spec, out=out, progress=False, **bad)
 
 
 def test_cli_all_planners_json_and_table(tmp_path, qset):

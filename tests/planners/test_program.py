@@ -17,6 +17,7 @@ from agentkit.mllm.backends.base import Generation
 from agentkit.planners import dsl
 from agentkit.planners.expect import Expectation, program_words, scene_words, unused_calls
 from agentkit.planners.program import relaxations, split_reply
+from agentkit.planners.roles import program_reply
 from agentkit.state import Step
 from agentkit.testing import ScriptedBackend
 from agentkit.tools import exist, query, select
@@ -25,7 +26,7 @@ from agentkit.trace import read_events
 
 
 def program(*lines: str, thought: str = "find, then count") -> str:
-    return f"Thought: {thought}\nProgram:\n```\n" + "\n".join(lines) + "\n```"
+    return program_reply(thought, lines)
 
 
 COUNT_RED = program(

@@ -13,6 +13,7 @@ from agentkit.cli import app
 from agentkit.errors import BackendError, ConfigError
 from agentkit.graph import load_steps
 from agentkit.mllm.backends.base import Generation
+from agentkit.planners.roles import program_reply
 from agentkit.planners.tree import normalize, parse_subquestions, vote
 from agentkit.state import BranchAnswer
 from agentkit.trace import read_events
@@ -309,7 +310,7 @@ def test_the_merge_may_answer_a_value_no_branch_returned(make_agent, image):
 
 
 def program(*lines: str) -> str:
-    return "Thought: find, then count\nProgram:\n```\n" + "\n".join(lines) + "\n```"
+    return program_reply("find, then count", lines)
 
 
 def test_program_branches_answer_each_subquestion_with_one_program(make_agent, image):
