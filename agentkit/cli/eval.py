@@ -98,7 +98,10 @@ def perception(
         t = res["transcribe"]
         console.print(
             f"transcribe on {t['clips']} clips: WER {t['wer']:.3f}, sentences exact "
-            f"{t['sentence_accuracy']:.3f}, {t['seconds_per_clip']} s per clip",
+            f"{t['sentence_accuracy']:.3f}, {t['seconds_per_clip']} s per clip; words not heard: "
+            + ", ".join(
+                f"{k} {v['wrong']:.2f} of {v['said']}" for k, v in t["words_wrong"].items()
+            ),
             highlight=False,
         )
 

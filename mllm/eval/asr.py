@@ -35,6 +35,40 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
     return prev[-1]
 
 
+def word_classes() -> dict[str, str]:
+    """The words scene questions turn on, by kind: every colour, material, size and shape word
+    the question worlds use (synonyms and plurals too) and the four relations."""
+    from agentkit.mllm.worlds import scenes as S
+    from agentkit.mllm.worlds import templates as T
+
+    kinds = {"colour": set(S.COLORS), "relation": set(S.RELATIONS)}
+    for kind, values in (("material", S.MATERIALS), ("size", S.SIZES), ("shape", S.SHAPES)):
+        words = {w for v in values for w in T.SYNONYMS.get(v, (v,))}
+        kinds[kind] = words | {T.PLURAL[w] for w in words if w in T.PLURAL}
+    return {w: kind for kind, words in kinds.items() for w in words}
+
+
+def words_wrong(pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
+    """Per kind of word said (:func:`word_classes`, the rest ``other``): how many were said and
+    the share not heard as said (substituted or dropped), each reference aligned with its
+    hypothesis word by word (``difflib.SequenceMatcher``)."""
+    import difflib
+
+    kinds = word_classes()
+    said: dict[str, int] = {}
+    wrong: dict[str, int] = {}
+    for ref, hyp in pairs:
+        r, h = normalise(ref), normalise(hyp)
+        heard = set()
+        for block in difflib.SequenceMatcher(None, r, h, autojunk=False).get_matching_blocks():
+            heard.update(range(block.a, block.a + block.size))
+        for i, w in enumerate(r):
+            k = kinds.get(w, "other")
+            said[k] = said.get(k, 0) + 1
+            wrong[k] = wrong.get(k, 0) + (i not in heard)
+    return {k: {"said": n, "wrong": round(wrong[k] / n, 4)} for k, n in sorted(said.items())}
+
+
 def wer(ref: str, hyp: str) -> float:
     """Word error rate of one hypothesis: edits / reference words (may exceed 1)."""
     r = normalise(ref)
@@ -55,9 +89,10 @@ def evaluate_asr(
     ``options`` replace the checkpoint's own ``transcribe_options`` keys (e.g. ``{"beam_size":
     None}`` or ``{"beam_size": 5}``: decoding settings are chosen on a dev split this way).
 
-    Returns ``{"clips", "wer", "sentence_accuracy", "seconds_per_clip", "weights", "options",
-    "worst"}``:
-    ``wer`` is summed edits over summed reference words; ``worst`` lists up to 5 clips with the
+    Returns ``{"clips", "wer", "sentence_accuracy", "words_wrong", "seconds_per_clip",
+    "weights", "options", "worst"}``: ``wer`` is summed edits over summed reference words;
+    ``words_wrong`` the share of each kind of word said that was not heard (:func:`words_wrong`:
+    colours, materials, sizes, shapes, relations, other); ``worst`` lists up to 5 clips with the
     highest WER (reference and hypothesis) for inspection.
     """
     from agentkit.tools.base import ToolContext
@@ -105,6 +140,7 @@ def evaluate_asr(
         "clips": len(metas),
         "wer": round(edits / max(1, words), 4),
         "sentence_accuracy": round(exact / len(metas), 4),
+        "words_wrong": words_wrong([(x["ref"], x["hyp"]) for x in rows]),
         "seconds_per_clip": round(dt / len(metas), 3),
         "weights": str(weights),
         "options": dict(options or {}),

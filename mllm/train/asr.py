@@ -113,6 +113,18 @@ class Config:
     tempo: float = _f(0.15, "time-stretch clips by up to this fraction either way (0 = off)")
     vtlp: float = _f(0.08, "warp the mel axis by up to this fraction either way (0 = off)")
     ctc_weight: float = _f(0.3, "weight of the encoder's auxiliary CTC loss (0 = attention only)")
+    slot_weight: float = _f(
+        1.0,
+        "weight of the attention loss on the words that carry a question (colours, materials, "
+        "sizes, shapes, relations: SLOT_WORDS) against 1 for the others; the loss stays a "
+        "weighted mean per token",
+    )
+    init: str = _f(
+        "",
+        "start from this whisper checkpoint ({dims, model_state_dict}, e.g. the shipped "
+        "speech-whisper.pt) instead of random weights, with a fresh optimizer and CTC head; a "
+        "run that has its own last.pt resumes from that instead",
+    )
     easy_until: float = _f(
         0.1, "curriculum: until this fraction of the run, draw only clean clips (see EASY)"
     )
@@ -298,6 +310,25 @@ def build_cache(clips_dir: Path) -> Path:
 
 
 # -- model ------------------------------------------------------------------------------------
+
+
+def slot_words() -> frozenset[str]:
+    """The words a question's answer turns on: attribute values (every synonym and plural) and
+    relations; not the generic "thing" / "object"."""
+    from agentkit.mllm.worlds import scenes as S
+    from agentkit.mllm.worlds import templates as T
+
+    generic = {"thing", "object"}
+    words = set(S.COLORS) | set(S.RELATIONS)
+    words |= {w for k, ws in T.SYNONYMS.items() if k not in generic for w in ws}
+    words |= {p for w, p in T.PLURAL.items() if w not in generic}
+    return frozenset(words)
+
+
+def slot_token_ids() -> list[int]:
+    """whisper token ids of :func:`slot_words` as a question spells them (after a space)."""
+    tok = tokenizer()
+    return sorted({i for w in slot_words() for i in tok.encode(" " + w)})
 
 
 def tokenizer() -> Any:
@@ -501,6 +532,37 @@ def save_release(model: Any, path: Path, cfg: Config | None = None) -> Path:
     return path
 
 
+def token_loss(per_token: Any, tgt: Any, slot_ids: Any, slot_weight: float) -> Any:
+    """Mean of the per-token losses over the target positions (``tgt >= 0``), the tokens in
+    ``slot_ids`` weighted ``slot_weight`` and the others 1."""
+    import torch
+
+    tgt = tgt.reshape(-1)
+    w = (tgt >= 0).float()
+    if slot_weight != 1.0:
+        w = w * torch.where(torch.isin(tgt, slot_ids), slot_weight, 1.0)
+    return (per_token.reshape(-1) * w).sum() / w.sum()
+
+
+def start_from(model: Any, path: Path) -> None:
+    """Load a whisper checkpoint's weights into ``model`` (the recipe's dims)."""
+    import torch
+
+    if not path.is_file():
+        raise ConfigError(
+            f"init checkpoint {path} not found: give a whisper .pt ({{dims, model_state_dict}})"
+        )
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or "model_state_dict" not in ck or "dims" not in ck:
+        raise ConfigError(f"{path} is not a whisper checkpoint ({{dims, model_state_dict}})")
+    if ck["dims"] != dataclasses.asdict(model.dims):
+        raise ConfigError(
+            f"{path} has dims {ck['dims']}, the recipe builds {dataclasses.asdict(model.dims)}: "
+            "set the recipe's sizes to match"
+        )
+    model.load_state_dict({k: v.float() for k, v in ck["model_state_dict"].items()})
+
+
 def _save_last(
     path: Path, model: Any, ctc: Any, opt: Any, step: int, seconds: float, losses: list[float]
 ) -> None:
@@ -543,6 +605,9 @@ def train(cfg: Config, out: Path) -> Path:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, seconds, losses = 0, 0.0, []
     last = out / "last.pt"
+    if cfg.init and not last.exists():
+        start_from(model, Path(cfg.init))
+    slot_ids = torch.tensor(slot_token_ids())
     if last.exists():
         ck = torch.load(last, weights_only=True)
         if ck["dims"] != dataclasses.asdict(model.dims) or "ctc" not in ck:
@@ -585,15 +650,19 @@ def train(cfg: Config, out: Path) -> Path:
                     logits, target = hidden @ table.T, tgt
                 ctc_logits = ctc(feats) if cfg.ctc_weight > 0 else None
             # the losses in fp32
-            ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1))
-            loss, ctc_loss = ce, torch.zeros(())
+            per_token = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
+            )  # 0 where ignored
+            ce = token_loss(per_token, tgt, slot_ids, 1.0)  # logged: the plain mean per token
+            loss = token_loss(per_token, tgt, slot_ids, cfg.slot_weight)
+            ctc_loss = torch.zeros(())
             if ctc_logits is not None:
                 lp = ctc_logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, C)
                 ctc_loss = F.ctc_loss(
                     lp, torch.cat(chars), (frames + 1) // 2, torch.tensor([len(c) for c in chars]),
                     zero_infinity=True,
                 )  # fmt: skip
-                loss = (1 - cfg.ctc_weight) * ce + cfg.ctc_weight * ctc_loss
+                loss = (1 - cfg.ctc_weight) * loss + cfg.ctc_weight * ctc_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

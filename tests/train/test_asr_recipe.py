@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from agentkit.errors import ConfigError
 from agentkit.mllm.eval.asr import edit_distance, normalise, wer
 from agentkit.mllm.train import build_config, load_recipe
 
@@ -43,6 +44,42 @@ def test_held_out_voices_never_reach_training():
     }
     for split in ("dev", "test"):  # only the shortest generic questions recur
         assert len(sentences[split] & sentences["train"]) <= 0.05 * len(sentences[split])
+
+
+def test_slot_words_weigh_more_in_the_attention_loss():
+    import torch
+
+    from agentkit.mllm.train.asr import slot_token_ids, slot_words, token_loss, tokenizer
+
+    words = slot_words()
+    assert {"red", "cyan", "left", "behind", "metallic", "matte", "tiny", "blocks"} <= words
+    assert not {"thing", "objects", "is", "there"} & words
+    tok = tokenizer()
+    ids = torch.tensor(slot_token_ids())
+    said = tok.encode(" Is the red cube left of the object?")
+    slot = torch.isin(torch.tensor(said), ids).tolist()
+    assert [tok.decode([i]).strip() for i, s in zip(said, slot, strict=True) if s] == [
+        "red", "cube", "left"]  # fmt: skip
+
+    tgt = torch.tensor([[said[0], said[2], -100]])  # " Is", " red", ignored
+    per = torch.tensor([1.0, 4.0, 0.0])
+    assert token_loss(per, tgt, ids, 1.0).item() == pytest.approx(2.5)
+    assert token_loss(per, tgt, ids, 3.0).item() == pytest.approx((1 + 3 * 4) / 4)
+
+
+def test_words_wrong_counts_each_kind_of_word_said():
+    from agentkit.mllm.eval.asr import words_wrong
+
+    rows = words_wrong([
+        ("Is the small red cube left of the sphere?", "is the large red cube right of sphere"),
+        ("How many metallic blocks?", "How many metallic blocks?"),
+    ])  # fmt: skip
+    assert rows["size"] == {"said": 1, "wrong": 1.0}  # small -> large
+    assert rows["relation"] == {"said": 1, "wrong": 1.0}  # left -> right
+    assert rows["colour"] == {"said": 1, "wrong": 0.0}
+    assert rows["shape"] == {"said": 3, "wrong": 0.0}  # cube, sphere, blocks
+    assert rows["material"] == {"said": 1, "wrong": 0.0}
+    assert rows["other"] == {"said": 6, "wrong": round(1 / 6, 4)}  # the dropped "the"
 
 
 def test_wer_counts_word_edits_on_normalised_text():
@@ -129,6 +166,15 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path, monkeypat
     # re-running resumes at the last step: nothing is trained again
     assert module.train(cfg, tmp_path / "out") == out
     assert len((tmp_path / "out" / "log.jsonl").read_text().splitlines()) == 12
+
+    # a second leg starts from the release (init), not from random weights: its first loss is
+    # near where the first run ended, far below where that run started
+    leg = dataclasses.replace(cfg, init=str(out), steps=2, slot_weight=3.0)
+    module.train(leg, tmp_path / "leg")
+    first = json.loads((tmp_path / "leg" / "log.jsonl").open().readline())["loss"]
+    assert first < 0.8 * sum(losses[:3]) / 3, (first, losses)
+    with pytest.raises(ConfigError, match="dims"):  # another size cannot start from it
+        module.train(dataclasses.replace(leg, n_audio_state=64), tmp_path / "other")
 
 
 def test_ctc_targets_and_mel_space_augmentation():
