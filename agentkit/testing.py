@@ -2,6 +2,8 @@
 
 :class:`ScriptedBackend` replies with scripted text. It is never a default: a user gets it only
 by naming it (``--model scripted:replies.json``), which the CLI tests do to drive real processes.
+:class:`ComputeThenScript` runs a real model on every turn (timed) and answers with a scripted
+reply: the benchmarks measure a fixed chain at a real model's cost this way.
 """
 
 from __future__ import annotations
@@ -87,3 +89,31 @@ class ScriptedBackend:
             tokens_in=prompt_len,
             tokens_out=len(text.split()),
         )
+
+
+class ComputeThenScript:
+    """Generates ``tokens`` with a real ``backend`` on every turn, timing it in
+    ``model_seconds``, then answers with the next scripted reply (the last one repeats), so a run
+    follows a fixed chain while paying what the model would."""
+
+    def __init__(self, backend: Any, replies: Sequence[str], tokens: int, name: str = "") -> None:
+        self.backend, self.replies, self.tokens = backend, list(replies), tokens
+        self.name = name or f"{getattr(backend, 'name', 'model')}+script"
+        self.model_seconds = 0.0
+        self.i = 0
+
+    def generate(
+        self,
+        messages: list[Message],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        max_new_tokens: int = 256,
+        stop: list[str] | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Generation:
+        t0 = time.perf_counter()
+        gen = self.backend.generate(messages, max_new_tokens=self.tokens)
+        self.model_seconds += time.perf_counter() - t0
+        text = self.replies[min(self.i, len(self.replies) - 1)]
+        self.i += 1
+        return gen.model_copy(update={"text": text})

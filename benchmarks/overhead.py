@@ -20,30 +20,10 @@ from pathlib import Path
 from PIL import Image
 
 from agentkit.graph import Agent
-from agentkit.mllm.backends.base import Generation
 from agentkit.mllm.backends.hf import HFBackend
 from agentkit.mllm.model import build_tiny_llava
+from agentkit.testing import ComputeThenScript
 from agentkit.tools.base import ToolRegistry
-
-
-class RealComputeScripted:
-    """Runs the real model for every turn (timed), then answers with the scripted reply."""
-
-    def __init__(self, backend: HFBackend, replies: list[str], tokens: int):
-        self.backend, self.replies, self.tokens = backend, replies, tokens
-        self.name = "tiny-llava+script"
-        self.model_seconds = 0.0
-        self.i = 0
-
-    def generate(
-        self, messages, *, tools=None, max_new_tokens=256, stop=None, on_token=None
-    ) -> Generation:
-        t0 = time.perf_counter()
-        gen = self.backend.generate(messages, max_new_tokens=self.tokens)
-        self.model_seconds += time.perf_counter() - t0
-        text = self.replies[min(self.i, len(self.replies) - 1)]
-        self.i += 1
-        return gen.model_copy(update={"text": text})
 
 
 def main() -> None:
@@ -69,7 +49,7 @@ def main() -> None:
 
     shares, rows = [], []
     for r in range(a.runs + 1):  # the first run warms caches and is not counted
-        backend = RealComputeScripted(hf, replies, a.tokens)
+        backend = ComputeThenScript(hf, replies, a.tokens, "tiny-llava+script")
         agent = Agent(backend, tools=reg, runs_dir=work / "runs")
         t0 = time.perf_counter()
         res = agent.ask("Is there a cube?", images=[img], max_steps=a.steps + 1)

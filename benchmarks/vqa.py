@@ -35,6 +35,7 @@ from agentkit.mllm.backends.base import Generation
 from agentkit.mllm.backends.hf import HFBackend
 from agentkit.mllm.model import build_tiny_llava
 from agentkit.runtime import Options
+from agentkit.testing import ComputeThenScript
 from agentkit.tools.base import ToolRegistry
 
 SCENE = Path(__file__).resolve().parents[1] / "examples" / "scenes" / "scene_000000.png"
@@ -55,27 +56,7 @@ PROGRAM = [
 ]
 
 
-class RealComputeScripted:
-    """Runs the real model for every turn (timed), then answers with the scripted reply."""
-
-    def __init__(self, backend: HFBackend, replies: list[str], tokens: int):
-        self.backend, self.replies, self.tokens = backend, replies, tokens
-        self.name = "tiny-llava+script"
-        self.model_seconds = 0.0
-        self.i = 0
-
-    def generate(
-        self, messages, *, tools=None, max_new_tokens=256, stop=None, on_token=None
-    ) -> Generation:
-        t0 = time.perf_counter()
-        gen = self.backend.generate(messages, max_new_tokens=self.tokens)
-        self.model_seconds += time.perf_counter() - t0
-        text = self.replies[min(self.i, len(self.replies) - 1)]
-        self.i += 1
-        return gen.model_copy(update={"text": text})
-
-
-class Recorder(RealComputeScripted):
+class Recorder:
     """The scripted replies without a model, keeping every prompt (to train the tokenizer on)."""
 
     def __init__(self, replies: list[str]):
@@ -229,7 +210,7 @@ def scripted_models(work: Path, reg: ToolRegistry, planner: str, opts: Options, 
     hf = HFBackend(str(build_tiny_llava(work / "tiny", texts=corpus, max_positions=4096)))
 
     def make():
-        backend = RealComputeScripted(hf, replies, tokens)
+        backend = ComputeThenScript(hf, replies, tokens, "tiny-llava+script")
         return backend, lambda: backend.model_seconds
 
     return make

@@ -28,11 +28,12 @@ import json
 import random
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError, WeightsNotFound
+from agentkit.mllm.train._fields import f
 
 IMAGE_PLACEHOLDER = "<image>"
 
@@ -42,13 +43,6 @@ IMAGE_PLACEHOLDER = "<image>"
 LORA_TARGET = (
     r".*(language_model|text_model)\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 )
-
-
-def f(default: Any, help: str) -> Any:  # noqa: A002 - the recipe CLI reads metadata["help"]
-    """A dataclass field with help text (the recipe CLI shows it)."""
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass

@@ -34,7 +34,7 @@ from typing import Any
 
 from agentkit.errors import ConfigError
 from agentkit.mllm.train import _vlm
-from agentkit.mllm.train._vlm import f
+from agentkit.mllm.train._fields import f
 from agentkit.tools.base import strings_in
 
 PROMPTS = (

@@ -48,11 +48,12 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
+from agentkit.mllm.train._fields import f
 from agentkit.mllm.train._schedule import lr_at, progress, scheduled
 
 # whisper's encoder on any even number of frames: the tool decodes crop_window models with it
@@ -77,87 +78,81 @@ HELD_OUT: dict[str, Any] = {
 }
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the recipe CLI reads metadata["help"]
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class Config:
-    description: str = _f(
+    description: str = f(
         "small whisper on spoken scene questions (held-out voices/SNR)", "one line"
     )
-    data_dir: str = _f("data/asr", "where clips and the mel cache go (regenerated from seeds)")
-    train_clips: int = _f(3000, "training clips to synthesise")
-    test_clips: int = _f(120, "held-out clips (unseen voices, SNR band and scenes)")
-    dev_clips: int = _f(
+    data_dir: str = f("data/asr", "where clips and the mel cache go (regenerated from seeds)")
+    train_clips: int = f(3000, "training clips to synthesise")
+    test_clips: int = f(120, "held-out clips (unseen voices, SNR band and scenes)")
+    dev_clips: int = f(
         0, "clips like the test's (held-out voices, other scenes) to choose decoding settings on"
     )
-    seed: int = _f(0, "seed of scenes, questions, voices and effects")
-    engines: list[str] = _f(["espeak-ng", "flite", "festival"], "speech synthesizers")
-    workers: int = _f(2, "processes synthesising clips")
-    window_s: float = _f(10.0, "encoder window in seconds (whisper's is 30; questions last < 10)")
-    n_audio_state: int = _f(128, "width of encoder and decoder (whisper ties them)")
-    n_audio_layer: int = _f(3, "encoder blocks")
-    n_text_layer: int = _f(2, "decoder blocks")
-    n_head: int = _f(4, "attention heads")
-    n_text_ctx: int = _f(128, "decoder context in tokens (questions are < 40)")
-    batch_size: int = _f(8, "clips per step")
-    steps: int = _f(3000, "optimizer steps")
-    lr: float = _f(1.5e-3, "peak AdamW learning rate")
-    warmup: int = _f(150, "linear warm-up steps before the cosine decay")
-    min_lr_ratio: float = _f(0.05, "the cosine ends at lr * min_lr_ratio")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    spec_augment: bool = _f(True, "mask random mel bands and time spans while training")
-    tempo: float = _f(0.15, "time-stretch clips by up to this fraction either way (0 = off)")
-    vtlp: float = _f(0.08, "warp the mel axis by up to this fraction either way (0 = off)")
-    ctc_weight: float = _f(0.3, "weight of the encoder's auxiliary CTC loss (0 = attention only)")
-    slot_weight: float = _f(
+    seed: int = f(0, "seed of scenes, questions, voices and effects")
+    engines: list[str] = f(["espeak-ng", "flite", "festival"], "speech synthesizers")
+    workers: int = f(2, "processes synthesising clips")
+    window_s: float = f(10.0, "encoder window in seconds (whisper's is 30; questions last < 10)")
+    n_audio_state: int = f(128, "width of encoder and decoder (whisper ties them)")
+    n_audio_layer: int = f(3, "encoder blocks")
+    n_text_layer: int = f(2, "decoder blocks")
+    n_head: int = f(4, "attention heads")
+    n_text_ctx: int = f(128, "decoder context in tokens (questions are < 40)")
+    batch_size: int = f(8, "clips per step")
+    steps: int = f(3000, "optimizer steps")
+    lr: float = f(1.5e-3, "peak AdamW learning rate")
+    warmup: int = f(150, "linear warm-up steps before the cosine decay")
+    min_lr_ratio: float = f(0.05, "the cosine ends at lr * min_lr_ratio")
+    weight_decay: float = f(0.01, "AdamW weight decay")
+    spec_augment: bool = f(True, "mask random mel bands and time spans while training")
+    tempo: float = f(0.15, "time-stretch clips by up to this fraction either way (0 = off)")
+    vtlp: float = f(0.08, "warp the mel axis by up to this fraction either way (0 = off)")
+    ctc_weight: float = f(0.3, "weight of the encoder's auxiliary CTC loss (0 = attention only)")
+    slot_weight: float = f(
         1.0,
         "weight of the attention loss on the words that carry a question (colours, materials, "
         "sizes, shapes, relations: SLOT_WORDS) against 1 for the others; the loss stays a "
         "weighted mean per token",
     )
-    init: str = _f(
+    init: str = f(
         "",
         "start from this whisper checkpoint ({dims, model_state_dict}, e.g. the shipped "
         "speech-whisper.pt) instead of random weights, with a fresh optimizer and CTC head; a "
         "run that has its own last.pt resumes from that instead",
     )
-    easy_until: float = _f(
+    easy_until: float = f(
         0.1, "curriculum: until this fraction of the run, draw only clean clips (see EASY)"
     )
-    full_window_after: float = _f(
+    full_window_after: float = f(
         0.75,
         "before this fraction of the run, pad each batch to its longest clip (the encoder costs "
         "what the speech needs); after it, to the full window the tool feeds",
     )
-    length_bucket: int = _f(
+    length_bucket: int = f(
         0,
         "draw each batch from this many clips of neighbouring lengths (0 = from all): padded to "
         "its longest clip, a batch of like lengths wastes little compute on padding",
     )
-    bf16: bool = _f(False, "bfloat16 autocast for the forward pass (CPUs with AVX512-BF16)")
-    vocab_negatives: int = _f(
+    bf16: bool = f(False, "bfloat16 autocast for the forward pass (CPUs with AVX512-BF16)")
+    vocab_negatives: int = f(
         2048,
         "softmax over the transcripts' tokens plus this many random others per step, not all "
         "51865 (the output projection was a third of a step); 0 = the full vocabulary",
     )
-    threads: int = _f(2, "torch CPU threads")
-    save_every: int = _f(100, "steps between resumable checkpoints (last.pt)")
-    max_minutes: float = _f(
+    threads: int = f(2, "torch CPU threads")
+    save_every: int = f(100, "steps between resumable checkpoints (last.pt)")
+    max_minutes: float = f(
         0.0,
         "CPU-minute budget (0 = none): the run and its lr schedule end at whichever of steps and "
         "max_minutes comes first",
     )
-    restart_minutes: list[float] = _f(
+    restart_minutes: list[float] = f(
         [],
         "warm restarts (none by default): until the first this many CPU minutes the schedule "
         "runs as if the budget ended there, then as if it ended at the next, and after the last "
         "it follows max_minutes' own (a run resumed with a larger budget trains so)",
     )
-    progress: bool = _f(True, "show a rich progress bar")
+    progress: bool = f(True, "show a rich progress bar")
 
     def clips(self, split: str) -> int:
         """How many clips ``split`` ("train", "dev" or "test") has."""

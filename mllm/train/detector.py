@@ -24,61 +24,56 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agentkit.errors import ConfigError
+from agentkit.mllm.train._fields import f
 from agentkit.weights import ultralytics_offline
-
-
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the recipe CLI reads metadata["help"]
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class Config:
-    description: str = _f("YOLO shape detector + attribute head for the scene world", "one line")
-    train_dir: str = _f("data/scenes-train", "training scenes (rendered here when missing)")
-    heldout_dir: str = _f("data/scenes-heldout", "held-out scenes for the final figures")
-    train_seed: int = _f(100000, "first training seed")
-    train_chunks: list[list[int]] = _f(
+    description: str = f("YOLO shape detector + attribute head for the scene world", "one line")
+    train_dir: str = f("data/scenes-train", "training scenes (rendered here when missing)")
+    heldout_dir: str = f("data/scenes-heldout", "held-out scenes for the final figures")
+    train_seed: int = f(100000, "first training seed")
+    train_chunks: list[list[int]] = f(
         [[350, 16]],
         "[count, Cycles samples] per chunk of consecutive training seeds (denoised either way)",
     )
-    heldout_seed: int = _f(900000, "first held-out seed (never trained on)")
-    heldout_n: int = _f(120, "held-out scenes")
-    heldout_samples: int = _f(24, "Cycles samples of the held-out scenes")
-    width: int = _f(0, "render width; 0 = the world's randomised 320x240..480x320")
-    height: int = _f(0, "render height; 0 = randomised with the width")
-    render_workers: int = _f(2, "parallel render workers (Ray when > 1)")
+    heldout_seed: int = f(900000, "first held-out seed (never trained on)")
+    heldout_n: int = f(120, "held-out scenes")
+    heldout_samples: int = f(24, "Cycles samples of the held-out scenes")
+    width: int = f(0, "render width; 0 = the world's randomised 320x240..480x320")
+    height: int = f(0, "render height; 0 = randomised with the width")
+    render_workers: int = f(2, "parallel render workers (Ray when > 1)")
     # YOLO
-    model: str = _f("yolov8n.yaml", "ultralytics model yaml (built from scratch)")
-    imgsz: int = _f(320, "YOLO training image size")
-    epochs: int = _f(300, "YOLO epochs (time_hours, when > 0, stops it earlier)")
-    time_hours: float = _f(0.75, "YOLO wall-clock budget in hours (0 = epochs only)")
-    batch: int = _f(16, "YOLO batch size")
-    val_fraction: float = _f(0.08, "share of training scenes ultralytics validates on per epoch")
-    yolo_workers: int = _f(2, "dataloader workers")
-    cache: bool = _f(True, "keep the decoded training images in RAM (saves CPU per epoch)")
-    hsv_s: float = _f(0.5, "YOLO saturation jitter")
-    hsv_v: float = _f(0.4, "YOLO brightness jitter")
-    finetune_imgsz: int = _f(0, "second YOLO leg: fine-tune leg 1's best at this size (0 = none)")
-    finetune_hours: float = _f(0.75, "second leg's wall-clock budget in hours")
-    finetune_lr: float = _f(1e-3, "second leg's learning rate (AdamW, decays linearly)")
+    model: str = f("yolov8n.yaml", "ultralytics model yaml (built from scratch)")
+    imgsz: int = f(320, "YOLO training image size")
+    epochs: int = f(300, "YOLO epochs (time_hours, when > 0, stops it earlier)")
+    time_hours: float = f(0.75, "YOLO wall-clock budget in hours (0 = epochs only)")
+    batch: int = f(16, "YOLO batch size")
+    val_fraction: float = f(0.08, "share of training scenes ultralytics validates on per epoch")
+    yolo_workers: int = f(2, "dataloader workers")
+    cache: bool = f(True, "keep the decoded training images in RAM (saves CPU per epoch)")
+    hsv_s: float = f(0.5, "YOLO saturation jitter")
+    hsv_v: float = f(0.4, "YOLO brightness jitter")
+    finetune_imgsz: int = f(0, "second YOLO leg: fine-tune leg 1's best at this size (0 = none)")
+    finetune_hours: float = f(0.75, "second leg's wall-clock budget in hours")
+    finetune_lr: float = f(1e-3, "second leg's learning rate (AdamW, decays linearly)")
     # attribute head
-    attr_epochs: int = _f(20, "attribute-head epochs")
-    attr_crop: int = _f(32, "attribute-head crop side, pixels")
-    attr_width: int = _f(16, "attribute-head first conv width")
-    attr_scenes: int = _f(0, "train the head on the first N training scenes (0 = all of them)")
-    attr_batch: int = _f(64, "attribute-head batch size")
-    attr_lr: float = _f(2e-3, "attribute-head learning rate (AdamW, cosine)")
-    seed: int = _f(0, "seed of the split, YOLO and the attribute head")
-    evaluate: bool = _f(True, "score both models on the held-out scenes at the end")
+    attr_epochs: int = f(20, "attribute-head epochs")
+    attr_crop: int = f(32, "attribute-head crop side, pixels")
+    attr_width: int = f(16, "attribute-head first conv width")
+    attr_scenes: int = f(0, "train the head on the first N training scenes (0 = all of them)")
+    attr_batch: int = f(64, "attribute-head batch size")
+    attr_lr: float = f(2e-3, "attribute-head learning rate (AdamW, cosine)")
+    seed: int = f(0, "seed of the split, YOLO and the attribute head")
+    evaluate: bool = f(True, "score both models on the held-out scenes at the end")
 
 
 def _log(msg: str) -> None:

@@ -44,7 +44,7 @@ from typing import Any
 
 from agentkit.errors import ConfigError
 from agentkit.mllm.train import _vlm
-from agentkit.mllm.train._vlm import f
+from agentkit.mllm.train._fields import f
 
 KINDS = ("absent", "present", "count", "describe")
 COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")

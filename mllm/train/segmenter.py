@@ -36,87 +36,82 @@ import dataclasses
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agentkit.errors import ConfigError
+from agentkit.mllm.train._fields import f
 from agentkit.mllm.train._schedule import lr_at, progress, scheduled
 
 #: Prompt kinds drawn per object, in the order of ``Config.prompt_mix``.
 PROMPT_KINDS = ("box", "point", "points", "box_points")
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the recipe CLI reads metadata["help"]
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: default, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class Config:
-    description: str = _f("compact SAM on the scene world (box and point prompts)", "one line")
-    train_dir: str = _f("data/scenes-train", "rendered training scenes (scene_*.json + .png)")
-    heldout_dir: str = _f("data/scenes-heldout", "held-out scenes for the figures (never trained)")
-    train_scenes: int = _f(0, "train on the first N scenes of train_dir (0 = all)")
+    description: str = f("compact SAM on the scene world (box and point prompts)", "one line")
+    train_dir: str = f("data/scenes-train", "rendered training scenes (scene_*.json + .png)")
+    heldout_dir: str = f("data/scenes-heldout", "held-out scenes for the figures (never trained)")
+    train_scenes: int = f(0, "train on the first N scenes of train_dir (0 = all)")
     # the model: CompactSamConfig's fields
-    img_size: int = _f(256, "input side in pixels (longest image side is resized to it)")
-    embed_dim: int = _f(128, "ViT width of the image encoder")
-    depth: int = _f(4, "ViT blocks")
-    num_heads: int = _f(4, "ViT attention heads")
-    window_size: int = _f(8, "windowed attention size in tokens (divides img_size // 16)")
-    global_attn_indexes: list[int] = _f([1, 3], "blocks with global attention")
-    prompt_dim: int = _f(128, "prompt / decoder width (the encoder's output channels)")
-    decoder_depth: int = _f(2, "two-way transformer blocks of the mask decoder")
-    decoder_heads: int = _f(8, "mask decoder attention heads")
-    decoder_mlp_dim: int = _f(512, "mask decoder MLP width")
+    img_size: int = f(256, "input side in pixels (longest image side is resized to it)")
+    embed_dim: int = f(128, "ViT width of the image encoder")
+    depth: int = f(4, "ViT blocks")
+    num_heads: int = f(4, "ViT attention heads")
+    window_size: int = f(8, "windowed attention size in tokens (divides img_size // 16)")
+    global_attn_indexes: list[int] = f([1, 3], "blocks with global attention")
+    prompt_dim: int = f(128, "prompt / decoder width (the encoder's output channels)")
+    decoder_depth: int = f(2, "two-way transformer blocks of the mask decoder")
+    decoder_heads: int = f(8, "mask decoder attention heads")
+    decoder_mlp_dim: int = f(512, "mask decoder MLP width")
     # optimisation
-    steps: int = _f(3000, "optimizer steps")
-    batch: int = _f(4, "images per step")
-    max_objects: int = _f(16, "prompts per image per step at most (objects drawn at random)")
-    lr: float = _f(1e-3, "peak learning rate (AdamW; linear warm-up, cosine to min_lr_ratio)")
-    min_lr_ratio: float = _f(0.05, "final learning rate as a share of lr")
-    warmup: int = _f(100, "warm-up steps")
-    weight_decay: float = _f(0.05, "AdamW weight decay")
-    grad_clip: float = _f(1.0, "gradient norm clip (0 = none)")
-    focal_weight: float = _f(20.0, "focal loss weight (dice has 1; SAM uses 20:1)")
-    iou_weight: float = _f(1.0, "weight of the IoU-prediction MSE")
+    steps: int = f(3000, "optimizer steps")
+    batch: int = f(4, "images per step")
+    max_objects: int = f(16, "prompts per image per step at most (objects drawn at random)")
+    lr: float = f(1e-3, "peak learning rate (AdamW; linear warm-up, cosine to min_lr_ratio)")
+    min_lr_ratio: float = f(0.05, "final learning rate as a share of lr")
+    warmup: int = f(100, "warm-up steps")
+    weight_decay: float = f(0.05, "AdamW weight decay")
+    grad_clip: float = f(1.0, "gradient norm clip (0 = none)")
+    focal_weight: float = f(20.0, "focal loss weight (dice has 1; SAM uses 20:1)")
+    iou_weight: float = f(1.0, "weight of the IoU-prediction MSE")
     # prompts and augmentation
-    prompt_mix: list[float] = _f(
+    prompt_mix: list[float] = f(
         [0.45, 0.3, 0.15, 0.1], "odds of box, one point, 2-3 points, box + 1-3 points per object"
     )
-    box_jitter: float = _f(0.1, "box corner noise, std as a share of the box side (SAM: 0.1)")
-    box_jitter_max: float = _f(4.0, "cap of that noise, input-frame pixels")
-    hflip: bool = _f(True, "random horizontal flips")
-    color_jitter: float = _f(0.25, "exposure jitter (gain 1 +- this), white balance, pixel noise")
-    everything: dict[str, float] = _f(
+    box_jitter: float = f(0.1, "box corner noise, std as a share of the box side (SAM: 0.1)")
+    box_jitter_max: float = f(4.0, "cap of that noise, input-frame pixels")
+    hflip: bool = f(True, "random horizontal flips")
+    color_jitter: float = f(0.25, "exposure jitter (gain 1 +- this), white balance, pixel noise")
+    everything: dict[str, float] = f(
         {"pred_iou_thresh": 0.75, "stability_score_thresh": 0.85, "box_nms_thresh": 0.5},
         'SamAutomaticMaskGenerator settings saved with the weights for the tool\'s mode="everything"'
         " (SAM's 0.88 / 0.95 keep almost no mask of a small model)",
     )
     # bookkeeping
-    seed: int = _f(0, "seed of the model init, the batches and the prompts")
-    threads: int = _f(1, "torch CPU threads (1 is faster on a shared machine)")
-    log_every: int = _f(25, "print the loss every N steps")
-    save_every: int = _f(100, "steps between resumable checkpoints (out/last.pt)")
-    eval_every: int = _f(0, "score eval_scenes held-out scenes every N steps (0 = never; "
+    seed: int = f(0, "seed of the model init, the batches and the prompts")
+    threads: int = f(1, "torch CPU threads (1 is faster on a shared machine)")
+    log_every: int = f(25, "print the loss every N steps")
+    save_every: int = f(100, "steps between resumable checkpoints (out/last.pt)")
+    eval_every: int = f(0, "score eval_scenes held-out scenes every N steps (0 = never; "
                             "for watching progress only, the last step is shipped)")  # fmt: skip
-    eval_scenes: int = _f(20, "held-out scenes scored during training")
-    max_minutes: float = _f(
+    eval_scenes: int = f(20, "held-out scenes scored during training")
+    max_minutes: float = f(
         0.0,
         "compute budget in CPU minutes of the training process (a paused or busy machine does "
         "not spend it): the run and its lr schedule end at whichever of steps and max_minutes "
         "comes first; 0 = steps only",
     )
-    restart_minutes: list[float] = _f(
+    restart_minutes: list[float] = f(
         [],
         "warm restarts (none by default): until the first this many CPU minutes the schedule "
         "runs as if the budget ended there, then as if it ended at the next, and after the last "
         "it follows max_minutes' own (a run resumed with a larger budget trains so)",
     )
-    evaluate: bool = _f(True, "score every held-out scene at the end (out/metrics.json)")
+    evaluate: bool = f(True, "score every held-out scene at the end (out/metrics.json)")
 
     def sam_config(self) -> Any:
         from agentkit.tools.segment import CompactSamConfig

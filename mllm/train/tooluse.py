@@ -29,7 +29,7 @@ from typing import Any
 
 from agentkit.errors import ConfigError
 from agentkit.mllm.train import _vlm
-from agentkit.mllm.train._vlm import f
+from agentkit.mllm.train._fields import f
 from agentkit.mllm.train.align import projector_part
 
 

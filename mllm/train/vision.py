@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from agentkit.errors import ConfigError
+from agentkit.mllm.train._fields import f
 from agentkit.mllm.train._schedule import lr_at, progress, scheduled
-from agentkit.mllm.train._vlm import f
 from agentkit.mllm.worlds.scenes import COLORS, MATERIALS, SHAPES, SIZES
 
 #: attribute -> its values; class 0 of each dense head is "background" (no object there)
