@@ -206,6 +206,30 @@ def runtime_hints_of(cfg: Any) -> dict[str, str]:
     return {k: str(getattr(cfg, k, "") or "") for k in keys}
 
 
+def finish(
+    trainer: Any, cfg: Any, out: Path, stage: str, t0: float | None = None, *, merge: bool = True
+) -> Path:
+    """Save the trained model to ``out/model`` (main process only), the LoRA adapters merged
+    into it when ``merge``, with the runtime hints ``cfg`` names (:func:`runtime_hints_of`) over
+    its base's; returns that folder."""
+    import time
+
+    folder = out / "model"
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if merge:
+            model = model.merge_and_unload()
+        base = getattr(trainer, "agentkit_base", None) or cfg.base
+        save_folder(
+            model, trainer.processing_class, folder, base=base, fp16=cfg.fp16,
+            hints=runtime_hints_of(cfg),
+        )  # fmt: skip
+        took = f" in {time.perf_counter() - t0:.0f} s" if t0 is not None else ""
+        what = "merged model" if merge else "model"
+        print(f"[{stage}] {trainer.state.global_step} steps{took}; {what} in {folder}", flush=True)
+    return folder
+
+
 def rank() -> int:
     """This process's global rank under ``accelerate launch`` / ``torchrun`` (0 when alone)."""
     import os

@@ -279,23 +279,8 @@ def make_trainer(cfg: Config, out: Path) -> Any:
 
 
 def finish(trainer: Any, cfg: Config, out: Path, t0: float | None = None) -> Path:
-    """Save the trained model to ``out/model`` (main process only); returns that folder."""
-    folder = out / "model"
-    if trainer.is_world_process_zero():
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        _vlm.save_folder(
-            model,
-            trainer.processing_class,
-            folder,
-            base=trainer.agentkit_base,
-            fp16=cfg.fp16,
-            hints=_vlm.runtime_hints_of(cfg),
-        )
-        took = f" in {time.perf_counter() - t0:.0f} s" if t0 is not None else ""
-        print(
-            f"[mllm-align] {trainer.state.global_step} steps{took}; model in {folder}", flush=True
-        )
-    return folder
+    """Save ``out/model`` (:func:`._vlm.finish`); returns that folder."""
+    return _vlm.finish(trainer, cfg, out, "mllm-align", t0, merge=False)
 
 
 def train(cfg: Config, out: Path) -> Path:

@@ -423,17 +423,8 @@ def make_trainer(cfg: Config, out: Path) -> Any:
 
 
 def finish(trainer: Any, cfg: Config, out: Path, t0: float | None = None) -> Path:
-    """Merge the LoRA adapters into the base and save ``out/model`` (main process only)."""
-    folder = out / "model"
-    if trainer.is_world_process_zero():
-        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-        _vlm.save_folder(merged, trainer.processing_class, folder, base=cfg.base, fp16=cfg.fp16)
-        took = f" in {time.perf_counter() - t0:.0f} s" if t0 is not None else ""
-        print(
-            f"[mllm-dpo] {trainer.state.global_step} steps{took}; merged model in {folder}",
-            flush=True,
-        )
-    return folder
+    """Save ``out/model`` (:func:`._vlm.finish`); returns that folder."""
+    return _vlm.finish(trainer, cfg, out, "mllm-dpo", t0)
 
 
 def train(cfg: Config, out: Path) -> Path:
