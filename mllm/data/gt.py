@@ -14,6 +14,7 @@ Two sources of scenes with boxes:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,12 @@ from agentkit.tools import detect
 from agentkit.tools.base import Tool, ToolContext
 
 Scene = dict[str, Any]
+
+
+def stand_in(real: Tool, run: Callable[[Any, ToolContext], Any]) -> Tool:
+    """``real`` answering with ``run``: same name, description, schemas, timeout and summary
+    (the prompt that lists it is byte-identical), not marked pure (nothing is run ahead)."""
+    return dataclasses.replace(real, run=run, pure=False)
 
 
 def gt_objects(scene: Scene) -> list[detect.DetectedObject]:
@@ -59,15 +66,7 @@ def gt_detect_tool(scene_for: Callable[[str], Scene]) -> Tool:
         objs = [o for o in gt_objects(scene) if detect.keep(o, args)]
         return detect.Result(objects=objs, width=int(scene["width"]), height=int(scene["height"]))
 
-    return Tool(
-        name=real.name,
-        description=real.description,
-        Args=real.Args,
-        Result=real.Result,
-        run=run,
-        timeout=real.timeout,
-        summary=real.summary,
-    )
+    return stand_in(real, run)
 
 
 def projected_scene(seed: int, *, width: int = 480, height: int = 320) -> Scene:
@@ -135,12 +134,4 @@ def gt_relate_tool(scene_for: Callable[[], Scene]) -> Tool:
         return relate.Result(objects=out, count=len(out), reference=relate.describe(ref),
                              relation=args.relation, note=note)  # fmt: skip
 
-    return Tool(
-        name=real.name,
-        description=real.description,
-        Args=real.Args,
-        Result=real.Result,
-        run=run,
-        timeout=real.timeout,
-        summary=real.summary,
-    )
+    return stand_in(real, run)
