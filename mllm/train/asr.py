@@ -111,7 +111,7 @@ class Config:
     slot_weight: float = f(
         1.0,
         "weight of the attention loss on the words that carry a question (colours, materials, "
-        "sizes, shapes, relations: SLOT_WORDS) against 1 for the others; the loss stays a "
+        "sizes, shapes, relations: slot_words()) against 1 for the others; the loss stays a "
         "weighted mean per token",
     )
     init: str = f(
@@ -308,16 +308,11 @@ def build_cache(clips_dir: Path) -> Path:
 
 
 def slot_words() -> frozenset[str]:
-    """The words a question's answer turns on: attribute values (every synonym and plural) and
-    relations; not the generic "thing" / "object"."""
-    from agentkit.mllm.worlds import scenes as S
-    from agentkit.mllm.worlds import templates as T
+    """The words a question's answer turns on (:func:`agentkit.mllm.eval.asr.word_classes`:
+    colours, materials, sizes, shapes with their synonyms and plurals, relations)."""
+    from agentkit.mllm.eval.asr import word_classes
 
-    generic = {"thing", "object"}
-    words = set(S.COLORS) | set(S.RELATIONS)
-    words |= {w for k, ws in T.SYNONYMS.items() if k not in generic for w in ws}
-    words |= {p for w, p in T.PLURAL.items() if w not in generic}
-    return frozenset(words)
+    return frozenset(word_classes())
 
 
 def slot_token_ids() -> list[int]:
