@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import wave
 from pathlib import Path
 
@@ -236,6 +237,22 @@ def test_wer_eval_with_decoding_options_replacing_the_checkpoints(small, tmp_pat
     assert out.exit_code == 0, out.output
     figures = json.loads(out.output)
     assert list(figures) == ["transcribe"] and figures["transcribe"]["options"] == {"sample_len": 1}
+    said = sum(
+        len(normalise(json.loads(p.read_text())["transcript"])) for p in clips.glob("*.json")
+    )
+    kinds = figures["transcribe"]["words_wrong"]  # every word said, in one kind or another
+    assert sum(k["said"] for k in kinds.values()) == said and all(
+        0 <= k["wrong"] <= 1 for k in kinds.values()
+    )
+    text = CliRunner().invoke(
+        app,
+        ["eval", "perception", "--no-detect", "--scenes", str(tmp_path / "none"), "--asr-clips",
+         str(clips), "--asr-weights", str(small), "--asr-option", "sample_len=1"],
+    )  # fmt: skip
+    line = " ".join(text.output.split())  # rich wraps the line to the terminal
+    assert text.exit_code == 0 and re.search(r"words not heard: colour [01]\.\d\d of 2,", line), (
+        line
+    )
 
 
 def test_other_readings_come_from_a_beam_and_leave_the_transcript_as_it_was(small, tmp_path):
