@@ -277,3 +277,14 @@ def test_length_buckets_draw_clips_of_like_lengths(tmp_path):
     assert drawn == set(lengths)
     _x, _i, _t, _c, frames = data.batch(4, False, full_window=False, bucket=0)
     assert len(frames) == 4
+
+
+def test_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    import torch
+
+    from agentkit.mllm.train import asr
+
+    for avx512, amx, native in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert asr.native_bf16() is native
