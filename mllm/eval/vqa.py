@@ -142,16 +142,19 @@ def item_key(
     model: str,
     modality: str = "typed",
     options: dict[str, Any] | None = None,
+    tool_weights: dict[str, str] | None = None,
 ) -> str:
-    """The cache key of one item: question id, planner, model spec, typed|spoken, and a mark per
-    option off its default (:func:`settings`), so runs with and without verification, prompted in
-    another style or decoded without constraints never mix."""
+    """The cache key of one item: question id, planner, model spec, typed|spoken, a mark per
+    option off its default (:func:`settings`) and one per tool weights given, so runs with and
+    without verification, prompted in another style, decoded without constraints or with another
+    detector or speech model never mix."""
     marks = []
     for k, v in sorted((options or {}).items()):
         if v is False:
             marks.append(f"no-{k}")
         else:
             marks.append(f"prompt={v}" if k == "prompt_style" else f"{k}={v}")
+    marks += [f"weights:{tool}={w}" for tool, w in sorted((tool_weights or {}).items())]
     return json.dumps([str(qid), planner, model, modality, *marks])
 
 
@@ -213,7 +216,7 @@ def run_item(
     ``options``: :class:`~agentkit.runtime.Options` off their defaults (:func:`settings`)."""
     qid = str(question["id"])
     options = options or {}
-    key = item_key(qid, planner, model, modality, options)
+    key = item_key(qid, planner, model, modality, options, tool_weights)
     thread = _thread(key, qid, planner, modality)
     spec = model.replace("{id}", qid)
     record: dict[str, Any] = {
@@ -501,7 +504,8 @@ def evaluate(
     )
     todo = [
         j for j in jobs
-        if item_key(str(j["question"]["id"]), j["planner"], model, j["modality"], options) not in done
+        if item_key(str(j["question"]["id"]), j["planner"], model, j["modality"], options, tool_weights)
+        not in done
     ]  # fmt: skip
 
     def finished(record: dict[str, Any]) -> None:
@@ -517,12 +521,15 @@ def evaluate(
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:
-        typed = [done[item_key(str(q["id"]), p, model, "typed", options)] for q in questions]
+        typed = [
+            done[item_key(str(q["id"]), p, model, "typed", options, tool_weights)]
+            for q in questions
+        ]
         report["planners"][p] = metrics(typed)
         if clips:
             ids = [str(q["id"]) for q in questions if str(q["id"]) in clips]
-            t = [done[item_key(i, p, model, "typed", options)] for i in ids]
-            s = [done[item_key(i, p, model, "spoken", options)] for i in ids]
+            t = [done[item_key(i, p, model, "typed", options, tool_weights)] for i in ids]
+            s = [done[item_key(i, p, model, "spoken", options, tool_weights)] for i in ids]
             ta, sa = _acc(t)["accuracy"], _acc(s)["accuracy"]
             report["planners"][p]["spoken_vs_typed"] = {
                 "n": len(ids), "typed": ta, "spoken": sa,

@@ -124,6 +124,15 @@ def test_oracle_scores_and_cache_skips_finished_items(tmp_path, qset):
     for bad in ({"branches": "plan"}, {"prompt_style": "tiny"}):
         with pytest.raises(ConfigError, match="is invalid: expected auto, "):
             evaluate(path, EXAMPLES, model=spec, out=out, progress=False, **bad)
+    # other tool weights are other items too (a second detector or speech model is measured,
+    # not read back from the first one's cache), and the same weights again are cached
+    other = {"detect": str(tmp_path / "other-yolo.pt")}
+    swap = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2,
+                    tool_weights=other, progress=False)  # fmt: skip
+    assert swap["ran"] == 2 and swap["cached"] == 0
+    same = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2,
+                    tool_weights=other, progress=False)  # fmt: skip
+    assert same["ran"] == 0 and same["planners"] == swap["planners"]
 
 
 def test_cli_all_planners_json_and_table(tmp_path, qset):
