@@ -103,6 +103,10 @@ def is_correct(predicted: str | None, expected: Any) -> bool:
 # -- items -------------------------------------------------------------------------------------
 
 
+#: Tool calls allowed per question unless ``max_steps`` says otherwise.
+MAX_STEPS = 8
+
+
 def settings(
     *,
     verify: bool = True,
@@ -143,11 +147,13 @@ def item_key(
     modality: str = "typed",
     options: dict[str, Any] | None = None,
     tool_weights: dict[str, str] | None = None,
+    max_steps: int = MAX_STEPS,
 ) -> str:
     """The cache key of one item: question id, planner, model spec, typed|spoken, a mark per
-    option off its default (:func:`settings`) and one per tool weights given, so runs with and
-    without verification, prompted in another style, decoded without constraints or with another
-    detector or speech model never mix."""
+    option off its default (:func:`settings`), one per tool weights given and one for a step budget
+    other than :data:`MAX_STEPS`, so runs with and without verification, prompted in another
+    style, decoded without constraints, with another detector or speech model or another budget
+    never mix."""
     marks = []
     for k, v in sorted((options or {}).items()):
         if v is False:
@@ -155,6 +161,8 @@ def item_key(
         else:
             marks.append(f"prompt={v}" if k == "prompt_style" else f"{k}={v}")
     marks += [f"weights:{tool}={w}" for tool, w in sorted((tool_weights or {}).items())]
+    if max_steps != MAX_STEPS:
+        marks.append(f"max_steps={max_steps}")
     return json.dumps([str(qid), planner, model, modality, *marks])
 
 
@@ -208,7 +216,7 @@ def run_item(
     runs_dir: str,
     modality: str = "typed",
     audio: str | None = None,
-    max_steps: int = 8,
+    max_steps: int = MAX_STEPS,
     tool_weights: dict[str, str] | None = None,
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -216,7 +224,7 @@ def run_item(
     ``options``: :class:`~agentkit.runtime.Options` off their defaults (:func:`settings`)."""
     qid = str(question["id"])
     options = options or {}
-    key = item_key(qid, planner, model, modality, options, tool_weights)
+    key = item_key(qid, planner, model, modality, options, tool_weights, max_steps)
     thread = _thread(key, qid, planner, modality)
     spec = model.replace("{id}", qid)
     record: dict[str, Any] = {
@@ -440,7 +448,7 @@ def evaluate(
     ray_address: str | None = None,
     limit: int | None = None,
     audio_dir: Path | None = None,
-    max_steps: int = 8,
+    max_steps: int = MAX_STEPS,
     verify: bool = True,
     tool_weights: dict[str, str] | None = None,
     prompt_style: str = "auto",
@@ -504,7 +512,10 @@ def evaluate(
     )
     todo = [
         j for j in jobs
-        if item_key(str(j["question"]["id"]), j["planner"], model, j["modality"], options, tool_weights)
+        if item_key(
+            str(j["question"]["id"]), j["planner"], model, j["modality"], options, tool_weights,
+            max_steps,
+        )
         not in done
     ]  # fmt: skip
 
@@ -522,14 +533,18 @@ def evaluate(
     }  # fmt: skip
     for p in planners:
         typed = [
-            done[item_key(str(q["id"]), p, model, "typed", options, tool_weights)]
+            done[item_key(str(q["id"]), p, model, "typed", options, tool_weights, max_steps)]
             for q in questions
         ]
         report["planners"][p] = metrics(typed)
         if clips:
             ids = [str(q["id"]) for q in questions if str(q["id"]) in clips]
-            t = [done[item_key(i, p, model, "typed", options, tool_weights)] for i in ids]
-            s = [done[item_key(i, p, model, "spoken", options, tool_weights)] for i in ids]
+            t = [
+                done[item_key(i, p, model, "typed", options, tool_weights, max_steps)] for i in ids
+            ]
+            s = [
+                done[item_key(i, p, model, "spoken", options, tool_weights, max_steps)] for i in ids
+            ]
             ta, sa = _acc(t)["accuracy"], _acc(s)["accuracy"]
             report["planners"][p]["spoken_vs_typed"] = {
                 "n": len(ids), "typed": ta, "spoken": sa,

@@ -133,6 +133,9 @@ def test_oracle_scores_and_cache_skips_finished_items(tmp_path, qset):
     same = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2,
                     tool_weights=other, progress=False)  # fmt: skip
     assert same["ran"] == 0 and same["planners"] == swap["planners"]
+    budget = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2, max_steps=3,
+                      progress=False)  # fmt: skip
+    assert budget["ran"] == 2  # nor another step budget
 
 
 def test_cli_all_planners_json_and_table(tmp_path, qset):
