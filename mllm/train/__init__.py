@@ -25,8 +25,10 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.toml"))
 
 
-def load_recipe(name_or_path: str) -> dict[str, Any]:
-    """Read a recipe by name (``detector``) or path; it must name its ``stage``."""
+def load_recipe(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a recipe by name (``detector``) or path; it must name its ``stage``. A recipe that
+    says ``extends = "NAME"`` is that recipe with its own keys over it (a second leg of a run
+    keeps the first's data and sizes by construction)."""
     p = Path(name_or_path)
     if not p.suffix:
         p = RECIPE_DIR / f"{name_or_path}.toml"
@@ -35,6 +37,11 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
             f"no recipe {name_or_path!r}; shipped recipes: {', '.join(recipe_names()) or 'none'}"
         )
     data = tomllib.loads(p.read_text())
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if str(parent) in _seen or str(p) in _seen:
+            raise ConfigError(f"recipe {p} extends itself through {' -> '.join(_seen)}")
+        data = {**load_recipe(str(parent), (*_seen, str(p))), **data}
     if "stage" not in data:
         raise ConfigError(
             f"recipe {p} has no `stage` (the trainer module under agentkit.mllm.train)"

@@ -555,7 +555,8 @@ def start_from(model: Any, path: Path) -> None:
 
     if not path.is_file():
         raise ConfigError(
-            f"init checkpoint {path} not found: give a whisper .pt ({{dims, model_state_dict}})"
+            f"init checkpoint {path} not found: train the run this leg continues first (asr-slots "
+            "continues `agentkit train asr`), or set init to a whisper .pt {dims, model_state_dict}"
         )
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or "model_state_dict" not in ck or "dims" not in ck:

@@ -18,6 +18,28 @@ def test_shipped_recipe_fills_the_config():
     assert cfg.steps == 5 and cfg.n_audio_state * 51865 * 2 < 20e6  # the fp16 embedding fits
 
 
+def test_the_slots_leg_is_the_asr_recipe_from_its_model(tmp_path):
+    """``asr-slots`` extends ``asr``: the same data, sizes and batches (its ``init`` must load),
+    started from the asr recipe's release, with the question's words weighed."""
+    _, base = build_config(load_recipe("asr"))
+    _, leg = build_config(load_recipe("asr-slots"))
+    same = ("data_dir", "train_clips", "seed", "n_audio_state", "n_audio_layer", "n_text_layer",
+            "n_head", "n_text_ctx", "window_s", "batch_size", "ctc_weight")  # fmt: skip
+    assert all(getattr(leg, k) == getattr(base, k) for k in same)
+    assert leg.init == "runs/train/asr/speech-whisper.pt"
+    assert leg.slot_weight > 1 and base.slot_weight == 1
+    from agentkit.mllm.train.asr import build_model, start_from
+
+    with pytest.raises(ConfigError, match="agentkit train asr"):  # the leg before it is missing
+        start_from(build_model(leg), tmp_path / "runs" / "asr" / "speech-whisper.pt")
+    (tmp_path / "a.toml").write_text('extends = "' + str(tmp_path / "b.toml") + '"\n')
+    (tmp_path / "b.toml").write_text(
+        'extends = "' + str(tmp_path / "a.toml") + '"\nstage = "asr"\n'
+    )
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_recipe(str(tmp_path / "a.toml"))
+
+
 def test_held_out_voices_never_reach_training():
     from agentkit.mllm.train.asr import HELD_OUT, split_voice
 
