@@ -59,7 +59,7 @@ def words_wrong(pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
     wrong: dict[str, int] = {}
     for ref, hyp in pairs:
         r, h = normalise(ref), normalise(hyp)
-        heard = set()
+        heard: set[int] = set()
         for block in difflib.SequenceMatcher(None, r, h, autojunk=False).get_matching_blocks():
             heard.update(range(block.a, block.a + block.size))
         for i, w in enumerate(r):
