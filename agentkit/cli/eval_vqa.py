@@ -170,3 +170,13 @@ def print_table(report: dict[str, Any]) -> None:
         cells.append(", ".join(f"{k} {v}" for k, v in m["failures"].items()) or "-")
         t.add_row(*cells)
     console.print(t)
+    for name, m in rows.items():
+        heard = m.get("spoken_vs_typed", {}).get("heard")
+        if heard:
+            ex, mis = heard["exact"], heard["misheard"]
+            console.print(
+                f"{name}, spoken: heard as said {ex['n']} (right {ex['correct']}), misheard "
+                f"{mis['n']} (right {mis['correct']})"
+                + (f", transcript not kept {heard['unknown']}" if heard["unknown"] else ""),
+                highlight=False,
+            )

@@ -259,6 +259,9 @@ def run_item(
         )  # fmt: skip
         return record
     tools = [s for s in res.steps if s.role == "executor"]
+    if modality == "spoken":  # what the speech model heard, to tell its errors from the agent's
+        heard = [s.result for s in tools if s.tool == "transcribe" and s.result]
+        record["heard"] = str(heard[0].get("text", "")) if heard else None
     record.update(
         answer=res.answer,
         correct=is_correct(res.answer, question["answer"]),
@@ -305,6 +308,19 @@ def _acc(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     n = len(rs)
     right = sum(1 for r in rs if r.get("correct"))
     return {"n": n, "correct": right, "accuracy": round(right / n, 4) if n else None}
+
+
+def heard_split(spoken: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Spoken items split by whether the transcript is what was said (the question's words,
+    :func:`agentkit.mllm.eval.asr.normalise`d): accuracy on each part, so the speech model's
+    share of a spoken-vs-typed gap reads apart from the agent's. Items without a recorded
+    transcript (cached before it was kept) are counted as ``unknown``."""
+    from agentkit.mllm.eval.asr import normalise
+
+    known = [r for r in spoken if r.get("heard") is not None]
+    exact = [r for r in known if normalise(r["heard"]) == normalise(r["question"])]
+    misheard = [r for r in known if normalise(r["heard"]) != normalise(r["question"])]
+    return {"exact": _acc(exact), "misheard": _acc(misheard), "unknown": len(spoken) - len(known)}
 
 
 def metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -550,6 +566,7 @@ def evaluate(
                 "n": len(ids), "typed": ta, "spoken": sa,
                 "gap_points": None if ta is None or sa is None else round(100 * (ta - sa), 2),
                 "spoken_failures": metrics(s)["failures"],
+                "heard": heard_split(s),
             }  # fmt: skip
     _write_summary(out, report)
     return report

@@ -49,6 +49,22 @@ def rec(family, length, correct, seconds, answer="x", stop="answered", error=Non
             "tool_calls": tools}  # fmt: skip
 
 
+def test_spoken_items_split_by_whether_the_question_was_heard_as_said():
+    from agentkit.mllm.eval.vqa import heard_split
+
+    q = "Is there a red cube?"
+    rows = [
+        {"question": q, "heard": "is there a red cube", "correct": True},  # heard as said
+        {"question": q, "heard": "Is there a RED cube?", "correct": False},
+        {"question": q, "heard": "Is there a bed cube?", "correct": False},  # misheard
+        {"question": q, "correct": True},  # cached before transcripts were kept
+    ]
+    split = heard_split(rows)
+    assert split["exact"] == {"n": 2, "correct": 1, "accuracy": 0.5}
+    assert split["misheard"] == {"n": 1, "correct": 0, "accuracy": 0.0}
+    assert split["unknown"] == 1
+
+
 def test_metrics_on_a_crafted_set():
     rs = [
         rec("count", 1, True, 1.0),
@@ -235,6 +251,19 @@ def test_spoken_vs_typed_and_ray_workers(tmp_path, qset):
     assert sv["n"] == 2 and sv["typed"] == 1.0 and sv["spoken"] == 1.0 and sv["gap_points"] == 0
     spoken = [r for r in read_results(tmp_path / "o").values() if r["modality"] == "spoken"]
     assert all(r["tool_calls"] == 1 and r["tool_errors"] == 0 for r in spoken)  # transcribe ran
+    # the babbling model's transcripts are kept, and none is what was said
+    assert all(isinstance(r["heard"], str) for r in spoken)
+    heard = sv["heard"]
+    assert heard["exact"]["n"] == 0 and heard["misheard"] == {"n": 2, "correct": 2, "accuracy": 1.0}
+    r = runner.invoke(app, ["eval", "vqa", "--questions", str(path), "--scenes", str(EXAMPLES),
+                            "--limit", "2", "--model", spec, "--out", str(tmp_path / "o"),
+                            "--no-verify", "--audio-dir", str(audio), "--tool-weights",
+                            f"transcribe={weights['transcribe']}"])  # fmt: skip
+    line = " ".join(r.output.split())  # the same items, cached: the table says what was heard
+    assert (
+        r.exit_code == 0
+        and "react, spoken: heard as said 0 (right 0), misheard 2 (right 2)" in line
+    )
     rep = evaluate(path, EXAMPLES, model=spec, out=tmp_path / "r", limit=2, workers=2,
                    verify=False, progress=False)  # fmt: skip
     assert rep["ran"] == 2 and rep["planners"]["react"]["accuracy"] == 1.0
