@@ -35,26 +35,26 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
     return prev[-1]
 
 
-def word_classes() -> dict[str, str]:
-    """The words scene questions turn on, by kind: every colour, material, size and shape word
-    the question worlds use (synonyms and plurals too) and the four relations."""
-    from agentkit.mllm.worlds import scenes as S
-    from agentkit.mllm.worlds import templates as T
+def word_kind(word: str) -> str:
+    """What a question word names: the attribute (``color``, ``material``, ``size``, ``shape``)
+    whose value it spells, synonyms and plurals included (the detector's own reading,
+    :func:`agentkit.tools.detect.normalize_word`), ``relation`` for left / right / front /
+    behind, else ``other``."""
+    from agentkit.mllm.worlds.programs import RELATIONS
+    from agentkit.tools.detect import ATTRIBUTES, normalize_word
 
-    kinds = {"colour": set(S.COLORS), "relation": set(S.RELATIONS)}
-    for kind, values in (("material", S.MATERIALS), ("size", S.SIZES), ("shape", S.SHAPES)):
-        words = {w for v in values for w in T.SYNONYMS.get(v, (v,))}
-        kinds[kind] = words | {T.PLURAL[w] for w in words if w in T.PLURAL}
-    return {w: kind for kind, words in kinds.items() for w in words}
+    w = normalize_word(word)
+    if w in RELATIONS:
+        return "relation"
+    return next((kind for kind, values in ATTRIBUTES.items() if w in values), "other")
 
 
 def words_wrong(pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
-    """Per kind of word said (:func:`word_classes`, the rest ``other``): how many were said and
+    """Per kind of word said (:func:`word_kind`): how many were said and
     the share not heard as said (substituted or dropped), each reference aligned with its
     hypothesis word by word (``difflib.SequenceMatcher``)."""
     import difflib
 
-    kinds = word_classes()
     said: dict[str, int] = {}
     wrong: dict[str, int] = {}
     for ref, hyp in pairs:
@@ -63,7 +63,7 @@ def words_wrong(pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
         for block in difflib.SequenceMatcher(None, r, h, autojunk=False).get_matching_blocks():
             heard.update(range(block.a, block.a + block.size))
         for i, w in enumerate(r):
-            k = kinds.get(w, "other")
+            k = word_kind(w)
             said[k] = said.get(k, 0) + 1
             wrong[k] = wrong.get(k, 0) + (i not in heard)
     return {k: {"said": n, "wrong": round(wrong[k] / n, 4)} for k, n in sorted(said.items())}
@@ -92,7 +92,7 @@ def evaluate_asr(
     Returns ``{"clips", "wer", "sentence_accuracy", "words_wrong", "seconds_per_clip",
     "weights", "options", "worst"}``: ``wer`` is summed edits over summed reference words;
     ``words_wrong`` the share of each kind of word said that was not heard (:func:`words_wrong`:
-    colours, materials, sizes, shapes, relations, other); ``worst`` lists up to 5 clips with the
+    color, material, size, shape, relation, other); ``worst`` lists up to 5 clips with the
     highest WER (reference and hypothesis) for inspection.
     """
     from agentkit.tools.base import ToolContext

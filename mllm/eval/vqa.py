@@ -317,10 +317,15 @@ def heard_split(spoken: Sequence[dict[str, Any]]) -> dict[str, Any]:
     transcript (cached before it was kept) are counted as ``unknown``."""
     from agentkit.mllm.eval.asr import normalise
 
-    known = [r for r in spoken if r.get("heard") is not None]
-    exact = [r for r in known if normalise(r["heard"]) == normalise(r["question"])]
-    misheard = [r for r in known if normalise(r["heard"]) != normalise(r["question"])]
-    return {"exact": _acc(exact), "misheard": _acc(misheard), "unknown": len(spoken) - len(known)}
+    parts: dict[str, list[dict[str, Any]]] = {"exact": [], "misheard": [], "unknown": []}
+    for r in spoken:
+        if r.get("heard") is None:
+            parts["unknown"].append(r)
+        else:
+            same = normalise(r["heard"]) == normalise(r["question"])
+            parts["exact" if same else "misheard"].append(r)
+    return {"exact": _acc(parts["exact"]), "misheard": _acc(parts["misheard"]),
+            "unknown": len(parts["unknown"])}  # fmt: skip
 
 
 def metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -526,14 +531,11 @@ def evaluate(
         tool_weights or {},
         options,
     )
-    todo = [
-        j for j in jobs
-        if item_key(
-            str(j["question"]["id"]), j["planner"], model, j["modality"], options, tool_weights,
-            max_steps,
-        )
-        not in done
-    ]  # fmt: skip
+
+    def key(qid: Any, planner: str, modality: str) -> str:
+        return item_key(str(qid), planner, model, modality, options, tool_weights, max_steps)
+
+    todo = [j for j in jobs if key(j["question"]["id"], j["planner"], j["modality"]) not in done]
 
     def finished(record: dict[str, Any]) -> None:
         _append(out, record)
@@ -548,19 +550,11 @@ def evaluate(
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:
-        typed = [
-            done[item_key(str(q["id"]), p, model, "typed", options, tool_weights, max_steps)]
-            for q in questions
-        ]
-        report["planners"][p] = metrics(typed)
+        report["planners"][p] = metrics([done[key(q["id"], p, "typed")] for q in questions])
         if clips:
             ids = [str(q["id"]) for q in questions if str(q["id"]) in clips]
-            t = [
-                done[item_key(i, p, model, "typed", options, tool_weights, max_steps)] for i in ids
-            ]
-            s = [
-                done[item_key(i, p, model, "spoken", options, tool_weights, max_steps)] for i in ids
-            ]
+            t = [done[key(i, p, "typed")] for i in ids]
+            s = [done[key(i, p, "spoken")] for i in ids]
             ta, sa = _acc(t)["accuracy"], _acc(s)["accuracy"]
             report["planners"][p]["spoken_vs_typed"] = {
                 "n": len(ids), "typed": ta, "spoken": sa,

@@ -110,9 +110,9 @@ class Config:
     ctc_weight: float = f(0.3, "weight of the encoder's auxiliary CTC loss (0 = attention only)")
     slot_weight: float = f(
         1.0,
-        "weight of the attention loss on the words that carry a question (colours, materials, "
-        "sizes, shapes, relations: slot_words()) against 1 for the others; the loss stays a "
-        "weighted mean per token",
+        "weight of the attention loss on the words that name an attribute value (colour, "
+        "material, size, shape, synonyms and plurals too) or a relation, against 1 for the "
+        "others; the loss stays a weighted mean per token",
     )
     init: str = f(
         "",
@@ -311,18 +311,14 @@ def build_cache(clips_dir: Path) -> Path:
 # -- model ------------------------------------------------------------------------------------
 
 
-def slot_words() -> frozenset[str]:
-    """The words a question's answer turns on (:func:`agentkit.mllm.eval.asr.word_classes`:
-    colours, materials, sizes, shapes with their synonyms and plurals, relations)."""
-    from agentkit.mllm.eval.asr import word_classes
+def slot_token_ids(texts: list[str]) -> list[int]:
+    """whisper token ids of the words in ``texts`` that name an attribute value or a relation
+    (:func:`agentkit.mllm.eval.asr.word_kind`), as a question spells them (after a space)."""
+    from agentkit.mllm.eval.asr import normalise, word_kind
 
-    return frozenset(word_classes())
-
-
-def slot_token_ids() -> list[int]:
-    """whisper token ids of :func:`slot_words` as a question spells them (after a space)."""
     tok = tokenizer()
-    return sorted({i for w in slot_words() for i in tok.encode(" " + w)})
+    words = {w for t in texts for w in normalise(t) if word_kind(w) != "other"}
+    return sorted({i for w in words for i in tok.encode(" " + w)})
 
 
 def tokenizer() -> Any:
@@ -613,7 +609,7 @@ def train(cfg: Config, out: Path) -> Path:
     last = out / "last.pt"
     if cfg.init and not last.exists():
         start_from(model, Path(cfg.init))
-    slot_ids = torch.tensor(slot_token_ids())
+    slot_ids = torch.tensor(slot_token_ids(data.texts))
     if last.exists():
         ck = torch.load(last, weights_only=True)
         if ck["dims"] != dataclasses.asdict(model.dims) or "ctc" not in ck:

@@ -250,9 +250,7 @@ def test_wer_eval_with_decoding_options_replacing_the_checkpoints(small, tmp_pat
          str(clips), "--asr-weights", str(small), "--asr-option", "sample_len=1"],
     )  # fmt: skip
     line = " ".join(text.output.split())  # rich wraps the line to the terminal
-    assert text.exit_code == 0 and re.search(r"words not heard: colour [01]\.\d\d of 2,", line), (
-        line
-    )
+    assert text.exit_code == 0 and re.search(r"words not heard: color [01]\.\d\d of 2,", line), line
 
 
 def test_other_readings_come_from_a_beam_and_leave_the_transcript_as_it_was(small, tmp_path):
