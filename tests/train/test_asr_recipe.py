@@ -40,6 +40,23 @@ def test_the_slots_leg_is_the_asr_recipe_from_its_model(tmp_path):
         load_recipe(str(tmp_path / "a.toml"))
 
 
+def test_the_16k_leg_keeps_the_first_clips_and_adds_new_questions():
+    """``asr-16k`` continues ``asr-slots`` on twice the clips: the same seed draws the same
+    questions first, so the clips already on disk are reused and only new questions are spoken."""
+    from agentkit.mllm.train.asr import _questions
+
+    _, slots = build_config(load_recipe("asr-slots"))
+    _, leg = build_config(load_recipe("asr-16k"))
+    assert leg.init == "runs/train/asr-slots/speech-whisper.pt"
+    assert leg.train_clips == 2 * slots.train_clips and leg.data_dir == slots.data_dir
+    assert leg.slot_weight == slots.slot_weight and leg.test_clips == slots.test_clips
+    few, more = _questions(300, leg.seed, 0), _questions(600, leg.seed, 0)
+    assert [q["question"] for q in more[:300]] == [q["question"] for q in few]
+    assert len({q["id"] for q in more}) == 600
+    new = {q["question"] for q in more[300:]} - {q["question"] for q in few}
+    assert len(new) > 200  # mostly sentences the first clips never said
+
+
 def test_held_out_voices_never_reach_training():
     from agentkit.mllm.train.asr import HELD_OUT, split_voice
 
