@@ -10,7 +10,10 @@ cyan metal cylinder and a small gray rubber cube.
                                               [--planner program] [--candidates 4]
                                               [--branches program]
 
-Prints one JSON line per question (answer, program, seconds) and the number right.
+First the detect tool against the image's hand-made inventory (:data:`INVENTORY`, in CLEVR's
+scene format: each object's attributes and a point on it, read off the image by eye; scored by
+``agentkit eval inventory``'s code), then one JSON line per question (answer, program, seconds)
+and the number right.
 """
 
 from __future__ import annotations
@@ -28,6 +31,26 @@ from agentkit.runtime import Options
 DEFAULT_IMAGE = (
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "clevr_val_000013.png"
 )
+#: The image's objects in CLEVR's scene format (``pixel_coords``: a point near each one's centre).
+INVENTORY = {
+    "image_filename": DEFAULT_IMAGE.name,
+    "objects": [
+        {"size": "large", "color": "purple", "material": "metal", "shape": "cube",
+         "pixel_coords": [151, 107]},
+        {"size": "large", "color": "blue", "material": "metal", "shape": "sphere",
+         "pixel_coords": [218, 121]},
+        {"size": "large", "color": "gray", "material": "metal", "shape": "cylinder",
+         "pixel_coords": [314, 132]},
+        {"size": "small", "color": "red", "material": "metal", "shape": "cube",
+         "pixel_coords": [89, 157]},
+        {"size": "small", "color": "red", "material": "rubber", "shape": "sphere",
+         "pixel_coords": [386, 174]},
+        {"size": "small", "color": "cyan", "material": "metal", "shape": "cylinder",
+         "pixel_coords": [292, 192]},
+        {"size": "small", "color": "gray", "material": "rubber", "shape": "cube",
+         "pixel_coords": [172, 226]},
+    ],
+}  # fmt: skip
 QUESTIONS = [
     ("How many spheres are there?", "2"),
     ("How many cubes are there?", "3"),
@@ -64,6 +87,11 @@ def main() -> None:
             f"no image at {a.image}: download CLEVR v1.0 and pass "
             "--image CLEVR_v1.0/images/val/CLEVR_val_000013.png"
         )
+    from agentkit.mllm.eval.inventory import evaluate_inventory
+
+    inv = evaluate_inventory([{**INVENTORY, "image_filename": a.image.name}], a.image.parent)
+    print(json.dumps({"inventory": {k: inv[k] for k in ("objects", "recall", "precision",
+                      "attribute_accuracy", "objects_all_right", "errors")}}), flush=True)  # fmt: skip
     agent = Agent(
         a.model,
         planner=a.planner,

@@ -1,5 +1,5 @@
-"""``agentkit eval``: measure the shipped models on held-out worlds (``perception``, ``tooluse``,
-``pope``, ``vqa``)."""
+"""``agentkit eval``: measure the shipped models on held-out worlds (``perception``, ``inventory``,
+``tooluse``, ``pope``, ``vqa``)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,57 @@ def perception(
             ),
             highlight=False,
         )
+
+
+@app.command()
+def inventory(
+    scenes: Annotated[
+        Path,
+        typer.Option(
+            help="Each image's objects with a point on each: CLEVR's scenes file "
+            "(CLEVR_v1.0/scenes/CLEVR_val_scenes.json), a hand-made scene JSON, or a folder of "
+            "scene_*.json."
+        ),
+    ],
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of the images (default: the scenes' folder), e.g. CLEVR_v1.0/images/val."
+        ),  # fmt: skip
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Detector checkpoint name or path (default: the tool's).")
+    ] = None,
+    conf: Annotated[
+        float | None, typer.Option(help="Confidence threshold (default: the tool's).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Score only the first N images.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """The detect tool against an inventory of each image, matched by points, not boxes: real
+    CLEVR renders through CLEVR's own scenes file, any image through a hand-made one."""
+    from agentkit.errors import AgentkitError
+    from agentkit.mllm.eval.inventory import evaluate_inventory
+
+    try:
+        r = evaluate_inventory(scenes, images, weights=weights, conf=conf, limit=limit,
+                               device=device)  # fmt: skip
+    except AgentkitError as e:
+        fail(str(e), as_json)
+    if as_json:
+        typer.echo(json.dumps(r, indent=1))
+        return
+    console.print(
+        f"detect on {r['images']} images, {r['objects']} objects: recall {r['recall']:.3f}, "
+        f"precision {r['precision']:.3f}; attributes {r['attribute_accuracy']}; all four right "
+        f"{r['all_four_accuracy']:.3f} of those found, {r['objects_all_right']:.3f} of all; "
+        f"count right {r['images_count_right']:.3f}, inventory exact {r['images_exact']:.3f} "
+        "of images",
+        highlight=False,
+    )
+    for c, n in r["confusions"].items():
+        console.print(f"  {n:>4}  {c}", highlight=False)
 
 
 @app.command()

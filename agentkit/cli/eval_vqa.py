@@ -13,7 +13,11 @@ from agentkit.cli._common import ConstrainWords, console, fail
 
 def vqa(
     questions: Annotated[
-        Path, typer.Option(help="Questions JSONL (`agentkit data gen questions`).")
+        Path,
+        typer.Option(
+            help="Questions JSONL (`agentkit data gen questions`), or CLEVR's own question file "
+            "(CLEVR_v1.0/questions/CLEVR_val_questions.json, with --scenes CLEVR_v1.0/images/val)."
+        ),
     ] = Path("data/questions/questions.jsonl"),
     scenes: Annotated[Path, typer.Option(help="Folder of the questions' scene images.")] = Path(
         "data/scenes"

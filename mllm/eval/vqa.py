@@ -4,7 +4,8 @@
         --planner all --workers 2 --out runs/eval-vqa --json
 
 Each question record (``mllm/worlds/questions.py``: ``id``, ``question``, ``answer``, ``family``,
-``length``, ``image_filename``) runs through ``Agent(planner=...)`` on its scene image. With
+``length``, ``image_filename``; or CLEVR's own question file, read by ``worlds/clevr.py``) runs
+through ``Agent(planner=...)`` on its scene image. With
 ``audio_dir`` (a ``agentkit data gen speech`` folder with ``manifest.jsonl``), the questions that
 have a clip also run spoken (``ask(audio=...)``), so spoken and typed accuracy compare on the
 same questions.
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
+from agentkit.mllm.worlds.clevr import read_questions
 from agentkit.runtime import BRANCHES, CODE_CONTEXTS
 from agentkit.tools.base import PROMPT_STYLES
 
@@ -500,7 +502,7 @@ def evaluate(
     scenes_dir = Path(scenes_dir)
     if not scenes_dir.is_dir():
         raise ConfigError(f"--scenes {scenes_dir} is not a directory of scene images")
-    questions = _read_jsonl(Path(questions_file), "--questions")[:limit]
+    questions = read_questions(questions_file)[:limit]
     if not questions:
         raise ConfigError(f"--questions {questions_file} holds no questions")
     for q in questions:
