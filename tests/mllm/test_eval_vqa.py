@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -267,3 +268,25 @@ def test_spoken_vs_typed_and_ray_workers(tmp_path, qset):
     rep = evaluate(path, EXAMPLES, model=spec, out=tmp_path / "r", limit=2, workers=2,
                    verify=False, progress=False)  # fmt: skip
     assert rep["ran"] == 2 and rep["planners"]["react"]["accuracy"] == 1.0
+
+
+def test_clevr_question_file_runs_through_the_harness(tmp_path, qset):
+    """CLEVR's own question file (``{"questions": [...]}``, no ``id``/``family``) is evaluated as
+    the project's records are, scored per family read off each program."""
+    _, qs = qset
+    raw = [{"image_index": i, "split": "val", "image_filename": q["image_filename"],
+            "question_index": 100 + i, "question": q["question"], "answer": q["answer"],
+            "program": q["program"]} for i, q in enumerate(qs[:3])]  # fmt: skip
+    path = tmp_path / "CLEVR_val_questions.json"
+    path.write_text(json.dumps({"info": {"split": "val"}, "questions": raw}))
+    ids = [f"clevr-val-{100 + i}" for i in range(3)]
+    spec = oracle(tmp_path / "s", [{**q, "id": i} for q, i in zip(qs[:3], ids, strict=True)])
+    rep = evaluate(path, EXAMPLES, model=spec, out=tmp_path / "out", verify=False, progress=False)
+    m = rep["planners"]["react"]
+    assert m["n"] == 3 and m["correct"] == 3
+    assert m["per_family"] == {
+        f: {"n": n, "correct": n, "accuracy": 1.0}
+        for f, n in Counter(q["family"] for q in qs[:3]).items()
+    }
+    done = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in done) == ids
