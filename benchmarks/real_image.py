@@ -35,20 +35,17 @@ DEFAULT_IMAGE = (
 INVENTORY = {
     "image_filename": DEFAULT_IMAGE.name,
     "objects": [
-        {"size": "large", "color": "purple", "material": "metal", "shape": "cube",
-         "pixel_coords": [151, 107]},
-        {"size": "large", "color": "blue", "material": "metal", "shape": "sphere",
-         "pixel_coords": [218, 121]},
-        {"size": "large", "color": "gray", "material": "metal", "shape": "cylinder",
-         "pixel_coords": [314, 132]},
-        {"size": "small", "color": "red", "material": "metal", "shape": "cube",
-         "pixel_coords": [89, 157]},
-        {"size": "small", "color": "red", "material": "rubber", "shape": "sphere",
-         "pixel_coords": [386, 174]},
-        {"size": "small", "color": "cyan", "material": "metal", "shape": "cylinder",
-         "pixel_coords": [292, 192]},
-        {"size": "small", "color": "gray", "material": "rubber", "shape": "cube",
-         "pixel_coords": [172, 226]},
+        {**dict(zip(("size", "color", "material", "shape"), name.split(), strict=True)),
+         "pixel_coords": list(point)}
+        for name, point in [
+            ("large purple metal cube", (151, 107)),
+            ("large blue metal sphere", (218, 121)),
+            ("large gray metal cylinder", (314, 132)),
+            ("small red metal cube", (89, 157)),
+            ("small red rubber sphere", (386, 174)),
+            ("small cyan metal cylinder", (292, 192)),
+            ("small gray rubber cube", (172, 226)),
+        ]
     ],
 }  # fmt: skip
 QUESTIONS = [

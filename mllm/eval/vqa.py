@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
-from agentkit.mllm.worlds.clevr import read_questions
 from agentkit.runtime import BRANCHES, CODE_CONTEXTS
 from agentkit.tools.base import PROMPT_STYLES
 
@@ -390,6 +389,15 @@ def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
         raise ConfigError(f"{what} {path} is not JSON lines: {e}") from e
 
 
+def read_questions(path: Path) -> list[dict[str, Any]]:
+    """The project's question records (JSON lines), or CLEVR's own question file (``.json``)."""
+    if path.suffix == ".json":
+        from agentkit.mllm.worlds.clevr import read_clevr_questions
+
+        return read_clevr_questions(path)
+    return _read_jsonl(path, "--questions")
+
+
 def _jobs(
     questions: Sequence[dict[str, Any]],
     scenes_dir: Path,
@@ -502,7 +510,7 @@ def evaluate(
     scenes_dir = Path(scenes_dir)
     if not scenes_dir.is_dir():
         raise ConfigError(f"--scenes {scenes_dir} is not a directory of scene images")
-    questions = read_questions(questions_file)[:limit]
+    questions = read_questions(Path(questions_file))[:limit]
     if not questions:
         raise ConfigError(f"--questions {questions_file} holds no questions")
     for q in questions:

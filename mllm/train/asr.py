@@ -550,9 +550,14 @@ def start_from(model: Any, path: Path) -> None:
     import torch
 
     if not path.is_file():
+        # a leg's init is the release of the recipe before it: runs/train/<recipe>/...
+        run = path.parent.name if path.parent.parent.name == "train" else None
+        first = (
+            f"train the run this leg continues first (`agentkit train {run}`), or " if run else ""
+        )
         raise ConfigError(
-            f"init checkpoint {path} not found: train the run this leg continues first (asr-slots "
-            "continues `agentkit train asr`), or set init to a whisper .pt {dims, model_state_dict}"
+            f"init checkpoint {path} not found: {first}set init to a whisper .pt "
+            "{dims, model_state_dict}"
         )
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or "model_state_dict" not in ck or "dims" not in ck:

@@ -7,7 +7,7 @@ Its files already speak this project's formats:
 - ``CLEVR_v1.0/questions/CLEVR_val_questions.json``: ``{"info", "questions": [...]}``, each with
   ``question``, ``answer``, ``image_filename``, ``question_index`` and a functional ``program`` in
   the same node form as :mod:`programs` (``function``, ``inputs``, ``value_inputs``).
-  :func:`read_questions` turns them into question records (``id``, ``family``, ``length`` read
+  :func:`read_clevr_questions` turns them into question records (``id``, ``family``, ``length`` read
   off the program by :func:`family` and :func:`program_length`, exactly as the question worlds
   assign them), so ``agentkit eval vqa --questions CLEVR_val_questions.json --scenes
   CLEVR_v1.0/images/val`` runs unchanged.
@@ -77,18 +77,9 @@ def _load(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} {path} is not JSON: {e}") from e
 
 
-def read_questions(path: str | Path) -> list[dict[str, Any]]:
-    """Question records from ``path``: JSON lines of this project's records (``agentkit data gen
-    questions``), or CLEVR's question file (a ``.json`` holding ``"questions"``)."""
+def read_clevr_questions(path: str | Path) -> list[dict[str, Any]]:
+    """Question records from CLEVR's question file (a ``.json`` holding ``"questions"``)."""
     p = Path(path)
-    if p.suffix != ".json":
-        if not p.is_file():
-            raise ConfigError(f"--questions {p} is not a file")
-        try:
-            lines = p.read_text(encoding="utf-8").splitlines()
-            return [json.loads(x) for x in lines if x.strip()]
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"--questions {p} is not JSON lines: {e}") from e
     data = _load(p, "--questions")
     qs = data.get("questions") if isinstance(data, dict) else None
     if not isinstance(qs, list):

@@ -30,8 +30,10 @@ def test_the_slots_leg_is_the_asr_recipe_from_its_model(tmp_path):
     assert leg.slot_weight > 1 and base.slot_weight == 1
     from agentkit.mllm.train.asr import build_model, start_from
 
-    with pytest.raises(ConfigError, match="agentkit train asr"):  # the leg before it is missing
-        start_from(build_model(leg), tmp_path / "runs" / "asr" / "speech-whisper.pt")
+    with pytest.raises(ConfigError, match="`agentkit train asr`"):  # the leg before is missing
+        start_from(build_model(leg), tmp_path / "runs" / "train" / "asr" / "speech-whisper.pt")
+    with pytest.raises(ConfigError, match="init checkpoint .* not found: set init"):
+        start_from(build_model(leg), tmp_path / "elsewhere.pt")
     (tmp_path / "a.toml").write_text('extends = "' + str(tmp_path / "b.toml") + '"\n')
     (tmp_path / "b.toml").write_text(
         'extends = "' + str(tmp_path / "a.toml") + '"\nstage = "asr"\n'
@@ -40,7 +42,7 @@ def test_the_slots_leg_is_the_asr_recipe_from_its_model(tmp_path):
         load_recipe(str(tmp_path / "a.toml"))
 
 
-def test_the_16k_leg_keeps_the_first_clips_and_adds_new_questions():
+def test_the_16k_leg_keeps_the_first_clips_and_adds_new_questions(tmp_path):
     """``asr-16k`` continues ``asr-slots`` on twice the clips: the same seed draws the same
     questions first, so the clips already on disk are reused and only new questions are spoken."""
     from agentkit.mllm.train.asr import _questions
@@ -48,6 +50,10 @@ def test_the_16k_leg_keeps_the_first_clips_and_adds_new_questions():
     _, slots = build_config(load_recipe("asr-slots"))
     _, leg = build_config(load_recipe("asr-16k"))
     assert leg.init == "runs/train/asr-slots/speech-whisper.pt"
+    from agentkit.mllm.train.asr import build_model, start_from
+
+    with pytest.raises(ConfigError, match="`agentkit train asr-slots`"):
+        start_from(build_model(leg), tmp_path / leg.init)
     assert leg.train_clips == 2 * slots.train_clips and leg.data_dir == slots.data_dir
     assert leg.slot_weight == slots.slot_weight and leg.test_clips == slots.test_clips
     few, more = _questions(300, leg.seed, 0), _questions(600, leg.seed, 0)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agentkit.errors import ConfigError
-from agentkit.mllm.worlds.clevr import family, program_length, read_questions, read_scenes
+from agentkit.mllm.eval.vqa import read_questions
+from agentkit.mllm.worlds.clevr import family, program_length, read_scenes
 from agentkit.mllm.worlds.questions import EXTRA_FAMILIES, FAMILIES, generate_questions
 from agentkit.mllm.worlds.synthetic import synthetic_scene
 
