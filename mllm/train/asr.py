@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
-from agentkit.mllm.train._fields import f
+from agentkit.mllm.train._fields import f, require_init
 from agentkit.mllm.train._schedule import lr_at, progress, scheduled
 
 # whisper's encoder on any even number of frames: the tool decodes crop_window models with it
@@ -549,16 +549,7 @@ def start_from(model: Any, path: Path) -> None:
     """Load a whisper checkpoint's weights into ``model`` (the recipe's dims)."""
     import torch
 
-    if not path.is_file():
-        # a leg's init is the release of the recipe before it: runs/train/<recipe>/...
-        run = path.parent.name if path.parent.parent.name == "train" else None
-        first = (
-            f"train the run this leg continues first (`agentkit train {run}`), or " if run else ""
-        )
-        raise ConfigError(
-            f"init checkpoint {path} not found: {first}set init to a whisper .pt "
-            "{dims, model_state_dict}"
-        )
+    require_init(path, "a whisper .pt {dims, model_state_dict}")
     ck = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(ck, dict) or "model_state_dict" not in ck or "dims" not in ck:
         raise ConfigError(f"{path} is not a whisper checkpoint ({{dims, model_state_dict}})")

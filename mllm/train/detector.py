@@ -13,8 +13,9 @@ Two models, both trained on the scene world only (nothing downloaded):
 
 Steps (each resumable): render the missing training and held-out scenes with the world's own
 functions, export the training scenes to YOLO format, train YOLO (resumes from ``last.pt``; a
-second leg, when the recipe sets one, fine-tunes it at a larger image size), train the attribute
-head, evaluate both on the held-out scenes (:mod:`agentkit.mllm.eval.perception`) and copy the
+second leg, when the recipe sets one, fine-tunes it at a larger image size; a later recipe may
+start that leg from a released checkpoint, ``init``), train the attribute head (or keep one,
+``attr_init``), evaluate both on the held-out scenes (:mod:`agentkit.mllm.eval.perception`) and copy the
 fp16 checkpoints to ``out/scenes-yolo.pt`` and ``out/scenes-attr.pt``.
 """
 
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from agentkit.errors import ConfigError
-from agentkit.mllm.train._fields import f
+from agentkit.mllm.train._fields import f, require_init
 from agentkit.weights import ultralytics_offline
 
 
@@ -62,10 +63,14 @@ class Config:
     cache: bool = f(True, "keep the decoded training images in RAM (saves CPU per epoch)")
     hsv_s: float = f(0.5, "YOLO saturation jitter")
     hsv_v: float = f(0.4, "YOLO brightness jitter")
+    init: str = f(
+        "", "a YOLO checkpoint to fine-tune: no leg 1, leg 2 starts from it (a later leg)"
+    )
     finetune_imgsz: int = f(0, "second YOLO leg: fine-tune leg 1's best at this size (0 = none)")
     finetune_hours: float = f(0.75, "second leg's wall-clock budget in hours")
     finetune_lr: float = f(1e-3, "second leg's learning rate (AdamW, decays linearly)")
     # attribute head
+    attr_init: str = f("", "an attribute head to keep as it is (copied) instead of training one")
     attr_epochs: int = f(20, "attribute-head epochs")
     attr_crop: int = f(32, "attribute-head crop side, pixels")
     attr_width: int = f(16, "attribute-head first conv width")
@@ -180,7 +185,13 @@ def train_yolo(cfg: Config, out: Path) -> Path:
     epoch only for the leg that needs it."""
     os.environ.setdefault("YOLO_CONFIG_DIR", str(out / "ultralytics-settings"))
     ultralytics_offline()
-    best = _yolo_leg(cfg, out, "yolo-run", cfg.model, cfg.imgsz, cfg.time_hours)
+    if cfg.init:
+        if cfg.finetune_imgsz <= 0:
+            raise ConfigError(f"init={cfg.init!r} needs finetune_imgsz > 0: the leg that trains it")
+        # never a name ultralytics would try to download
+        best = require_init(Path(cfg.init), "a YOLO .pt (e.g. agentkit/weights/scenes-yolo.pt)")
+    else:
+        best = _yolo_leg(cfg, out, "yolo-run", cfg.model, cfg.imgsz, cfg.time_hours)
     if cfg.finetune_imgsz <= 0:
         return best
     return _yolo_leg(
@@ -322,6 +333,11 @@ def train_attr(cfg: Config, out: Path) -> Path:
     dest = out / "scenes-attr.pt"
     if dest.is_file():
         _log(f"attribute head already trained: {dest}")
+        return dest
+    if cfg.attr_init:
+        src = require_init(Path(cfg.attr_init), "an attribute head .pt (scenes-attr.pt)")
+        _log(f"attribute head kept from {src}")
+        shutil.copy2(src, dest)
         return dest
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

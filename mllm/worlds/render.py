@@ -31,7 +31,6 @@ from agentkit.mllm.worlds.scenes import COLORS, SceneSpec, sample_scene
 
 ID_STEP = 20  # id k is written as red level k * ID_STEP: robust to any rounding in the PNG path
 MIN_PIXELS_480 = 200  # CLEVR's minimum visible pixels per object at 480x320; scaled by area
-METAL_ROUGHNESS = 0.12
 RUBBER_ROUGHNESS = 0.55
 SKY_STRENGTH = 0.5  # ambient fill from the sky (lights shadows and the far ground evenly)
 
@@ -254,7 +253,7 @@ def _beauty_pass(
         # CLEVR feeds rgb / 255 straight in as a linear colour
         rgb = tuple(c / 255.0 for c in COLORS[o.color])
         if o.material == "metal":
-            mat = _principled(f"m{k}", rgb, metallic=1.0, roughness=METAL_ROUGHNESS)
+            mat = _principled(f"m{k}", rgb, metallic=1.0, roughness=spec.look.metal_roughness)
         else:
             mat = _principled(f"m{k}", rgb, metallic=0.0, roughness=RUBBER_ROUGHNESS, specular=0.35)
         obj.data.materials.clear()
@@ -263,7 +262,8 @@ def _beauty_pass(
 
 
 def _apply_look(spec: SceneSpec, rgb: np.ndarray) -> np.ndarray:
-    """White balance, blur and sensor noise on the 8-bit image (deterministic in the seed)."""
+    """White balance, blur, sharpening and sensor noise on the 8-bit image (deterministic in the
+    seed)."""
     from PIL import Image, ImageFilter
 
     look = spec.look
@@ -271,6 +271,10 @@ def _apply_look(spec: SceneSpec, rgb: np.ndarray) -> np.ndarray:
     if look.blur > 0:
         pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
         img = np.asarray(pil.filter(ImageFilter.GaussianBlur(look.blur))).astype(np.float64)
+    if look.sharpen > 0:
+        pil = Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8))
+        mask = ImageFilter.UnsharpMask(radius=1.0, percent=round(100 * look.sharpen), threshold=0)
+        img = np.asarray(pil.filter(mask)).astype(np.float64)
     if look.noise_std > 0:
         rng = np.random.default_rng([spec.seed, spec.attempt, 1])
         img = img + rng.normal(0.0, look.noise_std, size=img.shape)

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from agentkit.errors import ConfigError  # noqa: E402
 from agentkit.mllm.train import build_config, detector, load_recipe  # noqa: E402
 from agentkit.tools import detect  # noqa: E402
 from agentkit.tools._attributes import crop_inputs  # noqa: E402
@@ -77,29 +78,29 @@ def test_augmented_batches_vary_tone_but_keep_labels():
 
 
 @pytest.mark.slow
+def _tiny(tmp_path) -> list[str]:
+    """A recipe small enough for CI: a few 96x64 scenes, one epoch of each model."""
+    return [f"train_dir={tmp_path / 'train'}", f"heldout_dir={tmp_path / 'heldout'}"] + [
+        "train_chunks=[[3, 2], [1, 4]]",
+        "heldout_n=2",
+        "heldout_samples=2",
+        "width=96",
+        "height=64",
+        "render_workers=1",
+        "imgsz=64",
+        "epochs=1",
+        "time_hours=0",
+        "finetune_imgsz=96",
+        "finetune_hours=0",
+        "batch=4",
+        "yolo_workers=0",
+        "attr_epochs=1",
+        "attr_batch=4",
+    ]
+
+
 def test_tiny_recipe_writes_checkpoints_the_detect_tool_loads(tmp_path):
-    module, cfg = build_config(
-        load_recipe("detector"),
-        [
-            f"train_dir={tmp_path / 'train'}",
-            f"heldout_dir={tmp_path / 'heldout'}",
-            "train_chunks=[[3, 2], [1, 4]]",
-            "heldout_n=2",
-            "heldout_samples=2",
-            "width=96",
-            "height=64",
-            "render_workers=1",
-            "imgsz=64",
-            "epochs=1",
-            "time_hours=0",
-            "finetune_imgsz=96",
-            "finetune_hours=0",
-            "batch=4",
-            "yolo_workers=0",
-            "attr_epochs=1",
-            "attr_batch=4",
-        ],
-    )
+    module, cfg = build_config(load_recipe("detector"), _tiny(tmp_path))
     out = module.train(cfg, tmp_path / "out")
     assert out == tmp_path / "out" / "scenes-yolo.pt" and out.is_file()
     # the shipped YOLO is the second leg's: fine-tuned from the first at the larger size
@@ -126,3 +127,32 @@ def test_tiny_recipe_writes_checkpoints_the_detect_tool_loads(tmp_path):
     # re-running resumes: nothing is rendered or trained again
     again = module.train(cfg, tmp_path / "out")
     assert again == out
+
+    # a later leg (detector-sharp) fine-tunes that YOLO on new scenes and keeps its head
+    _, leg = build_config(
+        load_recipe("detector-sharp"),
+        [o for o in _tiny(tmp_path) if not o.startswith("train_chunks")]
+        + [f"init={out}", f"attr_init={attr}", "train_chunks=[[2, 2]]"],
+    )
+    assert leg.train_seed > cfg.train_seed + 4  # new scenes, not the first leg's
+    leg_out = module.train(leg, tmp_path / "leg")
+    ckpt = torch.load(leg_out, map_location="cpu", weights_only=False)
+    assert ckpt["train_args"]["model"] == str(out) and ckpt["train_args"]["imgsz"] == 96
+    assert (tmp_path / "leg" / "scenes-attr.pt").read_bytes() == attr.read_bytes()
+    assert not (tmp_path / "leg" / "yolo-run").exists()  # no first leg
+    assert len(list((tmp_path / "train").glob("scene_*.json"))) == 6
+
+
+def test_a_leg_without_its_start_says_which_recipe_makes_it(tmp_path):
+    module, cfg = build_config(
+        load_recipe("detector-sharp"),
+        [f"train_dir={tmp_path}", "train_chunks=[[1, 1]]", "evaluate=false"],
+    )
+    assert cfg.init == "runs/train/detector/scenes-yolo.pt"
+    cfg.init = str(tmp_path / "runs" / "train" / "detector" / "scenes-yolo.pt")
+    with pytest.raises(ConfigError, match=r"not found: train the run .*`agentkit train detector`"):
+        module.train_yolo(cfg, tmp_path / "out")
+    # never a name ultralytics would take for a download
+    cfg.init = "yolov8n.pt"
+    with pytest.raises(ConfigError, match="init checkpoint yolov8n.pt not found: set init to"):
+        module.train_yolo(cfg, tmp_path / "out")

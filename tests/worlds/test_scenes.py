@@ -45,6 +45,36 @@ def test_sampling_is_deterministic_and_follows_clevr_rules():
                 assert all(abs(d @ ax) >= MARGIN - 1e-3 for ax in axes)
 
 
+def test_surface_look_is_drawn_apart_from_the_other_draws():
+    """Metal roughness and sharpening came to the world later, from their own stream: a seed's
+    other draws are those its scenes were rendered with before (held-out seed 900001's exposure
+    and blur as data/scenes-heldout recorded them), so earlier renders stay valid."""
+    look = sample_scene(900001, split="val").look
+    assert look.exposure == pytest.approx(-0.3409942926418413, abs=1e-12) and look.blur == 0.7
+    looks = [sample_scene(s).look for s in range(200)]
+    assert all(0.02 <= lk.metal_roughness <= 0.15 for lk in looks)
+    assert all(lk.sharpen == 0.0 for lk in looks if lk.blur > 0)  # never both
+    sharp = [lk.sharpen for lk in looks if lk.sharpen > 0]
+    assert all(0.4 <= a <= 1.5 for a in sharp) and 0.15 < len(sharp) / len(looks) < 0.4
+    assert len({lk.metal_roughness for lk in looks}) > 150
+    assert sample_scene(5, randomize_look=False).look.sharpen == 0.0
+
+
+def test_sharpening_steepens_edges():
+    from agentkit.mllm.worlds.render import _apply_look
+
+    spec = sample_scene(1, randomize_look=False)
+    ramp = np.clip(64 + (np.arange(32) - 12) * 16.0, 64, 192)  # a soft edge from x=12 to 20
+    rgb = np.repeat(np.tile(ramp, (16, 1))[..., None], 3, axis=2).astype(np.uint8)
+    plain = _apply_look(spec, rgb).astype(float)
+    crisp = spec.model_copy(update={"look": spec.look.model_copy(update={"sharpen": 1.0})})
+    out = _apply_look(crisp, rgb).astype(float)
+    assert np.array_equal(plain, rgb)  # the plain look leaves the pixels alone
+    # an unsharp mask overshoots at both ends of the edge and keeps flat areas flat
+    assert (out[8, 12] < plain[8, 12]).all() and (out[8, 20] > plain[8, 20]).all()
+    assert np.array_equal(out[:, :8], plain[:, :8]) and np.array_equal(out[:, 25:], plain[:, 25:])
+
+
 def test_relations_follow_clevr_convention():
     """rel['left'][i] lists the objects LEFT of object i, as seen by the camera."""
     spec = sample_scene(7, min_objects=4)
