@@ -445,14 +445,9 @@ def _run(
             return
         import ray
 
-        started = False
-        if not ray.is_initialized():
-            common: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
-            if ray_address:
-                ray.init(address=ray_address, **common)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, **common)
-            started = True
+        from agentkit.mllm.worlds.gen import init_ray
+
+        started = init_ray(workers, ray_address)
         try:
             remote = ray.remote(num_cpus=1, max_retries=0)(run_item)  # type: ignore[arg-type]
             pending = [remote.remote(**job) for job in jobs]

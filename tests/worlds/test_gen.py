@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,9 @@ def test_ray_workers_give_the_same_bytes(tmp_path):
     )
     assert two["generated_parts"] == 2
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
+    # local workers run at the caller's priority, not Ray's niceness 15 (starved beside a job)
+    assert gen.run_jobs(_niceness, [{}, {}], workers=2, progress=False) == [os.nice(0)] * 2
+
+
+def _niceness() -> int:
+    return os.nice(0)
