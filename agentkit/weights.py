@@ -29,7 +29,11 @@ class Known:
 KNOWN: dict[str, Known] = {
     k.name: k
     for k in (
-        Known("scenes-yolo", "scenes-yolo.pt", "YOLO detector for the scene world", "detector"),
+        # a leg over the detector recipe's YOLO (docs/detector.md): agentkit train detector, then
+        # detector-sharp
+        Known(
+            "scenes-yolo", "scenes-yolo.pt", "YOLO detector for the scene world", "detector-sharp"
+        ),
         Known("scenes-attr", "scenes-attr.pt", "attribute head of the scene detector", "detector"),
         Known(
             "scenes-sam",
