@@ -156,3 +156,6 @@ def test_a_leg_without_its_start_says_which_recipe_makes_it(tmp_path):
     cfg.init = "yolov8n.pt"
     with pytest.raises(ConfigError, match="init checkpoint yolov8n.pt not found: set init to"):
         module.train_yolo(cfg, tmp_path / "out")
+    cfg.finetune_imgsz = 0  # a start with no leg to train it
+    with pytest.raises(ConfigError, match="needs finetune_imgsz > 0"):
+        module.train_yolo(cfg, tmp_path / "out")
