@@ -41,12 +41,13 @@ KNOWN: dict[str, Known] = {
             "compact SAM for the scene world (2.8 M params, 256 px; box/point prompts)",
             "segmenter",
         ),
-        # legs over the asr recipe's model (docs/asr.md): agentkit train asr, asr-slots, asr-16k
+        # legs over the asr recipe's model (docs/asr.md): agentkit train asr, asr-slots, asr-16k,
+        # asr-32k
         Known(
             "speech-whisper",
             "speech-whisper.pt",
             "small whisper model for spoken questions",
-            "asr-16k",
+            "asr-32k",
         ),
         # the last of four stages: mllm-align, mllm-tooluse, mllm-dpo, then mllm-tooluse-compare
         # on the dpo output (docs/mllm.md)

@@ -61,6 +61,11 @@ def test_the_16k_leg_keeps_the_first_clips_and_adds_new_questions(tmp_path):
     assert len({q["id"] for q in more}) == 600
     new = {q["question"] for q in more[300:]} - {q["question"] for q in few}
     assert len(new) > 200  # mostly sentences the first clips never said
+    # the sixth leg (the shipped model) continues this one the same way, on twice its clips
+    _, six = build_config(load_recipe("asr-32k"))
+    assert six.init == "runs/train/asr-16k/speech-whisper.pt"
+    assert six.train_clips == 2 * leg.train_clips and six.data_dir == leg.data_dir
+    assert six.slot_weight == leg.slot_weight and six.test_clips == leg.test_clips
 
 
 def test_held_out_voices_never_reach_training():
