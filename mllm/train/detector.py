@@ -15,8 +15,8 @@ Steps (each resumable): render the missing training and held-out scenes with the
 functions, export the training scenes to YOLO format, train YOLO (resumes from ``last.pt``; a
 second leg, when the recipe sets one, fine-tunes it at a larger image size; a later recipe may
 start that leg from a released checkpoint, ``init``), train the attribute head (or keep one,
-``attr_init``), evaluate both on the held-out scenes (:mod:`agentkit.mllm.eval.perception`) and copy the
-fp16 checkpoints to ``out/scenes-yolo.pt`` and ``out/scenes-attr.pt``.
+``attr_init``), evaluate both on the held-out scenes (:mod:`agentkit.mllm.eval.perception`) and
+copy the fp16 checkpoints to ``out/scenes-yolo.pt`` and ``out/scenes-attr.pt``.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ class Look(BaseModel):
     metal_roughness: float = Field(
         0.12, description="roughness of every metal surface (low: sharp mirror reflections)"
     )
-    sharpen: float = Field(0.0, description="unsharp-mask amount (1 px radius), after the blur")
+    sharpen: float = Field(0.0, description="unsharp-mask amount (1 px radius); 0 when blurred")
 
 
 class SceneSpec(BaseModel):
@@ -274,6 +274,7 @@ def sample_scene(
         gray = rng.uniform(0.34, 0.62)
         # subtle casts only: real CLEVR is a neutral grey; strong green/lilac tints looked fake
         tint = rng.normal(0.0, 0.008, size=3)
+        # drawn in this order (exposure, white balance, noise, blur) so every seed keeps its look
         exposure = float(rng.uniform(-0.6, 0.3))  # toward darker scenes, as real CLEVR reads
         white_balance = tuple(float(g) for g in np.clip(1.0 + rng.normal(0, 0.02, 3), 0.94, 1.06))
         ground = tuple(float(x) for x in np.clip(gray + tint, 0.05, 0.9))
