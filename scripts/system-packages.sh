@@ -8,9 +8,14 @@ missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
-# festival's voice is only a recommendation of its package (not installed with
-# --no-install-recommends); without it festival runs but cannot speak.
-[ -d /usr/share/festival/voices/english/kal_diphone ] || missing+=(festvox-kallpc16k)
+# festival's voices are only a recommendation of its package (not installed with
+# --no-install-recommends); without them festival runs but cannot speak. kal is the base voice
+# pool's; ked and the HTS slt are the wide pool's (mllm/worlds/speech.py VOICE_POOLS).
+declare -A voices=([english/kal_diphone]=festvox-kallpc16k [english/ked_diphone]=festvox-kdlpc16k
+                   [us/cmu_us_slt_arctic_hts]=festvox-us-slt-hts)
+for v in "${!voices[@]}"; do
+  [ -d "/usr/share/festival/voices/$v" ] || missing+=("${voices[$v]}")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -90,6 +90,12 @@ class Config:
         0, "clips like the test's (held-out voices, other scenes) to choose decoding settings on"
     )
     seed: int = f(0, "seed of scenes, questions, voices and effects")
+    wide_voices_from: int = f(
+        -1,
+        "training clips from this index on draw their voices from the wide pool (56 more espeak-ng "
+        "variants, two more festival voices; speech.VOICE_POOLS); -1 = none: earlier clips keep "
+        "their voices",
+    )
     engines: list[str] = f(["espeak-ng", "flite", "festival"], "speech synthesizers")
     workers: int = f(2, "processes synthesising clips")
     window_s: float = f(10.0, "encoder window in seconds (whisper's is 30; questions last < 10)")
@@ -171,20 +177,21 @@ def _in_band(snr: float | None) -> bool:
     return snr is not None and lo <= snr < hi
 
 
-def split_voice(rng: random.Random, engines: list[str], split: str) -> Any:
-    """A voice for ``split`` ("train", "dev" or "test"): dev and test voices come only from
-    :data:`HELD_OUT` variants and the held-out SNR band; train voices and SNRs never do."""
+def split_voice(rng: random.Random, engines: list[str], split: str, pool: str = "base") -> Any:
+    """A voice for ``split`` ("train", "dev" or "test") from ``pool`` (``speech.VOICE_POOLS``): dev
+    and test voices come only from :data:`HELD_OUT` variants and the held-out SNR band; train
+    voices and SNRs never do."""
     from agentkit.mllm.worlds import speech
 
     for _ in range(1000):
-        v = speech.sample_voice(rng, engines)
+        v = speech.sample_voice(rng, engines, pool)
         if v.engine == "espeak-ng":
             variant = v.voice.partition("+")[2]
             held = variant in HELD_OUT["espeak_variants"]
         elif v.engine == "flite":
             held = v.voice in HELD_OUT["flite_voices"]
         else:
-            held = None  # festival has one voice: it is heard in both splits
+            held = None  # festival's voices are heard in every split
         if split != "train":
             if held is False:
                 # keep engines in proportion: swap in a held-out voice of the same engine
@@ -204,6 +211,13 @@ def split_voice(rng: random.Random, engines: list[str], split: str) -> Any:
             continue
         return v
     raise ConfigError(f"could not draw a {split} voice from engines {engines}")
+
+
+def voice_pool(cfg: Config, split: str, index: int) -> str:
+    """The voice pool of ``split``'s clip number ``index``: training clips from
+    ``cfg.wide_voices_from`` on draw from the wide pool, every other clip from the base pool."""
+    wide = split == "train" and 0 <= cfg.wide_voices_from <= index
+    return "wide" if wide else "base"
 
 
 def _questions(n: int, seed: int, scene_base: int) -> list[dict[str, Any]]:
@@ -229,7 +243,7 @@ def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
     if meta.exists():
         return json.loads(meta.read_text())
     s = speech.item_seed(job["seed"], f"{job['split']}:{q['id']}")
-    voice = split_voice(random.Random(s), job["engines"], job["split"])
+    voice = split_voice(random.Random(s), job["engines"], job["split"], job.get("pool", "base"))
     audio = speech.apply_effects(speech.synthesize(q["question"], voice), voice, s)
     speech.write_wav(d / f"{q['id']}.wav", audio)
     rec = {"id": q["id"], "audio": f"{q['id']}.wav", "transcript": q["question"], "seed": s,
@@ -253,7 +267,8 @@ def make_clips(cfg: Config, split: str) -> Path:
     d = Path(cfg.data_dir) / split
     d.mkdir(parents=True, exist_ok=True)
     jobs: list[dict[str, Any]] = [{"dir": str(d), "question": q, "seed": cfg.seed, "split": split,
-             "engines": list(cfg.engines)} for q in qs]  # fmt: skip
+             "engines": list(cfg.engines), "pool": voice_pool(cfg, split, i)}
+            for i, q in enumerate(qs)]  # fmt: skip
     todo = [j for j in jobs if not (d / f"{j['question']['id']}.json").exists()]
     if todo:
         with get_context("spawn").Pool(max(1, cfg.workers)) as pool:

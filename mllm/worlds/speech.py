@@ -8,7 +8,13 @@ Engines (Debian packages; install with ``apt-get install -y espeak-ng flite fest
 * ``flite`` — CMU Flite's built-in voices ``kal`` (8 kHz), ``kal16``, ``awb``, ``rms``, ``slt``;
   speed through ``duration_stretch``, pitch through ``int_f0_target_mean``;
 * ``festival`` — ``text2wave`` with ``kal_diphone``; speed through ``Duration_Stretch``, pitch
-  through the target of its linear-regression F0 model.
+  through the target of its linear-regression F0 model. The ``wide`` voice pool adds
+  ``ked_diphone`` (package ``festvox-kdlpc16k``) and the HTS voice ``cmu_us_slt_arctic_hts``
+  (``festvox-us-slt-hts``; speed and pitch through hts_engine's ``-r`` and ``-fm``).
+
+Voice pools (``sample_voice(..., pool=)``): ``base`` is what every clip drew until 2026-12-05 and
+stays fixed so old seeds give the same voices; ``wide`` adds 56 more espeak-ng variants and the two
+festival voices above, drawn with the same engine shares.
 
 Every clip is resampled to 16 kHz (an FFT resampler in numpy: the engines write 8, 16 or
 22.05 kHz), padded with a little silence, convolved with a synthetic room impulse response
@@ -39,6 +45,7 @@ from agentkit.errors import ConfigError, MediaError
 SAMPLE_RATE = 16_000
 ENGINES: tuple[str, ...] = ("espeak-ng", "flite", "festival")
 _BINARY = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+_FESTIVAL_VOICE_ROOT = "/usr/share/festival/voices"
 _ESPEAK_ACCENTS = (
     "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
 )  # fmt: skip
@@ -49,6 +56,29 @@ _ESPEAK_VARIANTS = (
 # Flite voices and their natural mean F0 in Hz, so a pitch factor keeps a voice's register.
 _FLITE_VOICES = {"kal": 100.0, "kal16": 100.0, "awb": 110.0, "rms": 95.0, "slt": 165.0}
 _FESTIVAL_VOICES = ("kal_diphone",)
+# The wide pool's extra espeak-ng variants: the human-sounding ones of `espeak-ng --voices=variant`
+# (no robots, whispers or effects), and none derived from a variant an ASR split holds out.
+_ESPEAK_MORE = (
+    "adam", "Alicia", "Andrea", "antonio", "aunty", "belinda", "benjamin", "boris", "caleb", "Denis",
+    "Diogo", "ed", "edward2", "Gene", "Gene2", "gustave", "Henrique", "Hugo", "iven", "iven2",
+    "iven3", "iven4", "Jacky", "john", "kaukovalta", "Lee", "marcelo", "Marco", "Mario", "max",
+    "Michael", "michel", "miguel", "Mike", "Nguyen", "pablo", "paul", "pedro", "quincy", "rob",
+    "robert", "Storm", "Tweaky", "anika", "AnxiousAndy", "m8", "grandpa", "grandma", "klatt4",
+    "klatt5", "norbert", "sandro", "shelby", "travis", "victor", "zac",
+)  # fmt: skip
+#: Festival voices and the Debian package each comes in.
+FESTIVAL_PACKAGES = {
+    "kal_diphone": "festvox-kallpc16k",
+    "ked_diphone": "festvox-kdlpc16k",
+    "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
+}
+VOICE_POOLS: dict[str, dict[str, tuple[str, ...]]] = {
+    "base": {"espeak-ng": _ESPEAK_VARIANTS, "festival": _FESTIVAL_VOICES},
+    "wide": {
+        "espeak-ng": _ESPEAK_VARIANTS + _ESPEAK_MORE,
+        "festival": (*_FESTIVAL_VOICES, "ked_diphone", "cmu_us_slt_arctic_hts"),
+    },
+}
 
 
 class VoiceSpec(BaseModel):
@@ -86,18 +116,24 @@ def require_engines(engines: Sequence[str]) -> None:
         )
 
 
-def sample_voice(rng: random.Random, engines: Sequence[str] = ENGINES) -> VoiceSpec:
-    """Draw an engine, voice, speed, pitch, room and noise (deterministic in ``rng``)."""
+def sample_voice(
+    rng: random.Random, engines: Sequence[str] = ENGINES, pool: str = "base"
+) -> VoiceSpec:
+    """Draw an engine, voice, speed, pitch, room and noise (deterministic in ``rng``) from one of
+    :data:`VOICE_POOLS`."""
     if not engines:
         raise ConfigError("no speech engines given; expected some of " + ", ".join(ENGINES))
+    if pool not in VOICE_POOLS:
+        raise ConfigError(f"unknown voice pool {pool!r}; expected one of {sorted(VOICE_POOLS)}")
+    voices = VOICE_POOLS[pool]
     engine = rng.choice(list(engines))
     if engine == "espeak-ng":
-        variant = rng.choice(_ESPEAK_VARIANTS)
+        variant = rng.choice(voices["espeak-ng"])
         voice = rng.choice(_ESPEAK_ACCENTS) + (f"+{variant}" if variant else "")
     elif engine == "flite":
         voice = rng.choice(sorted(_FLITE_VOICES))
     else:
-        voice = rng.choice(_FESTIVAL_VOICES)
+        voice = rng.choice(voices["festival"])
     return VoiceSpec(
         engine=engine,
         voice=voice,
@@ -140,8 +176,22 @@ def _engine_command(text_file: Path, out: Path, v: VoiceSpec) -> list[str]:
         f0 = _FLITE_VOICES[v.voice] * v.pitch
         return ["flite", "-voice", v.voice, "-f", str(text_file), "-o", str(out),
                 "--setf", f"duration_stretch={1 / v.speed:.4f}", "--setf", f"int_f0_target_mean={f0:.1f}"]  # fmt: skip
-    if v.voice not in _FESTIVAL_VOICES:
-        raise ConfigError(f"unknown festival voice {v.voice!r}; expected one of {_FESTIVAL_VOICES}")
+    if v.voice not in FESTIVAL_PACKAGES:
+        raise ConfigError(
+            f"unknown festival voice {v.voice!r}; expected one of {sorted(FESTIVAL_PACKAGES)}"
+        )
+    if not list(Path(_FESTIVAL_VOICE_ROOT).glob(f"*/{v.voice}")):
+        raise ConfigError(
+            f"festival voice {v.voice!r} is not installed (no {_FESTIVAL_VOICE_ROOT}/*/{v.voice}); "
+            f"install it with: apt-get install -y {FESTIVAL_PACKAGES[v.voice]}"
+        )
+    if v.voice.endswith("_hts"):
+        # HTS voices ignore Duration_Stretch and the LR F0 model: hts_engine's own rate and shift
+        semitones = 12 * np.log2(v.pitch)
+        hts = f'(list (list "-r" {v.speed:.4f}) (list "-fm" {semitones:.3f}))'
+        return ["text2wave", "-eval", f"(voice_{v.voice})",
+                "-eval", f"(set! hts_engine_params (append hts_engine_params {hts}))",
+                "-o", str(out), str(text_file)]  # fmt: skip
     params = f"'((target_f0_mean {105 * v.pitch:.1f}) (target_f0_std {14 * v.pitch:.1f}) (model_f0_mean 170) (model_f0_std 34))"
     return ["text2wave", "-eval", f"(voice_{v.voice})",
             "-eval", f"(Parameter.set 'Duration_Stretch {1 / v.speed:.4f})",

@@ -338,3 +338,35 @@ def test_bf16_only_where_the_cpu_computes_it(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512: v)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
         assert asr.native_bf16() is native
+
+
+@pytest.mark.parametrize("pool", ["base", "wide"])
+def test_held_out_voices_stay_out_of_either_pool(pool):
+    from agentkit.mllm.train.asr import HELD_OUT, split_voice
+    from agentkit.mllm.worlds.speech import VOICE_POOLS
+
+    # no variant the wide pool adds is a held-out one or derived from one (steph2 from steph)
+    more = set(VOICE_POOLS["wide"]["espeak-ng"]) - set(VOICE_POOLS["base"]["espeak-ng"])
+    assert len(more) == 56 and not [v for v in more if v.startswith(HELD_OUT["espeak_variants"])]
+    rng = random.Random(1)
+    voices = {split_voice(rng, ["espeak-ng", "flite", "festival"], "train", pool).voice
+              for _ in range(600)}  # fmt: skip
+    assert not {v.partition("+")[2] for v in voices} & set(HELD_OUT["espeak_variants"])
+    assert not voices & set(HELD_OUT["flite_voices"])
+    new = {"ked_diphone", "cmu_us_slt_arctic_hts"} & voices
+    assert bool(new) == (pool == "wide")  # only the wide pool speaks with the new festival voices
+
+
+def test_the_voices_leg_keeps_earlier_clips_voices_and_widens_only_new_ones():
+    from agentkit.mllm.train.asr import voice_pool
+
+    _, seven = build_config(load_recipe("asr-voices"))
+    _, six = build_config(load_recipe("asr-32k"))
+    assert seven.init == "runs/train/asr-32k/speech-whisper.pt"
+    assert seven.wide_voices_from == six.train_clips < seven.train_clips
+    assert six.wide_voices_from == -1 and voice_pool(six, "train", 10**6) == "base"
+    assert [voice_pool(seven, "train", i) for i in (0, 31999, 32000, 47999)] == [
+        "base", "base", "wide", "wide"
+    ]
+    # the held-out splits never change voices
+    assert voice_pool(seven, "test", 40000) == voice_pool(seven, "dev", 40000) == "base"

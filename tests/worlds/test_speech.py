@@ -123,3 +123,32 @@ def test_bad_question_records(tmp_path):
         speak_question({"id": "x"}, tmp_path, seed=0)
     with pytest.raises(ConfigError, match="cannot name a file"):
         speak_question({"id": "../x", "question": "Hi?"}, tmp_path, seed=0)
+
+
+#: What ``sample_voice(random.Random(seed))`` drew for seeds 0-5 before the wide pool was added.
+PINNED_BASE_VOICES = [
+    "rms", "en-029+annie", "en-us+m2", "en-gb-x-gbclan+annie", "en-us+f2", "kal_diphone"
+]
+
+
+def test_the_base_pool_keeps_every_seeds_voice():
+    # clips already synthesised (and the recipes that made them) keep their voices: the default
+    # pool is "base", whose draws are pinned here
+    a = [speech.sample_voice(random.Random(s)).voice for s in range(6)]
+    b = [speech.sample_voice(random.Random(s), pool="base").voice for s in range(6)]
+    assert a == b == PINNED_BASE_VOICES
+    wide = {speech.sample_voice(random.Random(s), pool="wide").voice for s in range(400)}
+    assert len(wide) > len({speech.sample_voice(random.Random(s)).voice for s in range(400)})
+    with pytest.raises(ConfigError, match="unknown voice pool"):
+        speech.sample_voice(random.Random(0), pool="huge")
+
+
+def test_festival_voices_name_their_package_and_hts_takes_rate_and_shift(tmp_path, monkeypatch):
+    hts = speech.VoiceSpec(engine="festival", voice="cmu_us_slt_arctic_hts", speed=1.25, pitch=2.0)
+    monkeypatch.setattr(speech, "_FESTIVAL_VOICE_ROOT", str(tmp_path))
+    with pytest.raises(ConfigError, match="apt-get install -y festvox-us-slt-hts"):
+        speech._engine_command(tmp_path / "t.txt", tmp_path / "o.wav", hts)
+    (tmp_path / "us" / "cmu_us_slt_arctic_hts").mkdir(parents=True)
+    cmd = " ".join(speech._engine_command(tmp_path / "t.txt", tmp_path / "o.wav", hts))
+    assert '"-r" 1.2500' in cmd and '"-fm" 12.000' in cmd  # twice the pitch is an octave
+    assert "Duration_Stretch" not in cmd  # which HTS voices ignore
