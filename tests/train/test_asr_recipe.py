@@ -366,7 +366,10 @@ def test_the_voices_leg_keeps_earlier_clips_voices_and_widens_only_new_ones():
     assert seven.wide_voices_from == six.train_clips < seven.train_clips
     assert six.wide_voices_from == -1 and voice_pool(six, "train", 10**6) == "base"
     assert [voice_pool(seven, "train", i) for i in (0, 31999, 32000, 47999)] == [
-        "base", "base", "wide", "wide"
+        "base",
+        "base",
+        "wide",
+        "wide",
     ]
     # the held-out splits never change voices
     assert voice_pool(seven, "test", 40000) == voice_pool(seven, "dev", 40000) == "base"

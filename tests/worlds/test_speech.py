@@ -127,7 +127,12 @@ def test_bad_question_records(tmp_path):
 
 #: What ``sample_voice(random.Random(seed))`` drew for seeds 0-5 before the wide pool was added.
 PINNED_BASE_VOICES = [
-    "rms", "en-029+annie", "en-us+m2", "en-gb-x-gbclan+annie", "en-us+f2", "kal_diphone"
+    "rms",
+    "en-029+annie",
+    "en-us+m2",
+    "en-gb-x-gbclan+annie",
+    "en-us+f2",
+    "kal_diphone",
 ]
 
 
