@@ -432,9 +432,9 @@ def _run(
 ) -> None:
     """Run ``run_item(**job)`` for each job, calling ``on_done`` as each finishes (in-process for
     one worker and no address, else as Ray tasks)."""
-    from agentkit.mllm.worlds.gen import _progress
+    from agentkit.parallel import progress_bar
 
-    with _progress("vqa", len(jobs), progress) as bar:
+    with progress_bar("vqa", len(jobs), progress) as bar:
         task = bar.add_task("vqa", total=len(jobs))
         if not jobs:
             return
@@ -445,7 +445,7 @@ def _run(
             return
         import ray
 
-        from agentkit.mllm.worlds.gen import init_ray
+        from agentkit.parallel import init_ray
 
         started = init_ray(workers, ray_address)
         try:

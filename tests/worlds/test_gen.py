@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agentkit import parallel
 from agentkit.errors import ConfigError
 from agentkit.mllm.worlds import gen
 from agentkit.mllm.worlds.speech import ENGINES, missing_engines
@@ -68,7 +69,7 @@ def test_questions_bad_arguments(tmp_path):
     with pytest.raises(ConfigError, match="no scene_"):
         gen.gen_questions(tmp_path / "q", scenes_dir=tmp_path / "empty", progress=False)
     with pytest.raises(ConfigError, match="workers=0"):
-        gen.run_jobs(print, [{}], workers=0, progress=False)
+        parallel.run_jobs(print, [{}], workers=0, progress=False)
 
 
 def test_speech_is_resumable_and_deterministic(tmp_path):
@@ -118,7 +119,7 @@ def test_ray_workers_give_the_same_bytes(tmp_path):
     assert two["generated_parts"] == 2
     assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
     # local workers run at the caller's priority, not Ray's niceness 15 (starved beside a job)
-    assert gen.run_jobs(_niceness, [{}, {}], workers=2, progress=False) == [os.nice(0)] * 2
+    assert parallel.run_jobs(_niceness, [{}, {}], workers=2, progress=False) == [os.nice(0)] * 2
 
 
 def _niceness() -> int:
