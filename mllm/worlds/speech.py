@@ -1,7 +1,8 @@
 """Spoken questions: text to 16 kHz mono wav through Debian's speech synthesizers, plus room echo
 and background noise, with the transcript kept as ground truth.
 
-Engines (Debian packages; install with ``apt-get install -y espeak-ng flite festival``):
+Engines (Debian packages; install with ``apt-get install -y espeak-ng flite festival`` and the
+festival voices of :data:`FESTIVAL_PACKAGES`, or run ``scripts/system-packages.sh``):
 
 * ``espeak-ng`` — formant synthesis; many accents (en-us, en-gb, scotland, RP, caribbean...) and
   voice variants (``+m1``..``+m7``, ``+f1``..``+f5``, klatt); speed in words/min, pitch 0-99;
@@ -180,7 +181,8 @@ def _engine_command(text_file: Path, out: Path, v: VoiceSpec) -> list[str]:
         raise ConfigError(
             f"unknown festival voice {v.voice!r}; expected one of {sorted(FESTIVAL_PACKAGES)}"
         )
-    if not list(Path(_FESTIVAL_VOICE_ROOT).glob(f"*/{v.voice}")):
+    root = Path(_FESTIVAL_VOICE_ROOT)  # Debian's layout; elsewhere festival says what it lacks
+    if root.is_dir() and not list(root.glob(f"*/{v.voice}")):
         raise ConfigError(
             f"festival voice {v.voice!r} is not installed (no {_FESTIVAL_VOICE_ROOT}/*/{v.voice}); "
             f"install it with: apt-get install -y {FESTIVAL_PACKAGES[v.voice]}"
