@@ -65,11 +65,15 @@ def run_jobs(
     ray_address: str | None = None,
     desc: str = "working",
     progress: bool = True,
+    on_result: Callable[[Any], None] | None = None,
 ) -> list[Any]:
-    """Run ``fn(**job)`` for every job, in order of ``jobs`` in the result, with a progress bar.
+    """Run ``fn(**job)`` for every job, in order of ``jobs`` in the result, with a progress bar;
+    ``on_result`` gets each result as soon as its job finishes (so a caller can save it: an
+    interrupted run keeps what was done).
 
     ``fn`` must be a module-level function (Ray ships it by reference to its workers).
     """
+    done_one = on_result or (lambda result: None)
     if workers < 1:
         raise ConfigError(f"workers={workers} is invalid: expected an int >= 1")
     results: list[Any] = [None] * len(jobs)
@@ -80,6 +84,7 @@ def run_jobs(
         if workers == 1 and ray_address is None:
             for i, job in enumerate(jobs):
                 results[i] = fn(**job)
+                done_one(results[i])
                 bar.advance(task)
             return results
         import ray
@@ -103,6 +108,7 @@ def run_jobs(
                     results[index[done[0]]] = ray.get(done[0])
                 except ray.exceptions.RayTaskError as err:
                     raise err.as_instanceof_cause() from None
+                done_one(results[index[done[0]]])
                 bar.advance(task)
         finally:
             if started:

@@ -432,35 +432,10 @@ def _run(
 ) -> None:
     """Run ``run_item(**job)`` for each job, calling ``on_done`` as each finishes (in-process for
     one worker and no address, else as Ray tasks)."""
-    from agentkit.parallel import progress_bar
+    from agentkit.parallel import run_jobs
 
-    with progress_bar("vqa", len(jobs), progress) as bar:
-        task = bar.add_task("vqa", total=len(jobs))
-        if not jobs:
-            return
-        if workers == 1 and ray_address is None:
-            for job in jobs:
-                on_done(run_item(**job))
-                bar.advance(task)
-            return
-        import ray
-
-        from agentkit.parallel import init_ray
-
-        started = init_ray(workers, ray_address)
-        try:
-            remote = ray.remote(num_cpus=1, max_retries=0)(run_item)  # type: ignore[arg-type]
-            pending = [remote.remote(**job) for job in jobs]
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                try:
-                    on_done(ray.get(done[0]))
-                except ray.exceptions.RayTaskError as err:
-                    raise err.as_instanceof_cause() from None
-                bar.advance(task)
-        finally:
-            if started:
-                ray.shutdown()
+    run_jobs(run_item, jobs, workers=workers, ray_address=ray_address, desc="vqa",
+             progress=progress, on_result=on_done)  # fmt: skip
 
 
 def evaluate(

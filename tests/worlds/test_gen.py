@@ -124,3 +124,11 @@ def test_ray_workers_give_the_same_bytes(tmp_path):
 
 def _niceness() -> int:
     return os.nice(0)
+
+
+def test_run_jobs_hands_each_result_over_as_it_finishes():
+    seen: list[str] = []
+    out = parallel.run_jobs(
+        str, [{"object": 1}, {"object": 2}], progress=False, on_result=seen.append
+    )
+    assert out == seen == ["1", "2"]
