@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import wave
 from pathlib import Path
@@ -85,6 +86,12 @@ def test_checkpoint_options_and_media_ids(small, tmp_path):
     assert tr.options == {"sample_len": 8, "without_timestamps": True}
     assert len(res.segments) == 1 and res.segments[0].start == 0.0 and res.duration == 2.5
     assert res.text == res.segments[0].text and "Transcript (en), 2.5 s" in transcribe.summary(res)
+    # whisper.transcribe's segments carry their mean token log-probability: the confidence
+    assert "avg_logprob" in res.segments[0].model_fields_set
+    assert res.confidence == transcribe.confidence(res.segments)
+    unsure = res.model_copy(update={"confidence": transcribe.LOW_CONFIDENCE - 0.01})
+    assert "likely misheard" in transcribe.summary(unsure)
+    assert "misheard" not in transcribe.summary(res.model_copy(update={"confidence": 0.99}))
 
 
 def test_short_window_model_decodes_window_by_window(tmp_path):
@@ -118,6 +125,16 @@ def test_short_window_model_decodes_window_by_window(tmp_path):
     assert res.language == "en" and res.duration == 2.5
     assert all(s.start in (0.0, 1.0, 2.0) and s.end <= 2.5 for s in res.segments)
     assert res.text == " ".join(s.text for s in res.segments)
+    assert res.confidence == transcribe.confidence(res.segments)
+
+
+def test_confidence_is_the_least_sure_segments():
+    seg = [
+        transcribe.Segment(start=0, end=1, text="a", avg_logprob=lp) for lp in (-0.1, -0.5, None)
+    ]
+    assert transcribe.confidence(seg) == round(math.exp(-0.5), 3)
+    assert transcribe.confidence(seg[2:]) is None
+    assert transcribe._finite(float("nan")) is None  # a broken model's NaN is no confidence
 
 
 def test_wav_without_ffmpeg(small, tmp_path, monkeypatch):
