@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 NAME = "transcribe"
 DESCRIPTION = """Transcribe speech in an audio clip (wav, mp3, ...) to text with whisper. Returns the
-text, the language and timed segments (start and end in seconds)."""
+text, the language, timed segments (start and end in seconds) and a confidence (0-1; low means
+likely misheard)."""
 TIMEOUT = 120.0
 PURE = True  # reads its inputs only: may run ahead and be reused
 DEFAULT_WEIGHTS = "speech-whisper"
