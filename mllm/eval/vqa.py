@@ -28,7 +28,7 @@ import re
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -423,21 +423,6 @@ def _jobs(
     return jobs
 
 
-def _run(
-    jobs: list[dict[str, Any]],
-    on_done: Callable[[dict[str, Any]], None],
-    workers: int,
-    ray_address: str | None,
-    progress: bool,
-) -> None:
-    """Run ``run_item(**job)`` for each job, calling ``on_done`` as each finishes (in-process for
-    one worker and no address, else as Ray tasks)."""
-    from agentkit.parallel import run_jobs
-
-    run_jobs(run_item, jobs, workers=workers, ray_address=ray_address, desc="vqa",
-             progress=progress, on_result=on_done)  # fmt: skip
-
-
 def evaluate(
     questions_file: Path,
     scenes_dir: Path,
@@ -521,7 +506,11 @@ def evaluate(
         _append(out, record)
         done[record["key"]] = record
 
-    _run(todo, finished, workers, ray_address, progress)
+    from agentkit.parallel import run_jobs
+
+    # each item is saved as it finishes: an interrupted evaluation resumes from there
+    run_jobs(run_item, todo, workers=workers, ray_address=ray_address, desc="vqa",
+             progress=progress, on_result=finished)  # fmt: skip
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
         "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,

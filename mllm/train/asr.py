@@ -243,7 +243,7 @@ def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
     if meta.exists():
         return json.loads(meta.read_text())
     s = speech.item_seed(job["seed"], f"{job['split']}:{q['id']}")
-    voice = split_voice(random.Random(s), job["engines"], job["split"], job.get("pool", "base"))
+    voice = split_voice(random.Random(s), job["engines"], job["split"], job["pool"])
     audio = speech.apply_effects(speech.synthesize(q["question"], voice), voice, s)
     speech.write_wav(d / f"{q['id']}.wav", audio)
     rec = {"id": q["id"], "audio": f"{q['id']}.wav", "transcript": q["question"], "seed": s,

@@ -77,7 +77,7 @@ VOICE_POOLS: dict[str, dict[str, tuple[str, ...]]] = {
     "base": {"espeak-ng": _ESPEAK_VARIANTS, "festival": _FESTIVAL_VOICES},
     "wide": {
         "espeak-ng": _ESPEAK_VARIANTS + _ESPEAK_MORE,
-        "festival": (*_FESTIVAL_VOICES, "ked_diphone", "cmu_us_slt_arctic_hts"),
+        "festival": tuple(FESTIVAL_PACKAGES),  # kal, then ked and the HTS slt
     },
 }
 
