@@ -17,6 +17,12 @@ official model takes. A checkpoint whose ``n_audio_ctx`` is smaller (the shipped
 listens to 10 s windows: a third of the compute) is decoded here window by window with
 ``whisper.decode``, from the same log-mel ``transcribe`` computes, zero-padded to its window, or,
 when the checkpoint says ``crop_window`` (it was trained on unpadded clips), cut to the clip.
+
+Speakers: a checkpoint may say ``vtln_warps`` (a list of factors): each window is then decoded
+once per factor, its mel axis warped by it (:func:`warp_mel`, the vocal-tract-length
+perturbation the ``asr`` recipe trains with), in one batch, and the likeliest reading (highest
+mean token log-probability) is kept: maximum-likelihood vocal-tract length normalisation, which
+meets a voice unlike the training voices part way (docs/asr.md).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ CHECKPOINT_OPTIONS = frozenset(
         "sample_len",
         "beam_size",
         "crop_window",
+        "vtln_warps",
     }
 )
 
@@ -184,7 +191,7 @@ def run(args: Args, ctx: ToolContext) -> Result:
         "verbose": None,
         **tr.options,
     }
-    if tr.model.dims.n_audio_ctx == 1500:
+    if tr.model.dims.n_audio_ctx == 1500 and not opts.get("vtln_warps"):
         out = tr.model.transcribe(audio, **opts)
     else:
         out = decode_windows(tr.model, audio, opts)
@@ -197,8 +204,11 @@ def run(args: Args, ctx: ToolContext) -> Result:
     others: list[str] = []
     if args.alternatives:
         # The transcript stays the decoding above (asking for alternatives changes nothing
-        # else); a beam of one more than asked reads the clip again for the others.
+        # else); a beam of one more than asked reads the clip again for the others, warped
+        # as the reading kept.
         opts = {**opts, "language": opts["language"] or out.get("language")}
+        if out.get("warps"):
+            opts["vtln_warps"] = out["warps"][:1]
         beam = decode_windows(tr.model, audio, opts, alternatives=args.alternatives + 1)
         others = [t for t in beam["alternatives"] if _plain(t) != _plain(text)]
     return Result(
@@ -250,6 +260,29 @@ def encode_frames(encoder: Any, x: Any) -> Any:
     return encoder.ln_post(h)
 
 
+def warp_mel(mel: Any, alpha: float) -> Any:
+    """``mel`` (``(..., n_mels, frames)``) with its mel axis resampled at ``alpha`` times each
+    band's index, linearly, the top band held: below 1 the spectrum moves up (a shorter vocal
+    tract, a higher voice), above 1 down. ``alpha`` 1 returns ``mel`` as it is."""
+    import torch
+
+    if alpha == 1:
+        return mel
+    n = mel.shape[-2]
+    src = (torch.arange(n, dtype=torch.float32, device=mel.device) * alpha).clamp(0, n - 1)
+    lo = src.floor().long()
+    hi = (lo + 1).clamp(max=n - 1)
+    w = (src - lo)[:, None].to(mel.dtype)
+    return mel[..., lo, :] * (1 - w) + mel[..., hi, :] * w
+
+
+def _likeliest(results: list[Any]) -> int:
+    """The index of the decoding with the highest finite mean token log-probability (the first
+    when none has one)."""
+    scores = [r.avg_logprob if math.isfinite(r.avg_logprob) else -math.inf for r in results]
+    return max(range(len(results)), key=lambda i: (scores[i], -i))
+
+
 def spoken_language(model: Any, features: Any, tokenizer: Any) -> str:
     """The language code whose token whisper's decoder finds likeliest after
     ``<|startoftranscript|>`` (``whisper.detect_language`` for features of any length)."""
@@ -269,7 +302,9 @@ def decode_windows(
     (computed as ``transcribe`` computes it) cut into windows of ``2 * n_audio_ctx`` frames, each
     zero-padded and decoded without timestamps (greedy, or a beam when the options ask for
     one); one segment per window. With ``alternatives`` (a beam of that many) and a clip of one
-    window, ``"alternatives"`` holds every reading of the beam, likeliest first.
+    window, ``"alternatives"`` holds every reading of the beam, likeliest first. With
+    ``vtln_warps`` each window is decoded at every warp in one batch and the likeliest reading
+    kept; ``"warps"`` then lists the warp each window's reading was heard at.
 
     A checkpoint trained on unpadded clips says ``crop_window``: its encoder then hears only
     the window's own frames (:func:`encode_frames`), as it did in training, and the language is
@@ -292,26 +327,35 @@ def decode_windows(
         beam_size=alternatives or opts.get("beam_size"),
     )
     crop = bool(opts.get("crop_window"))
-    segments, language, readings = [], opts.get("language"), []
+    warps = [float(a) for a in opts.get("vtln_warps") or []]
+    # language detection hears the window as warped nearest to not at all
+    plain = min(range(len(warps)), key=lambda i: abs(warps[i] - 1)) if warps else 0
+    segments, language, readings, kept = [], opts.get("language"), [], []
     for start in range(0, max(frames, 1), n):
         end = min(frames, start + n)
         own = max(2, end - start + (end - start) % 2)  # the window's own frames, made even
-        x = whisper.pad_or_trim(mel[:, start:end], own if crop else n)[None].to(model.device)
+        x = whisper.pad_or_trim(mel[:, start:end], own if crop else n)
+        x = torch.stack([warp_mel(x, a) for a in warps]) if warps else x[None]
+        x = x.to(model.device)
         task = DecodingTask(model, options)
         if crop:
             with torch.no_grad():
                 feats = encode_frames(model.encoder, x.half() if options.fp16 else x)
                 if options.language is None:  # whisper would encode cropped features again
-                    code = spoken_language(model, feats, task.tokenizer)
+                    code = spoken_language(model, feats[plain : plain + 1], task.tokenizer)
                     task = DecodingTask(model, replace(options, language=code))
             # whisper takes features in place of a mel only at the full window's length
             task._get_audio_features = lambda _mel, f=feats: f  # type: ignore[method-assign]
         if alternatives:  # whisper's own ranker otherwise
             ranker = task.sequence_ranker = _Ranked(task.sequence_ranker)
         with torch.no_grad():
-            res = task.run(x)[0]
+            results = task.run(x)
+        best = _likeliest(results) if warps else 0
+        res = results[best]
+        if warps:
+            kept.append(warps[best])
         if alternatives and frames <= n:
-            readings = [task.tokenizer.decode(t).strip() for t in ranker.ranked[0]]
+            readings = [task.tokenizer.decode(t).strip() for t in ranker.ranked[best]]
         language = language or res.language
         text = res.text.strip()
         quiet = opts.get("no_speech_threshold")
@@ -323,6 +367,7 @@ def decode_windows(
         "segments": segments,
         "language": language,
         "alternatives": [r for r in dict.fromkeys(readings) if r],
+        "warps": kept,
     }
 
 

@@ -56,8 +56,10 @@ from agentkit.errors import ConfigError
 from agentkit.mllm.train._fields import f, require_init
 from agentkit.mllm.train._schedule import lr_at, progress, scheduled
 
-# whisper's encoder on any even number of frames: the tool decodes crop_window models with it
+# whisper's encoder on any even number of frames (the tool decodes crop_window models with it),
+# and the mel warp the tool decodes vtln_warps with
 from agentkit.tools.transcribe import encode_frames as encode
+from agentkit.tools.transcribe import warp_mel
 
 N_MELS = 80
 N_FRAMES = 3000  # whisper's 30 s window in mel frames
@@ -113,6 +115,12 @@ class Config:
     spec_augment: bool = f(True, "mask random mel bands and time spans while training")
     tempo: float = f(0.15, "time-stretch clips by up to this fraction either way (0 = off)")
     vtlp: float = f(0.08, "warp the mel axis by up to this fraction either way (0 = off)")
+    vtln_warps: list[float] = f(
+        [],
+        "the release says to decode each window with its mel axis warped by each of these factors "
+        "and keep the likeliest reading (maximum-likelihood vocal-tract length normalisation; "
+        "tools/transcribe.py); [] = one reading, unwarped",
+    )
     ctc_weight: float = f(0.3, "weight of the encoder's auxiliary CTC loss (0 = attention only)")
     slot_weight: float = f(
         1.0,
@@ -483,20 +491,13 @@ def decode_hidden(decoder: Any, tokens: Any, audio: Any) -> Any:
 def stretch(m: Any, rng: random.Random, tempo: float, vtlp: float, max_frames: int) -> Any:
     """Tempo (resample the time axis by 1 +- ``tempo``) and vocal-tract length (resample the mel
     axis by 1 +- ``vtlp``, edges held): a faster or slower, higher or lower voice, in mel space."""
-    import torch
     import torch.nn.functional as F
 
     if tempo:
         n = min(max_frames, max(4, round(m.shape[-1] * rng.uniform(1 - tempo, 1 + tempo))))
         m = F.interpolate(m[None], size=n, mode="linear", align_corners=True)[0]
     if vtlp:
-        src = (torch.arange(N_MELS, dtype=torch.float32) * rng.uniform(1 - vtlp, 1 + vtlp)).clamp(
-            0, N_MELS - 1
-        )
-        lo = src.floor().long()
-        hi = (lo + 1).clamp(max=N_MELS - 1)
-        w = (src - lo)[:, None]
-        m = m[lo] * (1 - w) + m[hi] * w
+        m = warp_mel(m, rng.uniform(1 - vtlp, 1 + vtlp))
     return m
 
 
@@ -523,13 +524,16 @@ def spec_augment(m: Any, rng: random.Random) -> Any:
 def save_release(model: Any, path: Path, cfg: Config | None = None) -> Path:
     """fp16 ``{"dims", "model_state_dict", "transcribe_options"}`` that ``whisper.load_model``
     and the transcribe tool read; a model ``cfg`` never trained on padded windows says
-    ``crop_window`` (the tool then feeds it the clip's own frames)."""
+    ``crop_window`` (the tool then feeds it the clip's own frames), and ``cfg.vtln_warps``
+    become ``vtln_warps``."""
     import torch
 
     sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     options: dict[str, Any] = {"without_timestamps": True}
     if cfg is not None and cfg.full_window_after >= 1:
         options["crop_window"] = True
+    if cfg is not None and cfg.vtln_warps:
+        options["vtln_warps"] = [float(a) for a in cfg.vtln_warps]
     tmp = path.with_suffix(".tmp")
     torch.save({"dims": dataclasses.asdict(model.dims), "model_state_dict": sd,
                 "transcribe_options": options}, tmp)  # fmt: skip

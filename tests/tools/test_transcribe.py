@@ -17,6 +17,7 @@ from agentkit.state import ToolCall
 from agentkit.tools import transcribe
 from agentkit.tools.base import ModelCache, Tool, ToolContext, ToolRegistry, call_tool, execute
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TINY = dict(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6, n_audio_layer=4,
             n_vocab=51865, n_text_ctx=448, n_text_state=384, n_text_head=6, n_text_layer=4)  # fmt: skip
 SMALL_128 = {
@@ -311,3 +312,70 @@ def test_other_readings_come_from_a_beam_and_leave_the_transcript_as_it_was(smal
     assert transcribe.decode_windows(model, audio, opts, alternatives=4)["alternatives"] == []
     with pytest.raises(ValueError):
         transcribe.Args(audio="a", alternatives=transcribe.MAX_ALTERNATIVES + 1)
+
+
+def test_mel_warp_moves_the_spectrum_and_holds_its_top():
+    import torch
+
+    mel = torch.zeros(2, 80, 5)
+    mel[:, 20] = 1.0  # energy in band 20 only
+    assert transcribe.warp_mel(mel, 1.0) is mel
+    up = transcribe.warp_mel(mel, 0.5)  # band i hears band i/2: the energy moves up to band 40
+    assert up.shape == mel.shape and up[:, 40].eq(1).all() and up[:, 20].eq(0).all()
+    assert torch.allclose(up[:, 39], torch.full((2, 5), 0.5))  # in between, interpolated
+    ramp = torch.arange(80.0)[:, None].expand(80, 3)
+    down = transcribe.warp_mel(ramp, 1.25)  # band i hears band 1.25 i, the top band beyond 63
+    assert torch.allclose(down[:64, 0], torch.arange(64.0) * 1.25)
+    assert down[64:].eq(79).all()
+
+
+@pytest.mark.slow
+def test_vtln_decodes_every_warp_in_one_batch_and_keeps_the_likeliest(monkeypatch):
+    """``vtln_warps``: each window is encoded once per warp, in one batch, and the reading kept
+    is the warp whose own decoding is likeliest, whatever the order the warps come in; other
+    readings are asked of the clip at that warp. (The shipped model on an example clip: random
+    weights read every warp alike.)"""
+    import torch
+
+    from agentkit.tools._vision import resolve_weights
+
+    ckpt = resolve_weights("speech-whisper")
+    tr = transcribe.load_transcriber(ckpt, "cpu")
+    audio = transcribe.load_audio(EXAMPLES / "speech" / "000003-00.wav")
+    opts = {**tr.options, "language": "en"}
+    alone = {
+        a: transcribe.decode_windows(tr.model, audio, {**opts, "vtln_warps": [a]})
+        for a in (0.8, 1.0, 1.25)
+    }
+    lp = {a: r["segments"][0]["avg_logprob"] for a, r in alone.items()}
+    assert len(set(lp.values())) == 3, lp  # the warps are heard differently
+    best = max(lp, key=lp.__getitem__)
+    heard: list[torch.Tensor] = []
+    encode_frames = transcribe.encode_frames
+    monkeypatch.setattr(
+        transcribe, "encode_frames", lambda enc, x: (heard.append(x), encode_frames(enc, x))[1]
+    )
+    for warps in ([0.8, 1.0, 1.25], [1.25, 1.0, 0.8]):
+        out = transcribe.decode_windows(tr.model, audio, {**opts, "vtln_warps": warps})
+        assert out["warps"] == [best] and out["text"] == alone[best]["text"]
+        assert math.isclose(out["segments"][0]["avg_logprob"], lp[best], rel_tol=1e-3)
+    x = heard[0]
+    assert x.shape[0] == 3 and torch.equal(x[0], transcribe.warp_mel(x[1], 0.8))
+    assert torch.equal(x[2], transcribe.warp_mel(x[1], 1.25))
+    assert transcribe.decode_windows(tr.model, audio, opts)["warps"] == []  # none asked
+
+    seen: list[dict] = []
+    decode = transcribe.decode_windows
+    monkeypatch.setattr(
+        transcribe, "decode_windows", lambda m, a, o, **k: (seen.append(o), decode(m, a, o, **k))[1]
+    )
+    tr.options = {**tr.options, "vtln_warps": [1.25, 1.0, 0.8]}
+    cache = ModelCache()
+    cache.get("whisper", str(ckpt), "cpu", lambda: tr)
+    res = transcribe.run(
+        transcribe.Args(audio=str(EXAMPLES / "speech" / "000003-00.wav"), language="en",
+                        alternatives=2),
+        ToolContext(models=cache),
+    )  # fmt: skip
+    assert res.text == alone[best]["text"].strip()
+    assert [o["vtln_warps"] for o in seen] == [[1.25, 1.0, 0.8], [best]]

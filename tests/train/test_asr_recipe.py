@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -195,8 +196,6 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path, monkeypat
 
     # a run padded to the full window at the end (full_window_after < 1) is decoded padded:
     # the encoder hears the same mel zero-padded to the model's 10 s window
-    import dataclasses
-
     model = whisper.load_model(str(out))
     padded = module.save_release(
         model, tmp_path / "padded.pt", dataclasses.replace(cfg, full_window_after=0.75)
@@ -373,3 +372,28 @@ def test_the_voices_leg_keeps_earlier_clips_voices_and_widens_only_new_ones():
     ]
     # the held-out splits never change voices
     assert voice_pool(seven, "test", 40000) == voice_pool(seven, "dev", 40000) == "base"
+
+
+def test_the_64k_leg_adds_wide_pool_questions_and_its_release_decodes_at_three_warps(tmp_path):
+    import torch
+
+    from agentkit.mllm.train.asr import build_model, save_release, voice_pool
+    from agentkit.tools.transcribe import CHECKPOINT_OPTIONS, load_transcriber
+
+    _, eight = build_config(load_recipe("asr-64k"))
+    _, seven = build_config(load_recipe("asr-voices"))
+    assert eight.init == "runs/train/asr-voices/speech-whisper.pt"
+    assert eight.train_clips == seven.train_clips + 16000
+    assert eight.wide_voices_from == seven.wide_voices_from  # the earlier clips keep their voices
+    assert voice_pool(eight, "train", eight.train_clips - 1) == "wide"
+    assert seven.vtln_warps == [] and eight.vtln_warps == [0.88, 0.96, 1.04]
+
+    small = dataclasses.replace(eight, n_audio_state=32, n_audio_layer=1, n_text_layer=1, n_head=2)
+    path = save_release(build_model(small), tmp_path / "w.pt", small)
+    options = torch.load(path, weights_only=True)["transcribe_options"]
+    assert options["vtln_warps"] == [0.88, 0.96, 1.04] and "vtln_warps" in CHECKPOINT_OPTIONS
+    assert load_transcriber(path, "cpu").options["vtln_warps"] == [0.88, 0.96, 1.04]
+    plain = save_release(
+        build_model(small), tmp_path / "p.pt", dataclasses.replace(small, vtln_warps=[])
+    )
+    assert "vtln_warps" not in torch.load(plain, weights_only=True)["transcribe_options"]
