@@ -276,6 +276,20 @@ def warp_mel(mel: Any, alpha: float) -> Any:
     return mel[..., lo, :] * (1 - w) + mel[..., hi, :] * w
 
 
+def vtln_warps(opts: dict[str, Any]) -> list[float]:
+    """The decoding options' ``vtln_warps`` (none: ``[]``); anything but a list of factors
+    between 0.5 and 2 is a :class:`ToolError` naming it (a checkpoint's options are data)."""
+    warps = opts.get("vtln_warps") or []
+    ok = isinstance(warps, list) and all(
+        isinstance(a, int | float) and not isinstance(a, bool) and 0.5 <= a <= 2 for a in warps
+    )
+    if not ok:
+        raise ToolError(
+            f"vtln_warps must be a list of warp factors between 0.5 and 2, got {warps!r}"
+        )
+    return [float(a) for a in warps]
+
+
 def _likeliest(results: list[Any]) -> int:
     """The index of the decoding with the highest finite mean token log-probability (the first
     when none has one)."""
@@ -327,7 +341,7 @@ def decode_windows(
         beam_size=alternatives or opts.get("beam_size"),
     )
     crop = bool(opts.get("crop_window"))
-    warps = [float(a) for a in opts.get("vtln_warps") or []]
+    warps = vtln_warps(opts)
     # language detection hears the window as warped nearest to not at all
     plain = min(range(len(warps)), key=lambda i: abs(warps[i] - 1)) if warps else 0
     segments, language, readings, kept = [], opts.get("language"), [], []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agentkit import weights
-from agentkit.errors import MediaError
+from agentkit.errors import MediaError, ToolError
 from agentkit.media import MediaStore
 from agentkit.state import ToolCall
 from agentkit.tools import transcribe
@@ -327,6 +327,11 @@ def test_mel_warp_moves_the_spectrum_and_holds_its_top():
     down = transcribe.warp_mel(ramp, 1.25)  # band i hears band 1.25 i, the top band beyond 63
     assert torch.allclose(down[:64, 0], torch.arange(64.0) * 1.25)
     assert down[64:].eq(79).all()
+    assert transcribe.vtln_warps({"vtln_warps": [0.9, 1]}) == [0.9, 1.0]
+    assert transcribe.vtln_warps({}) == transcribe.vtln_warps({"vtln_warps": None}) == []
+    for bad in ("0.9", [0.9, "x"], [3.0], [True]):
+        with pytest.raises(ToolError, match="vtln_warps"):
+            transcribe.vtln_warps({"vtln_warps": bad})
 
 
 @pytest.mark.slow
