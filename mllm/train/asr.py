@@ -284,7 +284,11 @@ def make_clips(cfg: Config, split: str) -> Path:
                 if cfg.progress and (i + 1) % 100 == 0:
                     print(f"{split}: {i + 1}/{len(todo)} clips", flush=True)
     recs = [json.loads((d / f"{j['question']['id']}.json").read_text()) for j in jobs]
-    (d / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    text = "".join(json.dumps(r) + "\n" for r in recs)
+    manifest = d / "manifest.jsonl"
+    if not manifest.exists() or manifest.read_text() != text:
+        # written only when it changes: a newer manifest makes build_cache rebuild the mels
+        manifest.write_text(text)
     return d
 
 

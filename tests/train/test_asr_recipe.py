@@ -212,9 +212,11 @@ def test_tiny_recipe_trains_and_the_transcribe_tool_loads_it(tmp_path, monkeypat
     assert model.dims.n_audio_ctx == 500 and seen[-1].shape == (1, 80, 1000)
     assert torch.allclose(seen[-1][0], expected, atol=2e-2), (seen[-1][0] - expected).abs().max()
 
-    # re-running resumes at the last step: nothing is trained again
+    # re-running resumes at the last step: nothing is trained again, no mel computed again
+    cached = {p: p.stat().st_mtime_ns for p in data.glob("*/*.*") if p.suffix in (".pt", ".jsonl")}
     assert module.train(cfg, tmp_path / "out") == out
     assert len((tmp_path / "out" / "log.jsonl").read_text().splitlines()) == 12
+    assert len(cached) == 6 and all(p.stat().st_mtime_ns == t for p, t in cached.items())
 
     # a second leg starts from the release (init), not from random weights: its first loss is
     # near where the first run ended, far below where that run started
