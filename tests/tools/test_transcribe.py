@@ -385,3 +385,10 @@ def test_vtln_decodes_every_warp_in_one_batch_and_keeps_the_likeliest(monkeypatc
     )  # fmt: skip
     assert res.text == alone[best]["text"].strip()
     assert [o["vtln_warps"] for o in seen] == [[1.25, 1.0, 0.8], [best]]
+
+
+def test_the_likeliest_reading_counts_a_sure_zero_and_skips_nan():
+    read = [type("R", (), {"avg_logprob": lp}) for lp in (float("nan"), -0.2, 0.0, -0.1)]
+    assert transcribe._likeliest(read) == 2  # log-probability 0 is the surest, not missing
+    assert transcribe._likeliest(read[:1]) == 0  # none has one: the first
+    assert transcribe._likeliest([read[0], read[3], read[1]]) == 1
