@@ -287,7 +287,7 @@ def make_clips(cfg: Config, split: str) -> Path:
     text = "".join(json.dumps(r) + "\n" for r in recs)
     manifest = d / "manifest.jsonl"
     if not manifest.exists() or manifest.read_text() != text:
-        # written only when it changes: a newer manifest makes build_cache rebuild the mels
+        # written only when it changes (build_cache compares the lines, not the file's time)
         manifest.write_text(text)
     return d
 
@@ -302,21 +302,30 @@ def transcribe_mel(audio: Any) -> Any:
 
 
 def build_cache(clips_dir: Path) -> Path:
-    """Mels (fp16, content frames only, concatenated) and texts of a clip folder, computed once."""
+    """Mels (fp16, content frames only, concatenated) and texts of a clip folder, computed once.
+
+    The cache keeps the manifest lines it was built from: when a leg adds clips after those (the
+    same seed draws the same first clips), only the new clips' mels are computed and appended;
+    any other change to the manifest rebuilds it."""
     import torch
 
     from agentkit.tools.transcribe import read_wav_16k
 
     cache = clips_dir / "mels.pt"
-    manifest = clips_dir / "manifest.jsonl"
-    if cache.exists() and cache.stat().st_mtime >= manifest.stat().st_mtime:
-        import torch
-
-        if "easy" in torch.load(cache, weights_only=True, mmap=True):
-            return cache  # else a cache of an earlier format: rebuild
-    recs = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    mels, texts, lengths, easy = [], [], [], []
-    for r in recs:
+    lines = [line for line in (clips_dir / "manifest.jsonl").read_text().splitlines() if line]
+    old: dict[str, Any] = {}
+    if cache.exists():
+        old = torch.load(cache, weights_only=True, mmap=True)
+        done = old.get("lines")
+        if done == lines:
+            return cache
+        if done is None or lines[: len(done)] != done:
+            old = {}  # an earlier format, or other clips: rebuild
+    start = len(old.get("lines", []))
+    mels = [old["mels"]] if old else []
+    texts, lengths, easy = (list(old.get(k, [])) for k in ("texts", "lengths", "easy"))
+    for line in lines[start:]:
+        r = json.loads(line)
         # read back the written 16-bit wav: the exact samples the tool will read
         audio = torch.from_numpy(read_wav_16k(clips_dir / r["audio"]))
         m = transcribe_mel(audio)
@@ -330,8 +339,10 @@ def build_cache(clips_dir: Path) -> Path:
             (snr is None or snr >= EASY["min_snr_db"])
             and (rt60 is None or rt60 <= EASY["max_rt60"])
         )
+    tmp = cache.with_suffix(".tmp")  # the old cache may be mapped while the new one is written
     torch.save({"mels": torch.cat(mels, dim=1), "lengths": lengths, "texts": texts,
-                "easy": easy}, cache)  # fmt: skip
+                "easy": easy, "lines": lines}, tmp)  # fmt: skip
+    tmp.replace(cache)
     return cache
 
 

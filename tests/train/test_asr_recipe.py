@@ -399,3 +399,54 @@ def test_the_64k_leg_adds_wide_pool_questions_and_its_release_decodes_at_three_w
         build_model(small), tmp_path / "p.pt", dataclasses.replace(small, vtln_warps=[])
     )
     assert "vtln_warps" not in torch.load(plain, weights_only=True)["transcribe_options"]
+
+
+def test_a_leg_that_adds_clips_computes_only_their_mels(tmp_path, monkeypatch):
+    import wave
+
+    import numpy as np
+    import torch
+
+    from agentkit.mllm.train import asr
+
+    rng = np.random.default_rng(0)
+
+    def clip(i: int, seconds: float) -> str:
+        with wave.open(str(tmp_path / f"{i}.wav"), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+            w.writeframes((rng.normal(0, 3000, int(16000 * seconds))).astype(np.int16).tobytes())
+        return json.dumps({"audio": f"{i}.wav", "transcript": f"clip {i}", "snr_db": 5.0 + i})
+
+    lines = [clip(0, 1.0), clip(1, 31.0), clip(2, 0.5)]  # clip 1: longer than a window, left out
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    heard = []
+    mel = asr.transcribe_mel
+    monkeypatch.setattr(asr, "transcribe_mel", lambda a: (heard.append(len(a)), mel(a))[1])
+    cache = asr.build_cache(tmp_path)
+    assert len(heard) == 3
+    first = torch.load(cache, weights_only=True)
+    assert first["texts"] == ["clip 0", "clip 2"] and len(first["lengths"]) == 2
+
+    # the next leg's manifest: the same first lines and two more clips
+    manifest.write_text("\n".join([*lines, clip(3, 0.7), clip(4, 1.2)]) + "\n")
+    heard.clear()
+    asr.build_cache(tmp_path)
+    assert heard == [int(16000 * 0.7), int(16000 * 1.2)]  # only the new clips were read
+    grown = torch.load(cache, weights_only=True)
+    assert grown["texts"] == ["clip 0", "clip 2", "clip 3", "clip 4"]
+    assert torch.equal(grown["mels"][:, : first["mels"].shape[1]], first["mels"])
+    (tmp_path / "mels.pt").unlink()
+    heard.clear()
+    asr.build_cache(tmp_path)  # from nothing: the same cache
+    fresh = torch.load(cache, weights_only=True)
+    assert len(heard) == 5 and torch.equal(fresh["mels"], grown["mels"])
+    assert fresh["lengths"] == grown["lengths"] and fresh["easy"] == grown["easy"]
+
+    # unchanged: nothing is read; an earlier clip changed: everything is read again
+    heard.clear()
+    asr.build_cache(tmp_path)
+    assert heard == []
+    manifest.write_text("\n".join([clip(0, 0.9), *lines[1:]]) + "\n")
+    asr.build_cache(tmp_path)
+    assert len(heard) == 3 and torch.load(cache, weights_only=True)["texts"] == ["clip 0", "clip 2"]
