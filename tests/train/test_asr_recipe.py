@@ -450,3 +450,12 @@ def test_a_leg_that_adds_clips_computes_only_their_mels(tmp_path, monkeypatch):
     manifest.write_text("\n".join([clip(0, 0.9), *lines[1:]]) + "\n")
     asr.build_cache(tmp_path)
     assert len(heard) == 3 and torch.load(cache, weights_only=True)["texts"] == ["clip 0", "clip 2"]
+
+
+def test_the_80k_leg_goes_on_from_the_64k_release_with_its_first_clips_and_warps():
+    _, nine = build_config(load_recipe("asr-80k"))
+    _, eight = build_config(load_recipe("asr-64k"))
+    assert nine.init == "runs/train/asr-64k/speech-whisper.pt"
+    assert nine.train_clips == eight.train_clips + 16000
+    assert nine.wide_voices_from == eight.wide_voices_from and nine.seed == eight.seed
+    assert nine.vtln_warps == eight.vtln_warps
