@@ -43,10 +43,6 @@ from agentkit.mllm.train import vision
 GRID, SIDE = 8, 192
 
 
-def load_scenes(folder: str) -> list[dict[str, Any]]:
-    return [scene for scene, _ in pope.load_scenes(Path(folder))]
-
-
 def features(scenes: list[dict[str, Any]], kind: str, flip: bool = False) -> torch.Tensor:
     """(scenes, 64, dims) features from the scenes' masks (``flip``: of the mirrored image)."""
     out = []
@@ -182,12 +178,13 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     rng = random.Random(a.seed)
 
-    train, held = load_scenes(a.train), load_scenes(a.heldout)
+    train = [scene for scene, _ in pope.load_scenes(Path(a.train))]
+    held_scenes = pope.load_scenes(Path(a.heldout))
+    held = [scene for scene, _ in held_scenes]
     # mirrored copies: the probes are the same, the patches move
     feats = torch.cat([features(train, a.features), features(train, a.features, flip=True)])
     held_feats = features(held, a.features)
     data = training_probes(train + train, rng, a.single)
-    held_scenes = pope.load_scenes(Path(a.heldout))
     probes = pope.probes(held_scenes, per_scene=3, seed=a.seed)
     index = {str(image): i for i, (_, image) in enumerate(held_scenes)}
     reader = Reader(a.model, feats.shape[-1], a.order, a.fresh)

@@ -287,7 +287,7 @@ def make_clips(cfg: Config, split: str) -> Path:
     text = "".join(json.dumps(r) + "\n" for r in recs)
     manifest = d / "manifest.jsonl"
     if not manifest.exists() or manifest.read_text() != text:
-        # written only when it changes (build_cache compares the lines, not the file's time)
+        # written only when it changes: a re-run leaves the data folder as it was
         manifest.write_text(text)
     return d
 
