@@ -355,14 +355,21 @@ def decode_windows(
         x = torch.stack([warp_mel(x, a) for a in warps]) if warps else x[None]
         x = x.to(model.device)
         task = DecodingTask(model, options)
-        if crop:
-            with torch.no_grad():
-                feats = encode_frames(model.encoder, x.half() if options.fp16 else x)
-                if options.language is None:  # whisper would encode cropped features again
-                    code = spoken_language(model, feats[plain : plain + 1], task.tokenizer)
-                    task = DecodingTask(model, replace(options, language=code))
-            # whisper takes features in place of a mel only at the full window's length
-            task._get_audio_features = lambda _mel, f=feats: f  # type: ignore[method-assign]
+        with torch.no_grad():
+            x = x.half() if options.fp16 else x
+            feats = encode_frames(model.encoder, x) if crop else model.encoder(x)
+            if options.language is None:  # read off the plain warp, once for the batch
+                code = spoken_language(model, feats[plain : plain + 1], task.tokenizer)
+                task = DecodingTask(model, replace(options, language=code))
+        if len(feats) > 1 and task.n_group > 1:
+            # whisper repeats the tokens per beam but not the features since openai/whisper
+            # #1483 (broadcast covers one clip only; #2197, #2389 are open): one row per beam,
+            # and the language read once per clip, as whisper slices the features back after
+            n = task.n_group
+            feats = feats.repeat_interleave(n, dim=0)
+            task._detect_language = lambda f, t, d=task._detect_language: d(f[::n], t)  # type: ignore[method-assign]
+        # whisper takes features in place of a mel only at the full window's length
+        task._get_audio_features = lambda _mel, f=feats: f  # type: ignore[method-assign]
         if alternatives:  # whisper's own ranker otherwise
             ranker = task.sequence_ranker = _Ranked(task.sequence_ranker)
         with torch.no_grad():
