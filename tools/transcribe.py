@@ -365,9 +365,11 @@ def decode_windows(
             # whisper repeats the tokens per beam but not the features since openai/whisper
             # #1483 (broadcast covers one clip only; #2197, #2389 are open): one row per beam,
             # and the language read once per clip, as whisper slices the features back after
-            n = task.n_group
-            feats = feats.repeat_interleave(n, dim=0)
-            task._detect_language = lambda f, t, d=task._detect_language: d(f[::n], t)  # type: ignore[method-assign]
+            group = task.n_group
+            feats = feats.repeat_interleave(group, dim=0)
+            task._detect_language = (  # type: ignore[method-assign]
+                lambda f, t, d=task._detect_language, g=group: d(f[::g], t)
+            )
         # whisper takes features in place of a mel only at the full window's length
         task._get_audio_features = lambda _mel, f=feats: f  # type: ignore[method-assign]
         if alternatives:  # whisper's own ranker otherwise

@@ -314,6 +314,21 @@ def test_other_readings_come_from_a_beam_and_leave_the_transcript_as_it_was(smal
         transcribe.Args(audio="a", alternatives=transcribe.MAX_ALTERNATIVES + 1)
 
 
+def test_a_beam_over_warps_reads_every_window_of_a_long_clip(tmp_path):
+    """A beam over the warps' batch (whisper alone fails on it) decodes each window of a clip
+    longer than the model's window over the same span as a greedy reading of one warp does."""
+    short = save_whisper(tmp_path / "short.pt", {**SMALL_128, "n_audio_ctx": 50})  # 1 s windows
+    model = transcribe.load_transcriber(short, "cpu").model
+    audio = transcribe.load_audio(write_wav(tmp_path / "a.wav", seconds=2.5))
+    opts = {"language": "en", "sample_len": 4, "crop_window": True}
+    spans = []
+    for more in ({}, {"beam_size": 2, "vtln_warps": [0.9, 1.1]}):
+        out = transcribe.decode_windows(model, audio, {**opts, **more})
+        spans.append([(s["start"], s["end"]) for s in out["segments"]])
+    assert spans[0] == spans[1] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5)]
+    assert len(out["warps"]) == 3
+
+
 def test_mel_warp_moves_the_spectrum_and_holds_its_top():
     import torch
 
