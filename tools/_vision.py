@@ -123,10 +123,11 @@ def mask_box(mask: np.ndarray) -> list[float] | None:
     """Tight XYXY box of a mask's pixels (pixel edges, so a 1-pixel mask is 1x1), or None if empty."""
     import numpy as np
 
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    # the rows and columns with any pixel: one pass over the mask, no coordinate arrays
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(cols) == 0:
         return None
-    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
 
 
 def mask_image(mask: np.ndarray) -> PILImage.Image:

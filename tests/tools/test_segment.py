@@ -12,7 +12,7 @@ from agentkit import weights
 from agentkit.media import MediaStore
 from agentkit.state import ToolCall
 from agentkit.tools import segment
-from agentkit.tools._vision import mask_from_image, rle_to_mask
+from agentkit.tools._vision import mask_box, mask_from_image, rle_to_mask
 from agentkit.tools.base import ModelCache, Tool, ToolContext, ToolRegistry, call_tool, execute
 
 
@@ -171,3 +171,18 @@ def test_official_vit_b_layout_loads_by_path(tmp_path, image):
     (tmp_path / "sam_vit_b_01ec64.pth").symlink_to(tmp_path / "my-sam.pth")
     official = segment.load_sam(tmp_path / "sam_vit_b_01ec64.pth", "cpu")
     assert torch.equal(official.mask_decoder.iou_token.weight, sd["mask_decoder.iou_token.weight"])
+
+
+def test_a_masks_box_is_tight_in_pixel_edges():
+    """XYXY of the mask's pixels, edges included: one pixel is 1x1; an empty mask has none;
+    random masks get the box their pixel coordinates span."""
+    m = np.zeros((6, 9), bool)
+    assert mask_box(m) is None
+    m[2, 7] = True
+    assert mask_box(m) == [7.0, 2.0, 8.0, 3.0]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        m = rng.random((rng.integers(1, 40), rng.integers(1, 40))) < rng.random() * 0.05
+        ys, xs = np.nonzero(m)
+        want = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else None
+        assert mask_box(m) == want
