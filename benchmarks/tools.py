@@ -9,8 +9,8 @@ inference; the libraries are already imported), then the warm median; and the me
 directly on the same input with the same loaded model, interleaved call by call with the tool so
 both see the same machine load. ``ratio`` = tool warm / library (target <= 1.05).
 
-Until the trained defaults are shipped, the models are random-init ones of the shipped
-architectures, built here in a temporary folder: yolov8n (from ultralytics' yaml), the compact
+The models are random-init ones of the shipped architectures, built here in a temporary
+folder (no checkpoint needed): yolov8n (from ultralytics' yaml), the compact
 SAM of ``segment.build_compact_sam``, a 128-d whisper with n_audio_ctx 1500. Speeds do not depend
 on the weights' values, except whisper's, whose decode length does: its checkpoint caps it with
 ``sample_len`` so both sides decode the same tokens.
