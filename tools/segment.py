@@ -355,12 +355,14 @@ def _prompts(args: Args, width: int, height: int) -> list[tuple[list[float] | No
 
 
 def _mask(mask: np.ndarray, score: float, ctx: ToolContext) -> Mask:
+    import numpy as np
+
     media_id = ctx.add_image(mask_image(mask), prefix="mask") if ctx.media is not None else None
     box = mask_box(mask)
     return Mask(
         id=media_id,
         rle=mask_to_rle(mask),
-        area=int(mask.sum()),
+        area=int(np.count_nonzero(mask)),  # a tenth of sum()'s time on a bool mask
         box=None if box is None else round_box(box),
         score=round(score, 4),
     )
