@@ -387,14 +387,14 @@ def test_vtln_decodes_every_warp_in_one_batch_and_keeps_the_likeliest(monkeypatc
     # a beam over the warps' batch (whisper alone fails on a batch of clips with a beam) keeps
     # the reading each warp's own beam gives, the language read once, off the plainest warp
     beam = {**opts, "beam_size": 3, "language": None}
-    alone = {
+    beamed = {
         a: transcribe.decode_windows(tr.model, audio, {**beam, "vtln_warps": [a]})
         for a in (0.8, 1.0, 1.25)
     }
-    best = max(alone, key=lambda a: alone[a]["segments"][0]["avg_logprob"])
+    best = max(beamed, key=lambda a: beamed[a]["segments"][0]["avg_logprob"])
     out = transcribe.decode_windows(tr.model, audio, {**beam, "vtln_warps": [0.8, 1.0, 1.25]})
-    assert out["warps"] == [best] and out["text"] == alone[best]["text"]
-    assert out["language"] == alone[1.0]["language"] == "en"
+    assert out["warps"] == [best] and out["text"] == beamed[best]["text"]
+    assert out["language"] == beamed[1.0]["language"] == "en"
 
     seen: list[dict] = []
     decode = transcribe.decode_windows
