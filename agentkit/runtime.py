@@ -80,6 +80,14 @@ class Options:
     #: presupposes its object) is read without one of its filters, one at a time: a misheard
     #: word or an attribute the detector read otherwise (:mod:`agentkit.planners.relax`).
     relax: bool = True
+    #: A spoken question whose run fails (a program that fails or reads no answer, a plan
+    #: call that fails, unreadable controller replies: ``react``, ``plan``, ``program``) is
+    #: tried again on the transcriber's next other reading of the recording, up to this many
+    #: (its beam's alternatives, decoded only then; 0: off). A typed question's program never
+    #: failed on the 200 held-out questions; a misheard one's does when the words name nothing
+    #: in the image ("the red cylinder" where the gray one is), and the next reading is most
+    #: often the words said (docs/asr.md). The failed attempts stay in the run's steps.
+    rehear: int = 2
     #: Decode the controller's code (``program``, and ``react``'s code actions) under the program
     #: language's prefix grammar (:mod:`agentkit.planners.grammar`) where the backend supports
     #: constrained decoding (``hf:``): no undefined name, unknown tool or argument is written.

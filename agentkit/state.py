@@ -130,6 +130,17 @@ class RunState(BaseModel):
         description="Media-store id -> a short description shown to the model.",
     )
     steps: Annotated[list[Step], operator.add] = Field(default_factory=list)
+    # -- a spoken question -------------------------------------------------------------------
+    reading: int = Field(
+        0,
+        description="Which reading of a spoken question ``question`` is: 0 the transcript, "
+        "k the transcriber's k-th other reading (tried after a failed run; Options.rehear).",
+    )
+    heard: int = Field(
+        0,
+        description="Index in ``steps`` where the work on the current reading begins (just "
+        "after the steps that heard it); 0 for a typed question.",
+    )
     pending: ToolCall | None = Field(
         None, description="The call the controller chose and the executor runs next."
     )
@@ -154,7 +165,10 @@ class RunState(BaseModel):
 
     @property
     def tool_steps(self) -> list[Step]:
-        return [s for s in self.steps if s.role == "executor"]
+        """The tool calls of the work on the question as it is read now: what the step budget
+        counts. A spoken question's transcriptions, and the work on readings it gave up
+        (``heard``), are not counted: each reading has the budget a typed question has."""
+        return [s for s in self.steps[self.heard :] if s.role == "executor"]
 
 
 class RunResult(BaseModel):

@@ -322,13 +322,14 @@ def make_program_decider(rt: Runtime) -> roles.Node:
     controller (while rewrites are left); reads ANSWER once every line has run."""
 
     def rewrite_or_stop(state: RunState, why: str, stop: str) -> dict[str, Any]:
+        # With no rewrite left, the program's failure is why the run stops, budget or not.
+        if state.attempts > rt.options.rewrites():
+            note = Step(role="decider", error=f"{why}; no rewrite left.")
+            return {"steps": [roles.record(rt, note)], "stop_reason": stop}
         if budget := roles.budget_step(rt, state):
             return {"steps": [budget], "stop_reason": "budget"}
-        if state.attempts <= rt.options.rewrites():
-            note = Step(role="decider", error=f"{why}; rewrite the program.")
-            return {"steps": [roles.record(rt, note)], "plan": [], "cursor": 0}
-        note = Step(role="decider", error=f"{why}; no rewrite left.")
-        return {"steps": [roles.record(rt, note)], "stop_reason": stop}
+        note = Step(role="decider", error=f"{why}; rewrite the program.")
+        return {"steps": [roles.record(rt, note)], "plan": [], "cursor": 0}
 
     def decider(state: RunState) -> dict[str, Any]:
         if state.stop_reason or state.draft is not None:

@@ -26,6 +26,8 @@ def build_react(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None)
     roles.add_ingest(g, rt)
     g.add_conditional_edges("controller", roles.route_after_controller, ["executor", "decider"])
     g.add_edge("executor", "decider")
-    g.add_conditional_edges("decider", roles.route_after_decider, ["controller", "summarizer"])
+    g.add_conditional_edges(
+        "decider", roles.route_after_decider, ["controller", "rehear", "summarizer"]
+    )
     g.add_edge("summarizer", END)
     return g.compile(checkpointer=checkpointer)

@@ -78,7 +78,9 @@ def as_typed(state: RunState) -> RunState:
         return state
     heard = (first.args or {}).get("audio")
     media = {mid: desc for mid, desc in state.media.items() if mid != heard}
-    return state.model_copy(update={"steps": state.steps[1:], "media": media})
+    # ``heard``: where the current reading's work begins (after a re-hearing, the attempts on
+    # earlier readings are left out too); 0 in a run checkpointed before it was kept.
+    return state.model_copy(update={"steps": state.steps[state.heard or 1 :], "media": media})
 
 
 def image_paths(rt: Runtime, state: RunState) -> list:
@@ -277,19 +279,80 @@ def make_ingest(rt: Runtime) -> Node:
         if step.error:
             return {"steps": [step], "stop_reason": "transcription_failed"}
         text = (step.result or {}).get("text", "").strip()
-        typed = f" (typed: {state.task.question})" if state.task.question else ""
-        return {"steps": [step], "question": text + typed}
+        return {"steps": [step], "question": _heard_question(state, text), "heard": 1}
 
     return ingest
 
 
+def _heard_question(state: RunState, text: str) -> str:
+    typed = f" (typed: {state.task.question})" if state.task.question else ""
+    return text + typed
+
+
+#: Stop reasons of a run that failed on its question as read, not for want of budget or by the
+#: decider's choice: a spoken question's next reading is tried (``Options.rehear``).
+REHEAR_STOPS = frozenset({"program_failed", "bad_answer", "call_failed", "parse_errors"})
+
+
+def to_summarizer(state: RunState) -> str:
+    """Where a finished run goes: the summarizer, or first ``rehear`` when a spoken question's
+    run failed on what was heard (:data:`REHEAR_STOPS`)."""
+    failed = state.task.audio is not None and state.stop_reason in REHEAR_STOPS
+    return "rehear" if failed and state.heard else "summarizer"
+
+
+def make_rehear(rt: Runtime) -> Node:
+    """Tries a spoken question again on the transcriber's next other reading of the recording
+    (``Options.rehear`` of them at most; the beam that gives them runs once, here, as a
+    ``transcribe`` step). The work on the failed reading stays in the steps, behind ``heard``:
+    the models see a fresh run on the new reading (:func:`as_typed`), as on a typed question.
+    With no reading left, the run goes on to the summarizer as it stands."""
+
+    def rehear(state: RunState) -> dict[str, Any]:
+        if state.reading >= rt.options.rehear:
+            return {}
+        steps: list[Step] = []
+        heard = [s for s in state.steps if s.tool == "transcribe" and s.ok]
+        beam = next((s for s in heard if "alternatives" in (s.args or {})), None)
+        if beam is None:
+            args = {**(heard[0].args or {}), "alternatives": rt.options.rehear}
+            call = ToolCall(tool="transcribe", args=args,
+                            thought="The run failed on the question as heard; hear it again.")  # fmt: skip
+            beam = record(rt, execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout))
+            steps.append(beam)
+        readings = (beam.result or {}).get("alternatives", []) if beam.ok else []
+        if state.reading >= len(readings):
+            return {"steps": steps}
+        text = readings[state.reading].strip()
+        note = Step(
+            role="decider",
+            thought=f"The run failed ({state.stop_reason}) on the question as heard: "
+            f"{question(state)!r}. Trying the next reading of the recording.",
+            observation=f"Heard: {text}",
+        )
+        steps.append(record(rt, note))
+        return {
+            "steps": steps,
+            "question": _heard_question(state, text),
+            "reading": state.reading + 1,
+            "heard": len(state.steps) + len(steps),
+            "stop_reason": None, "draft": None, "pending": None,
+            "plan": [], "cursor": 0, "answer_expr": None, "attempts": 0,
+        }  # fmt: skip
+
+    return rehear
+
+
 def add_ingest(g: Any, rt: Runtime) -> None:
-    """The ``ingest`` node and the routes around it: a spoken task starts there (its question is
-    transcribed first; a failed transcription goes to the summarizer), a typed one at the
-    ``controller`` (its question is the task's: a graph step fewer)."""
+    """The nodes of a spoken question and the routes around them: a spoken task starts at
+    ``ingest`` (its question is transcribed first; a failed transcription goes to the
+    summarizer), a typed one at the ``controller`` (its question is the task's: a graph step
+    fewer). ``rehear`` (:func:`make_rehear`) sits before the summarizer of a spoken run that
+    failed (routes that end in :func:`to_summarizer`)."""
     from langgraph.graph import START
 
     g.add_node("ingest", make_ingest(rt))
+    g.add_node("rehear", make_rehear(rt))
     g.add_conditional_edges(
         START,
         lambda s: "ingest" if s.task.audio is not None and not s.question else "controller",
@@ -297,6 +360,11 @@ def add_ingest(g: Any, rt: Runtime) -> None:
     )
     g.add_conditional_edges(
         "ingest",
+        lambda s: "summarizer" if s.stop_reason else "controller",
+        ["controller", "summarizer"],
+    )
+    g.add_conditional_edges(
+        "rehear",
         lambda s: "summarizer" if s.stop_reason else "controller",
         ["controller", "summarizer"],
     )
@@ -572,7 +640,7 @@ def route_after_controller(state: RunState) -> str:
 
 
 def route_after_decider(state: RunState) -> str:
-    return "summarizer" if state.draft is not None or state.stop_reason else "controller"
+    return to_summarizer(state) if state.draft is not None or state.stop_reason else "controller"
 
 
 def make_summarizer(
@@ -738,7 +806,7 @@ def build_written_ahead(
     g.add_edge("controller", "decider")  # the decider gates every plan (budget, parse errors)
     g.add_conditional_edges("executor", route_after_call, ["executor", "decider"])
     g.add_conditional_edges(
-        "decider", route_written_ahead, ["executor", "controller", "summarizer"]
+        "decider", route_written_ahead, ["executor", "controller", "rehear", "summarizer"]
     )
     g.add_edge("summarizer", END)
     return g.compile(checkpointer=checkpointer)
@@ -805,7 +873,7 @@ def route_after_call(state: RunState) -> str:
 def route_written_ahead(state: RunState) -> str:
     """After the decider of ``plan`` / ``program``: stop, run the next call, or (re)plan."""
     if state.stop_reason or state.draft is not None:
-        return "summarizer"
+        return to_summarizer(state)
     if not state.plan or last_controller_failed(state):
         return "controller"  # nothing to run: (re)plan
     return "executor" if state.cursor < len(state.plan) else "summarizer"

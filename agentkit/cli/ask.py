@@ -112,6 +112,14 @@ def ask(
             "without one of its words (a misheard word, an attribute the detector read otherwise)."
         ),
     ] = True,
+    rehear: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="A spoken question whose run fails is tried again on up to this many other "
+            "readings of the recording (0: never).",
+        ),
+    ] = 2,
     thread: Annotated[
         str | None,
         typer.Option(help="Resume this run from its last finished step (or name a new one)."),
@@ -162,6 +170,7 @@ def ask(
                     constrain_words=constrain_words,
                     run_ahead=run_ahead,
                     relax=relax,
+                    rehear=rehear,
                 ),
             )
         with console.status("thinking…", spinner="dots") if not as_json else _null():

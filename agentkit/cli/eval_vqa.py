@@ -76,6 +76,14 @@ def vqa(
             "without one of its words."
         ),
     ] = True,
+    rehear: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="A spoken question whose run fails is tried again on up to this many other "
+            "readings of the recording (0: never).",
+        ),
+    ] = 2,
     code_context: Annotated[
         str,
         typer.Option(
@@ -117,6 +125,7 @@ def vqa(
             constrain=constrain,
             run_ahead=run_ahead,
             relax=relax,
+            rehear=rehear,
             code_context=code_context,
             branches=branches,
             constrain_words=constrain_words,

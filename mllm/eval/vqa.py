@@ -115,6 +115,7 @@ def settings(
     constrain: bool = True,
     run_ahead: bool = True,
     relax: bool = True,
+    rehear: int = 2,
     code_context: str = "auto",
     constrain_words: bool = True,
     branches: str = "auto",
@@ -132,6 +133,8 @@ def settings(
         out["run_ahead"] = False
     if not relax:
         out["relax"] = False
+    if rehear != 2:
+        out["rehear"] = rehear
     if code_context != "auto":
         out["code_context"] = code_context
     if not constrain_words:
@@ -441,6 +444,7 @@ def evaluate(
     constrain: bool = True,
     run_ahead: bool = True,
     relax: bool = True,
+    rehear: int = 2,
     code_context: str = "auto",
     constrain_words: bool = True,
     branches: str = "auto",
@@ -480,7 +484,7 @@ def evaluate(
         for r in _read_jsonl(audio_dir / "manifest.jsonl", "speech manifest"):
             clips[str(r["id"])] = audio_dir / r["audio"]
     options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain,
-                       run_ahead=run_ahead, relax=relax, code_context=code_context,
+                       run_ahead=run_ahead, relax=relax, rehear=rehear, code_context=code_context,
                        constrain_words=constrain_words, branches=branches)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -514,7 +518,7 @@ def evaluate(
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
         "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,
-        "relax": relax, "code_context": code_context, "constrain_words": constrain_words,
+        "relax": relax, "rehear": rehear, "code_context": code_context, "constrain_words": constrain_words,
         "branches": branches,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from agentkit.cli import app
@@ -682,3 +683,93 @@ def test_a_spoken_question_is_shown_to_the_models_as_its_typed_twin(
     assert len(spoken_backend.calls) == len(typed_backend.calls) > 0
     for heard, read in zip(spoken_backend.calls, typed_backend.calls, strict=True):
         assert [(m.role, m.content) for m in heard] == [(m.role, m.content) for m in read]
+
+
+class _Heard(BaseModel):
+    text: str
+    alternatives: list[str] = []
+
+
+class _HeardArgs(BaseModel):
+    audio: str
+    alternatives: int = 0
+
+
+def _transcriber(registry, heard: str, others: list[str]) -> list[int]:
+    """A fake ``transcribe`` that hears ``heard``, and ``others`` as its beam's other readings;
+    returns the list of the ``alternatives`` each call asked for."""
+    asked: list[int] = []
+
+    def run(a: _HeardArgs, ctx) -> _Heard:
+        asked.append(a.alternatives)
+        return _Heard(text=heard, alternatives=others[: a.alternatives])
+
+    registry.register(Tool("transcribe", "Speech to text.", _HeardArgs, _Heard, run))
+    return asked
+
+
+FAILS = program("objs = find(image=image_0)", "x = boom()", "ANSWER = x")
+
+
+def test_a_spoken_question_whose_program_fails_is_tried_on_the_next_reading(
+    make_agent, registry, image, tmp_path
+):
+    """The words a failed program was written from may be misheard: the next reading of the
+    recording gets a fresh run (the prompt of its typed twin, a budget of its own), and the
+    failed attempt stays in the steps."""
+    asked = _transcriber(registry, "How many green things?", ["How many red things?", "x"])
+    clip = tmp_path / "q.wav"
+    clip.write_bytes(b"RIFF")
+    typed, typed_backend = make_agent("program", [COUNT_RED], replans=0)
+    typed.ask("How many red things?", images=[image], max_steps=2)
+    spoken, backend = make_agent("program", [FAILS, COUNT_RED], replans=0)
+    res = spoken.ask(None, images=[image], audio=clip, max_steps=2)
+    assert res.answer == "2" and res.stop_reason == "answered"
+    assert asked == [0, 2]  # the beam runs once, after the failure
+    tools = [(s.tool, s.ok) for s in res.steps if s.role == "executor"]
+    assert tools == [("transcribe", True), ("find", True), ("boom", False),
+                     ("transcribe", True), ("find", True), ("count", True)]  # fmt: skip
+    assert any(s.observation == "Heard: How many red things?" for s in res.steps)
+    # the second program was asked for exactly as the typed question's was
+    assert [(m.role, m.content) for m in backend.calls[1]] == [
+        (m.role, m.content) for m in typed_backend.calls[0]
+    ]
+
+
+def test_rehearing_stops_after_the_readings_it_may_try(make_agent, registry, image, tmp_path):
+    clip = tmp_path / "q.wav"
+    clip.write_bytes(b"RIFF")
+    asked = _transcriber(registry, "How many green things?", ["How many red things?", "b", "c"])
+    a, _ = make_agent("program", [FAILS] * 4, replans=0, rehear=2)
+    res = a.ask(None, images=[image], audio=clip)
+    assert res.stop_reason == "program_failed" and programs(res) == 3
+    assert asked == [0, 2]  # the second re-hearing reads the same beam
+    heard = [s.observation for s in res.steps if (s.observation or "").startswith("Heard:")]
+    assert heard == ["Heard: How many red things?", "Heard: b"]
+    asked.clear()
+    off, _ = make_agent("program", [FAILS] * 2, replans=0, rehear=0)
+    res = off.ask(None, images=[image], audio=clip)
+    assert res.stop_reason == "program_failed" and programs(res) == 1 and asked == [0]
+    # a typed question is never re-heard
+    typed, _ = make_agent("program", [FAILS] * 2, replans=0)
+    res = typed.ask("How many?", images=[image])
+    assert res.stop_reason == "program_failed" and programs(res) == 1 and asked == [0]
+
+
+def programs(res) -> int:
+    return sum(s.role == "controller" for s in res.steps)
+
+
+def test_react_re_hears_a_question_its_controller_cannot_answer(
+    make_agent, registry, image, tmp_path
+):
+    clip = tmp_path / "q.wav"
+    clip.write_bytes(b"RIFF")
+    asked = _transcriber(registry, "How many green things?", ["What is 6*7?"])
+    a, _ = make_agent("react", ["gibberish"] * 3 + ["Thought: easy\nFinal Answer: 42"])
+    res = a.ask(None, images=[image], audio=clip)
+    assert res.answer == "42" and res.stop_reason == "answered"
+    assert asked == [0, 2]
+    assert [s.error is not None for s in res.steps if s.role == "controller"] == [True] * 3 + [
+        False
+    ]
