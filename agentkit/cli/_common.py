@@ -24,6 +24,15 @@ ConstrainWords = Annotated[
     ),
 ]
 
+Rehear = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="A spoken question whose run fails is tried again on up to this many other "
+        "readings of the recording (0: never).",
+    ),
+]
+
 
 def fail(message: str, as_json: bool = False, code: int = 2) -> NoReturn:
     """Stop with a clear message (as ``{"error": ...}`` on stdout with --json) and a non-zero exit."""

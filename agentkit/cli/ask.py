@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agentkit.cli._common import IMAGE_SUFFIXES, ConstrainWords, console, fail
+from agentkit.cli._common import IMAGE_SUFFIXES, ConstrainWords, Rehear, console, fail
 
 
 def _split_args(args: list[str]) -> tuple[list[Path], str | None]:
@@ -112,14 +112,7 @@ def ask(
             "without one of its words (a misheard word, an attribute the detector read otherwise)."
         ),
     ] = True,
-    rehear: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="A spoken question whose run fails is tried again on up to this many other "
-            "readings of the recording (0: never).",
-        ),
-    ] = 2,
+    rehear: Rehear = 2,
     thread: Annotated[
         str | None,
         typer.Option(help="Resume this run from its last finished step (or name a new one)."),

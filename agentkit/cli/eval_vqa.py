@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentkit.cli._common import ConstrainWords, console, fail
+from agentkit.cli._common import ConstrainWords, Rehear, console, fail
 
 
 def vqa(
@@ -76,14 +76,7 @@ def vqa(
             "without one of its words."
         ),
     ] = True,
-    rehear: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="A spoken question whose run fails is tried again on up to this many other "
-            "readings of the recording (0: never).",
-        ),
-    ] = 2,
+    rehear: Rehear = 2,
     code_context: Annotated[
         str,
         typer.Option(
