@@ -334,6 +334,7 @@ class Agent:
         return RunResult(
             answer=state.answer,
             steps=state.steps,
+            question=state.question,
             trace=rt.trace.path,
             thread=thread,
             stop_reason=state.stop_reason,

@@ -176,6 +176,11 @@ class RunResult(BaseModel):
 
     answer: str | None
     steps: list[Step]
+    question: str | None = Field(
+        None,
+        description="The question as the run answered it: the typed one, or the reading of a "
+        "spoken one it settled on (the transcript, or another after a failed run).",
+    )
     trace: Path | None = Field(None, description="The JSONL trace of the run.")
     thread: str | None = Field(None, description="Thread id; pass it to --thread to resume.")
     stop_reason: str | None = None

@@ -124,7 +124,10 @@ def ask(
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print only JSON: {answer, steps, trace, thread}.")
+        bool,
+        typer.Option(
+            "--json", help="Print only JSON: {answer, steps, question, trace, thread, stop_reason}."
+        ),
     ] = False,
 ) -> None:
     """Answer a question about images. Prints the answer, or JSON with --json."""

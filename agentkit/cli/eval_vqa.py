@@ -183,6 +183,11 @@ def print_table(report: dict[str, Any]) -> None:
             console.print(
                 f"{name}, spoken: heard as said {ex['n']} (right {ex['correct']}), misheard "
                 f"{mis['n']} (right {mis['correct']})"
+                + (
+                    f"; heard again after a failed run {re['n']} (right {re['correct']})"
+                    if (re := heard.get("reheard")) and re["n"]
+                    else ""
+                )
                 + (f", transcript not kept {heard['unknown']}" if heard["unknown"] else ""),
                 highlight=False,
             )

@@ -266,6 +266,8 @@ def run_item(
     if modality == "spoken":  # what the speech model heard, to tell its errors from the agent's
         heard = [s.result for s in tools if s.tool == "transcribe" and s.result]
         record["heard"] = str(heard[0].get("text", "")) if heard else None
+        # the other reading answered after the transcript's run failed (Options.rehear)
+        record["reheard"] = res.question if heard and res.question != record["heard"] else None
     record.update(
         answer=res.answer,
         correct=is_correct(res.answer, question["answer"]),
@@ -318,7 +320,9 @@ def heard_split(spoken: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Spoken items split by whether the transcript is what was said (the question's words,
     :func:`agentkit.mllm.eval.asr.normalise`d): accuracy on each part, so the speech model's
     share of a spoken-vs-typed gap reads apart from the agent's. Items without a recorded
-    transcript (cached before it was kept) are counted as ``unknown``."""
+    transcript (cached before it was kept) are counted as ``unknown``. ``reheard``: the items
+    answered on another reading after the transcript's run failed, and how many of those are
+    right."""
     from agentkit.mllm.eval.asr import normalise
 
     parts: dict[str, list[dict[str, Any]]] = {"exact": [], "misheard": [], "unknown": []}
@@ -329,7 +333,8 @@ def heard_split(spoken: Sequence[dict[str, Any]]) -> dict[str, Any]:
             same = normalise(r["heard"]) == normalise(r["question"])
             parts["exact" if same else "misheard"].append(r)
     return {"exact": _acc(parts["exact"]), "misheard": _acc(parts["misheard"]),
-            "unknown": len(parts["unknown"])}  # fmt: skip
+            "unknown": len(parts["unknown"]),
+            "reheard": _acc([r for r in spoken if r.get("reheard")])}  # fmt: skip
 
 
 def metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

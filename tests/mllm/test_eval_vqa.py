@@ -58,12 +58,15 @@ def test_spoken_items_split_by_whether_the_question_was_heard_as_said():
         {"question": q, "heard": "is there a red cube", "correct": True},  # heard as said
         {"question": q, "heard": "Is there a RED cube?", "correct": False},
         {"question": q, "heard": "Is there a bed cube?", "correct": False},  # misheard
+        # misheard, its run failed, and the next reading was answered
+        {"question": q, "heard": "Is there a red tube?", "reheard": q, "correct": True},
         {"question": q, "correct": True},  # cached before transcripts were kept
     ]
     split = heard_split(rows)
     assert split["exact"] == {"n": 2, "correct": 1, "accuracy": 0.5}
-    assert split["misheard"] == {"n": 1, "correct": 0, "accuracy": 0.0}
+    assert split["misheard"] == {"n": 2, "correct": 1, "accuracy": 0.5}
     assert split["unknown"] == 1
+    assert split["reheard"] == {"n": 1, "correct": 1, "accuracy": 1.0}
 
 
 def test_metrics_on_a_crafted_set():

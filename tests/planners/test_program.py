@@ -725,6 +725,7 @@ def test_a_spoken_question_whose_program_fails_is_tried_on_the_next_reading(
     spoken, backend = make_agent("program", [FAILS, COUNT_RED], replans=0)
     res = spoken.ask(None, images=[image], audio=clip, max_steps=2)
     assert res.answer == "2" and res.stop_reason == "answered"
+    assert res.question == "How many red things?"  # the reading answered
     assert asked == [0, 2]  # the beam runs once, after the failure
     tools = [(s.tool, s.ok) for s in res.steps if s.role == "executor"]
     assert tools == [("transcribe", True), ("find", True), ("boom", False),
