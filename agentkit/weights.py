@@ -42,12 +42,12 @@ KNOWN: dict[str, Known] = {
             "segmenter",
         ),
         # legs over the asr recipe's model (docs/asr.md): agentkit train asr, asr-slots, asr-16k,
-        # asr-32k, asr-voices, asr-64k, asr-80k
+        # asr-32k, asr-voices, asr-64k, asr-80k, asr-96k
         Known(
             "speech-whisper",
             "speech-whisper.pt",
             "small whisper model for spoken questions",
-            "asr-80k",
+            "asr-96k",
         ),
         # the last of four stages: mllm-align, mllm-tooluse, mllm-dpo, then mllm-tooluse-compare
         # on the dpo output (docs/mllm.md)

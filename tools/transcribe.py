@@ -56,7 +56,8 @@ MAX_ALTERNATIVES = 8
 #: Below this confidence a transcript is flagged as likely misheard. On the 100 dev clips of
 #: docs/asr.md (held-out voices), chosen with the asr-voices model: the tenth of clips under it
 #: had WER 0.50, the rest 0.05; with the asr-64k model and its warps, 4 clips (WER 0.27) against
-#: 0.032; with the shipped asr-80k, 3 clips (0.235) against 0.026 (test: 5, 0.39 against 0.042).
+#: 0.032; with asr-80k, 3 clips (0.235) against 0.026 (test: 5, 0.39 against 0.042); with the
+#: shipped asr-96k, 2 clips (0.276) against 0.026 (test: 4, 0.371 against 0.024).
 LOW_CONFIDENCE = 0.86
 #: Keys a checkpoint's "transcribe_options" may set (others are ignored: a checkpoint is data).
 CHECKPOINT_OPTIONS = frozenset(

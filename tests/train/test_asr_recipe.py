@@ -452,11 +452,12 @@ def test_a_leg_that_adds_clips_computes_only_their_mels(tmp_path, monkeypatch):
     assert len(heard) == 3 and torch.load(cache, weights_only=True)["texts"] == ["clip 0", "clip 2"]
 
 
-def test_the_80k_leg_goes_on_from_the_64k_model_with_its_first_clips_warps_and_budget():
-    _, nine = build_config(load_recipe("asr-80k"))
-    _, eight = build_config(load_recipe("asr-64k"))
-    assert nine.init == "runs/train/asr-64k/speech-whisper.pt"
-    assert nine.train_clips == eight.train_clips + 16000
-    assert nine.wide_voices_from == eight.wide_voices_from and nine.seed == eight.seed
-    assert nine.vtln_warps == eight.vtln_warps
-    assert nine.max_minutes == eight.max_minutes == 110  # 40 CPU minutes were not enough
+@pytest.mark.parametrize(("leg", "before"), [("asr-80k", "asr-64k"), ("asr-96k", "asr-80k")])
+def test_a_leg_goes_on_from_the_last_model_with_its_first_clips_warps_and_budget(leg, before):
+    _, this = build_config(load_recipe(leg))
+    _, last = build_config(load_recipe(before))
+    assert this.init == f"runs/train/{before}/speech-whisper.pt"
+    assert this.train_clips == last.train_clips + 16000
+    assert this.wide_voices_from == last.wide_voices_from and this.seed == last.seed
+    assert this.vtln_warps == last.vtln_warps
+    assert this.max_minutes == last.max_minutes == 110  # 40 CPU minutes were not enough
