@@ -50,6 +50,10 @@ class RoleModels:
         return self.summarizer_backend or self.controller
 
 
+#: :attr:`Options.rehear`'s default: the other readings a failed spoken run may try.
+REHEAR = 2
+
+
 @dataclass
 class Options:
     #: Ask the decider model "enough to answer?" after each observation. Off for ``react``, where
@@ -87,7 +91,7 @@ class Options:
     #: failed on the 200 held-out questions; a misheard one's does when the words name nothing
     #: in the image ("the red cylinder" where the gray one is), and the next reading is most
     #: often the words said (docs/asr.md). The failed attempts stay in the run's steps.
-    rehear: int = 2
+    rehear: int = REHEAR
     #: Decode the controller's code (``program``, and ``react``'s code actions) under the program
     #: language's prefix grammar (:mod:`agentkit.planners.grammar`) where the backend supports
     #: constrained decoding (``hf:``): no undefined name, unknown tool or argument is written.

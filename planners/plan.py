@@ -223,13 +223,14 @@ def make_plan_decider(rt: Runtime) -> roles.Node:
         last = state.steps[-1]
         if last.role == "executor" and last.error:
             where = f"Call {state.cursor} of the plan ({last.tool}) failed"
+            # With no re-plan left, the failed call is why the run stops, budget or not.
+            if state.attempts > rt.options.rewrites():
+                note = Step(role="decider", error=f"{where}; no re-plan left.")
+                return {"steps": [roles.record(rt, note)], "stop_reason": "call_failed"}
             if stop := roles.budget_step(rt, state):
                 return {"steps": [stop], "stop_reason": "budget"}
-            if state.attempts <= rt.options.rewrites():
-                note = Step(role="decider", error=f"{where}; write a new plan for what is left.")
-                return {"steps": [roles.record(rt, note)], "plan": [], "cursor": 0}
-            note = Step(role="decider", error=f"{where}; no re-plan left.")
-            return {"steps": [roles.record(rt, note)], "stop_reason": "call_failed"}
+            note = Step(role="decider", error=f"{where}; write a new plan for what is left.")
+            return {"steps": [roles.record(rt, note)], "plan": [], "cursor": 0}
         if state.cursor >= len(state.plan):
             return {}  # the plan is done: the route goes on to the summarizer
         if stop := roles.budget_step(rt, state):

@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 
 from agentkit.media import IMAGE_SUFFIXES
+from agentkit.runtime import REHEAR
 
 console = Console(stderr=True)
 
-__all__ = ["IMAGE_SUFFIXES", "ConstrainWords", "console", "fail"]
+__all__ = ["IMAGE_SUFFIXES", "REHEAR", "ConstrainWords", "Rehear", "console", "fail"]
 
 #: ``--constrain-words/--no-constrain-words`` (``ask``, ``eval vqa``, ``eval tooluse``):
 #: Options.constrain_words.
@@ -23,6 +24,7 @@ ConstrainWords = Annotated[
         "words as they are written."
     ),
 ]
+
 
 Rehear = Annotated[
     int,

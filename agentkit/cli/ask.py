@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from agentkit.cli._common import IMAGE_SUFFIXES, ConstrainWords, Rehear, console, fail
+from agentkit.cli._common import IMAGE_SUFFIXES, REHEAR, ConstrainWords, Rehear, console, fail
 
 
 def _split_args(args: list[str]) -> tuple[list[Path], str | None]:
@@ -112,7 +112,7 @@ def ask(
             "without one of its words (a misheard word, an attribute the detector read otherwise)."
         ),
     ] = True,
-    rehear: Rehear = 2,
+    rehear: Rehear = REHEAR,
     thread: Annotated[
         str | None,
         typer.Option(help="Resume this run from its last finished step (or name a new one)."),

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentkit.cli._common import ConstrainWords, Rehear, console, fail
+from agentkit.cli._common import REHEAR, ConstrainWords, Rehear, console, fail
 
 
 def vqa(
@@ -76,7 +76,7 @@ def vqa(
             "without one of its words."
         ),
     ] = True,
-    rehear: Rehear = 2,
+    rehear: Rehear = REHEAR,
     code_context: Annotated[
         str,
         typer.Option(

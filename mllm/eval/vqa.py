@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
-from agentkit.runtime import BRANCHES, CODE_CONTEXTS
+from agentkit.runtime import BRANCHES, CODE_CONTEXTS, REHEAR
 from agentkit.tools.base import PROMPT_STYLES
 
 RESULTS = "results.jsonl"
@@ -115,7 +115,7 @@ def settings(
     constrain: bool = True,
     run_ahead: bool = True,
     relax: bool = True,
-    rehear: int = 2,
+    rehear: int = REHEAR,
     code_context: str = "auto",
     constrain_words: bool = True,
     branches: str = "auto",
@@ -133,7 +133,7 @@ def settings(
         out["run_ahead"] = False
     if not relax:
         out["relax"] = False
-    if rehear != 2:
+    if rehear != REHEAR:
         out["rehear"] = rehear
     if code_context != "auto":
         out["code_context"] = code_context
@@ -449,7 +449,7 @@ def evaluate(
     constrain: bool = True,
     run_ahead: bool = True,
     relax: bool = True,
-    rehear: int = 2,
+    rehear: int = REHEAR,
     code_context: str = "auto",
     constrain_words: bool = True,
     branches: str = "auto",
