@@ -146,6 +146,10 @@ def test_second_failure_stops_when_no_replan_is_left(make_agent):
     assert [s.tool for s in res.steps if s.role == "executor"] == ["boom", "boom"]
     a, _ = make_agent("plan", [bad, "Final Answer: unknown"], replans=0)
     assert a.ask("q?").stop_reason == "call_failed"
+    # the budget spent on the failing plan does not hide why it stopped
+    spent = numbered(call("add", {"a": 1, "b": 1}), call("boom", {}))
+    a, _ = make_agent("plan", [spent, "Final Answer: unknown"], replans=0)
+    assert a.ask("q?", max_steps=2).stop_reason == "call_failed"
 
 
 def test_unreadable_plans_stop_after_the_parse_limit(make_agent):
