@@ -312,10 +312,10 @@ def make_rehear(rt: Runtime) -> Node:
         if state.reading >= rt.options.rehear:
             return {}
         steps: list[Step] = []
-        heard = [s for s in state.steps if s.tool == "transcribe" and s.ok]
-        beam = next((s for s in heard if "alternatives" in (s.args or {})), None)
+        transcriptions = [s for s in state.steps if s.tool == "transcribe" and s.ok]
+        beam = next((s for s in transcriptions if "alternatives" in (s.args or {})), None)
         if beam is None:
-            args = {**(heard[0].args or {}), "alternatives": rt.options.rehear}
+            args = {**(transcriptions[0].args or {}), "alternatives": rt.options.rehear}
             call = ToolCall(tool="transcribe", args=args,
                             thought="The run failed on the question as heard; hear it again.")  # fmt: skip
             beam = record(rt, execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout))

@@ -69,6 +69,30 @@ def test_spoken_items_split_by_whether_the_question_was_heard_as_said():
     assert split["reheard"] == {"n": 1, "correct": 1, "accuracy": 1.0}
 
 
+def test_a_spoken_item_records_the_transcript_and_the_reading_it_was_answered_on(monkeypatch):
+    """``heard`` is the first transcription; ``reheard`` the other reading a failed run went on
+    to (None when the transcript was answered)."""
+    from agentkit.mllm.eval import vqa
+    from agentkit.state import RunResult, Step
+
+    q = {"id": "q1", "question": "Is there a red cube?", "answer": "yes"}
+    heard = Step(role="executor", tool="transcribe", result={"text": "Is there a red tube?"})
+
+    def agent(answered_on: str):
+        class Fake:
+            def ask(self, *a, **k):
+                return RunResult(answer="yes", steps=[heard], question=answered_on)
+
+        return lambda *a, **k: Fake()
+
+    for answered_on, reheard in (("Is there a red cube?", "Is there a red cube?"),
+                                 ("Is there a red tube?", None)):  # fmt: skip
+        monkeypatch.setattr(vqa, "_agent", agent(answered_on))
+        r = vqa.run_item(q, image="x.png", planner="program", model="m", runs_dir="/nonexistent",
+                         modality="spoken", audio="q.wav")  # fmt: skip
+        assert (r["heard"], r["reheard"], r["correct"]) == ("Is there a red tube?", reheard, True)
+
+
 def test_metrics_on_a_crafted_set():
     rs = [
         rec("count", 1, True, 1.0),
