@@ -192,6 +192,12 @@ class Agent:
                 who = "Options" if given is not None else "the model declares"
                 raise ConfigError(f"{who} {key} {asked!r}; expected {expected}")
             self.options = replace(self.options, **{key: value})
+        given = self.options.threads  # None, the folder's hint, else torch's own: untouched
+        if (threads := given if given is not None else hints.get("threads")) is not None:
+            if not (n := _count(threads)):
+                who = "Options" if given is not None else "the model declares"
+                raise ConfigError(f"{who} threads {threads!r}; expected an int >= 1")
+            self.options = replace(self.options, threads=n)
         if tool_weights:  # a copy: the caller's Options may be shared by other agents
             self.options = replace(
                 self.options, tool_weights={**self.options.tool_weights, **tool_weights}
@@ -299,6 +305,7 @@ class Agent:
 
     def _invoke(self, rt: Runtime, thread: str, initial: RunState | None) -> RunResult:
         try:
+            use_threads(self.options.threads)
             return self._run_graph(rt, thread, initial)
         finally:
             rt.trace.close()
@@ -339,6 +346,17 @@ class Agent:
             thread=thread,
             stop_reason=state.stop_reason,
         )
+
+
+def use_threads(n: int | None) -> None:
+    """Torch's CPU threads set to ``n`` for the process (:attr:`Options.threads`; None: left as
+    they are). Only when they differ: setting them is not free, and a run sets them each time."""
+    if n is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def _add_frames(store: MediaStore, video: Path, fps: float, max_frames: int) -> dict[str, str]:

@@ -92,6 +92,15 @@ class Options:
     #: in the image ("the red cylinder" where the gray one is), and the next reading is most
     #: often the words said (docs/asr.md). The failed attempts stay in the run's steps.
     rehear: int = REHEAR
+    #: Torch's CPU threads for the model's and the tools' compute (``torch.set_num_threads``).
+    #: The setting is the process's, not one run's: the agent sets it before each run and leaves
+    #: it set (changing it back and forth costs more than it saves). ``None``: what the model's
+    #: folder declares (``agentkit_runtime.json`` ``"threads"``: the shipped core says 1), else
+    #: torch's own, untouched. Why 1 for the embedded default on 2 cores: the core's matrices
+    #: are 256 wide, too small for a second thread to pay, and the tools compute on a worker
+    #: thread of their own (their time limit), whose second team of torch threads slows the
+    #: model's turns that follow; one thread each made a question 13% faster (docs/vqa.md).
+    threads: int | None = None
     #: Decode the controller's code (``program``, and ``react``'s code actions) under the program
     #: language's prefix grammar (:mod:`agentkit.planners.grammar`) where the backend supports
     #: constrained decoding (``hf:``): no undefined name, unknown tool or argument is written.

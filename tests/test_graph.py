@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from agentkit.errors import BackendError, MediaError
+from agentkit.errors import BackendError, ConfigError, MediaError
 from agentkit.graph import Agent, load_steps
 from agentkit.runtime import Options
 from agentkit.testing import ScriptedBackend
@@ -111,6 +111,44 @@ def test_two_tool_calls_then_answer(registry, image, tmp_path):
     # images reach the model as files of the run's media store, never inline
     assert backend.calls[0][-1].images and backend.calls[0][-1].images[0].name == "image_0.png"
     assert "image_0 (32x24 image)" in backend.calls[0][-1].content
+
+
+@pytest.fixture
+def torch_threads():
+    """Torch's CPU threads as they were before the test, put back after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield torch
+    torch.set_num_threads(before)
+
+
+def test_torch_threads_follow_options_then_the_model_folder(registry, tmp_path, torch_threads):
+    """A run sets torch's CPU threads to what Options say, else to what the model's folder
+    declares (the shipped core: 1), else leaves them; a declaration that is no count >= 1 is
+    refused before any run."""
+
+    class Declaring(ScriptedBackend):
+        runtime_hints = {"threads": "1"}
+
+    torch_threads.set_num_threads(2)
+    untold = Agent(ScriptedBackend(["Final Answer: 0"]), tools=registry, runs_dir=tmp_path)
+    assert untold.options.threads is None
+    untold.ask("q?")
+    assert torch_threads.get_num_threads() == 2  # nobody asked: torch's own setting stands
+    declared = Agent(Declaring(["Final Answer: 0"]), tools=registry, runs_dir=tmp_path)
+    assert torch_threads.get_num_threads() == 2  # set by a run, not by building the agent
+    assert declared.ask("q?").answer == "0" and torch_threads.get_num_threads() == 1
+    told = Agent(Declaring(["Final Answer: 0"]), tools=registry, runs_dir=tmp_path,
+                 options=Options(threads=2))  # fmt: skip
+    told.ask("q?")
+    assert torch_threads.get_num_threads() == 2  # Options win over the folder
+    for hint in ("0", "all"):
+        Declaring.runtime_hints = {"threads": hint}
+        with pytest.raises(ConfigError, match=f"the model declares threads {hint!r}"):
+            Agent(Declaring([]), tools=registry, runs_dir=tmp_path)
+    with pytest.raises(ConfigError, match="Options threads 0; expected an int >= 1"):
+        Agent(ScriptedBackend([]), tools=registry, runs_dir=tmp_path, options=Options(threads=0))
 
 
 def test_tool_errors_become_observations_and_the_run_goes_on(registry, tmp_path):

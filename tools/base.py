@@ -121,7 +121,11 @@ class Tool:
     Args: type[BaseModel]
     Result: type[BaseModel]
     run: Callable[[Any, ToolContext], BaseModel]
-    timeout: float = DEFAULT_TIMEOUT
+    #: Seconds a call may run before it is abandoned; it runs on a worker thread to be
+    #: abandonable. ``None``: no limit, and the call runs on the caller's thread: for tools that
+    #: only compute over results already in memory, with bounded inputs (select, count...),
+    #: where the handoff to a worker (~0.3 ms) cost more than the call.
+    timeout: float | None = DEFAULT_TIMEOUT
     summary: Callable[[Any], str] | None = None
     #: Same arguments, same result, and nothing else changes (no media written, nothing acted
     #: on): such a call may be run ahead, speculatively, and its result reused. A module says so
@@ -311,7 +315,8 @@ def _start(fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
 def call_tool(
     tool: Tool, args: dict[str, Any], ctx: ToolContext, timeout: float | None = None
 ) -> BaseModel:
-    """Validate ``args`` and run the tool with a time limit. Raises only :class:`ToolError` kinds.
+    """Validate ``args`` and run the tool with a time limit (``timeout``, else the tool's own;
+    none: on this thread). Raises only :class:`ToolError` kinds.
 
     A timed-out call is abandoned, not killed (Python threads cannot be); its result is dropped.
     """
@@ -323,12 +328,18 @@ def call_tool(
         )
         raise ToolArgsError(f"bad arguments for {tool.name}: {problems}") from None
     limit = tool.timeout if timeout is None else timeout
-    future = _start(tool.run, parsed, ctx)
     try:
-        result = future.result(timeout=limit)
-    except cf.TimeoutError:
-        future.cancel()
-        raise ToolTimeout(f"{tool.name} took longer than {limit:g} s and was abandoned") from None
+        if limit is None:
+            result = tool.run(parsed, ctx)
+        else:
+            future = _start(tool.run, parsed, ctx)
+            try:
+                result = future.result(timeout=limit)
+            except cf.TimeoutError:
+                future.cancel()
+                raise ToolTimeout(
+                    f"{tool.name} took longer than {limit:g} s and was abandoned"
+                ) from None
     except ToolError:
         raise
     except (

@@ -16,7 +16,7 @@ NAME = "combine"
 DESCRIPTION = """Joins two lists of objects: "union" keeps the objects in either list (for "A or
 B" questions), "intersection" the objects in both (for "both A and B"). Objects are the same when
 their boxes are the same. Pass both lists by the names of earlier results."""
-TIMEOUT = 5.0
+TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
 

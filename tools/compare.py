@@ -16,7 +16,7 @@ DESCRIPTION = """Compares how many objects two lists have and answers the questi
 or no: "more" asks whether a has more than b, "fewer" whether a has fewer than b, "same" whether
 they have the same number. a and b are result names holding lists of objects (or plain numbers).
 Use it for "are there more / fewer / the same number of A than B?" questions."""
-TIMEOUT = 5.0
+TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
 Amount: TypeAlias = int | ObjectList | list[int]

@@ -21,7 +21,7 @@ label, attribute values (such as color, shape, material, size) and a minimum con
 Pass the detections as the name of an earlier detection result (for example detect_0) or as a
 list of objects with a "label". Returns how many match and their positions in the list.
 Use it whenever the question asks "how many"."""
-TIMEOUT = 5.0
+TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
 MAX_DETECTIONS = 10_000

@@ -13,7 +13,7 @@ NAME = "exist"
 DESCRIPTION = """Answers yes when a list of objects has at least one object and no when it is
 empty. Use it for "is there ...?" and "are there any ...?" questions, on the list that holds the
 objects the question asks about."""
-TIMEOUT = 5.0
+TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
 

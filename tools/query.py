@@ -22,7 +22,7 @@ NAME = "query"
 DESCRIPTION = """Tells the color, shape, material or size of an object. The list should hold
 exactly one object (narrow it with select or relate first); of several, the most confident is
 used. Use it for "what color / shape / material / size is the ...?" questions."""
-TIMEOUT = 5.0
+TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
 

@@ -46,7 +46,7 @@ DESCRIPTION = """Finds the objects that are left of, right of, in front of or be
 reference object, as seen in the image. objects is the list to search (usually detect_0, every
 object); reference is a list holding exactly the one object the question names (narrow it with
 select first). The reference itself is never in the answer."""
-TIMEOUT = 5.0
+TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
 #: Share of the box height between the bottom edge and the footprint's centre (see above).

@@ -25,7 +25,7 @@ DESCRIPTION = """Finds the objects that have the same color, shape, material or 
 reference object, leaving the reference itself out. objects is the list to search (usually
 detect_0, every object); reference is a list holding exactly the one object the question names
 (narrow it with select first). Use it for "the same color as the ..." questions."""
-TIMEOUT = 5.0
+TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
 

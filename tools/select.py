@@ -22,7 +22,7 @@ DESCRIPTION = """Keeps the objects of a list that have all the given attributes 
 material, size) and returns them as a new list, in the same order. Pass the list by the name of an
 earlier result (detect_0, relate_0...). Use it to narrow the objects to those a question names,
 e.g. the red cubes or the small metal things."""
-TIMEOUT = 5.0
+TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
 

@@ -13,7 +13,7 @@ from agentkit.runtime import REHEAR
 
 console = Console(stderr=True)
 
-__all__ = ["IMAGE_SUFFIXES", "REHEAR", "ConstrainWords", "Rehear", "console", "fail"]
+__all__ = ["IMAGE_SUFFIXES", "REHEAR", "ConstrainWords", "Rehear", "Threads", "console", "fail"]
 
 #: ``--constrain-words/--no-constrain-words`` (``ask``, ``eval vqa``, ``eval tooluse``):
 #: Options.constrain_words.
@@ -32,6 +32,17 @@ Rehear = Annotated[
         min=0,
         help="A spoken question whose run fails is tried again on up to this many other "
         "readings of the recording (0: never).",
+    ),
+]
+
+
+#: ``--threads`` (``ask``): Options.threads.
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Torch CPU threads for the model and the tools (default: what the model declares, "
+        "1 for the embedded core; else torch's own).",
     ),
 ]
 

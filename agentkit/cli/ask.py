@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from agentkit.cli._common import IMAGE_SUFFIXES, REHEAR, ConstrainWords, Rehear, console, fail
+from agentkit.cli._common import (
+    IMAGE_SUFFIXES,
+    REHEAR,
+    ConstrainWords,
+    Rehear,
+    Threads,
+    console,
+    fail,
+)
 
 
 def _split_args(args: list[str]) -> tuple[list[Path], str | None]:
@@ -113,6 +121,7 @@ def ask(
         ),
     ] = True,
     rehear: Rehear = REHEAR,
+    threads: Threads = None,
     thread: Annotated[
         str | None,
         typer.Option(help="Resume this run from its last finished step (or name a new one)."),
@@ -167,6 +176,7 @@ def ask(
                     run_ahead=run_ahead,
                     relax=relax,
                     rehear=rehear,
+                    threads=threads,
                 ),
             )
         with console.status("thinking…", spinner="dots") if not as_json else _null():

@@ -131,6 +131,11 @@ class RuntimeHints:
         "rewrite turns after a failed program the model is fit for ('0': its rewrites never "
         "read, stop at once); empty: the base's",
     )
+    threads: str = f(
+        "",
+        "torch CPU threads the agent runs the model with (Options.threads; '1' for a tiny core, "
+        "whose matrices are too small for a second thread to pay); empty: the base's",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,8 +206,8 @@ def save_folder(
 
 def runtime_hints_of(cfg: Any) -> dict[str, str]:
     """The ``planner`` / ``prompt_style`` / ``actions`` / ``code_context`` / ``branches`` /
-    ``replans`` a stage's config names for the saved model."""
-    keys = ("planner", "prompt_style", "actions", "code_context", "branches", "replans")
+    ``replans`` / ``threads`` a stage's config names for the saved model."""
+    keys = ("planner", "prompt_style", "actions", "code_context", "branches", "replans", "threads")
     return {k: str(getattr(cfg, k, "") or "") for k in keys}
 
 

@@ -63,6 +63,21 @@ def test_ask_json_prints_only_json(tmp_path, image):
     assert Path(out["trace"]).exists() and out["thread"]
 
 
+def test_ask_threads_sets_torchs_cpu_threads(tmp_path, image):
+    import torch
+
+    before = torch.get_num_threads()
+    s = script(tmp_path / "s.json", ["Thought: done\nFinal Answer: 0"])
+    try:
+        torch.set_num_threads(2)
+        args = ["ask", str(image), "How many?", "--model", f"scripted:{s}", "--json"]
+        r = runner.invoke(app, [*args, "--runs-dir", str(tmp_path / "runs"), "--threads", "1"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["answer"] == "0" and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_ask_without_question_or_model_is_a_clear_error(tmp_path, image, monkeypatch):
     r = runner.invoke(app, ["ask", str(image), "--runs-dir", str(tmp_path)])
     assert r.exit_code == 2 and "give a question" in r.output

@@ -34,6 +34,7 @@ def test_core_is_a_small_standard_folder_that_declares_its_prompting(core):
         "code_context": "program",
         "branches": "program",
         "replans": "0",
+        "threads": "1",
     }
 
 

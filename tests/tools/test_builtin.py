@@ -402,6 +402,32 @@ def test_abandoned_calls_do_not_block_later_ones() -> None:
     assert step.ok and step.result["value"] == 2 and time.perf_counter() - t0 < 0.5
 
 
+def test_a_tool_without_a_time_limit_runs_on_the_callers_thread() -> None:
+    """No limit (the reasoning tools over results in memory): no worker handoff, and a bug is
+    still a failed step; a limit the caller sets puts it back on an abandonable worker."""
+    import threading
+
+    ran_on: list[threading.Thread] = []
+
+    def run(args: _NoArgs, ctx: ToolContext) -> _Out:
+        ran_on.append(threading.current_thread())
+        if len(ran_on) == 2:
+            raise KeyError("bug")
+        if len(ran_on) == 3:
+            time.sleep(2.0)
+        return _Out()
+
+    reg = ToolRegistry([Tool("here", "Runs where it is called.", _NoArgs, _Out, run, timeout=None)])
+    assert execute(ToolCall(tool="here"), reg, ToolContext()).ok
+    assert ran_on == [threading.current_thread()]
+    step = execute(ToolCall(tool="here"), reg, ToolContext())
+    assert "here failed: KeyError" in step.error
+    t0 = time.perf_counter()
+    assert "took longer than 0.1 s" in execute(ToolCall(tool="here"), reg, ToolContext(), 0.1).error
+    assert time.perf_counter() - t0 < 1.0 and ran_on[2] is not threading.current_thread()
+    assert Tool.from_module(calculate).timeout is None
+
+
 def test_finished_workers_are_reused_and_busy_ones_are_not() -> None:
     import threading
 
