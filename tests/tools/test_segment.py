@@ -186,3 +186,33 @@ def test_a_masks_box_is_tight_in_pixel_edges():
         ys, xs = np.nonzero(m)
         want = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else None
         assert mask_box(m) == want
+
+
+def test_rle_is_cocos_own_for_small_large_empty_and_edge_masks():
+    """The RLE read off a mask's bounding box (small objects) and the one pycocotools encodes
+    from the whole mask (large ones) are the very string COCO's encoder writes, and decode back."""
+    from pycocotools import mask as mask_utils
+
+    from agentkit.tools._vision import mask_to_rle
+
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((6, 9), bool), np.ones((6, 9), bool)]
+    for _ in range(400):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        m = np.zeros((h, w), bool)
+        y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+        bh, bw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+        m[y : y + bh, x : x + bw] = rng.random((min(bh, h - y), min(bw, w - x))) < 0.8
+        masks.append(m)
+    m = np.zeros((64, 64), bool)
+    m[60:, 0] = m[:3, 1] = True  # one run from the bottom of a column into the top of the next
+    masks.append(m)
+    small = 0
+    for m in masks:
+        cocos = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode()
+        rle = mask_to_rle(m)
+        assert rle.counts == cocos and rle.size == list(m.shape)
+        assert (rle_to_mask(rle) == m).all()
+        box = mask_box(m)
+        small += box is not None and (box[2] - box[0]) * (box[3] - box[1]) * 16 <= m.size
+    assert small > 100  # both ways of encoding were checked
