@@ -106,6 +106,7 @@ class Branch(BaseModel):
     question: str
     max_steps: int = Field(ge=1, description="Tool calls this branch may make.")
     media: dict[str, str] = Field(default_factory=dict)
+    reading: int = Field(0, ge=0, description="The reading of a spoken question it answers.")
 
 
 class BranchAnswer(BaseModel):
@@ -115,6 +116,9 @@ class BranchAnswer(BaseModel):
     question: str
     answer: str | None = None
     stop_reason: str | None = None
+    #: The reading of a spoken question (``RunState.reading``) the branch answered: the answers
+    #: of a reading given up stay in the list (its reducer only appends), and are not merged.
+    reading: int = 0
 
 
 class RunState(BaseModel):

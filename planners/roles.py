@@ -291,7 +291,9 @@ def _heard_question(state: RunState, text: str) -> str:
 
 #: Stop reasons of a run that failed on its question as read, not for want of budget or by the
 #: decider's choice: a spoken question's next reading is tried (``Options.rehear``).
-REHEAR_STOPS = frozenset({"program_failed", "bad_answer", "call_failed", "parse_errors"})
+REHEAR_STOPS = frozenset(
+    {"program_failed", "bad_answer", "call_failed", "parse_errors", NOTHING_TO_SUMMARIZE}
+)
 
 
 def to_summarizer(state: RunState) -> str:

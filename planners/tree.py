@@ -16,6 +16,11 @@ answers and writes the final answer; with one branch its answer is the answer.
 With ``Options.vote`` the controller writes rephrasings of the question instead, and the decider
 takes the majority of the branch answers (ties: the earliest branch), with no summarizer call.
 
+A branch that failed on its sub-question as read (a program that failed, unreadable replies)
+is the run's stop reason; a spoken question is then tried again on the transcriber's next
+reading (``Options.rehear``, as ``react``, ``plan`` and ``program`` do), decomposed afresh, and
+only that reading's branch answers are merged.
+
 Budgets: each branch may make ``min(task.max_steps, total // branches)`` tool calls, where the total
 is ``Options.max_total_steps`` (default ``max_branches * task.max_steps``); a decomposition gets at
 most ``total`` branches. A branch's chain runs inside one node invocation: a run interrupted
@@ -105,10 +110,16 @@ def vote(answers: list[BranchAnswer]) -> tuple[str | None, Counter[str]]:
     return first[winner], counts
 
 
+def branch_answers(state: RunState) -> list[BranchAnswer]:
+    """The answers of the branches of the question as now read, in branch order."""
+    current = [a for a in state.branch_answers if a.reading == state.reading]
+    return sorted(current, key=lambda a: a.index)
+
+
 def tree_pad(state: RunState) -> str:
     """What the summarizer reads: each sub-question with its branch's answer."""
     lines = []
-    for a in sorted(state.branch_answers, key=lambda a: a.index):
+    for a in branch_answers(state):
         lines.append(f"Sub-question {a.index + 1}: {a.question}")
         lines.append(f"Answer: {a.answer if a.answer is not None else '(no answer)'}")
     return "\n".join(lines)
@@ -193,7 +204,12 @@ def fan_out(rt: Runtime):
         n = len(state.subquestions)
         per = max(1, min(state.task.max_steps, total_budget(rt, state) // n))
         return [
-            Send("branch", Branch(index=i, question=q, max_steps=per, media=state.media))
+            Send(
+                "branch",
+                Branch(
+                    index=i, question=q, max_steps=per, media=state.media, reading=state.reading
+                ),
+            )  # fmt: skip
             for i, q in enumerate(state.subquestions)
         ]
 
@@ -236,6 +252,7 @@ def make_branch(rt: Runtime):
                     question=b.question,
                     answer=sub.answer,
                     stop_reason=sub.stop_reason,
+                    reading=b.reading,
                 )
             ],
         }
@@ -245,12 +262,15 @@ def make_branch(rt: Runtime):
 
 def make_merger(rt: Runtime) -> roles.Node:
     """The decider: with ``Options.vote`` the majority answer; with one branch its answer;
-    otherwise leaves the merge to the summarizer model."""
+    otherwise leaves the merge to the summarizer model. A branch that failed on its
+    sub-question as read (:data:`~agentkit.planners.roles.REHEAR_STOPS`: a program that failed,
+    unreadable replies) is the run's stop reason, as the failed program of a ``program`` run is:
+    a spoken question is then tried on its next reading first (``Options.rehear``)."""
 
     def decider(state: RunState) -> dict[str, Any]:
-        if state.stop_reason or not state.branch_answers:
+        answers = branch_answers(state)
+        if state.stop_reason or not answers:
             return {}
-        answers = sorted(state.branch_answers, key=lambda a: a.index)
         if rt.options.vote:
             winner, counts = vote(answers)
             tally = ", ".join(f"{k}: {v}" for k, v in counts.most_common()) or "no answers"
@@ -271,9 +291,12 @@ def make_merger(rt: Runtime) -> roles.Node:
                 "settle the question.",
             )
             return {"steps": [roles.record(rt, step)], "stop_reason": roles.NOTHING_TO_SUMMARIZE}
-        if len(answers) == 1:
-            return {"draft": answers[0].answer}
-        return {}
+        update: dict[str, Any] = {"draft": answers[0].answer} if len(answers) == 1 else {}
+        if failed := next((a for a in answers if a.stop_reason in roles.REHEAR_STOPS), None):
+            why = f"Sub-question {failed.index + 1} failed ({failed.stop_reason})."
+            update |= {"steps": [roles.record(rt, Step(role="decider", error=why))],
+                       "stop_reason": failed.stop_reason}  # fmt: skip
+        return update
 
     return decider
 
@@ -289,6 +312,6 @@ def build_tree(rt: Runtime, *, checkpointer: BaseCheckpointSaver | None = None):
     roles.add_ingest(g, rt)
     g.add_conditional_edges("controller", fan_out(rt), ["branch", "summarizer"])
     g.add_edge("branch", "decider")
-    g.add_edge("decider", "summarizer")
+    g.add_conditional_edges("decider", roles.to_summarizer, ["rehear", "summarizer"])
     g.add_edge("summarizer", END)
     return g.compile(checkpointer=checkpointer)

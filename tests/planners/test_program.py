@@ -774,3 +774,35 @@ def test_react_re_hears_a_question_its_controller_cannot_answer(
     assert [s.error is not None for s in res.steps if s.role == "controller"] == [True] * 3 + [
         False
     ]
+
+
+def test_tree_re_hears_a_question_whose_branch_fails_and_merges_that_reading_only(
+    make_agent, registry, image, tmp_path
+):
+    """A tree branch that failed on the question as heard stops the run as the failed program
+    of a ``program`` run does: a spoken question is decomposed afresh on its next reading, and
+    the failed reading's branch answer is not merged with the new one's."""
+    clip = tmp_path / "q.wav"
+    clip.write_bytes(b"RIFF")
+    asked = _transcriber(registry, "How many green things?", ["How many red things?"])
+    whole = "No sub-questions."
+    guess = "Thought: guess\nFinal Answer: 5"  # the failed branch's own summarizer
+    replies = [whole, FAILS, guess, whole, COUNT_RED]
+    a, backend = make_agent("tree", replies, branches="program", replans=0)
+    res = a.ask(None, images=[image], audio=clip)
+    assert res.answer == "2" and res.stop_reason == "answered"
+    assert res.question == "How many red things?" and asked == [0, 2]
+    assert len(backend.calls) == 5  # the one branch's answer is the answer: no merge call
+    assert "How many red things?" in backend.calls[3][-1].content  # decomposed afresh
+    merged = [s.error for s in res.steps if s.role == "decider" and s.branch is None]
+    assert merged == ["Sub-question 1 failed (program_failed).", None]  # then "Heard: ..."
+    # no branch answered at all ("no evidence"): that too is a failure on the question as heard
+    again, _ = make_agent("tree", [whole, FAILS, "gibberish", whole, COUNT_RED],
+                          branches="program", replans=0)  # fmt: skip
+    res = again.ask(None, images=[image], audio=clip)
+    assert res.answer == "2" and res.question == "How many red things?"
+    # typed, the failed branch is the run's stop reason and the summarizer answers
+    typed, _ = make_agent("tree", [whole, FAILS, "Thought: none\nFinal Answer: 0"],
+                          branches="program", replans=0)  # fmt: skip
+    res = typed.ask("How many green things?", images=[image])
+    assert res.stop_reason == "program_failed" and res.answer == "0"
