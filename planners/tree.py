@@ -203,12 +203,11 @@ def fan_out(rt: Runtime):
             return "summarizer"
         n = len(state.subquestions)
         per = max(1, min(state.task.max_steps, total_budget(rt, state) // n))
+        media = roles.as_typed(state).media  # a spoken question's recording is not an image
         return [
             Send(
                 "branch",
-                Branch(
-                    index=i, question=q, max_steps=per, media=state.media, reading=state.reading
-                ),
+                Branch(index=i, question=q, max_steps=per, media=media, reading=state.reading),
             )  # fmt: skip
             for i, q in enumerate(state.subquestions)
         ]

@@ -651,6 +651,14 @@ def test_cli_program(tmp_path: Path):
             "program",
             [program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")],
         ),
+        (
+            "tree",  # its branches' prompts too
+            [
+                "No sub-questions.",
+                "Thought: look\nAction: find\nAction Input: {}",
+                "Thought: one\nFinal Answer: 1",
+            ],
+        ),  # fmt: skip
     ],
 )
 def test_a_spoken_question_is_shown_to_the_models_as_its_typed_twin(
