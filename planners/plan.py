@@ -149,14 +149,10 @@ def make_plan_controller(rt: Runtime) -> roles.Node:
             **roles.tool_fields(rt),
             max_steps=str(state.task.max_steps - len(state.tool_steps)),
         )
-        user = prompting.load("task").format(
-            images=roles.images_line(state),
-            question=roles.question(state),
-            scratchpad=roles.calls_pad(state),
-        )
+        # the task as its typed twin reads it (a spoken question's transcription left out)
         messages = [
             Message(role="system", content=system),
-            Message(role="user", content=user, images=roles.image_paths(rt, state)),
+            roles.task_message(rt, state, roles.calls_pad),
         ]
         gen = rt.models.controller.generate(
             messages, max_new_tokens=rt.options.max_new_tokens * 4, stop=roles.STOP

@@ -652,6 +652,11 @@ def test_cli_program(tmp_path: Path):
             [program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")],
         ),
         (
+            "plan",
+            ['Plan:\n1. Thought: look\nAction: find\nAction Input: {"image": "image_0"}',
+             "Thought: some\nFinal Answer: 3"],
+        ),  # fmt: skip
+        (
             "tree",  # its branches' prompts too
             [
                 "No sub-questions.",
