@@ -208,7 +208,7 @@ def fan_out(rt: Runtime):
             Send(
                 "branch",
                 Branch(index=i, question=q, max_steps=per, media=media, reading=state.reading),
-            )  # fmt: skip
+            )
             for i, q in enumerate(state.subquestions)
         ]
 
