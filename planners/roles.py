@@ -567,11 +567,12 @@ def read_code(
     """A ``code`` reply: ``name = tool(...)`` is the call (and ``name`` the name its result
     gets), ``ANSWER = name`` the answer read from that name's result; anything else, or an
     ANSWER that is not one (a list, an unknown name), is an error for the controller to mend."""
+    typed = as_typed(state)  # the names of this reading's work, not a misheard one's
     try:
-        line = dsl.parse_line(text, rt.tools.names(), earlier_names(state), media=list(state.media))
+        line = dsl.parse_line(text, rt.tools.names(), earlier_names(state), media=list(typed.media))
         if isinstance(line, ToolCall):
             return line, line.name
-        answer = dsl.read_answer(line, state.steps)
+        answer = dsl.read_answer(line, typed.steps)
     except dsl.DSLError as e:
         return ParseError(message=str(e)), None
     expr = line.get("ref", line.get("value"))

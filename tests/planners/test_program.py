@@ -844,3 +844,17 @@ def test_react_re_hears_a_spoken_question_it_answered_after_a_failed_call(
     typed, _ = make_agent("react", list(replies))
     res = typed.ask("What is the brown one?", images=[image])
     assert res.answer == "7" and res.stop_reason == "answered"
+
+
+def test_a_re_heard_react_code_run_answers_from_its_own_names(
+    make_agent, registry, image, tmp_path
+):
+    """Code lines of the re-heard reading may reuse a name the misheard reading set: ANSWER
+    reads this reading's value, not the earlier one's."""
+    clip = tmp_path / "q.wav"
+    clip.write_bytes(b"RIFF")
+    _transcriber(registry, "What is one and one?", ["What is 20 and 22?"])
+    replies = ["n = add(a=1, b=1)", "x = boom()", "ANSWER = n", "n = add(a=20, b=22)", "ANSWER = n"]
+    a, _ = make_agent("react", replies, actions="code")
+    res = a.ask(None, images=[image], audio=clip)
+    assert res.question == "What is 20 and 22?" and res.answer == "42"
