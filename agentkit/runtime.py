@@ -99,7 +99,7 @@ class Options:
     #: torch's own, untouched. Why 1 for the embedded default on 2 cores: the core's matrices
     #: are 256 wide, too small for a second thread to pay, and the tools compute on a worker
     #: thread of their own (their time limit), whose second team of torch threads slows the
-    #: model's turns that follow; one thread each made a question 13% faster (docs/vqa.md).
+    #: model's turns that follow; one thread made a question 12-13% faster (docs/vqa.md).
     threads: int | None = None
     #: Decode the controller's code (``program``, and ``react``'s code actions) under the program
     #: language's prefix grammar (:mod:`agentkit.planners.grammar`) where the backend supports
