@@ -30,10 +30,9 @@ from agentkit.tools._vision import (
     BoxXYXY,
     check_box,
     image_key,
-    mask_box,
     mask_image,
-    mask_to_rle,
     resolve_weights,
+    rle_and_box,
     round_box,
     weights_spec,
 )
@@ -358,10 +357,10 @@ def _mask(mask: np.ndarray, score: float, ctx: ToolContext) -> Mask:
     import numpy as np
 
     media_id = ctx.add_image(mask_image(mask), prefix="mask") if ctx.media is not None else None
-    box = mask_box(mask)
+    rle, box = rle_and_box(mask)
     return Mask(
         id=media_id,
-        rle=mask_to_rle(mask),
+        rle=rle,
         area=int(np.count_nonzero(mask)),  # a tenth of sum()'s time on a bool mask
         box=None if box is None else round_box(box),
         score=round(score, 4),
@@ -381,14 +380,15 @@ def _everything(
 
 
 def _file_key(ref: str, ctx: ToolContext) -> str | None:
-    """A key for an image file that needs no decoding: path, modification time and size.
-    Saves the decode and the pixel hash (~1.5 ms at 320x240) when the embedding is cached."""
+    """A key for an image file that needs no decoding: the file (device and inode, however its
+    path is spelled), modification time and size, from one ``stat``. Saves the decode and the
+    pixel hash (~1.5 ms at 320x240) when the embedding is cached."""
     path = ctx.media.path(ref) if ctx.media is not None and ref in ctx.media else Path(ref)
     try:
         st = path.stat()
     except OSError:
         return None
-    return f"{path.resolve()}:{st.st_mtime_ns}:{st.st_size}"
+    return f"file:{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
 def run(args: Args, ctx: ToolContext) -> Result:

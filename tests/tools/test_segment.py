@@ -84,6 +84,14 @@ def test_one_encoder_pass_per_image(compact, image):
             segment.Args(image=str(flipped), boxes=[[0, 0, 50, 50]], weights=str(compact)), ctx
         )
         assert len(calls) == 2
+        # the same file by another spelling of its path: no new pass; the file rewritten: one
+        other = image.parent / "sub" / ".." / image.name
+        (image.parent / "sub").mkdir()
+        segment.run(segment.Args(image=str(other), boxes=[[0, 0, 9, 9]], weights=str(compact)), ctx)
+        assert len(calls) == 2
+        Image.open(flipped).crop((0, 0, 60, 40)).save(image)
+        segment.run(segment.Args(image=str(image), boxes=[[0, 0, 9, 9]], weights=str(compact)), ctx)
+        assert len(calls) == 3
     finally:
         handle.remove()
 
@@ -193,7 +201,7 @@ def test_rle_is_cocos_own_for_small_large_empty_and_edge_masks():
     from the whole mask (large ones) are the very string COCO's encoder writes, and decode back."""
     from pycocotools import mask as mask_utils
 
-    from agentkit.tools._vision import mask_to_rle
+    from agentkit.tools._vision import mask_to_rle, rle_and_box
 
     rng = np.random.default_rng(0)
     masks = [np.zeros((6, 9), bool), np.ones((6, 9), bool)]
@@ -210,9 +218,9 @@ def test_rle_is_cocos_own_for_small_large_empty_and_edge_masks():
     small = 0
     for m in masks:
         cocos = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"].decode()
-        rle = mask_to_rle(m)
-        assert rle.counts == cocos and rle.size == list(m.shape)
+        rle, box = rle_and_box(m)
+        assert rle.counts == cocos and rle.size == list(m.shape) and rle == mask_to_rle(m)
         assert (rle_to_mask(rle) == m).all()
-        box = mask_box(m)
+        assert box == mask_box(m)  # from the same pass
         small += box is not None and (box[2] - box[0]) * (box[3] - box[1]) * 16 <= m.size
     assert small > 100  # both ways of encoding were checked
