@@ -36,7 +36,7 @@ Rehear = Annotated[
 ]
 
 
-#: ``--threads`` (``ask``): Options.threads.
+#: ``--threads`` (``ask``, ``eval vqa``): Options.threads.
 Threads = Annotated[
     int | None,
     typer.Option(

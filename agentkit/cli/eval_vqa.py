@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentkit.cli._common import REHEAR, ConstrainWords, Rehear, console, fail
+from agentkit.cli._common import REHEAR, ConstrainWords, Rehear, Threads, console, fail
 
 
 def vqa(
@@ -91,6 +91,7 @@ def vqa(
             "the model declares, else react."
         ),
     ] = "auto",
+    threads: Threads = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Accuracy per family and program length, steps, tool calls, latency and failures of a
@@ -122,6 +123,7 @@ def vqa(
             code_context=code_context,
             branches=branches,
             constrain_words=constrain_words,
+            threads=threads,
             progress=not as_json,
         )
     except AgentkitError as e:

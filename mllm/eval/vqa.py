@@ -119,9 +119,11 @@ def settings(
     code_context: str = "auto",
     constrain_words: bool = True,
     branches: str = "auto",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """The run's :class:`~agentkit.runtime.Options` that differ from their defaults (``auto``
-    prompt style: what the model declares), as the items carry and key them."""
+    prompt style: what the model declares), as the items carry and key them (torch's threads
+    too: they change no answer, but the items' latencies)."""
     out: dict[str, Any] = {}
     if not verify:
         out["verify"] = False
@@ -141,6 +143,8 @@ def settings(
         out["constrain_words"] = False
     if branches != "auto":
         out["branches"] = branches
+    if threads is not None:
+        out["threads"] = threads
     return out
 
 
@@ -453,6 +457,7 @@ def evaluate(
     code_context: str = "auto",
     constrain_words: bool = True,
     branches: str = "auto",
+    threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or finish) the evaluation and return the report: per planner, :func:`metrics` of the
@@ -469,6 +474,8 @@ def evaluate(
             raise ConfigError(f"{flag} {value!r} is invalid: expected auto, {', '.join(allowed)}")
     if workers < 1:
         raise ConfigError(f"--workers {workers} is invalid: expected an int >= 1")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads} is invalid: expected an int >= 1")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit} is invalid: expected an int >= 1")
     scenes_dir = Path(scenes_dir)
@@ -490,7 +497,8 @@ def evaluate(
             clips[str(r["id"])] = audio_dir / r["audio"]
     options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain,
                        run_ahead=run_ahead, relax=relax, rehear=rehear, code_context=code_context,
-                       constrain_words=constrain_words, branches=branches)  # fmt: skip
+                       constrain_words=constrain_words, branches=branches,
+                       threads=threads)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     done = read_results(out)
@@ -524,7 +532,7 @@ def evaluate(
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
         "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,
         "relax": relax, "rehear": rehear, "code_context": code_context, "constrain_words": constrain_words,
-        "branches": branches,
+        "branches": branches, "threads": threads,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip
     for p in planners:

@@ -180,6 +180,18 @@ def test_oracle_scores_and_cache_skips_finished_items(tmp_path, qset):
     budget = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2, max_steps=3,
                       progress=False)  # fmt: skip
     assert budget["ran"] == 2  # nor another step budget
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        one = evaluate(path, EXAMPLES, model=spec, out=out, verify=False, limit=2, threads=1,
+                       progress=False)  # fmt: skip
+        # torch's threads change no answer but the latencies: other items, run with them
+        assert one["ran"] == 2 and one["threads"] == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="--threads 0 is invalid"):
+        evaluate(path, EXAMPLES, model=spec, out=out, threads=0, progress=False)
 
 
 def test_cli_all_planners_json_and_table(tmp_path, qset):
