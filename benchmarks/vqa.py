@@ -14,7 +14,8 @@ turn, timed, and its text is replaced by a scripted reply, so any planner follow
 (``react``: one controller turn per call and one for the Final Answer; ``program``: one turn that
 writes the three-line program). ``detect`` uses the shipped ``scenes-yolo`` when it is there,
 else a randomly initialised yolov8n (same network and compute, meaningless boxes; the run says
-which). Tool time is measured inside each tool. Framework time = wall - model - tools.
+which). Tool time is measured inside each tool. Framework time = wall - model - tools, also split by
+phase: the nodes' own work, LangGraph between the nodes, ``Agent.ask`` outside the graph.
 
     python benchmarks/vqa.py [--model hf:agentkit-mllm|scripted] [--planner react|program]
                              [--runs 5] [--tokens 48] [--prompt-style full|compact|bare]
@@ -103,6 +104,36 @@ def detector(work: Path) -> tuple[str, str]:
         return str(path), "yolov8n random init (scenes-yolo not built yet)"
 
 
+class Phases:
+    """Where the framework's time goes in each run: the graph's nodes (less model and tools),
+    LangGraph between them (task setup, channel writes, checkpoints), and ``Agent.ask`` outside
+    the graph (media store, run folder, trace). Times LangGraph's node runner
+    (``langgraph.pregel._runner.run_with_retry``) and ``Agent._run_graph``; with a LangGraph
+    that has no such runner the split is left out."""
+
+    def __init__(self) -> None:
+        import langgraph.pregel._runner as runner
+
+        self.graph = self.nodes = 0.0
+        self.ok = hasattr(runner, "run_with_retry")
+        if self.ok:
+            runner.run_with_retry = self._timed(runner.run_with_retry, "nodes")
+            Agent._run_graph = self._timed(Agent._run_graph, "graph")  # type: ignore[method-assign]
+
+    def _timed(self, fn, what: str):
+        def timed(*args, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                setattr(self, what, getattr(self, what) + time.perf_counter() - t0)
+
+        return timed
+
+    def reset(self) -> None:
+        self.graph = self.nodes = 0.0
+
+
 def timed_model(spec: str):
     """The backend of ``spec`` with its generate (and beam candidates) timed: ``(backend, clock)``
     where ``clock[0]`` accumulates seconds."""
@@ -157,9 +188,11 @@ def main() -> None:
             return backend, lambda: clock[0]
 
     rows = []
+    phases = Phases()
     for r in range(a.runs + 1):  # the first run loads the models and warms caches: not counted
         backend, model_seconds = make()
         timed = TimedTools(reg)
+        phases.reset()
         agent = Agent(
             backend, tools=timed.registry, planner=planner, runs_dir=work / "runs", options=opts
         )
@@ -177,6 +210,10 @@ def main() -> None:
                 "framework_s": overhead, "framework_share": overhead / wall,
                 "tools": [s.tool for s in tools], "answer": res.answer,
             })  # fmt: skip
+            if phases.ok:
+                rows[-1] |= {"nodes_own_s": phases.nodes - model_seconds() - timed.seconds,
+                             "langgraph_s": phases.graph - phases.nodes,
+                             "outside_graph_s": wall - phases.graph}  # fmt: skip
     for row in rows:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
     med = statistics.median(r["wall_s"] for r in rows)
@@ -190,6 +227,14 @@ def main() -> None:
         f"framework share of wall time {share:.2%}; target < 2%: "
         f"{'OK' if share < 0.02 else 'MISSED'}"
     )
+    if phases.ok:
+        ms = {k: statistics.median(r[k] for r in rows) * 1000
+              for k in ("nodes_own_s", "langgraph_s", "outside_graph_s")}  # fmt: skip
+        print(
+            f"framework by phase (medians): the nodes' own work {ms['nodes_own_s']:.1f} ms, "
+            f"LangGraph between the nodes {ms['langgraph_s']:.1f} ms, Agent.ask outside the "
+            f"graph {ms['outside_graph_s']:.1f} ms"
+        )
 
 
 def scripted_models(work: Path, reg: ToolRegistry, planner: str, opts: Options, tokens: int):
