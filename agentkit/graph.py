@@ -139,14 +139,16 @@ def _count(v: Any) -> int | None:
 
 
 #: The options a caller may leave open (None) for the model's folder to settle
-#: (``agentkit_runtime.json``), then the library default: (key, default, what is valid, reader
-#: returning the value or None when invalid).
-_SETTLED: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
+#: (``agentkit_runtime.json``), then the library default (None: left open, as ``threads``,
+#: torch's own then): (key, default, what is valid, reader returning the value or None when
+#: invalid).
+_SETTLED: tuple[tuple[str, str | None, str, Callable[[Any], Any]], ...] = (
     ("prompt_style", "full", f"one of {PROMPT_STYLES}", _one_of(PROMPT_STYLES)),
     ("actions", "text", f"one of {ACTIONS}", _one_of(ACTIONS)),
     ("code_context", "transcript", f"one of {CODE_CONTEXTS}", _one_of(CODE_CONTEXTS)),
     ("branches", "react", f"one of {BRANCHES}", _one_of(BRANCHES)),
     ("replans", "1", "an int >= 0", _count),
+    ("threads", None, "an int >= 1", lambda v: n if (n := _count(v)) else None),
 )
 
 
@@ -188,16 +190,12 @@ class Agent:
         for key, default, expected, read in _SETTLED:
             given = getattr(self.options, key)
             asked = given if given is not None else hints.get(key, default)
+            if asked is None:
+                continue  # nobody says: left open
             if (value := read(asked)) is None:
                 who = "Options" if given is not None else "the model declares"
                 raise ConfigError(f"{who} {key} {asked!r}; expected {expected}")
             self.options = replace(self.options, **{key: value})
-        given = self.options.threads  # None, the folder's hint, else torch's own: untouched
-        if (threads := given if given is not None else hints.get("threads")) is not None:
-            if not (n := _count(threads)):
-                who = "Options" if given is not None else "the model declares"
-                raise ConfigError(f"{who} threads {threads!r}; expected an int >= 1")
-            self.options = replace(self.options, threads=n)
         if tool_weights:  # a copy: the caller's Options may be shared by other agents
             self.options = replace(
                 self.options, tool_weights={**self.options.tool_weights, **tool_weights}

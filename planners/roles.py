@@ -360,16 +360,12 @@ def add_ingest(g: Any, rt: Runtime) -> None:
         lambda s: "ingest" if s.task.audio is not None and not s.question else "controller",
         ["ingest", "controller"],
     )
-    g.add_conditional_edges(
-        "ingest",
-        lambda s: "summarizer" if s.stop_reason else "controller",
-        ["controller", "summarizer"],
-    )
-    g.add_conditional_edges(
-        "rehear",
-        lambda s: "summarizer" if s.stop_reason else "controller",
-        ["controller", "summarizer"],
-    )
+    for heard in ("ingest", "rehear"):  # a question heard goes to the controller
+        g.add_conditional_edges(
+            heard,
+            lambda s: "summarizer" if s.stop_reason else "controller",
+            ["controller", "summarizer"],
+        )
 
 
 def make_controller(rt: Runtime) -> Node:

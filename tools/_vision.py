@@ -115,10 +115,9 @@ def rle_and_box(mask: np.ndarray) -> tuple[RLE, list[float] | None]:
     if m.ndim != 2:
         raise ValueError(f"mask must be H x W, got shape {m.shape}")
     h, w = m.shape
-    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-    if len(rows) == 0:
+    rows, cols, box = _covered(m)
+    if box is None:
         return RLE(size=[h, w], counts=_compressed([h * w], h, w)), None
-    box = [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
     if (rows[-1] + 1 - rows[0]) * (cols[-1] + 1 - cols[0]) * 16 > h * w:
         enc = mask_utils.encode(np.asfortranarray(m.view(np.uint8)))
         counts = enc["counts"].decode("ascii")
@@ -160,13 +159,18 @@ def rle_to_mask(rle: RLE | dict[str, Any]) -> np.ndarray:
 
 def mask_box(mask: np.ndarray) -> list[float] | None:
     """Tight XYXY box of a mask's pixels (pixel edges, so a 1-pixel mask is 1x1), or None if empty."""
+    return _covered(mask)[2]
+
+
+def _covered(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float] | None]:
+    """The rows and the columns with any pixel of ``mask`` (one pass over it, no coordinate
+    arrays), and the tight box they make (None: an empty mask)."""
     import numpy as np
 
-    # the rows and columns with any pixel: one pass over the mask, no coordinate arrays
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if len(cols) == 0:
-        return None
-    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
+        return rows, cols, None
+    return rows, cols, [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
 
 
 def mask_image(mask: np.ndarray) -> PILImage.Image:
