@@ -7,8 +7,12 @@ each ``put`` / ``put_writes`` is also appended to the run's file as one length-p
 in one ``write()``. Reopening the file replays the records, so a run resumes from its last
 finished step after a kill, as before. A record cut short by a kill mid-write is ignored.
 
-Records hold LangGraph's own serialisation (``serde.dumps_typed``: msgpack for the state's
-pydantic models, restricted to the allowed modules); nothing in the file is executed.
+A record holds what the in-memory saver has just stored, as it stored it: LangGraph's own
+serialisation (``serde.dumps_typed``: msgpack for the state's pydantic models, restricted to the
+allowed modules) of the checkpoint and of the channels that changed, so each step is serialised
+once and the file grows with what changed, not with the whole state at every step. Logs written
+before 2026-12-06 hold the whole checkpoint per record and are still read. Nothing in the file
+is executed.
 """
 
 from __future__ import annotations
@@ -37,12 +41,8 @@ def sync_level(value: str) -> str:
     return value
 
 
-def _keys(config: Any) -> dict[str, dict[str, Any]]:
-    """What a saver reads of a config: the thread, namespace and checkpoint ids (the rest holds
-    the run's live objects)."""
-    conf = config.get("configurable", {})
-    keys = ("thread_id", "checkpoint_ns", "checkpoint_id")
-    return {"configurable": {k: conf[k] for k in keys if k in conf}}
+#: What a saver reads of a config: the thread, namespace and checkpoint ids.
+_IDS = ("thread_id", "checkpoint_ns", "checkpoint_id")
 
 
 class LogSaver(InMemorySaver):
@@ -63,19 +63,24 @@ class LogSaver(InMemorySaver):
     # -- LangGraph's saver interface ---------------------------------------------------------
 
     def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
-        record = self.serde.dumps_typed((_keys(config), checkpoint, metadata, new_versions))
         with self._lock:
             saved = super().put(config, checkpoint, metadata, new_versions)
-            self._append("put", record)
+            thread, ns, cid = (saved["configurable"][k] for k in _IDS)
+            blobs = [[k, v, *self.blobs[(thread, ns, k, v)]] for k, v in new_versions.items()]
+            self._append(["saved", thread, ns, cid, self.storage[thread][ns][cid], blobs])
         return saved
 
     def put_writes(
         self, config: Any, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        record = self.serde.dumps_typed((_keys(config), list(writes), task_id, task_path))
+        conf = config["configurable"]
+        key = (conf["thread_id"], conf.get("checkpoint_ns", ""), conf["checkpoint_id"])
         with self._lock:
+            before = set(self.writes.get(key, ()))
             super().put_writes(config, writes, task_id, task_path)
-            self._append("writes", record)
+            new = [[k, v] for k, v in self.writes.get(key, {}).items() if k not in before]
+            if new:
+                self._append(["wrote", *key, new])
 
     def close(self) -> None:
         if self._file is not None:
@@ -83,10 +88,10 @@ class LogSaver(InMemorySaver):
 
     # -- the file -----------------------------------------------------------------------------
 
-    def _append(self, kind: str, record: tuple[str, bytes]) -> None:
+    def _append(self, record: list[Any]) -> None:
         import ormsgpack
 
-        body = ormsgpack.packb([kind, record[0], record[1]])
+        body = ormsgpack.packb(record)
         if self._file is None:
             self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
         self._file.write(len(body).to_bytes(_HEADER, "little") + body)
@@ -105,11 +110,27 @@ class LogSaver(InMemorySaver):
             end = pos + _HEADER + size
             if end > len(data):
                 break  # the last record was cut short by a kill: its step did not finish
-            kind, type_, payload = ormsgpack.unpackb(data[pos + _HEADER : end])
-            args = self.serde.loads_typed((type_, payload))
+            self._restore(ormsgpack.unpackb(data[pos + _HEADER : end]))
+            pos = end
+
+    def _restore(self, record: list[Any]) -> None:
+        """One record back into the in-memory saver, as :meth:`put` / :meth:`put_writes` left it."""
+        kind, *fields = record
+        if kind == "saved":
+            thread, ns, cid, (cp, meta, parent), blobs = fields
+            self.storage[thread][ns][cid] = (tuple(cp), tuple(meta), parent)
+            for k, v, type_, payload in blobs:
+                self.blobs[(thread, ns, k, v)] = (type_, payload)
+        elif kind == "wrote":
+            thread, ns, cid, new = fields
+            for (task, idx), (task_id, channel, typed, task_path) in new:
+                self.writes[(thread, ns, cid)][(task, idx)] = (
+                    task_id, channel, tuple(typed), task_path,
+                )  # fmt: skip
+        elif kind in ("put", "writes"):  # a log written before 2026-12-06: whole checkpoints
+            args = self.serde.loads_typed(tuple(fields))
             if kind == "put":
                 super().put(*args)
-            elif kind == "writes":
+            else:
                 config, writes, task_id, task_path = args
                 super().put_writes(config, [tuple(w) for w in writes], task_id, task_path)
-            pos = end
