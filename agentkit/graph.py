@@ -11,6 +11,7 @@ per-run directory holding the media store, the JSONL trace and the checkpoint lo
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -84,16 +85,23 @@ def _checkpointer(run_dir: Path) -> Any:
     or crashed process loses nothing and the run resumes; what fsync adds is safety against an
     OS crash or power cut, at 50-120 ms per question on a busy disk (most of the framework's
     time). A run's checkpoint can be re-asked, so off by default."""
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-
     from agentkit.checkpoint import LogSaver
 
-    serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
+    serde = _serde()
     sync = os.environ.get("AGENTKIT_CHECKPOINT_SYNC", "off").lower()
     legacy = run_dir / SQLITE_CHECKPOINT_FILE
     if legacy.is_file() and not (run_dir / CHECKPOINT_FILE).exists():
         return _sqlite_checkpointer(legacy, serde, sync)
     return LogSaver(run_dir / CHECKPOINT_FILE, serde=serde, sync=sync)
+
+
+@functools.cache
+def _serde() -> Any:
+    """LangGraph's serialiser for the checkpoints, restricted to the state's types (stateless:
+    built once, not per run)."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    return JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
 
 
 def _sqlite_checkpointer(path: Path, serde: Any, sync: str) -> Any:

@@ -109,3 +109,28 @@ def test_oversize_or_empty_image_made_in_memory_is_refused(tmp_path: Path) -> No
     with pytest.raises(MediaError, match="pixels"):
         store.add_image(Image.new("RGB", (0, 5)))
     assert store.ids() == []
+
+
+def test_an_unchanged_png_is_checked_once_and_a_rewritten_one_again(
+    tmp_path: Path, png: Path, monkeypatch
+) -> None:
+    import os
+
+    from PIL import PngImagePlugin
+
+    checks = []
+    verify = PngImagePlugin.PngImageFile.verify
+    monkeypatch.setattr(
+        PngImagePlugin.PngImageFile, "verify", lambda im: checks.append(1) or verify(im)
+    )
+    store = MediaStore(tmp_path / "media")
+    assert [store.add_image(png), store.add_image(str(png))] == ["image_0", "image_1"]
+    assert len(checks) == 1  # the second question about the image does not read it again
+    assert (tmp_path / "media" / "image_1.png").read_bytes() == png.read_bytes()
+    good = png.read_bytes()
+    png.write_bytes(good[:30] + bytes([good[30] ^ 0xFF]) + good[31:])  # same size, bad CRC
+    st = png.stat()
+    os.utime(png, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # a later write's mtime
+    with pytest.raises(MediaError, match="cannot read image"):
+        store.add_image(png)
+    assert store.ids() == ["image_0", "image_1"]
