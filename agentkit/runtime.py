@@ -84,6 +84,12 @@ class Options:
     #: presupposes its object) is read without one of its filters, one at a time: a misheard
     #: word or an attribute the detector read otherwise (:mod:`agentkit.planners.relax`).
     relax: bool = True
+    #: ``program``: when no program written for the question's words fits them (neither the
+    #: greedy one nor a beam, nor a relaxed reading), the question about one object is
+    #: reworded as the templates word it ("How many red things?" -> "How many red things are
+    #: there?", :func:`~agentkit.planners.expect.canonical_question`) and programs are written
+    #: for that: a small core knows the templates' words better than a user's.
+    reword: bool = True
     #: A spoken question whose run fails (a program that fails or reads no answer, a plan
     #: call that fails, unreadable controller replies: ``react``, ``plan``, ``program``) is
     #: tried again on the transcriber's next other reading of the recording, up to this many

@@ -137,11 +137,61 @@ def _chunks(question: str) -> list[str | frozenset[str]]:
 
 #: Every attribute value's place in a phrase: sizes, colours, materials, then shapes.
 _PHRASE_ORDER = {v: i for i, v in enumerate(v for vs in ATTRIBUTES.values() for v in vs)}
+_ATTRIBUTE_OF = {v: attr for attr, vs in ATTRIBUTES.items() for v in vs}
 
 
 def _spelled(values: Iterable[str]) -> str:
     """Attribute values in the order a phrase says them: "small gray metal cube"."""
     return " ".join(sorted(values, key=_PHRASE_ORDER.__getitem__))
+
+
+#: Words that change what a question's objects mean ("not cubes", "all the spheres", "other
+#: than"): a question with one is never reworded (:func:`canonical_question`).
+_NOT_REWORDED_RE = re.compile(
+    r"\b(not|no|none|nothing|other|others|else|except|all|every|each|either|neither|nor|or|"
+    r"and|both|only|than|same|as)\b|n't\b",
+    re.IGNORECASE,
+)
+
+
+def canonical_question(question: str) -> str | None:
+    """``question`` reworded as the templates the embedded core learned from word that form
+    ("How many red things?", "Count the spheres.", "How many spheres are made of metal?" ->
+    "How many red things are there?", "How many spheres are there?", "How many metal spheres
+    are there?"; "Is the red cube large?" -> "Are there any large red cubes?"; "Which color is
+    the shiny ball?" -> "What color is the metal sphere?"), else None: a question that is not
+    about one object described by attribute words (a relation, a comparison, a negation, two
+    objects, two values of one attribute, no kind of answer), or is so worded already.
+
+    For a controller whose own programs for the user's words do not fit them: the rewording
+    says the same of the one object the question is about, in words it knows."""
+    e = Expectation.of(question)
+    if (e.relations or e.same is not None or e.words["more"] or e.words["fewer"]
+            or (not e.objects and e.kind != "a number") or _NOT_REWORDED_RE.search(question)):  # fmt: skip
+        return None
+    merged = frozenset[str]().union(*e.objects)
+    by_attr = Counter(_ATTRIBUTE_OF[v] for v in merged)
+    if sum(len(p) for p in e.objects) != len(merged) or max(by_attr.values(), default=0) > 1:
+        return None  # a value said twice, or two values of one attribute: not one object
+    shape = next((v for v in merged if _ATTRIBUTE_OF[v] == "shape"), None)
+    described = _spelled(merged - {shape} if shape else merged)
+
+    def noun(plural: bool) -> str:
+        word = shape or "thing"
+        return " ".join(filter(None, (described, word + "s" if plural else word)))
+
+    if e.kind == "a number":
+        text = f"How many {noun(True)} are there?"
+    elif e.kind == "yes/no":
+        text = f"Are there any {noun(True)}?"
+    elif e.kind is not None and e.kind.startswith("a ") and e.kind[2:] in ATTRIBUTES:
+        asked = e.kind[2:]
+        if by_attr[asked]:
+            return None  # "What color is the red cube?": the value asked is given
+        text = f"What {asked} is the {noun(False)}?"
+    else:
+        return None
+    return None if text.lower() == " ".join(question.lower().split()) else text
 
 
 def phrases(question: str) -> tuple[frozenset[str], ...]:
@@ -285,6 +335,24 @@ class Expectation:
             return None
         return f"the line compares with {relation}, but the question asks for {asked[0]}"
 
+    def reversed(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
+        """Why ``call``, a comparison of two counts (``compare``, ``more`` or ``fewer``),
+        counts the question's objects the other way round, else None: "Are there more cubes
+        than spheres?" and "Is the number of cubes greater than ..." count the cubes as ``a``
+        (``made``: each earlier result's name -> the values its call filtered by)."""
+        if call.tool != "compare" or call.args.get("relation") not in ("more", "fewer"):
+            return None
+        a, b = (call.args.get(k) for k in ("a", "b"))
+        values = [made.get(v) if isinstance(v, str) else None for v in (a, b)]
+        where = [next((i for i, p in enumerate(self.objects) if v and v <= p), None)
+                 for v in values]  # fmt: skip
+        if None in where or where[0] <= where[1]:  # type: ignore[operator]
+            return None
+        return (
+            f"the line counts {a} ({_spelled(values[0] or set())}) as a and {b} "
+            f"({_spelled(values[1] or set())}) as b, but the question names them the other way"
+        )
+
     def unsame(self, program: dsl.Program) -> str | None:
         """Why ``program`` does not compare the attribute the question compares (:attr:`same`),
         else None: it should call ``same`` on that attribute, between two different results (a
@@ -395,7 +463,9 @@ class Expectation:
         names = {call.name for call in program.calls if call.name}
         made = {c.name: call_values(c, names) for c in program.calls if c.name}
         for call in program.calls:
-            if why := self.mixed(call, names) or self.misplaced(call, made):
+            if why := (
+                self.mixed(call, names) or self.misplaced(call, made) or self.reversed(call, made)
+            ):
                 return f"{call.name} = {call.tool}(...): {why}"
         return None
 

@@ -19,6 +19,7 @@ cannot finish (no rewrite left, budget spent) is answered by the summarizer mode
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from pydantic import BaseModel
 from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, roles
-from agentkit.planners.expect import Expectation
+from agentkit.planners.expect import Expectation, canonical_question
 from agentkit.planners.relax import Loosened, loosened
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
@@ -183,6 +184,33 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     return replace(got, thought=f"{got.thought} {note}".strip())
             return None
 
+        def reworded() -> tuple[Generation, Attempt] | None:
+            """When no program written for the question's own words fits it: the likeliest
+            program (greedy, then the beams) written for the question reworded in the words of
+            the templates (:func:`~agentkit.planners.expect.canonical_question`: "How many red
+            things?" -> "How many red things are there?") that reads, runs and fits that, the
+            rewording noted in its thought; None when the question is not reworded or none fits
+            (``Options.reword``)."""
+            canon = canonical_question(roles.question(state)) if rt.options.reword else None
+            if canon is None:
+                return None
+            view = state.model_copy(update={"question": canon})
+            msgs, want = program_messages(rt, view), Expectation.of(canon)
+            gram = roles.program_grammar(rt, view, "program", expect=want)
+            first = generate(rt.models.controller, msgs, max_new_tokens=tokens, constraint=gram)
+            beams = (c for _, c in roles.beam_candidates(rt, msgs, tokens, first.text, gram))
+            for cand in itertools.chain([first], beams):
+                thought, body = split_reply(cand.text)
+                try:
+                    program = dsl.parse_program(body, names, media=media)
+                except dsl.DSLError:
+                    continue
+                got = run(thought, program, want)
+                if not got.failed and got.problem is None:
+                    note = f"(read as {canon!r}: no program for the question's words fits them)"
+                    return cand, replace(got, thought=f"{got.thought} {note}".strip())
+            return None
+
         gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
         chosen = greedy = attempt(gen.text)
         if greedy.problem is not None:
@@ -191,6 +219,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             fits, runs = best_beam(greedy)
             if fits is None and (loose := relaxed()):
                 chosen = loose
+            elif fits is None and (again := reworded()):
+                gen, chosen = again
             elif picked := fits or runs:
                 what = (
                     "did not parse" if greedy.program is None

@@ -120,6 +120,13 @@ def ask(
             "without one of its words (a misheard word, an attribute the detector read otherwise)."
         ),
     ] = True,
+    reword: Annotated[
+        bool,
+        typer.Option(
+            help="program: when no program for the question's words fits them, reword a "
+            "question about one object as the templates do and write programs for that."
+        ),
+    ] = True,
     rehear: Rehear = REHEAR,
     threads: Threads = None,
     thread: Annotated[
@@ -175,6 +182,7 @@ def ask(
                     constrain_words=constrain_words,
                     run_ahead=run_ahead,
                     relax=relax,
+                    reword=reword,
                     rehear=rehear,
                     threads=threads,
                 ),

@@ -76,6 +76,13 @@ def vqa(
             "without one of its words."
         ),
     ] = True,
+    reword: Annotated[
+        bool,
+        typer.Option(
+            help="program: when no program for the question's words fits them, reword a "
+            "question about one object as the templates do and write programs for that."
+        ),
+    ] = True,
     rehear: Rehear = REHEAR,
     code_context: Annotated[
         str,
@@ -119,6 +126,7 @@ def vqa(
             constrain=constrain,
             run_ahead=run_ahead,
             relax=relax,
+            reword=reword,
             rehear=rehear,
             code_context=code_context,
             branches=branches,

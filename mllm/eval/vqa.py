@@ -115,6 +115,7 @@ def settings(
     constrain: bool = True,
     run_ahead: bool = True,
     relax: bool = True,
+    reword: bool = True,
     rehear: int = REHEAR,
     code_context: str = "auto",
     constrain_words: bool = True,
@@ -135,6 +136,8 @@ def settings(
         out["run_ahead"] = False
     if not relax:
         out["relax"] = False
+    if not reword:
+        out["reword"] = False
     if rehear != REHEAR:
         out["rehear"] = rehear
     if code_context != "auto":
@@ -453,6 +456,7 @@ def evaluate(
     constrain: bool = True,
     run_ahead: bool = True,
     relax: bool = True,
+    reword: bool = True,
     rehear: int = REHEAR,
     code_context: str = "auto",
     constrain_words: bool = True,
@@ -496,8 +500,8 @@ def evaluate(
         for r in _read_jsonl(audio_dir / "manifest.jsonl", "speech manifest"):
             clips[str(r["id"])] = audio_dir / r["audio"]
     options = settings(verify=verify, prompt_style=prompt_style, constrain=constrain,
-                       run_ahead=run_ahead, relax=relax, rehear=rehear, code_context=code_context,
-                       constrain_words=constrain_words, branches=branches,
+                       run_ahead=run_ahead, relax=relax, reword=reword, rehear=rehear,
+                       code_context=code_context, constrain_words=constrain_words, branches=branches,
                        threads=threads)  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -531,7 +535,7 @@ def evaluate(
     report: dict[str, Any] = {
         "questions": len(questions), "model": model, "out": str(out), "verify": verify,
         "prompt_style": prompt_style, "constrain": constrain, "run_ahead": run_ahead,
-        "relax": relax, "rehear": rehear, "code_context": code_context, "constrain_words": constrain_words,
+        "relax": relax, "reword": reword, "rehear": rehear, "code_context": code_context, "constrain_words": constrain_words,
         "branches": branches, "threads": threads,
         "ran": len(todo), "cached": len(jobs) - len(todo), "planners": {},
     }  # fmt: skip

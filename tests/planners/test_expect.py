@@ -262,3 +262,75 @@ def test_a_question_comparing_an_attribute_needs_same_on_it_between_two_results(
     assert compared_attribute("Is there a ball of the same colour as the cube?") == "color"
     assert compared_attribute("Are there the same number of cubes and balls?") is None
     assert Expectation.of("How many red cubes are there?").unsame(right) is None
+
+
+def test_a_comparison_of_counts_counts_the_question_objects_in_its_order():
+    """ "Are there more cubes than spheres?" counts the cubes as ``a``: the other way round
+    answers another question; "as many ... as" (same) has no order."""
+    from agentkit.planners import dsl
+    from agentkit.planners.expect import Expectation
+
+    def program(a: str, b: str, relation: str) -> dsl.Program:
+        return dsl.parse_program(
+            "objs = detect(image=image_0)\ncubes = select(objects=objs, shape=\"cube\")\n"
+            "balls = select(objects=objs, shape=\"sphere\")\n"
+            f'answer = compare(a={a}, b={b}, relation="{relation}")\nANSWER = answer',
+            ["detect", "select", "compare"], media=["image_0"],
+        )  # fmt: skip
+
+    more = Expectation.of("Are there more cubes than spheres?")
+    assert more.unmet(program("cubes", "balls", "more"), "yes") is None
+    assert more.unmet(program("balls", "cubes", "more"), "no") == (
+        "answer = compare(...): the line counts balls (sphere) as a and cubes (cube) as b, "
+        "but the question names them the other way"
+    )
+    fewer = Expectation.of("Is the number of spheres less than the number of cubes?")
+    assert fewer.unmet(program("balls", "cubes", "fewer"), "yes") is None
+    assert "the other way" in fewer.unmet(program("cubes", "balls", "fewer"), "no")
+    same = Expectation.of("Are there as many spheres as cubes?")
+    assert same.unmet(program("cubes", "balls", "same"), "no") is None
+
+
+def test_a_question_about_one_object_is_reworded_as_the_templates_word_it():
+    from agentkit.planners.expect import canonical_question
+
+    assert {
+        q: canonical_question(q)
+        for q in (
+            "How many red things?",
+            "Count the spheres.",
+            "How many spheres are made of metal?",
+            "How many cubes are red?",
+            "What number of big things are there?",
+            "How many objects?",
+            "Is the red cube large?",
+            "Is there a big rubber thing?",
+            "Which color is the shiny ball?",
+            "What is the purple cube made of?",
+        )
+    } == {  # fmt: skip
+        "How many red things?": "How many red things are there?",
+        "Count the spheres.": "How many spheres are there?",
+        "How many spheres are made of metal?": "How many metal spheres are there?",
+        "How many cubes are red?": "How many red cubes are there?",
+        "What number of big things are there?": "How many large things are there?",
+        "How many objects?": "How many things are there?",
+        "Is the red cube large?": "Are there any large red cubes?",
+        "Is there a big rubber thing?": "Are there any large rubber things?",
+        "Which color is the shiny ball?": "What color is the metal sphere?",
+        "What is the purple cube made of?": "What material is the purple cube?",
+    }
+    # Not one object described by attribute words, or already in the templates' words:
+    for q in (
+        "How many objects are not cubes?",  # a negation
+        "Are all the spheres red?",  # a quantifier
+        "How many small red or blue things?",  # two values of one attribute
+        "How many cubes or spheres are there?",  # two objects
+        "Are there more cubes than spheres?",  # a comparison
+        "Is there a cube behind the blue sphere?",  # a relation
+        "Is the sphere the same color as the cube?",  # an attribute compared
+        "What color is the red cube?",  # the value asked is given
+        "Tell me about the picture.",  # no kind of answer
+        "How many red things are there?",  # already so worded
+    ):
+        assert canonical_question(q) is None, q

@@ -370,11 +370,13 @@ def test_a_program_answering_another_kind_than_asked_gives_way_to_a_beam(
     assert res.answer == "yes" and backend.asked == [3]
     assert "ANSWER is '2', but the question asks for yes/no" in res.steps[0].thought
     every = program("objs = find(image=image_0)", "e = exist(objects=objs)", "ANSWER = e")
-    loose = BeamBackend([COUNT_RED], [COUNT_RED, program("ANSWER = 7"), every])
+    # (the question reworded, "Are there any red things?", gets no program that fits either)
+    loose = BeamBackend([COUNT_RED, COUNT_RED], [COUNT_RED, program("ANSWER = 7"), every])
     c, _ = make_agent("program", loose, candidates=3)
     res = c.ask("Are there red things?", images=[image])  # "every" misses red, but says yes/no
     assert res.answer == "yes" and "(beam 3: " in res.steps[0].thought
-    stuck = BeamBackend([COUNT_RED], [COUNT_RED, program("ANSWER = 7")])
+    assert "Question: Are there any red things?" in loose.calls[1][-1].content
+    stuck = BeamBackend([COUNT_RED, COUNT_RED], [COUNT_RED, program("ANSWER = 7")])
     b, _ = make_agent("program", stuck, candidates=2)
     assert b.ask("Are there red things?", images=[image]).answer == "2"
 
@@ -858,3 +860,27 @@ def test_a_re_heard_react_code_run_answers_from_its_own_names(
     a, _ = make_agent("react", replies, actions="code")
     res = a.ask(None, images=[image], audio=clip)
     assert res.question == "What is 20 and 22?" and res.answer == "42"
+
+
+def test_when_no_program_fits_the_question_the_reworded_question_is_tried(
+    make_agent, image, registry
+):
+    """ "How many red things?": the greedy program and every beam count every thing (they miss
+    "red"); the question reworded as the templates word it ("How many red things are there?")
+    gets a program that fits, which answers, noted in the thought. With ``reword`` off, or when
+    the reworded question's programs do not fit either, the greedy program stands."""
+    counting_find(registry, [])
+    every = program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")
+    backend = BeamBackend([every, COUNT_RED], [every, program("ANSWER = 7")])
+    a, _ = make_agent("program", backend, candidates=2)
+    res = a.ask("How many red things?", images=[image])
+    assert res.answer == "2" and res.stop_reason == "answered"
+    assert "(read as 'How many red things are there?': no program" in res.steps[0].thought
+    assert "Question: How many red things are there?" in backend.calls[1][-1].content
+    assert "Question: How many red things?" in backend.calls[0][-1].content
+    off, _ = make_agent("program", BeamBackend([every, COUNT_RED], [every]), candidates=2,
+                        reword=False)  # fmt: skip
+    assert off.ask("How many red things?", images=[image]).answer == "3"
+    stuck, _ = make_agent("program", BeamBackend([every, every], [every]), candidates=2)
+    res = stuck.ask("How many red things?", images=[image])
+    assert res.answer == "3" and "read as" not in res.steps[0].thought
