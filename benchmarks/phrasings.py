@@ -12,7 +12,7 @@ scene's ground truth (seeded), and asks each twice through the same agent: with 
                                              [--seed 0] [--model hf:agentkit-mllm] [--limit N]
 
 The scenes: ``agentkit data gen scenes --out data/scenes-heldout --n 20 --seed 900000
---samples 24 --split val`` (docs/vqa.md). A wording that needs one object ("Is the red cube
+--samples 24 --split val`` (docs/vqa.md); without them, the six shipped example scenes. A wording that needs one object ("Is the red cube
 large?") is asked only where exactly one object fits it.
 """
 
@@ -33,6 +33,7 @@ from agentkit.runtime import Options
 Obj = dict[str, str]
 #: A wording: (name, make(objects, rng) -> (question, answer) or None where it does not apply).
 Wording = tuple[str, Callable[[list[Obj], random.Random], tuple[str, str] | None]]
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "scenes"
 COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
 SHAPES = ("cube", "sphere", "cylinder")
 MATERIALS = ("rubber", "metal")
@@ -129,12 +130,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--scenes", type=Path, default=Path("data/scenes-heldout"))
+    ap.add_argument(
+        "--scenes", type=Path, default=None,
+        help="default: data/scenes-heldout, else the shipped examples/scenes (seeds 0-5, "
+        "outside every training range)",
+    )  # fmt: skip
     ap.add_argument("--per-scene", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="hf:agentkit-mllm")
     ap.add_argument("--limit", type=int, default=None)
     a = ap.parse_args()
+    if a.scenes is None:
+        held_out = Path("data/scenes-heldout")
+        a.scenes = held_out if any(held_out.glob("scene_*.json")) else EXAMPLES
+        print(json.dumps({"scenes": str(a.scenes)}), flush=True)
     if not any(a.scenes.glob("scene_*.json")):
         raise SystemExit(f"no scenes in {a.scenes}: see this script's docstring for the command")
     runs = Path(tempfile.mkdtemp(prefix="agentkit-phrasings-"))
