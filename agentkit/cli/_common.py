@@ -13,7 +13,16 @@ from agentkit.runtime import REHEAR
 
 console = Console(stderr=True)
 
-__all__ = ["IMAGE_SUFFIXES", "REHEAR", "ConstrainWords", "Rehear", "Threads", "console", "fail"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "REHEAR",
+    "ConstrainWords",
+    "Rehear",
+    "Reword",
+    "Threads",
+    "console",
+    "fail",
+]
 
 #: ``--constrain-words/--no-constrain-words`` (``ask``, ``eval vqa``, ``eval tooluse``):
 #: Options.constrain_words.
@@ -32,6 +41,16 @@ Rehear = Annotated[
         min=0,
         help="A spoken question whose run fails is tried again on up to this many other "
         "readings of the recording (0: never).",
+    ),
+]
+
+
+#: ``--reword/--no-reword`` (``ask``, ``eval vqa``): Options.reword.
+Reword = Annotated[
+    bool,
+    typer.Option(
+        help="program: when no program for the question's words fits them, reword a question "
+        "about one object as the templates do and write programs for that."
     ),
 ]
 

@@ -13,6 +13,7 @@ from agentkit.cli._common import (
     REHEAR,
     ConstrainWords,
     Rehear,
+    Reword,
     Threads,
     console,
     fail,
@@ -120,13 +121,7 @@ def ask(
             "without one of its words (a misheard word, an attribute the detector read otherwise)."
         ),
     ] = True,
-    reword: Annotated[
-        bool,
-        typer.Option(
-            help="program: when no program for the question's words fits them, reword a "
-            "question about one object as the templates do and write programs for that."
-        ),
-    ] = True,
+    reword: Reword = True,
     rehear: Rehear = REHEAR,
     threads: Threads = None,
     thread: Annotated[

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from agentkit.cli._common import REHEAR, ConstrainWords, Rehear, Threads, console, fail
+from agentkit.cli._common import (
+    REHEAR,
+    ConstrainWords,
+    Rehear,
+    Reword,
+    Threads,
+    console,
+    fail,
+)
 
 
 def vqa(
@@ -76,13 +84,7 @@ def vqa(
             "without one of its words."
         ),
     ] = True,
-    reword: Annotated[
-        bool,
-        typer.Option(
-            help="program: when no program for the question's words fits them, reword a "
-            "question about one object as the templates do and write programs for that."
-        ),
-    ] = True,
+    reword: Reword = True,
     rehear: Rehear = REHEAR,
     code_context: Annotated[
         str,

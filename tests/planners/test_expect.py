@@ -84,20 +84,26 @@ def test_choose_reads_the_models_likeliest_answer():
     assert choose(ScriptedBackend([]), [], ["2", "3"]) is None
 
 
+def compare_program(a: str, b: str, relation: str):
+    """Select the cubes and the balls, compare the counts of ``a`` and ``b`` by ``relation``."""
+    from agentkit.planners import dsl
+
+    return dsl.parse_program(
+        "objs = detect(image=image_0)\ncubes = select(objects=objs, shape=\"cube\")\n"
+        "balls = select(objects=objs, shape=\"sphere\")\n"
+        f'answer = compare(a={a}, b={b}, relation="{relation}")\nANSWER = answer',
+        ["detect", "select", "compare"], media=["image_0"],
+    )  # fmt: skip
+
+
 def test_a_comparison_is_held_to_the_relation_the_question_asks_for():
     """ "Is the number of cubes greater than ..." asks for relation="more": a program comparing
     "same" misses it. "How big is ..." names no size to filter by; "the same color as" names no
     comparison."""
-    from agentkit.planners import dsl
     from agentkit.planners.expect import Expectation
 
-    def program(relation: str) -> dsl.Program:
-        return dsl.parse_program(
-            "objs = detect(image=image_0)\ncubes = select(objects=objs, shape=\"cube\")\n"
-            "balls = select(objects=objs, shape=\"sphere\")\n"
-            f'answer = compare(a=cubes, b=balls, relation="{relation}")\nANSWER = answer',
-            ["detect", "select", "compare"], media=["image_0"],
-        )  # fmt: skip
+    def program(relation: str):
+        return compare_program("cubes", "balls", relation)
 
     greater = Expectation.of("Is the number of cubes greater than the number of balls?")
     assert greater.words == Counter({"cube": 1, "sphere": 1, "more": 1})
@@ -267,17 +273,9 @@ def test_a_question_comparing_an_attribute_needs_same_on_it_between_two_results(
 def test_a_comparison_of_counts_counts_the_question_objects_in_its_order():
     """ "Are there more cubes than spheres?" counts the cubes as ``a``: the other way round
     answers another question; "as many ... as" (same) has no order."""
-    from agentkit.planners import dsl
     from agentkit.planners.expect import Expectation
 
-    def program(a: str, b: str, relation: str) -> dsl.Program:
-        return dsl.parse_program(
-            "objs = detect(image=image_0)\ncubes = select(objects=objs, shape=\"cube\")\n"
-            "balls = select(objects=objs, shape=\"sphere\")\n"
-            f'answer = compare(a={a}, b={b}, relation="{relation}")\nANSWER = answer',
-            ["detect", "select", "compare"], media=["image_0"],
-        )  # fmt: skip
-
+    program = compare_program
     more = Expectation.of("Are there more cubes than spheres?")
     assert more.unmet(program("cubes", "balls", "more"), "yes") is None
     assert more.unmet(program("balls", "cubes", "more"), "no") == (
