@@ -335,7 +335,7 @@ class Expectation:
             return None
         return f"the line compares with {relation}, but the question asks for {asked[0]}"
 
-    def reversed(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
+    def swapped(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
         """Why ``call``, a comparison of two counts (``compare``, ``more`` or ``fewer``),
         counts the question's objects the other way round, else None: "Are there more cubes
         than spheres?" and "Is the number of cubes greater than ..." count the cubes as ``a``
@@ -344,9 +344,9 @@ class Expectation:
             return None
         a, b = (call.args.get(k) for k in ("a", "b"))
         values = [made.get(v) if isinstance(v, str) else None for v in (a, b)]
-        where = [next((i for i, p in enumerate(self.objects) if v and v <= p), None)
-                 for v in values]  # fmt: skip
-        if None in where or where[0] <= where[1]:  # type: ignore[operator]
+        first, second = (next((i for i, p in enumerate(self.objects) if v and v <= p), None)
+                         for v in values)  # fmt: skip
+        if first is None or second is None or first <= second:
             return None
         return (
             f"the line counts {a} ({_spelled(values[0] or set())}) as a and {b} "
@@ -464,7 +464,7 @@ class Expectation:
         made = {c.name: call_values(c, names) for c in program.calls if c.name}
         for call in program.calls:
             if why := (
-                self.mixed(call, names) or self.misplaced(call, made) or self.reversed(call, made)
+                self.mixed(call, names) or self.misplaced(call, made) or self.swapped(call, made)
             ):
                 return f"{call.name} = {call.tool}(...): {why}"
         return None

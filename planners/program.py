@@ -116,14 +116,14 @@ def make_program_controller(rt: Runtime) -> roles.Node:
 
         tried: list[tuple[int, Attempt]] = []  # the programs that failed, by beam rank (0: greedy)
 
-        def attempt(text: str, rank: int = 0) -> Attempt:
-            """A reply read, run ahead and held to the question."""
+        def attempt(text: str, rank: int = 0, want: Expectation = expect) -> Attempt:
+            """A reply read, run ahead and held to the question (``want``: what it expects)."""
             thought, body = split_reply(text)
             try:
                 program = dsl.parse_program(body, names, media=media)
             except dsl.DSLError as e:
                 return Attempt(thought, None, None, str(e), failed=True)
-            got = run(thought, program, expect)
+            got = run(thought, program, want)
             if got.failed:
                 tried.append((rank, got))
             return got
@@ -200,13 +200,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             first = generate(rt.models.controller, msgs, max_new_tokens=tokens, constraint=gram)
             beams = (c for _, c in roles.beam_candidates(rt, msgs, tokens, first.text, gram))
             for cand in itertools.chain([first], beams):
-                thought, body = split_reply(cand.text)
-                try:
-                    program = dsl.parse_program(body, names, media=media)
-                except dsl.DSLError:
-                    continue
-                got = run(thought, program, want)
-                if not got.failed and got.problem is None:
+                got = attempt(cand.text, want=want)
+                if got.problem is None:
                     note = f"(read as {canon!r}: no program for the question's words fits them)"
                     return cand, replace(got, thought=f"{got.thought} {note}".strip())
             return None
