@@ -878,6 +878,16 @@ def test_when_no_program_fits_the_question_the_reworded_question_is_tried(
     assert "(read as 'How many red things are there?': no program" in res.steps[0].thought
     assert "Question: How many red things are there?" in backend.calls[1][-1].content
     assert "Question: How many red things?" in backend.calls[0][-1].content
+    # "How many cubes are red?" names the cubes and red apart: a program filtering by both in
+    # one call fits only the rewording ("How many red cubes are there?"), and is held to that
+    red_cubes = program(
+        "objs = find(image=image_0)",
+        'n = count(objects=objs, where={"color": "red", "label": "cube"})',
+        "ANSWER = n",
+    )
+    split, _ = make_agent("program", BeamBackend([every, red_cubes], [every]), candidates=2)
+    res = split.ask("How many cubes are red?", images=[image])
+    assert res.answer == "1" and "read as 'How many red cubes are there?'" in res.steps[0].thought
     off, _ = make_agent("program", BeamBackend([every, COUNT_RED], [every]), candidates=2,
                         reword=False)  # fmt: skip
     assert off.ask("How many red things?", images=[image]).answer == "3"
