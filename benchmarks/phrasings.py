@@ -3,10 +3,11 @@ with and without rewording (``Options.reword``), on held-out renders.
 
 The question generator (``agentkit data gen questions``) words every question as one of CLEVR's
 templates, and the embedded core learned its programs from those. Users write "How many red
-things?", "Count the spheres.", "How many spheres are made of metal?", "Is the red cube large?".
-This writes such questions about each scene of a held-out folder, with their answers from the
-scene's ground truth (seeded), and asks each twice through the same agent: with rewording on
-(the default) and off. It prints one JSON line per question and the number right per wording.
+things?", "Count the spheres.", "How many spheres are made of metal?", "Is the red cube large?",
+"Can you count the green things?". This writes such questions about each scene of a held-out
+folder, with their answers from the scene's ground truth (seeded), and asks each twice through
+the same agent: with rewording on (the default) and off. It prints one JSON line per question
+and the number right per wording.
 
     .venv/bin/python benchmarks/phrasings.py [--scenes data/scenes-heldout] [--per-scene 6]
                                              [--seed 0] [--model hf:agentkit-mllm] [--limit N]
@@ -96,6 +97,16 @@ def _any_of(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
     return f"Are any of the {shape}s {color}?", "yes" if found else "no"
 
 
+def _can_you_count(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
+    color = rng.choice(COLORS)
+    return f"Can you count the {color} things?", str(_count(objects, color=color))
+
+
+def _number_of(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
+    color, shape = rng.choice(COLORS), rng.choice(SHAPES)
+    return f"What's the number of {color} {shape}s?", str(_count(objects, color=color, shape=shape))
+
+
 WORDINGS: list[Wording] = [
     ("how many <color> things?", _count_color),
     ("count the <shape>s.", _count_shape),
@@ -105,6 +116,8 @@ WORDINGS: list[Wording] = [
     ("which color is the <material> <shape>?", _which_color),
     ("what is the <color> <shape> made of?", _made_of_what),
     ("are any of the <shape>s <color>?", _any_of),
+    ("can you count the <color> things?", _can_you_count),
+    ("what's the number of <color> <shape>s?", _number_of),
 ]
 
 

@@ -35,7 +35,16 @@ FINAL = "Final Answer:"
 _YES_NO_RE = re.compile(
     r"\s*(is|are|does|do|did|was|were|has|have|can|could|will|would|should)\b", re.IGNORECASE
 )
-_NUMBER_RE = re.compile(r"\s*count\b|.*\b(how many|what number)\b", re.IGNORECASE | re.DOTALL)
+_NUMBER_RE = re.compile(
+    r"\s*count\b|.*\b(how many|what number|(what's|what is|tell me) the number of)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+#: A request rather than a question ("Can you count ...", "Could you tell me what color ...",
+#: "Please count ..."): it asks for the kind of answer of what it requests, not yes or no.
+_REQUEST_RE = re.compile(
+    r"\s*(please\s+)?((can|could|would|will) you\s+)?(please\s+)?(?=(count|tell|say|give)\b)",
+    re.IGNORECASE,
+)
 
 
 #: "What ... colour / material / size / shape" and their other forms: the attribute a value
@@ -55,7 +64,10 @@ def question_kind(question: str) -> str | None:
     verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number", "Count ..."), ``a
     color`` / ``a material`` / ``a size`` / ``a shape`` (a what-question naming that one
     attribute: "The cube is made of what material?", "How big is the sphere?"), or None
-    (anything else, or a question naming several attributes: no expectation)."""
+    (anything else, or a question naming several attributes: no expectation). A request is
+    read as what it requests ("Can you count the cubes?": a number)."""
+    if request := _REQUEST_RE.match(question):
+        question = question[request.end() :]
     if _YES_NO_RE.match(question):
         return "yes/no"
     if _NUMBER_RE.match(question):
@@ -356,10 +368,15 @@ class Expectation:
     def unsame(self, program: dsl.Program) -> str | None:
         """Why ``program`` does not compare the attribute the question compares (:attr:`same`),
         else None: it should call ``same`` on that attribute, between two different results (a
-        phrase's objects against themselves compare nothing)."""
-        if self.same is None:
-            return None
+        phrase's objects against themselves compare nothing); a question that compares none
+        ("Can you count the green things?") has no ``same`` to call."""
         calls = [c for c in program.calls if c.tool == "same"]
+        if self.same is None:
+            if not calls:
+                return None
+            return (
+                "the program compares an attribute with same(...), but the question compares none"
+            )
         if not any(c.args.get("attribute") == self.same for c in calls):
             call = f'same(..., attribute="{self.same}")'
             return f"the question compares {self.same}, but no line calls {call}"

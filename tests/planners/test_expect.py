@@ -267,7 +267,13 @@ def test_a_question_comparing_an_attribute_needs_same_on_it_between_two_results(
     )
     assert compared_attribute("Is there a ball of the same colour as the cube?") == "color"
     assert compared_attribute("Are there the same number of cubes and balls?") is None
-    assert Expectation.of("How many red cubes are there?").unsame(right) is None
+    # a question that compares no attribute has no same(...) to call: "Can you count the
+    # green things?" written as the green things' material's matches answers another question
+    counting = Expectation.of("How many red cubes are there?")
+    assert counting.unsame(program("n = count(objects=cubes)\nANSWER = n")) is None
+    assert counting.unsame(right) == (
+        "the program compares an attribute with same(...), but the question compares none"
+    )
 
 
 def test_a_comparison_of_counts_counts_the_question_objects_in_its_order():
@@ -332,3 +338,26 @@ def test_a_question_about_one_object_is_reworded_as_the_templates_word_it():
         "How many red things are there?",  # already so worded
     ):
         assert canonical_question(q) is None, q
+
+
+def test_a_request_asks_for_the_kind_of_answer_it_requests():
+    assert {
+        q: question_kind(q)
+        for q in (
+            "Can you count the green things?",
+            "Please count the cylinders.",
+            "Could you please tell me what color the metal cube is?",
+            "Can you tell me how many red things there are?",
+            "What's the number of yellow spheres?",
+            "Can you see a red cube?",
+            "Is the number of cubes greater than the number of spheres?",
+        )
+    } == {  # fmt: skip
+        "Can you count the green things?": "a number",
+        "Please count the cylinders.": "a number",
+        "Could you please tell me what color the metal cube is?": "a color",
+        "Can you tell me how many red things there are?": "a number",
+        "What's the number of yellow spheres?": "a number",
+        "Can you see a red cube?": "yes/no",  # a question, not a request
+        "Is the number of cubes greater than the number of spheres?": "yes/no",
+    }
