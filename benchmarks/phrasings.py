@@ -107,6 +107,15 @@ def _number_of(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
     return f"What's the number of {color} {shape}s?", str(_count(objects, color=color, shape=shape))
 
 
+def _tell_me(objects: list[Obj], rng: random.Random) -> tuple[str, str] | None:
+    o = _unique(objects, rng, "material", "shape")
+    return (
+        None
+        if o is None
+        else (f"Tell me the color of the {o['material']} {o['shape']}.", o["color"])
+    )
+
+
 WORDINGS: list[Wording] = [
     ("how many <color> things?", _count_color),
     ("count the <shape>s.", _count_shape),
@@ -118,6 +127,7 @@ WORDINGS: list[Wording] = [
     ("are any of the <shape>s <color>?", _any_of),
     ("can you count the <color> things?", _can_you_count),
     ("what's the number of <color> <shape>s?", _number_of),
+    ("tell me the color of the <material> <shape>.", _tell_me),
 ]
 
 

@@ -56,7 +56,7 @@ _ASKS_FOR = {
     "shape": re.compile(r"\bshapes?\b|\bshaped\b", re.IGNORECASE),
 }
 _HOW_BIG_RE = re.compile(r"\bhow (big|large|small)\b", re.IGNORECASE)
-_WHAT_RE = re.compile(r"\b(what|which|how)\b", re.IGNORECASE)
+_WHAT_RE = re.compile(r"\b(what|which|how|tell me|say|give me)\b", re.IGNORECASE)
 
 
 def question_kind(question: str) -> str | None:
