@@ -347,7 +347,7 @@ def test_a_request_asks_for_the_kind_of_answer_it_requests():
             "Can you count the green things?",
             "Please count the cylinders.",
             "Could you please tell me what color the metal cube is?",
-        "Tell me the shape of the red thing.",
+            "Tell me the shape of the red thing.",
             "Can you tell me how many red things there are?",
             "What's the number of yellow spheres?",
             "Can you see a red cube?",
