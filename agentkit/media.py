@@ -51,7 +51,19 @@ def open_image(path: str | Path) -> PILImage.Image:
         raise MediaError(f"cannot read image {p}: {type(e).__name__}: {e}") from e
 
 
-#: RGB PNGs that passed :func:`checked_rgb_png`, by file identity (device, inode, mtime, size):
+def file_identity(path: str | Path) -> tuple[int, int, int, int] | None:
+    """The file at ``path`` as it is now, however the path is spelled: (device, inode,
+    modification time in ns, size) from one ``stat``; None when it cannot be read. A key for what
+    was computed from a file's bytes: a file rewritten since has another mtime (and most often
+    another size)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+
+
+#: RGB PNGs that passed :func:`checked_rgb_png`, by file identity (:func:`file_identity`):
 #: their sizes. The same image asked about again (an evaluation's questions per scene, a user's
 #: follow-up) is not read again; a file rewritten since is, since its mtime and size move.
 _CHECKED: dict[tuple[int, int, int, int], tuple[int, int]] = {}
@@ -66,11 +78,8 @@ def checked_rgb_png(path: str | Path) -> tuple[int, int] | None:
     that passed before and has not changed since is not read again (:data:`_CHECKED`)."""
     from PIL import Image
 
-    try:
-        st = os.stat(path)
-    except OSError:
+    if (key := file_identity(path)) is None:
         return None
-    key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
     if (known := _CHECKED.get(key)) is not None:
         return known
     try:

@@ -140,12 +140,16 @@ def questions(scenes: Path, per_scene: int, seed: int) -> list[dict[str, str]]:
         objects = [
             {k: o[k] for k in ("color", "shape", "material", "size")} for o in scene["objects"]
         ]
+        image = str(scenes / scene["image_filename"])
+        asked = []
         for name, make in rng.sample(WORDINGS, len(WORDINGS)):
-            if sum(q["image"] == str(scenes / scene["image_filename"]) for q in out) >= per_scene:
+            if len(asked) == per_scene:
                 break
             if (qa := make(objects, rng)) is not None:
-                out.append({"image": str(scenes / scene["image_filename"]), "wording": name,
-                            "question": qa[0], "expected": qa[1]})  # fmt: skip
+                asked.append(
+                    {"image": image, "wording": name, "question": qa[0], "expected": qa[1]}
+                )
+        out.extend(asked)
     return out
 
 
