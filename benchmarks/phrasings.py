@@ -12,7 +12,16 @@ and the number right per wording.
     .venv/bin/python benchmarks/phrasings.py [--scenes data/scenes-heldout] [--per-scene 6]
                                              [--seed 0] [--model hf:agentkit-mllm] [--limit N]
 
-The scenes: ``agentkit data gen scenes --out data/scenes-heldout --n 20 --seed 900000
+Spoken: ``--write DIR`` writes the same questions as ``DIR/questions.jsonl`` (the wording as the
+family) and stops; then
+
+    agentkit data gen speech --questions DIR/questions.jsonl --out DIR/speech
+    agentkit eval vqa --planner program --questions DIR/questions.jsonl --scenes SCENES \
+        --audio-dir DIR/speech --json
+
+asks each typed and spoken and reports both, per wording (docs/asr.md).
+
+The wordings are :data:`agentkit.mllm.worlds.wordings.WORDINGS`. The scenes: ``agentkit data gen scenes --out data/scenes-heldout --n 20 --seed 900000
 --samples 24 --split val`` (docs/vqa.md); without them, the six shipped example scenes. A wording that needs one object ("Is the red cube
 large?") is asked only where exactly one object fits it.
 """
@@ -24,133 +33,49 @@ import json
 import random
 import tempfile
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 from agentkit.graph import Agent
 from agentkit.mllm.eval.vqa import is_correct
+from agentkit.mllm.worlds.wordings import MORE_WORDINGS, WORDINGS, Wording
 from agentkit.runtime import Options
 
-Obj = dict[str, str]
-#: A wording: (name, make(objects, rng) -> (question, answer) or None where it does not apply).
-Wording = tuple[str, Callable[[list[Obj], random.Random], tuple[str, str] | None]]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "scenes"
-COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
-SHAPES = ("cube", "sphere", "cylinder")
-MATERIALS = ("rubber", "metal")
 
 
-def _count(objects: list[Obj], **want: str) -> int:
-    return sum(all(o[k] == v for k, v in want.items()) for o in objects)
-
-
-def _unique(objects: list[Obj], rng: random.Random, *keys: str) -> Obj | None:
-    """An object that is the only one with its values of ``keys``, or None."""
-    alone = [o for o in objects if _count(objects, **{k: o[k] for k in keys}) == 1]
-    return rng.choice(alone) if alone else None
-
-
-def _count_color(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
-    color = rng.choice(COLORS)
-    return f"How many {color} {rng.choice(('things', 'objects'))}?", str(
-        _count(objects, color=color)
-    )
-
-
-def _count_shape(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
-    shape = rng.choice(SHAPES)
-    return f"Count the {shape}s.", str(_count(objects, shape=shape))
-
-
-def _made_of(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
-    shape, material = rng.choice(SHAPES), rng.choice(MATERIALS)
-    answer = _count(objects, shape=shape, material=material)
-    return f"How many {shape}s are made of {material}?", str(answer)
-
-
-def _shapes_are(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
-    shape, color = rng.choice(SHAPES), rng.choice(COLORS)
-    return f"How many {shape}s are {color}?", str(_count(objects, shape=shape, color=color))
-
-
-def _is_it(objects: list[Obj], rng: random.Random) -> tuple[str, str] | None:
-    o = _unique(objects, rng, "color", "shape")
-    if o is None:
-        return None
-    size = rng.choice(("small", "large"))
-    return f"Is the {o['color']} {o['shape']} {size}?", "yes" if o["size"] == size else "no"
-
-
-def _which_color(objects: list[Obj], rng: random.Random) -> tuple[str, str] | None:
-    o = _unique(objects, rng, "material", "shape")
-    return None if o is None else (f"Which color is the {o['material']} {o['shape']}?", o["color"])
-
-
-def _made_of_what(objects: list[Obj], rng: random.Random) -> tuple[str, str] | None:
-    o = _unique(objects, rng, "color", "shape")
-    return None if o is None else (f"What is the {o['color']} {o['shape']} made of?", o["material"])
-
-
-def _any_of(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
-    shape, color = rng.choice(SHAPES), rng.choice(COLORS)
-    found = _count(objects, shape=shape, color=color) > 0
-    return f"Are any of the {shape}s {color}?", "yes" if found else "no"
-
-
-def _can_you_count(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
-    color = rng.choice(COLORS)
-    return f"Can you count the {color} things?", str(_count(objects, color=color))
-
-
-def _number_of(objects: list[Obj], rng: random.Random) -> tuple[str, str]:
-    color, shape = rng.choice(COLORS), rng.choice(SHAPES)
-    return f"What's the number of {color} {shape}s?", str(_count(objects, color=color, shape=shape))
-
-
-def _tell_me(objects: list[Obj], rng: random.Random) -> tuple[str, str] | None:
-    o = _unique(objects, rng, "material", "shape")
-    return (
-        None
-        if o is None
-        else (f"Tell me the color of the {o['material']} {o['shape']}.", o["color"])
-    )
-
-
-WORDINGS: list[Wording] = [
-    ("how many <color> things?", _count_color),
-    ("count the <shape>s.", _count_shape),
-    ("how many <shape>s are made of <material>?", _made_of),
-    ("how many <shape>s are <color>?", _shapes_are),
-    ("is the <color> <shape> <size>?", _is_it),
-    ("which color is the <material> <shape>?", _which_color),
-    ("what is the <color> <shape> made of?", _made_of_what),
-    ("are any of the <shape>s <color>?", _any_of),
-    ("can you count the <color> things?", _can_you_count),
-    ("what's the number of <color> <shape>s?", _number_of),
-    ("tell me the color of the <material> <shape>.", _tell_me),
-]
-
-
-def questions(scenes: Path, per_scene: int, seed: int) -> list[dict[str, str]]:
+def questions(
+    scenes: Path, per_scene: int, seed: int, forms: list[Wording] = WORDINGS
+) -> list[dict[str, str]]:
     """``per_scene`` questions about each scene of ``scenes`` (distinct wordings, seeded)."""
     out = []
     for path in sorted(scenes.glob("scene_*.json")):
         scene = json.loads(path.read_text())
         rng = random.Random(f"phrasings:{seed}:{scene['image_filename']}")
-        objects = [
-            {k: o[k] for k in ("color", "shape", "material", "size")} for o in scene["objects"]
-        ]
         image = str(scenes / scene["image_filename"])
         asked = []
-        for name, make in rng.sample(WORDINGS, len(WORDINGS)):
+        for name, make in rng.sample(forms, len(forms)):
             if len(asked) == per_scene:
                 break
-            if (qa := make(objects, rng)) is not None:
+            if (qa := make(scene, rng)) is not None:
                 asked.append(
                     {"image": image, "wording": name, "question": qa[0], "expected": qa[1]}
                 )
         out.extend(asked)
     return out
+
+
+def write(qs: list[dict[str, str]], out: Path) -> Path:
+    """The questions as ``out/questions.jsonl`` in the question generator's format (the wording
+    as the family), for ``agentkit data gen speech`` and ``agentkit eval vqa --audio-dir``."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"id": f"{Path(q['image']).stem.removeprefix('scene_')}-w{k:02d}", "question": q["question"],
+         "answer": q["expected"], "family": q["wording"], "image_filename": Path(q["image"]).name}
+        for k, q in enumerate(qs)
+    ]  # fmt: skip
+    path = out / "questions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def main() -> None:
@@ -166,6 +91,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="hf:agentkit-mllm")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument(
+        "--more-forms", action="store_true",
+        help="also the forms only the speech model's training speaks (wordings.MORE_WORDINGS)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--write", type=Path, default=None, metavar="DIR",
+        help="write the questions to DIR/questions.jsonl and stop (to speak them: see the "
+        "docstring)",
+    )  # fmt: skip
     a = ap.parse_args()
     if a.scenes is None:
         held_out = Path("data/scenes-heldout")
@@ -173,6 +107,12 @@ def main() -> None:
         print(json.dumps({"scenes": str(a.scenes)}), flush=True)
     if not any(a.scenes.glob("scene_*.json")):
         raise SystemExit(f"no scenes in {a.scenes}: see this script's docstring for the command")
+    forms = WORDINGS + MORE_WORDINGS if a.more_forms else WORDINGS
+    asked_all = questions(a.scenes, a.per_scene, a.seed, forms)[: a.limit]
+    if a.write is not None:
+        path = write(asked_all, a.write)
+        print(json.dumps({"questions": str(path), "scenes": str(a.scenes)}))
+        return
     runs = Path(tempfile.mkdtemp(prefix="agentkit-phrasings-"))
     agents = {
         reword: Agent(a.model, runs_dir=runs, options=Options(reword=reword))
@@ -180,7 +120,7 @@ def main() -> None:
     }
     right: Counter[tuple[str, bool]] = Counter()
     asked: Counter[str] = Counter()
-    for q in questions(a.scenes, a.per_scene, a.seed)[: a.limit]:
+    for q in asked_all:
         asked[q["wording"]] += 1
         row: dict[str, object] = dict(q)
         for reword, agent in agents.items():

@@ -42,7 +42,7 @@ _NUMBER_RE = re.compile(
 #: A request rather than a question ("Can you count ...", "Could you tell me what color ...",
 #: "Please count ..."): it asks for the kind of answer of what it requests, not yes or no.
 _REQUEST_RE = re.compile(
-    r"\s*(please\s+)?((can|could|would|will) you\s+)?(please\s+)?(?=(count|tell|say|give)\b)",
+    r"\s*(please\s+)?((can|could|would|will) you\s+)?(please\s+)?(?=(count|tell|say|give|name)\b)",
     re.IGNORECASE,
 )
 
@@ -56,7 +56,7 @@ _ASKS_FOR = {
     "shape": re.compile(r"\bshapes?\b|\bshaped\b", re.IGNORECASE),
 }
 _HOW_BIG_RE = re.compile(r"\bhow (big|large|small)\b", re.IGNORECASE)
-_WHAT_RE = re.compile(r"\b(what|which|how|tell me|say|give me)\b", re.IGNORECASE)
+_WHAT_RE = re.compile(r"\b(what|which|how|tell me|say|give me|name)\b", re.IGNORECASE)
 
 
 def question_kind(question: str) -> str | None:

@@ -348,6 +348,7 @@ def test_a_request_asks_for_the_kind_of_answer_it_requests():
             "Please count the cylinders.",
             "Could you please tell me what color the metal cube is?",
             "Tell me the shape of the red thing.",
+            "Name the color of the large rubber sphere.",
             "Can you tell me how many red things there are?",
             "What's the number of yellow spheres?",
             "Can you see a red cube?",
@@ -358,6 +359,7 @@ def test_a_request_asks_for_the_kind_of_answer_it_requests():
         "Please count the cylinders.": "a number",
         "Could you please tell me what color the metal cube is?": "a color",
         "Tell me the shape of the red thing.": "a shape",
+        "Name the color of the large rubber sphere.": "a color",
         "Can you tell me how many red things there are?": "a number",
         "What's the number of yellow spheres?": "a number",
         "Can you see a red cube?": "yes/no",  # a question, not a request

@@ -1,0 +1,248 @@
+"""Questions in a user's words rather than the templates' words, answered from a scene graph.
+
+The question generator (:mod:`.questions`) words every question as one of CLEVR's templates, and
+both the core's programs and the speech model learned from those. Users type and say "How many red
+things?", "Count the spheres.", "Is the red cube large?". A *wording* here is a form such as
+``"count the <shape>s."`` and a function that fills it about a scene, with the answer the scene's
+ground truth gives, or ``None`` where the form does not apply (a form about "the red cube" needs
+exactly one red cube).
+
+* :data:`WORDINGS`: the forms ``benchmarks/phrasings.py`` asks the agent (typed and spoken);
+* :data:`MORE_WORDINGS`: more forms, spoken in the speech model's training only;
+* :data:`HELD_OUT_WORDINGS`: forms of :data:`WORDINGS` that training never speaks, so a
+  measurement can tell a form learned from one never heard.
+
+Every function takes a scene record (``objects`` with ``color``, ``shape``, ``material`` and
+``size``; ``relationships`` as CLEVR writes them) and a seeded ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+Scene = dict[str, Any]
+Obj = dict[str, Any]
+#: (question, answer) or None where the form does not apply to the scene
+Asked = tuple[str, str] | None
+#: A wording: (name, make(scene, rng)).
+Wording = tuple[str, Callable[[Scene, random.Random], Asked]]
+
+COLORS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
+SHAPES = ("cube", "sphere", "cylinder")
+MATERIALS = ("rubber", "metal")
+SIZES = ("small", "large")
+
+
+def _count(scene: Scene, **want: str) -> int:
+    return sum(all(o[k] == v for k, v in want.items()) for o in scene["objects"])
+
+
+def _unique(scene: Scene, rng: random.Random, *keys: str) -> Obj | None:
+    """An object that is the only one with its values of ``keys``, or None."""
+    objects = scene["objects"]
+    alone = [o for o in objects if _count(scene, **{k: o[k] for k in keys}) == 1]
+    return rng.choice(alone) if alone else None
+
+
+def _yes(found: bool) -> str:
+    return "yes" if found else "no"
+
+
+# -- the forms the benchmark asks ------------------------------------------------------------
+
+
+def _count_color(scene: Scene, rng: random.Random) -> Asked:
+    color = rng.choice(COLORS)
+    things = rng.choice(("things", "objects"))
+    return f"How many {color} {things}?", str(_count(scene, color=color))
+
+
+def _count_shape(scene: Scene, rng: random.Random) -> Asked:
+    shape = rng.choice(SHAPES)
+    return f"Count the {shape}s.", str(_count(scene, shape=shape))
+
+
+def _made_of(scene: Scene, rng: random.Random) -> Asked:
+    shape, material = rng.choice(SHAPES), rng.choice(MATERIALS)
+    answer = _count(scene, shape=shape, material=material)
+    return f"How many {shape}s are made of {material}?", str(answer)
+
+
+def _shapes_are(scene: Scene, rng: random.Random) -> Asked:
+    shape, color = rng.choice(SHAPES), rng.choice(COLORS)
+    return f"How many {shape}s are {color}?", str(_count(scene, shape=shape, color=color))
+
+
+def _is_it(scene: Scene, rng: random.Random) -> Asked:
+    o = _unique(scene, rng, "color", "shape")
+    if o is None:
+        return None
+    size = rng.choice(SIZES)
+    return f"Is the {o['color']} {o['shape']} {size}?", _yes(o["size"] == size)
+
+
+def _which_color(scene: Scene, rng: random.Random) -> Asked:
+    o = _unique(scene, rng, "material", "shape")
+    return None if o is None else (f"Which color is the {o['material']} {o['shape']}?", o["color"])
+
+
+def _made_of_what(scene: Scene, rng: random.Random) -> Asked:
+    o = _unique(scene, rng, "color", "shape")
+    return None if o is None else (f"What is the {o['color']} {o['shape']} made of?", o["material"])
+
+
+def _any_of(scene: Scene, rng: random.Random) -> Asked:
+    shape, color = rng.choice(SHAPES), rng.choice(COLORS)
+    return f"Are any of the {shape}s {color}?", _yes(_count(scene, shape=shape, color=color) > 0)
+
+
+def _can_you_count(scene: Scene, rng: random.Random) -> Asked:
+    color = rng.choice(COLORS)
+    return f"Can you count the {color} things?", str(_count(scene, color=color))
+
+
+def _number_of(scene: Scene, rng: random.Random) -> Asked:
+    color, shape = rng.choice(COLORS), rng.choice(SHAPES)
+    return f"What's the number of {color} {shape}s?", str(_count(scene, color=color, shape=shape))
+
+
+def _tell_me(scene: Scene, rng: random.Random) -> Asked:
+    o = _unique(scene, rng, "material", "shape")
+    if o is None:
+        return None
+    return f"Tell me the color of the {o['material']} {o['shape']}.", o["color"]
+
+
+WORDINGS: list[Wording] = [
+    ("how many <color> things?", _count_color),
+    ("count the <shape>s.", _count_shape),
+    ("how many <shape>s are made of <material>?", _made_of),
+    ("how many <shape>s are <color>?", _shapes_are),
+    ("is the <color> <shape> <size>?", _is_it),
+    ("which color is the <material> <shape>?", _which_color),
+    ("what is the <color> <shape> made of?", _made_of_what),
+    ("are any of the <shape>s <color>?", _any_of),
+    ("can you count the <color> things?", _can_you_count),
+    ("what's the number of <color> <shape>s?", _number_of),
+    ("tell me the color of the <material> <shape>.", _tell_me),
+]
+
+#: Never spoken in the speech model's training (``agentkit train asr-worded``).
+HELD_OUT_WORDINGS = frozenset(
+    {
+        "is the <color> <shape> <size>?",
+        "what's the number of <color> <shape>s?",
+        "tell me the color of the <material> <shape>.",
+    }
+)
+
+
+# -- more forms, for the speech model's training ---------------------------------------------
+
+
+def _do_you_see(scene: Scene, rng: random.Random) -> Asked:
+    color, shape = rng.choice(COLORS), rng.choice(SHAPES)
+    return f"How many {color} {shape}s do you see?", str(_count(scene, color=color, shape=shape))
+
+
+def _count_color_things(scene: Scene, rng: random.Random) -> Asked:
+    color = rng.choice(COLORS)
+    return f"Count the {color} things.", str(_count(scene, color=color))
+
+
+def _please_count(scene: Scene, rng: random.Random) -> Asked:
+    material = rng.choice(MATERIALS)
+    things = rng.choice(("things", "objects"))
+    return f"Please count the {material} {things}.", str(_count(scene, material=material))
+
+
+def _is_there(scene: Scene, rng: random.Random) -> Asked:
+    color, shape = rng.choice(COLORS), rng.choice(SHAPES)
+    return f"Is there a {color} {shape}?", _yes(_count(scene, color=color, shape=shape) > 0)
+
+
+def _see_a(scene: Scene, rng: random.Random) -> Asked:
+    size, shape = rng.choice(SIZES), rng.choice(SHAPES)
+    return f"Do you see a {size} {shape}?", _yes(_count(scene, size=size, shape=shape) > 0)
+
+
+def _which_shape(scene: Scene, rng: random.Random) -> Asked:
+    o = _unique(scene, rng, "color", "material")
+    if o is None:
+        return None
+    return f"Which shape is the {o['color']} {o['material']} thing?", o["shape"]
+
+
+def _how_big(scene: Scene, rng: random.Random) -> Asked:
+    o = _unique(scene, rng, "color", "shape")
+    return None if o is None else (f"How big is the {o['color']} {o['shape']}?", o["size"])
+
+
+def _is_it_metal(scene: Scene, rng: random.Random) -> Asked:
+    o = _unique(scene, rng, "color", "shape")
+    if o is None:
+        return None
+    material = rng.choice(MATERIALS)
+    return f"Is the {o['color']} {o['shape']} made of {material}?", _yes(o["material"] == material)
+
+
+def _more_than(scene: Scene, rng: random.Random) -> Asked:
+    a, b = rng.sample(SHAPES, 2)
+    more = _count(scene, shape=a) > _count(scene, shape=b)
+    return f"Are there more {a}s than {b}s?", _yes(more)
+
+
+def _name_color(scene: Scene, rng: random.Random) -> Asked:
+    o = _unique(scene, rng, "size", "material", "shape")
+    if o is None:
+        return None
+    return f"Name the color of the {o['size']} {o['material']} {o['shape']}.", o["color"]
+
+
+def _left_of(scene: Scene, rng: random.Random) -> Asked:
+    """Is the red cube left of the blue sphere? CLEVR's rule: object j is in
+    ``relationships[rel][i]`` when j is ``rel`` of object i."""
+    objects, rel = scene["objects"], scene.get("relationships")
+    if not rel or len(objects) < 2:
+        return None
+    alone = [
+        i for i, o in enumerate(objects) if _count(scene, color=o["color"], shape=o["shape"]) == 1
+    ]
+    if len(alone) < 2:
+        return None
+    i, j = rng.sample(alone, 2)
+    side = rng.choice(("left", "right"))
+    a, b = objects[i], objects[j]
+    question = f"Is the {a['color']} {a['shape']} {side} of the {b['color']} {b['shape']}?"
+    return question, _yes(i in rel[side][j])
+
+
+MORE_WORDINGS: list[Wording] = [
+    ("how many <color> <shape>s do you see?", _do_you_see),
+    ("count the <color> things.", _count_color_things),
+    ("please count the <material> things.", _please_count),
+    ("is there a <color> <shape>?", _is_there),
+    ("do you see a <size> <shape>?", _see_a),
+    ("which shape is the <color> <material> thing?", _which_shape),
+    ("how big is the <color> <shape>?", _how_big),
+    ("is the <color> <shape> made of <material>?", _is_it_metal),
+    ("are there more <shape>s than <shape>s?", _more_than),
+    ("name the color of the <size> <material> <shape>.", _name_color),
+    ("is the <color> <shape> <left|right> of the <color> <shape>?", _left_of),
+]
+
+
+def training_wordings() -> list[Wording]:
+    """The forms the speech model's training speaks: all but :data:`HELD_OUT_WORDINGS`."""
+    return [w for w in WORDINGS + MORE_WORDINGS if w[0] not in HELD_OUT_WORDINGS]
+
+
+def ask(scene: Scene, rng: random.Random, wordings: list[Wording]) -> tuple[str, str, str] | None:
+    """One question about ``scene`` in a form drawn from ``wordings`` (the first, in a seeded
+    order, that applies): ``(form, question, answer)``, or None where none applies."""
+    for name, make in rng.sample(wordings, len(wordings)):
+        if (qa := make(scene, rng)) is not None:
+            return name, qa[0], qa[1]
+    return None
