@@ -71,7 +71,7 @@ CTC_CHARS = " abcdefghijklmnopqrstuvwxyz'0123456789"
 
 #: First synthetic scene seed of each split's questions: the splits share only a few short generic
 #: sentences ("How many things are there?").
-SCENE_BASE = {"train": 0, "test": 1_000_000, "dev": 2_000_000}
+SCENE_BASE = {"train": 0, "test": 1_000_000, "dev": 2_000_000, "worded": 3_000_000}
 #: Never heard in training: espeak-ng voice variants, one flite voice, and an SNR band (dB).
 HELD_OUT: dict[str, Any] = {
     "espeak_variants": ("m3", "f4", "klatt2", "steph"),
@@ -92,6 +92,17 @@ class Config:
         0, "clips like the test's (held-out voices, other scenes) to choose decoding settings on"
     )
     seed: int = f(0, "seed of scenes, questions, voices and effects")
+    worded_share: float = f(
+        0.0,
+        "share of training clips that speak a question in a user's wording (worlds/wordings.py, "
+        "its held-out forms excepted) about the same scene instead of the template's; drawn per "
+        "clip from the seed, so 0 leaves every clip as it was",
+    )
+    worded_clips: int = f(
+        0,
+        "held-out clips of questions in users' wordings, every form (held-out voices, SNR band "
+        "and scenes): the 'worded' split, for measuring only",
+    )
     wide_voices_from: int = f(
         -1,
         "training clips from this index on draw their voices from the wide pool (56 more espeak-ng "
@@ -173,8 +184,9 @@ class Config:
     progress: bool = f(True, "show a rich progress bar")
 
     def clips(self, split: str) -> int:
-        """How many clips ``split`` ("train", "dev" or "test") has."""
-        return {"train": self.train_clips, "dev": self.dev_clips, "test": self.test_clips}[split]
+        """How many clips ``split`` ("train", "dev", "test" or "worded") has."""
+        return {"train": self.train_clips, "dev": self.dev_clips, "test": self.test_clips,
+                "worded": self.worded_clips}[split]  # fmt: skip
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -228,15 +240,31 @@ def voice_pool(cfg: Config, split: str, index: int) -> str:
     return "wide" if wide else "base"
 
 
-def _questions(n: int, seed: int, scene_base: int) -> list[dict[str, Any]]:
+def _questions(
+    n: int, seed: int, scene_base: int, worded_share: float = 0.0, held_out_forms: bool = False
+) -> list[dict[str, Any]]:
+    """``n`` template questions about synthetic scenes from seed ``scene_base`` on; a seeded
+    ``worded_share`` of them is replaced by a question in a user's wording about the same scene
+    (training's forms, or with ``held_out_forms`` every form), which records its ``wording``."""
+    from agentkit.mllm.worlds import wordings
     from agentkit.mllm.worlds.questions import generate_questions
     from agentkit.mllm.worlds.synthetic import synthetic_scene
 
+    forms = wordings.WORDINGS + wordings.MORE_WORDINGS
+    if not held_out_forms:
+        forms = wordings.training_wordings()
     out: list[dict[str, Any]] = []
     s = scene_base
     while len(out) < n:
-        scenes = [synthetic_scene(s + i) for i in range(50)]
-        out.extend(generate_questions(scenes, per_scene=4, seed=seed + s))
+        scenes = {sc["image_filename"]: sc for sc in (synthetic_scene(s + i) for i in range(50))}
+        for q in generate_questions(list(scenes.values()), per_scene=4, seed=seed + s):
+            rng = random.Random(f"worded:{seed}:{q['id']}")
+            if worded_share > 0 and rng.random() < worded_share:
+                asked = wordings.ask(scenes[q["image_filename"]], rng, forms)
+                if asked is not None:
+                    q = {**q, "id": f"{q['id']}w", "question": asked[1], "answer": asked[2],
+                         "family": "worded", "wording": asked[0]}  # fmt: skip
+            out.append(q)
         s += 50
     return out[:n]
 
@@ -255,7 +283,8 @@ def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
     audio = speech.apply_effects(speech.synthesize(q["question"], voice), voice, s)
     speech.write_wav(d / f"{q['id']}.wav", audio)
     rec = {"id": q["id"], "audio": f"{q['id']}.wav", "transcript": q["question"], "seed": s,
-           "duration_s": round(len(audio) / speech.SAMPLE_RATE, 3), **voice.model_dump()}  # fmt: skip
+           "duration_s": round(len(audio) / speech.SAMPLE_RATE, 3), **voice.model_dump(),
+           **({"wording": q["wording"]} if "wording" in q else {})}  # fmt: skip
     tmp = d / f".{q['id']}.json.tmp"
     tmp.write_text(json.dumps(rec) + "\n")
     tmp.replace(meta)  # the json last: its presence means the clip is complete
@@ -271,7 +300,8 @@ def make_clips(cfg: Config, split: str) -> Path:
     require_engines(cfg.engines)
     n = cfg.clips(split)
     # dev and test scenes come from far seed ranges: their sentences are new too
-    qs = _questions(n, cfg.seed, SCENE_BASE[split])
+    share = {"train": cfg.worded_share, "worded": 1.0}.get(split, 0.0)
+    qs = _questions(n, cfg.seed, SCENE_BASE[split], share, held_out_forms=split == "worded")
     d = Path(cfg.data_dir) / split
     d.mkdir(parents=True, exist_ok=True)
     jobs: list[dict[str, Any]] = [{"dir": str(d), "question": q, "seed": cfg.seed, "split": split,
@@ -620,7 +650,7 @@ def train(cfg: Config, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, cfg.threads))
     torch.manual_seed(cfg.seed)
-    for split in ("train", "dev", "test"):
+    for split in ("train", "dev", "test", "worded"):
         if cfg.clips(split) > 0:
             build_cache(make_clips(cfg, split))
     n_frames = window_frames(cfg)

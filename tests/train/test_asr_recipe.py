@@ -461,3 +461,31 @@ def test_a_leg_goes_on_from_the_last_model_with_its_first_clips_warps_and_budget
     assert this.wide_voices_from == last.wide_voices_from and this.seed == last.seed
     assert this.vtln_warps == last.vtln_warps
     assert this.max_minutes == last.max_minutes == 110  # 40 CPU minutes were not enough
+
+
+def test_the_worded_leg_speaks_users_wordings_beside_the_templates():
+    """Half the worded leg's clips ask about the same scene in a user's words (never a held-out
+    form); the rest are the template stream's, so with no share nothing changes."""
+    from agentkit.mllm.train.asr import SCENE_BASE, _questions
+    from agentkit.mllm.worlds.wordings import HELD_OUT_WORDINGS
+
+    _, leg = build_config(load_recipe("asr-worded"))
+    _, last = build_config(load_recipe("asr-96k"))
+    assert leg.init == "runs/train/asr-96k/speech-whisper.pt" and leg.seed == last.seed
+    assert leg.worded_share == 0.5 and leg.clips("worded") == 200
+    assert leg.data_dir != last.data_dir  # a folder of its own: data/asr keeps the earlier clips
+    assert last.worded_share == 0.0
+
+    plain = _questions(400, leg.seed, 0)
+    mixed = _questions(400, leg.seed, 0, leg.worded_share)
+    worded = [q for q in mixed if "wording" in q]
+    assert 150 <= len(worded) <= 250
+    assert not {q["wording"] for q in worded} & HELD_OUT_WORDINGS
+    for a, b in zip(plain, mixed, strict=True):
+        assert b["image_filename"] == a["image_filename"]  # the same scene
+        assert b == a if "wording" not in b else b["id"] == a["id"] + "w"
+    assert len({q["id"] for q in mixed}) == 400
+
+    test = _questions(200, leg.seed, SCENE_BASE["worded"], 1.0, held_out_forms=True)
+    assert all("wording" in q for q in test)
+    assert {q["wording"] for q in test} & HELD_OUT_WORDINGS
