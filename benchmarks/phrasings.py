@@ -70,7 +70,8 @@ def write(qs: list[dict[str, str]], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows = [
         {"id": f"{Path(q['image']).stem.removeprefix('scene_')}-w{k:02d}", "question": q["question"],
-         "answer": q["expected"], "family": q["wording"], "image_filename": Path(q["image"]).name}
+         "answer": q["expected"], "family": q["wording"], "wording": q["wording"],
+         "image_filename": Path(q["image"]).name}
         for k, q in enumerate(qs)
     ]  # fmt: skip
     path = out / "questions.jsonl"

@@ -93,7 +93,9 @@ def evaluate_asr(
     "weights", "options", "worst"}``: ``wer`` is summed edits over summed reference words;
     ``words_wrong`` the share of each kind of word said that was not heard (:func:`words_wrong`:
     color, material, size, shape, relation, other); ``worst`` lists up to 5 clips with the
-    highest WER (reference and hypothesis) for inspection.
+    highest WER (reference and hypothesis) for inspection. Clips that say which user wording
+    they speak (the ``worded`` split of ``agentkit train asr-worded``) add ``by_wording``: WER and
+    sentence accuracy per form, and pooled over the forms training spoke and the held-out ones.
     """
     from agentkit.tools.base import ToolContext
     from agentkit.tools.transcribe import Args, run
@@ -128,14 +130,17 @@ def evaluate_asr(
     rows = []
     t0 = time.perf_counter()
     for m in metas:
-        ref = json.loads(m.read_text())["transcript"]
+        meta = json.loads(m.read_text())
+        ref = meta["transcript"]
         hyp = run(Args(audio=str(m.with_suffix(".wav")), weights=str(weights)), ctx).text
         r = normalise(ref)
         e = edit_distance(r, normalise(hyp))
         edits, words, exact = edits + e, words + len(r), exact + (e == 0)
-        rows.append({"id": m.stem, "wer": round(e / max(1, len(r)), 3), "ref": ref, "hyp": hyp})
+        rows.append({"id": m.stem, "wer": round(e / max(1, len(r)), 3), "ref": ref, "hyp": hyp,
+                     "edits": e, "words": len(r), "wording": meta.get("wording")})  # fmt: skip
     dt = time.perf_counter() - t0
     rows.sort(key=lambda x: -x["wer"])
+    worded = [x for x in rows if x["wording"]]
     return {
         "clips": len(metas),
         "wer": round(edits / max(1, words), 4),
@@ -144,5 +149,29 @@ def evaluate_asr(
         "seconds_per_clip": round(dt / len(metas), 3),
         "weights": str(weights),
         "options": dict(options or {}),
-        "worst": rows[:5],
+        "worst": [{k: x[k] for k in ("id", "wer", "ref", "hyp")} for x in rows[:5]],
+        **({"by_wording": by_wording(worded)} if worded else {}),
+    }
+
+
+def by_wording(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """WER and sentence accuracy of clips grouped by the user wording they speak, and pooled over
+    the forms the speech model's training spoke (``trained forms``) and the held-out ones."""
+    from agentkit.mllm.worlds.wordings import HELD_OUT_WORDINGS
+
+    def pooled(part: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "clips": len(part),
+            "wer": round(sum(x["edits"] for x in part) / max(1, sum(x["words"] for x in part)), 4),
+            "sentence_accuracy": round(sum(x["edits"] == 0 for x in part) / max(1, len(part)), 4),
+        }
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for x in rows:
+        groups.setdefault(x["wording"], []).append(x)
+    held = [x for x in rows if x["wording"] in HELD_OUT_WORDINGS]
+    return {
+        "trained forms": pooled([x for x in rows if x["wording"] not in HELD_OUT_WORDINGS]),
+        "held-out forms": pooled(held),
+        "forms": {name: pooled(part) for name, part in sorted(groups.items())},
     }

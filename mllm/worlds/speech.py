@@ -351,7 +351,11 @@ def speak_question(
         "duration_s": round(len(audio) / SAMPLE_RATE, 3),
         "seed": s,
         **voice.model_dump(),
-        **{k: question[k] for k in ("answer", "family", "image_filename") if k in question},
+        **{
+            k: question[k]
+            for k in ("answer", "family", "image_filename", "wording")
+            if k in question
+        },
     }
     # wav first, json last: a json on disk means the item is complete (resume relies on it)
     tmp_wav = out_dir / f".{stem}.wav.tmp"

@@ -418,3 +418,31 @@ def test_the_likeliest_reading_counts_a_sure_zero_and_skips_nan():
     assert transcribe._likeliest(read) == 2  # log-probability 0 is the surest, not missing
     assert transcribe._likeliest(read[:1]) == 0  # none has one: the first
     assert transcribe._likeliest([read[0], read[3], read[1]]) == 1
+
+
+def test_wer_eval_splits_clips_in_users_wordings_by_form(small, tmp_path):
+    """Clips that say which user wording they speak are pooled by form, and over the forms
+    training spoke against the held-out ones; template clips stay out of the split."""
+    import json
+
+    from agentkit.mllm.eval.asr import evaluate_asr, wer
+    from agentkit.mllm.worlds.wordings import HELD_OUT_WORDINGS
+
+    held = sorted(HELD_OUT_WORDINGS)[0]
+    said = {
+        "a": ("Count the spheres.", "count the <shape>s."),
+        "a2": ("Count the cubes.", "count the <shape>s."),
+        "b": ("Is the red cube large?", held),
+        "c": ("How many red cubes are there?", None),  # a template question
+    }
+    for stem, (text, form) in said.items():
+        write_wav(tmp_path / f"{stem}.wav", seconds=1.0)
+        meta = {"transcript": text, **({"wording": form} if form else {})}
+        (tmp_path / f"{stem}.json").write_text(json.dumps(meta))
+    res = evaluate_asr(small, tmp_path, options={"sample_len": 1})
+    split = res["by_wording"]
+    assert set(split["forms"]) == {"count the <shape>s.", held}
+    assert split["held-out forms"]["clips"] == 1 and split["trained forms"]["clips"] == 2
+    heard = {r["ref"]: r["hyp"] for r in res["worst"]}
+    assert split["held-out forms"]["wer"] == round(wer(said["b"][0], heard[said["b"][0]]), 4)
+    assert split["forms"][held] == split["held-out forms"]
