@@ -21,9 +21,11 @@ family) and stops; then
 
 asks each typed and spoken and reports both, per wording (docs/asr.md).
 
-The wordings are :data:`agentkit.mllm.worlds.wordings.WORDINGS`. The scenes: ``agentkit data gen scenes --out data/scenes-heldout --n 20 --seed 900000
---samples 24 --split val`` (docs/vqa.md); without them, the six shipped example scenes. A wording that needs one object ("Is the red cube
-large?") is asked only where exactly one object fits it.
+The wordings are :data:`agentkit.mllm.worlds.wordings.WORDINGS` (``--more-forms``: with
+``MORE_WORDINGS``). A wording that needs one object ("Is the red cube large?") is asked only where
+exactly one object fits it. The scenes: ``agentkit data gen scenes --out data/scenes-heldout --n
+20 --seed 900000 --samples 24 --split val`` (docs/vqa.md); without them, the six shipped example
+scenes.
 """
 
 from __future__ import annotations
