@@ -19,7 +19,6 @@ cannot finish (no rewrite left, budget spent) is answered by the summarizer mode
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, roles
 from agentkit.planners.expect import Expectation, canonical_question
+from agentkit.planners.grammar import ProgramGrammar
 from agentkit.planners.relax import Loosened, loosened
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step
@@ -143,14 +143,21 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             problem, wrong_kind = expect.unmet(program, answer), not expect.kind_fits(answer)
             return Attempt(thought, program, steps, problem, failed=False, wrong_kind=wrong_kind)
 
-        def best_beam(greedy: Attempt) -> tuple[Picked | None, Picked | None]:
-            """The likeliest beam that reads, runs and fits the question, and the fallback: when
-            the greedy program did not read or run, the likeliest that reads and runs, and when
-            it answers another kind than asked (a number for a yes/no question: surely wrong),
-            the likeliest that runs and answers the kind asked."""
+        def best_beam(
+            greedy: Attempt,
+            msgs: list[Message],
+            first: str,
+            gram: ProgramGrammar | None,
+            want: Expectation,
+        ) -> tuple[Picked | None, Picked | None]:
+            """The likeliest beam for ``msgs`` (``first``: its greedy reply, ``gram``: the
+            grammar) that reads, runs and fits ``want``, and the fallback: when the greedy
+            program did not read or run, the likeliest that reads and runs, and when it answers
+            another kind than asked (a number for a yes/no question: surely wrong), the likeliest
+            that runs and answers the kind asked."""
             runs: Picked | None = None
-            for rank, cand in roles.beam_candidates(rt, messages, tokens, gen.text, grammar):
-                got = attempt(cand.text, rank)
+            for rank, cand in roles.beam_candidates(rt, msgs, tokens, first, gram):
+                got = attempt(cand.text, rank, want)
                 if got.failed:
                     continue
                 if got.problem is None:
@@ -198,20 +205,21 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             msgs, want = program_messages(rt, view), Expectation.of(canon)
             gram = roles.program_grammar(rt, view, "program", expect=want)
             first = generate(rt.models.controller, msgs, max_new_tokens=tokens, constraint=gram)
-            beams = (c for _, c in roles.beam_candidates(rt, msgs, tokens, first.text, gram))
-            for cand in itertools.chain([first], beams):
-                got = attempt(cand.text, want=want)
-                if got.problem is None:
-                    note = f"(read as {canon!r}: no program for the question's words fits them)"
-                    return cand, replace(got, thought=f"{got.thought} {note}".strip())
-            return None
+            got = attempt(first.text, want=want)
+            if got.problem is not None:
+                fits, _ = best_beam(got, msgs, first.text, gram, want)
+                if fits is None:
+                    return None
+                first, got, _ = fits
+            note = f"(read as {canon!r}: no program for the question's words fits them)"
+            return first, replace(got, thought=f"{got.thought} {note}".strip())
 
         gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
         chosen = greedy = attempt(gen.text)
         if greedy.problem is not None:
             # No rewrite turn yet: a small core's rewrite after an error message is rarely
             # better than its second guess at the same prompt.
-            fits, runs = best_beam(greedy)
+            fits, runs = best_beam(greedy, messages, gen.text, grammar, expect)
             if fits is None and (loose := relaxed()):
                 chosen = loose
             elif fits is None and (again := reworded()):

@@ -8,7 +8,7 @@ band of SNRs that training never hears (see :data:`HELD_OUT`), and scenes from a
 Inputs are built the way ``agentkit.tools.transcribe`` builds them: the log-mel of the clip *plus
 30 s of zero samples* (so the normalisation clamp matches ``whisper.transcribe``), cut to the
 clip's content frames, then zero-padded **in mel space** to the model's window. Only the content
-frames are cached (``data/asr/<split>/mels.pt``, fp16); the zero padding is added per batch, which
+frames are cached (``data/asr/train/mels.pt``, fp16); the zero padding is added per batch, which
 is the same tensor the tool feeds.
 
 Window: whisper's encoder takes exactly ``2 * n_audio_ctx`` mel frames. Official models have 30 s
@@ -250,16 +250,18 @@ def _questions(
     from agentkit.mllm.worlds.questions import generate_questions
     from agentkit.mllm.worlds.synthetic import synthetic_scene
 
-    forms = wordings.WORDINGS + wordings.MORE_WORDINGS
-    if not held_out_forms:
-        forms = wordings.training_wordings()
+    forms = (
+        wordings.WORDINGS + wordings.MORE_WORDINGS
+        if held_out_forms
+        else wordings.training_wordings()
+    )
     out: list[dict[str, Any]] = []
     s = scene_base
     while len(out) < n:
         scenes = {sc["image_filename"]: sc for sc in (synthetic_scene(s + i) for i in range(50))}
         for q in generate_questions(list(scenes.values()), per_scene=4, seed=seed + s):
-            rng = random.Random(f"worded:{seed}:{q['id']}")
-            if worded_share > 0 and rng.random() < worded_share:
+            rng = random.Random(f"worded:{seed}:{q['id']}") if worded_share > 0 else None
+            if rng is not None and rng.random() < worded_share:
                 asked = wordings.ask(scenes[q["image_filename"]], rng, forms)
                 if asked is not None:
                     q = {**q, "id": f"{q['id']}w", "question": asked[1], "answer": asked[2],
@@ -652,7 +654,9 @@ def train(cfg: Config, out: Path) -> Path:
     torch.manual_seed(cfg.seed)
     for split in ("train", "dev", "test", "worded"):
         if cfg.clips(split) > 0:
-            build_cache(make_clips(cfg, split))
+            clips = make_clips(cfg, split)
+            if split == "train":  # the held-out splits are read as wavs, through the tool
+                build_cache(clips)
     n_frames = window_frames(cfg)
     data = Batches(Path(cfg.data_dir) / "train" / "mels.pt", cfg.n_text_ctx, cfg.seed, n_frames)
     if not len(data):
