@@ -22,7 +22,7 @@ family) and stops; then
 asks each typed and spoken and reports both, per wording (docs/asr.md).
 
 The wordings are :data:`agentkit.mllm.worlds.wordings.WORDINGS` (``--more-forms``: with
-``MORE_WORDINGS``). A wording that needs one object ("Is the red cube large?") is asked only where
+``MORE_WORDINGS``; ``--composed``: ``COMPOSED_WORDINGS`` instead). A wording that needs one object ("Is the red cube large?") is asked only where
 exactly one object fits it. The scenes: ``agentkit data gen scenes --out data/scenes-heldout --n
 20 --seed 900000 --samples 24 --split val`` (docs/vqa.md); without them, the six shipped example
 scenes.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 from agentkit.graph import Agent
 from agentkit.mllm.eval.vqa import is_correct
-from agentkit.mllm.worlds.wordings import MORE_WORDINGS, WORDINGS, Wording
+from agentkit.mllm.worlds.wordings import COMPOSED_WORDINGS, MORE_WORDINGS, WORDINGS, Wording
 from agentkit.runtime import Options
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "scenes"
@@ -99,6 +99,11 @@ def main() -> None:
         help="also the forms only the speech model's training speaks (wordings.MORE_WORDINGS)",
     )  # fmt: skip
     ap.add_argument(
+        "--composed", action="store_true",
+        help="the composed forms instead (wordings.COMPOSED_WORDINGS: 60 carriers around "
+        "descriptions drawn per question; the speech model's composed leg speaks them)",
+    )  # fmt: skip
+    ap.add_argument(
         "--write", type=Path, default=None, metavar="DIR",
         help="write the questions to DIR/questions.jsonl and stop (to speak them: see the "
         "docstring)",
@@ -111,6 +116,8 @@ def main() -> None:
     if not any(a.scenes.glob("scene_*.json")):
         raise SystemExit(f"no scenes in {a.scenes}: see this script's docstring for the command")
     forms = WORDINGS + MORE_WORDINGS if a.more_forms else WORDINGS
+    if a.composed:
+        forms = COMPOSED_WORDINGS
     asked_all = questions(a.scenes, a.per_scene, a.seed, forms)[: a.limit]
     if a.write is not None:
         path = write(asked_all, a.write)

@@ -98,6 +98,12 @@ class Config:
         "its held-out forms excepted) about the same scene instead of the template's; drawn per "
         "clip from the seed, so 0 leaves every clip as it was",
     )
+    composed_share: float = f(
+        0.0,
+        "share of the worded training clips whose question is composed (worlds/wordings.py "
+        "COMPOSED_WORDINGS: 60 carriers around descriptions drawn per question) rather than one "
+        "of the listed forms; 0 leaves every clip as it was",
+    )
     worded_clips: int = f(
         0,
         "held-out clips of questions in users' wordings, every form (held-out voices, SNR band "
@@ -241,11 +247,17 @@ def voice_pool(cfg: Config, split: str, index: int) -> str:
 
 
 def _questions(
-    n: int, seed: int, scene_base: int, worded_share: float = 0.0, held_out_forms: bool = False
+    n: int,
+    seed: int,
+    scene_base: int,
+    worded_share: float = 0.0,
+    held_out_forms: bool = False,
+    composed_share: float = 0.0,
 ) -> list[dict[str, Any]]:
     """``n`` template questions about synthetic scenes from seed ``scene_base`` on; a seeded
     ``worded_share`` of them is replaced by a question in a user's wording about the same scene
-    (training's forms, or with ``held_out_forms`` every form), which records its ``wording``."""
+    (training's forms, or with ``held_out_forms`` every listed form; ``composed_share`` of the
+    replaced ones composed instead), which records its ``wording``."""
     from agentkit.mllm.worlds import wordings
     from agentkit.mllm.worlds.questions import generate_questions
     from agentkit.mllm.worlds.synthetic import synthetic_scene
@@ -262,7 +274,9 @@ def _questions(
         for q in generate_questions(list(scenes.values()), per_scene=4, seed=seed + s):
             rng = random.Random(f"worded:{seed}:{q['id']}") if worded_share > 0 else None
             if rng is not None and rng.random() < worded_share:
-                asked = wordings.ask(scenes[q["image_filename"]], rng, forms)
+                composed = composed_share > 0 and rng.random() < composed_share
+                pool = wordings.COMPOSED_WORDINGS if composed else forms
+                asked = wordings.ask(scenes[q["image_filename"]], rng, pool)
                 if asked is not None:
                     q = {**q, "id": f"{q['id']}w", "question": asked[1], "answer": asked[2],
                          "family": "worded", "wording": asked[0]}  # fmt: skip
@@ -303,7 +317,8 @@ def make_clips(cfg: Config, split: str) -> Path:
     n = cfg.clips(split)
     # dev and test scenes come from far seed ranges: their sentences are new too
     share = {"train": cfg.worded_share, "worded": 1.0}.get(split, 0.0)
-    qs = _questions(n, cfg.seed, SCENE_BASE[split], share, held_out_forms=split == "worded")
+    composed = cfg.composed_share if split == "train" else 0.0
+    qs = _questions(n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed)
     d = Path(cfg.data_dir) / split
     d.mkdir(parents=True, exist_ok=True)
     jobs: list[dict[str, Any]] = [{"dir": str(d), "question": q, "seed": cfg.seed, "split": split,

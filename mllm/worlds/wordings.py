@@ -246,3 +246,229 @@ def ask(scene: Scene, rng: random.Random, wordings: list[Wording]) -> tuple[str,
         if (qa := make(scene, rng)) is not None:
             return name, qa[0], qa[1]
     return None
+
+
+# -- composed forms: carriers x descriptions, for the speech model's training ----------------
+#
+# Twenty-two listed forms teach a speech model twenty-two sentences with slots; a user's next
+# question is a new one. Here a question is a *carrier* ("tell me how many <things> there are.")
+# around a *description* of objects drawn per question: one to three of size, colour, material
+# and shape, in CLEVR's order and synonyms ("big shiny blocks", "red things"), or with the
+# attribute after the noun ("cubes made of metal", "spheres that are red"). The carriers of the
+# held-out forms are never composed (no "what's the number of", no "tell me the <attribute> of",
+# no "is the <object> <size>?"): their words occur in other carriers, their sentences do not.
+
+_ORDER = ("size", "color", "material", "shape")
+_VALUES = {"size": SIZES, "color": COLORS, "material": MATERIALS, "shape": SHAPES}
+
+
+def _words(rng: random.Random, spec: dict[str, str], *, plural: bool) -> str:
+    """``spec`` as a noun phrase: "big shiny blocks", "red thing", or with one attribute after
+    the noun ("cubes made of metal", "spheres that are red") when it has a shape and another."""
+    from .templates import PLURAL, SYNONYMS
+
+    def word(value: str) -> str:
+        return rng.choice(SYNONYMS.get(value, (value,)))
+
+    def noun(value: str) -> str:
+        w = word(value)
+        return PLURAL.get(w, w + "s") if plural else w
+
+    things = noun(spec.get("shape") or ("item" if plural and rng.random() < 0.2 else "thing"))
+    if plural and "shape" in spec and len(spec) == 2 and rng.random() < 0.3:
+        key = next(k for k in spec if k != "shape")
+        if key == "material":
+            return f"{things} made of {spec[key]}"
+        return f"{things} that are {word(spec[key])}"
+    return " ".join([word(spec[k]) for k in _ORDER[:3] if k in spec] + [things])
+
+
+def _spec(rng: random.Random, keys: int) -> dict[str, str]:
+    chosen = rng.sample(_ORDER, keys)
+    return {k: rng.choice(_VALUES[k]) for k in _ORDER if k in chosen}
+
+
+def _np(scene: Scene, rng: random.Random, plural: bool = True) -> tuple[str, int]:
+    """A description of objects (not necessarily any in ``scene``) and how many match it."""
+    spec = _spec(rng, rng.choice((1, 1, 2, 2, 3)))
+    return _words(rng, spec, plural=plural), _count(scene, **spec)
+
+
+def _object(scene: Scene, rng: random.Random, but: str = "") -> tuple[str, Obj] | None:
+    """ "the <description>" of an object alone in it (never naming attribute ``but``)."""
+    keys = [k for k in _ORDER if k != but]
+    for n in rng.sample((1, 2, 2, 3), 4):
+        picked = rng.sample(keys, min(n, len(keys)))
+        o = _unique(scene, rng, *picked)
+        if o is not None:
+            return "the " + _words(rng, {k: o[k] for k in picked}, plural=False), o
+    return None
+
+
+_COUNT_CARRIERS = (
+    "How many {np} are there?",
+    "How many {np} are in the image?",
+    "How many {np} are in the picture?",
+    "How many {np} can you see?",
+    "How many {np} do you see?",
+    "How many {np} are in this scene?",
+    "How many {np}?",
+    "Count the {np}.",
+    "Count all the {np}.",
+    "Could you count the {np}?",
+    "Please count the {np} in the image.",
+    "Tell me how many {np} there are.",
+    "Can you tell me how many {np} there are?",
+    "Do you know how many {np} there are?",
+    "What is the number of {np}?",
+    "What is the count of {np}?",
+    "I want to know how many {np} there are.",
+    "Give me the number of {np}.",
+)
+_EXIST_CARRIERS = (
+    "Is there a {np1}?",
+    "Is there a {np1} in the image?",
+    "Is there any {np1} in the picture?",
+    "Are there any {np}?",
+    "Are there any {np} in this scene?",
+    "Do you see any {np}?",
+    "Can you see a {np1}?",
+    "Does the image have a {np1}?",
+    "Does the picture contain any {np}?",
+    "Is there at least one {np1}?",
+)
+#: (carrier, the attribute it asks); {o} describes an object without that attribute
+_QUERY_CARRIERS = (
+    ("What color is {o}?", "color"),
+    ("What is the color of {o}?", "color"),
+    ("What's the color of {o}?", "color"),
+    ("Which color does {o} have?", "color"),
+    ("Can you tell me what color {o} is?", "color"),
+    ("What shape is {o}?", "shape"),
+    ("What is the shape of {o}?", "shape"),
+    ("What kind of shape is {o}?", "shape"),
+    ("What material is {o}?", "material"),
+    ("What is {o} made of?", "material"),
+    ("Which material is {o} made of?", "material"),
+    ("What is the material of {o}?", "material"),
+    ("How big is {o}?", "size"),
+    ("What size is {o}?", "size"),
+    ("What is the size of {o}?", "size"),
+    ("Name the color of {o}.", "color"),
+    ("Name the shape of {o}.", "shape"),
+    ("Do you know what {o} is made of?", "material"),
+)
+#: (carrier, the attribute it checks); never the held-out "is the <object> <size>?"
+_VERIFY_CARRIERS = (
+    ("Is {o} {value}?", "color"),
+    ("Is {o} made of {value}?", "material"),
+    ("Is {o} {value}?", "material"),
+    ("Is {o} a {value}?", "shape"),
+    ("Is {o} {value} colored?", "color"),
+    ("Would you say {o} is {value}?", "color"),
+)
+_COMPARE_CARRIERS = (
+    ("Are there more {a} than {b}?", "more"),
+    ("Are there fewer {a} than {b}?", "fewer"),
+    ("Are there as many {a} as {b}?", "same"),
+    ("Is the number of {a} the same as the number of {b}?", "same"),
+    ("Do you see more {a} than {b}?", "more"),
+)
+_RELATE_CARRIERS = (
+    "Is {a} {relation} {b}?",
+    "Would you say {a} is {relation} {b}?",
+    "Is {a} placed {relation} {b}?",
+)
+
+
+def _slot_name(carrier: str) -> str:
+    return (
+        carrier.lower()
+        .replace("{np}", "<things>")
+        .replace("{np1}", "<thing>")
+        .replace("{o}", "<object>")
+        .replace("{value}", "<value>")
+        .replace("{a}", "<things>")
+        .replace("{b}", "<things>")
+    )
+
+
+def _counting(carrier: str) -> Wording:
+    def make(scene: Scene, rng: random.Random) -> Asked:
+        np, n = _np(scene, rng)
+        return carrier.format(np=np), str(n)
+
+    return "composed: " + _slot_name(carrier), make
+
+
+def _existing(carrier: str) -> Wording:
+    def make(scene: Scene, rng: random.Random) -> Asked:
+        np, n = _np(scene, rng, plural="{np1}" not in carrier)
+        return carrier.format(np=np, np1=np), _yes(n > 0)
+
+    return "composed: " + _slot_name(carrier), make
+
+
+def _querying(carrier: str, attr: str) -> Wording:
+    def make(scene: Scene, rng: random.Random) -> Asked:
+        found = _object(scene, rng, but=attr)
+        if found is None:
+            return None
+        o, obj = found
+        q = carrier.format(o=o)
+        return q[0].upper() + q[1:], obj[attr]
+
+    return "composed: " + _slot_name(carrier), make
+
+
+def _verifying(carrier: str, attr: str) -> Wording:
+    def make(scene: Scene, rng: random.Random) -> Asked:
+        found = _object(scene, rng, but=attr)
+        if found is None:
+            return None
+        o, obj = found
+        value = rng.choice(_VALUES[attr])
+        from .templates import SYNONYMS
+
+        said = rng.choice(SYNONYMS.get(value, (value,))) if attr != "material" else value
+        return carrier.format(o=o, value=said), _yes(obj[attr] == value)
+
+    return "composed: " + _slot_name(carrier) + f" ({attr})", make
+
+
+def _comparing(carrier: str, relation: str) -> Wording:
+    def make(scene: Scene, rng: random.Random) -> Asked:
+        (a, na), (b, nb) = _np(scene, rng), _np(scene, rng)
+        if a == b:
+            return None
+        holds = {"more": na > nb, "fewer": na < nb, "same": na == nb}[relation]
+        return carrier.format(a=a, b=b), _yes(holds)
+
+    return "composed: " + _slot_name(carrier), make
+
+
+def _relating(carrier: str) -> Wording:
+    def make(scene: Scene, rng: random.Random) -> Asked:
+        from .templates import RELATION_PHRASES
+
+        objects, rel = scene["objects"], scene.get("relationships")
+        first, second = _object(scene, rng), _object(scene, rng)
+        if not rel or first is None or second is None or first[1] is second[1]:
+            return None
+        side = rng.choice(tuple(RELATION_PHRASES))
+        i, j = objects.index(first[1]), objects.index(second[1])
+        q = carrier.format(a=first[0], b=second[0], relation=rng.choice(RELATION_PHRASES[side]))
+        return q, _yes(i in rel[side][j])
+
+    name = _slot_name(carrier.replace("{a}", "{o}").replace("{b}", "{o}"))
+    return "composed: " + name.replace("{relation}", "<relation>"), make
+
+
+COMPOSED_WORDINGS: list[Wording] = (
+    [_counting(c) for c in _COUNT_CARRIERS]
+    + [_existing(c) for c in _EXIST_CARRIERS]
+    + [_querying(c, a) for c, a in _QUERY_CARRIERS]
+    + [_verifying(c, a) for c, a in _VERIFY_CARRIERS]
+    + [_comparing(c, r) for c, r in _COMPARE_CARRIERS]
+    + [_relating(c) for c in _RELATE_CARRIERS]
+)

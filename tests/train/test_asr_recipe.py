@@ -491,3 +491,28 @@ def test_the_worded_leg_speaks_users_wordings_beside_the_templates():
     test = _questions(200, leg.seed, SCENE_BASE["worded"], 1.0, held_out_forms=True)
     assert all("wording" in q for q in test)
     assert {q["wording"] for q in test} & HELD_OUT_WORDINGS
+
+
+def test_the_composed_leg_speaks_composed_questions_in_training_only():
+    """The composed leg replaces a share of its worded clips by composed questions (never a
+    held-out form); with no composed share the worded stream is the one asr-worded spoke, and
+    the measuring splits stay the listed forms'."""
+    from agentkit.mllm.train.asr import SCENE_BASE, _questions
+    from agentkit.mllm.worlds.wordings import HELD_OUT_WORDINGS
+
+    _, leg = build_config(load_recipe("asr-composed"))
+    _, last = build_config(load_recipe("asr-worded"))
+    assert leg.init == "runs/train/asr-worded/speech-whisper.pt" and leg.seed == last.seed
+    assert leg.clips("worded") == last.clips("worded") and leg.clips("test") == last.clips("test")
+    assert leg.data_dir != last.data_dir and last.composed_share == 0.0
+
+    assert _questions(300, 0, 0, 0.5, composed_share=0.0) == _questions(300, 0, 0, 0.5)
+    mixed = _questions(600, leg.seed, 0, leg.worded_share, composed_share=leg.composed_share)
+    forms = [q["wording"] for q in mixed if "wording" in q]
+    composed = [f for f in forms if f.startswith("composed: ")]
+    assert 0.45 <= len(composed) / len(forms) <= 0.75
+    assert len(set(composed)) >= 30  # many carriers, not a few
+    assert not set(forms) & HELD_OUT_WORDINGS
+
+    test = _questions(100, leg.seed, SCENE_BASE["worded"], 1.0, held_out_forms=True)
+    assert not any(q["wording"].startswith("composed") for q in test)

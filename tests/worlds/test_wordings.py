@@ -88,3 +88,108 @@ def test_ask_takes_a_form_that_applies(seed):
     assert W.ask(twins, random.Random(seed), one) is None
     name, question, answer = W.ask(SCENE, random.Random(seed), one)
     assert name in {n for n, _ in one} and question.endswith("?") and answer
+
+
+# -- composed forms ----------------------------------------------------------------------------
+
+# the words a description may say, read back to the scene's values (independently of the
+# generator: CLEVR's synonyms and plurals, written out here)
+READ = {
+    "cube": ("shape", "cube"), "block": ("shape", "cube"), "sphere": ("shape", "sphere"),
+    "ball": ("shape", "sphere"), "cylinder": ("shape", "cylinder"),
+    "small": ("size", "small"), "tiny": ("size", "small"), "large": ("size", "large"),
+    "big": ("size", "large"), "metal": ("material", "metal"), "metallic": ("material", "metal"),
+    "shiny": ("material", "metal"), "rubber": ("material", "rubber"),
+    "matte": ("material", "rubber"), **{c: ("color", c) for c in W.COLORS},
+}  # fmt: skip
+FILLER = {"thing", "object", "item", "made", "of", "that", "are", "the"}
+
+
+def _described(phrase):
+    """The attribute values a description names."""
+    want = {}
+    for word in phrase.split():
+        if word.endswith("s") and (word[:-1] in READ or word[:-1] in FILLER):
+            word = word[:-1]  # a plural
+        if word in FILLER:
+            continue
+        key, value = READ[word]
+        assert key not in want, phrase
+        want[key] = value
+    return want
+
+
+def _matching(phrase, scene=SCENE):
+    want = _described(phrase)
+    return [o for o in scene["objects"] if all(o[k] == v for k, v in want.items())]
+
+
+def _slots(carrier_name, question):
+    """The slot texts of a composed question, by its form's name as a pattern."""
+    import re
+
+    from agentkit.mllm.worlds.templates import RELATION_PHRASES
+
+    relation = "|".join(p for ps in RELATION_PHRASES.values() for p in ps)
+    pattern = re.escape(carrier_name.split(": ", 1)[1].split(" (")[0])
+    for slot, says in (("<things>", "(.+?)"), ("<thing>", "(.+?)"), ("<object>", "(.+?)"),
+                       ("<value>", r"(\w+)"), ("<relation>", f"({relation})")):  # fmt: skip
+        pattern = pattern.replace(re.escape(slot), says)
+    m = re.fullmatch(pattern, question.lower())
+    assert m, (carrier_name, question)
+    return m.groups()
+
+
+@pytest.mark.parametrize("form", range(len(W.COMPOSED_WORDINGS)))
+def test_every_composed_form_answers_what_its_words_ask(form):
+    """Read each composed question back with CLEVR's synonyms and re-answer it on the scene:
+    the form's answer must be that one."""
+    import re
+
+    from agentkit.mllm.worlds.templates import RELATION_PHRASES
+
+    name, make = W.COMPOSED_WORDINGS[form]
+    asked = {make(SCENE, random.Random(k)) for k in range(80)} - {None}
+    assert len(asked) >= 5, name  # it applies to the scene, in several ways
+    sides = {p: side for side, ps in RELATION_PHRASES.items() for p in ps}
+    for question, answer in asked:
+        slots = _slots(name, question)
+        if "<relation>" in name:
+            (a,), (b,) = _matching(slots[0]), _matching(slots[2])
+            i, j = SCENE["objects"].index(a), SCENE["objects"].index(b)
+            assert answer == _yes(i in SCENE["relationships"][sides[slots[1]]][j]), question
+        elif "<value>" in name:
+            (o,) = _matching(slots[0])
+            key, value = READ.get(slots[1], ("material", slots[1]))
+            assert answer == _yes(o[key] == value), question
+        elif "<object>" in name:
+            (o,) = _matching(slots[0])  # an object alone in its description
+            assert answer in o.values() and answer not in _described(slots[0]).values(), question
+        elif name.count("<things>") == 2:
+            na, nb = (len(_matching(s)) for s in slots)
+            holds = {"more": na > nb, "fewer": na < nb, "as many": na == nb, "same": na == nb}
+            assert answer == _yes(next(v for k, v in holds.items() if k in question)), question
+        elif re.search(r"how many|count|number of", question.lower()):
+            assert answer == str(len(_matching(slots[0]))), question
+        else:
+            assert answer == _yes(bool(_matching(slots[0]))), question
+
+
+def _yes(found):
+    return "yes" if found else "no"
+
+
+def test_composed_questions_never_say_a_held_out_form():
+    """The held-out forms' carriers are never composed, whatever the description."""
+    import re
+
+    from agentkit.mllm.worlds.synthetic import synthetic_scene
+
+    rng = random.Random(0)
+    sizes = "small|tiny|little|large|big"
+    for k in range(300):
+        name, question, _ = W.ask(synthetic_scene(k), rng, W.COMPOSED_WORDINGS)
+        q = question.lower()
+        assert not q.startswith(("what's the number of", "tell me the")), question
+        assert not re.fullmatch(rf"is the (\w+ ){{1,3}}({sizes})\?", q), question
+        assert name not in W.HELD_OUT_WORDINGS
