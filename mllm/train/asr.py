@@ -307,6 +307,16 @@ def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
+def split_questions(cfg: Config, split: str) -> list[dict[str, Any]]:
+    """The questions ``split``'s clips speak. dev and test scenes come from far seed ranges, so
+    their sentences are new too; only training speaks composed questions, and the ``worded``
+    split speaks every listed form (the held-out ones too) and nothing else."""
+    share = {"train": cfg.worded_share, "worded": 1.0}.get(split, 0.0)
+    composed = cfg.composed_share if split == "train" else 0.0
+    n = cfg.clips(split)
+    return _questions(n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed)
+
+
 def make_clips(cfg: Config, split: str) -> Path:
     """Synthesise ``split``'s clips into ``data_dir/split`` (resumable); returns the folder."""
     from multiprocessing import get_context
@@ -314,11 +324,7 @@ def make_clips(cfg: Config, split: str) -> Path:
     from agentkit.mllm.worlds.speech import require_engines
 
     require_engines(cfg.engines)
-    n = cfg.clips(split)
-    # dev and test scenes come from far seed ranges: their sentences are new too
-    share = {"train": cfg.worded_share, "worded": 1.0}.get(split, 0.0)
-    composed = cfg.composed_share if split == "train" else 0.0
-    qs = _questions(n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed)
+    qs = split_questions(cfg, split)
     d = Path(cfg.data_dir) / split
     d.mkdir(parents=True, exist_ok=True)
     jobs: list[dict[str, Any]] = [{"dir": str(d), "question": q, "seed": cfg.seed, "split": split,

@@ -497,7 +497,9 @@ def test_the_composed_leg_speaks_composed_questions_in_training_only():
     """The composed leg replaces a share of its worded clips by composed questions (never a
     held-out form); with no composed share the worded stream is the one asr-worded spoke, and
     the measuring splits stay the listed forms'."""
-    from agentkit.mllm.train.asr import SCENE_BASE, _questions
+    from dataclasses import replace
+
+    from agentkit.mllm.train.asr import _questions, split_questions
     from agentkit.mllm.worlds.wordings import HELD_OUT_WORDINGS
 
     _, leg = build_config(load_recipe("asr-composed"))
@@ -514,5 +516,9 @@ def test_the_composed_leg_speaks_composed_questions_in_training_only():
     assert len(set(composed)) >= 30  # many carriers, not a few
     assert not set(forms) & HELD_OUT_WORDINGS
 
-    test = _questions(100, leg.seed, SCENE_BASE["worded"], 1.0, held_out_forms=True)
-    assert not any(q["wording"].startswith("composed") for q in test)
+    small = replace(leg, train_clips=300, worded_clips=60, test_clips=60)
+    said = {split: split_questions(small, split) for split in ("train", "worded", "test")}
+    assert any(q.get("wording", "").startswith("composed: ") for q in said["train"])
+    assert all(not q["wording"].startswith("composed") for q in said["worded"])
+    assert {q["wording"] for q in said["worded"]} & HELD_OUT_WORDINGS
+    assert not any("wording" in q for q in said["test"])  # templates: the WER target's clips
