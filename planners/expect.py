@@ -36,7 +36,7 @@ _YES_NO_RE = re.compile(
     r"\s*(is|are|does|do|did|was|were|has|have|can|could|will|would|should)\b", re.IGNORECASE
 )
 _NUMBER_RE = re.compile(
-    r"\s*count\b|.*\b(how many|what number|(what's|what is|tell me) the number of)\b",
+    r"\s*count\b|.*\b(how many|what number|the (number|count) of)\b",
     re.IGNORECASE | re.DOTALL,
 )
 #: A request rather than a question ("Can you count ...", "Could you tell me what color ...",
@@ -59,6 +59,14 @@ _HOW_BIG_RE = re.compile(r"\bhow (big|large|small)\b", re.IGNORECASE)
 _WHAT_RE = re.compile(r"\b(what|which|how|tell me|say|give me|name)\b", re.IGNORECASE)
 
 
+#: "Would you say the cube is red?", "Do you think ...": yes or no, whatever the clause says.
+_OPINION_RE = re.compile(r"\s*(would|do|did) you (say|think|agree)\b", re.IGNORECASE)
+#: "Do you know what the cube is made of?": the question it embeds.
+_EMBEDDED_RE = re.compile(
+    r"\s*(do|did) you know\s+(?=(what|which|how|whether|if)\b)", re.IGNORECASE
+)
+
+
 def question_kind(question: str) -> str | None:
     """The kind of answer a question's form asks for: ``yes/no`` (it opens with an auxiliary
     verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number", "Count ..."), ``a
@@ -66,6 +74,12 @@ def question_kind(question: str) -> str | None:
     attribute: "The cube is made of what material?", "How big is the sphere?"), or None
     (anything else, or a question naming several attributes: no expectation). A request is
     read as what it requests ("Can you count the cubes?": a number)."""
+    if _OPINION_RE.match(question):
+        return "yes/no"
+    if embedded := _EMBEDDED_RE.match(question):
+        question = question[embedded.end() :]
+        if re.match(r"(whether|if)\b", question, re.IGNORECASE):
+            return "yes/no"
     if request := _REQUEST_RE.match(question):
         question = question[request.end() :]
     if _YES_NO_RE.match(question):
@@ -126,15 +140,43 @@ def scene_words(texts: Iterable[str]) -> Counter[str]:
     return Counter(w for w in (_COMPARISONS.get(w, w) for w in words) if w in _SCENE_WORDS)
 
 
+#: Words that join a description's last values to its noun ("cylinders that are tiny",
+#: "spheres made of metal", "the cube is red", "Is the cube red?"): one object, not two.
+_POSTMODIFIERS = frozenset(
+    {"that are", "that is", "which are", "which is", "made of", "are made of", "is made of",
+     "that are made of", "which are made of", "are", "is", ""}
+)  # fmt: skip
+#: Of those, the ones that may say something of the question's subject rather than the noun
+#: before ("Is the cube left of the sphere red?": the cube is red): not joined after a relation.
+_PREDICATES = frozenset({"are", "is", ""})
+
+
+def _describes_the_noun_before(value: str, gap: str, out: list[str | frozenset[str]]) -> bool:
+    """Whether ``value``, after the words ``gap``, says more of the object ``out`` ends with:
+    one named by its noun (a shape), with no value of ``value``'s attribute yet."""
+    last = out[-1] if out else None
+    if not isinstance(last, frozenset) or gap not in _POSTMODIFIERS:
+        return False
+    if gap in _PREDICATES and any(isinstance(c, str) for c in out):
+        return False
+    attributes = {_ATTRIBUTE_OF[v] for v in last}
+    return "shape" in attributes and _ATTRIBUTE_OF[value] not in attributes
+
+
 def _chunks(question: str) -> list[str | frozenset[str]]:
     """A question as its objects (runs of consecutive attribute words, synonyms normalised; a
-    shape ends a run) and the spatial relation words between them, in order."""
+    shape ends a run, and values after it joined by "that are", "made of" or "is" describe the
+    same object) and the spatial relation words between them, in order."""
     out: list[str | frozenset[str]] = []
     current: set[str] = set()
+    gap: list[str] = []  # the words since the last object
     for raw in re.findall(r"[a-z]+", _HOW_BIG_RE.sub(" ", question).lower()):
         word = normalize_word(raw)
         if word in _VALUES:
+            if not current and _describes_the_noun_before(word, " ".join(gap), out):
+                current = set(out.pop())  # "cylinders that are tiny": the cylinders' size
             current.add(word)
+            gap = []
             if word not in ATTRIBUTES["shape"]:
                 continue
         if current:
@@ -142,6 +184,8 @@ def _chunks(question: str) -> list[str | frozenset[str]]:
             current = set()
         if word in _RELATIONS:
             out.append(word)
+        elif word not in _VALUES:
+            gap.append(word)
     if current:
         out.append(frozenset(current))
     return out

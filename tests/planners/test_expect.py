@@ -365,3 +365,49 @@ def test_a_request_asks_for_the_kind_of_answer_it_requests():
         "Can you see a red cube?": "yes/no",  # a question, not a request
         "Is the number of cubes greater than the number of spheres?": "yes/no",
     }
+
+
+def test_opinions_embedded_questions_and_counts_asked_as_nouns():
+    assert {
+        q: question_kind(q)
+        for q in (
+            "Would you say the cylinder is purple?",
+            "Do you think there is a red cube?",
+            "Do you know what the tiny blue sphere is made of?",
+            "Do you know how many cubes there are?",
+            "Do you know whether the cube is red?",
+            "Do you know the cube?",
+            "What is the count of tiny purple things?",
+            "Give me the number of small spheres.",
+        )
+    } == {  # fmt: skip
+        "Would you say the cylinder is purple?": "yes/no",
+        "Do you think there is a red cube?": "yes/no",
+        "Do you know what the tiny blue sphere is made of?": "a material",
+        "Do you know how many cubes there are?": "a number",
+        "Do you know whether the cube is red?": "yes/no",
+        "Do you know the cube?": "yes/no",  # nothing embedded: a yes/no question
+        "What is the count of tiny purple things?": "a number",
+        "Give me the number of small spheres.": "a number",
+    }
+
+
+def test_values_after_the_noun_describe_the_same_object():
+    """ "cylinders that are tiny", "spheres made of metal", "the cylinder is purple": one
+    object, so one select may filter by both (the word rule), and the rewording says so."""
+    from agentkit.planners.expect import canonical_question, phrases
+
+    small_cylinders = (frozenset({"small", "cylinder"}),)
+    assert phrases("How many cylinders that are tiny are there?") == small_cylinders
+    assert phrases("How many cylinders which are small do you see?") == small_cylinders
+    assert phrases("Is the large gray cylinder metal?") == (
+        frozenset({"large", "gray", "metal", "cylinder"}),)  # fmt: skip
+    assert canonical_question("I want to know how many cylinders that are tiny there are.") == (
+        "How many small cylinders are there?")  # fmt: skip
+    assert canonical_question("Would you say the cylinder is purple?") == (
+        "Are there any purple cylinders?")  # fmt: skip
+    # two objects still: a relation between, a list, a value of the attribute the noun has
+    assert len(phrases("Is the cube that is left of the sphere red?")) == 3
+    assert len(phrases("How many things are small rubber or cylinders?")) == 2
+    assert len(phrases("How many cubes are spheres?")) == 2
+    assert len(phrases("Is the red thing blue?")) == 2  # no noun that the values follow
