@@ -22,6 +22,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from .templates import PLURAL, RELATION_PHRASES, SYNONYMS
+
 Scene = dict[str, Any]
 Obj = dict[str, Any]
 #: (question, answer) or None where the form does not apply to the scene
@@ -265,7 +267,6 @@ _VALUES = {"size": SIZES, "color": COLORS, "material": MATERIALS, "shape": SHAPE
 def _words(rng: random.Random, spec: dict[str, str], *, plural: bool) -> str:
     """``spec`` as a noun phrase: "big shiny blocks", "red thing", or with one attribute after
     the noun ("cubes made of metal", "spheres that are red") when it has a shape and another."""
-    from .templates import PLURAL, SYNONYMS
 
     def word(value: str) -> str:
         return rng.choice(SYNONYMS.get(value, (value,)))
@@ -428,8 +429,6 @@ def _verifying(carrier: str, attr: str) -> Wording:
             return None
         o, obj = found
         value = rng.choice(_VALUES[attr])
-        from .templates import SYNONYMS
-
         said = rng.choice(SYNONYMS.get(value, (value,))) if attr != "material" else value
         return carrier.format(o=o, value=said), _yes(obj[attr] == value)
 
@@ -449,8 +448,6 @@ def _comparing(carrier: str, relation: str) -> Wording:
 
 def _relating(carrier: str) -> Wording:
     def make(scene: Scene, rng: random.Random) -> Asked:
-        from .templates import RELATION_PHRASES
-
         objects, rel = scene["objects"], scene.get("relationships")
         first, second = _object(scene, rng), _object(scene, rng)
         if not rel or first is None or second is None or first[1] is second[1]:
