@@ -416,8 +416,7 @@ def _querying(carrier: str, attr: str) -> Wording:
         if found is None:
             return None
         o, obj = found
-        q = carrier.format(o=o)
-        return q[0].upper() + q[1:], obj[attr]
+        return carrier.format(o=o), obj[attr]
 
     return "composed: " + _slot_name(carrier), make
 
