@@ -22,10 +22,10 @@ family) and stops; then
 asks each typed and spoken and reports both, per wording (docs/asr.md).
 
 The wordings are :data:`agentkit.mllm.worlds.wordings.WORDINGS` (``--more-forms``: with
-``MORE_WORDINGS``; ``--composed``: ``COMPOSED_WORDINGS`` instead). A wording that needs one object ("Is the red cube large?") is asked only where
-exactly one object fits it. The scenes: ``agentkit data gen scenes --out data/scenes-heldout --n
-20 --seed 900000 --samples 24 --split val`` (docs/vqa.md); without them, the six shipped example
-scenes.
+``MORE_WORDINGS``; ``--composed``: ``COMPOSED_WORDINGS`` instead). A wording that needs one
+object ("Is the red cube large?") is asked only where exactly one object fits it. The scenes:
+``agentkit data gen scenes --out data/scenes-heldout --n 20 --seed 900000 --samples 24 --split
+val`` (docs/vqa.md); without them, the six shipped example scenes.
 """
 
 from __future__ import annotations
@@ -94,11 +94,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="hf:agentkit-mllm")
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument(
+    forms_group = ap.add_mutually_exclusive_group()
+    forms_group.add_argument(
         "--more-forms", action="store_true",
         help="also the forms only the speech model's training speaks (wordings.MORE_WORDINGS)",
     )  # fmt: skip
-    ap.add_argument(
+    forms_group.add_argument(
         "--composed", action="store_true",
         help="the composed forms instead (wordings.COMPOSED_WORDINGS: 60 carriers around "
         "descriptions drawn per question; the speech model's composed leg speaks them)",
@@ -115,9 +116,9 @@ def main() -> None:
         print(json.dumps({"scenes": str(a.scenes)}), flush=True)
     if not any(a.scenes.glob("scene_*.json")):
         raise SystemExit(f"no scenes in {a.scenes}: see this script's docstring for the command")
-    forms = WORDINGS + MORE_WORDINGS if a.more_forms else WORDINGS
-    if a.composed:
-        forms = COMPOSED_WORDINGS
+    forms = (
+        COMPOSED_WORDINGS if a.composed else WORDINGS + MORE_WORDINGS if a.more_forms else WORDINGS
+    )
     asked_all = questions(a.scenes, a.per_scene, a.seed, forms)[: a.limit]
     if a.write is not None:
         path = write(asked_all, a.write)
