@@ -376,9 +376,9 @@ _COMPARE_CARRIERS = (
     ("Do you see more {a} than {b}?", "more"),
 )
 _RELATE_CARRIERS = (
-    "Is {a} {relation} {b}?",
-    "Would you say {a} is {relation} {b}?",
-    "Is {a} placed {relation} {b}?",
+    "Is {o} {relation} {other}?",
+    "Would you say {o} is {relation} {other}?",
+    "Is {o} placed {relation} {other}?",
 )
 
 
@@ -391,6 +391,8 @@ def _slot_name(carrier: str) -> str:
         .replace("{value}", "<value>")
         .replace("{a}", "<things>")
         .replace("{b}", "<things>")
+        .replace("{other}", "<object>")
+        .replace("{relation}", "<relation>")
     )
 
 
@@ -428,6 +430,7 @@ def _verifying(carrier: str, attr: str) -> Wording:
             return None
         o, obj = found
         value = rng.choice(_VALUES[attr])
+        # a material as the noun a user names ("made of metal"), never "made of shiny"
         said = rng.choice(SYNONYMS.get(value, (value,))) if attr != "material" else value
         return carrier.format(o=o, value=said), _yes(obj[attr] == value)
 
@@ -453,11 +456,10 @@ def _relating(carrier: str) -> Wording:
             return None
         side = rng.choice(tuple(RELATION_PHRASES))
         i, j = objects.index(first[1]), objects.index(second[1])
-        q = carrier.format(a=first[0], b=second[0], relation=rng.choice(RELATION_PHRASES[side]))
+        q = carrier.format(o=first[0], other=second[0], relation=rng.choice(RELATION_PHRASES[side]))
         return q, _yes(i in rel[side][j])
 
-    name = _slot_name(carrier.replace("{a}", "{o}").replace("{b}", "{o}"))
-    return "composed: " + name.replace("{relation}", "<relation>"), make
+    return "composed: " + _slot_name(carrier), make
 
 
 COMPOSED_WORDINGS: list[Wording] = (

@@ -508,7 +508,13 @@ def test_the_composed_leg_speaks_composed_questions_in_training_only():
     assert leg.clips("worded") == last.clips("worded") and leg.clips("test") == last.clips("test")
     assert leg.data_dir != last.data_dir and last.composed_share == 0.0
 
-    assert _questions(300, 0, 0, 0.5, composed_share=0.0) == _questions(300, 0, 0, 0.5)
+    # with no composed share, the stream asr-worded spoke (its data/asr-worded clips say these)
+    plain = {q["id"]: q["question"] for q in _questions(8, 0, 0, 0.5)}
+    assert {k: plain[k] for k in ("000000-00w", "000000-03w", "000001-01w")} == {
+        "000000-00w": "Please count the metal objects.",
+        "000000-03w": "Do you see a large sphere?",
+        "000001-01w": "What is the yellow cube made of?",
+    }
     mixed = _questions(600, leg.seed, 0, leg.worded_share, composed_share=leg.composed_share)
     forms = [q["wording"] for q in mixed if "wording" in q]
     composed = [f for f in forms if f.startswith("composed: ")]
