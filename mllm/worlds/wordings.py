@@ -266,7 +266,10 @@ _VALUES = {"size": SIZES, "color": COLORS, "material": MATERIALS, "shape": SHAPE
 
 def _words(rng: random.Random, spec: dict[str, str], *, plural: bool) -> str:
     """``spec`` as a noun phrase: "big shiny blocks", "red thing", or with one attribute after
-    the noun ("cubes made of metal", "spheres that are red") when it has a shape and another."""
+    the noun ("cubes made of metal", "spheres that are red") when it has a shape and another.
+    Not :func:`.questions._noun_phrase` (the templates' phrases): this one also says "items" and
+    values after the noun, and draws the noun first; the ``asr-composed`` leg's clips follow
+    this order of draws, so its recipe reproduces them."""
 
     def word(value: str) -> str:
         return rng.choice(SYNONYMS.get(value, (value,)))
