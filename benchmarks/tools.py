@@ -7,7 +7,9 @@
 For each tool: the first call through ``call_tool`` in a fresh model cache (load + first
 inference; the libraries are already imported), then the warm median; and the median of calling the underlying library
 directly on the same input with the same loaded model, interleaved call by call with the tool so
-both see the same machine load. ``ratio`` = tool warm / library (target <= 1.05).
+both see the same machine load. ``ratio`` = tool warm / library (target <= 1.05). ``n`` pairs
+per tool: ``--repeat`` at least, more for a fast tool, enough to fill ``--seconds`` (a 5 ms
+segment call's median over 15 pairs moved the ratio by +-5% from run to run).
 
 The image is a shipped example scene (``examples/scenes``), the box its first object's. SAM is
 the shipped compact one (``scenes-sam``): what the tool returns costs time in proportion to the
@@ -176,7 +178,7 @@ def cases(inp: dict[str, Path], ck: dict[str, Path]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def bench(case: dict[str, Any], repeat: int) -> dict[str, Any]:
+def bench(case: dict[str, Any], repeat: int, seconds: float = 2.0) -> dict[str, Any]:
     import importlib
 
     from agentkit.tools.base import ModelCache, Tool, ToolContext, call_tool
@@ -190,9 +192,11 @@ def bench(case: dict[str, Any], repeat: int) -> dict[str, Any]:
     first = timed(call)
     tool_run = case["wrap"](call) if "wrap" in case else (lambda _m: call())
     models = ctx.models._models
-    n = case.get("repeat", repeat)
     direct = case["direct"]
-    timed(lambda: in_fresh_thread(lambda: direct(models)))  # warm the direct path too
+    once = timed(lambda: in_fresh_thread(lambda: direct(models)))  # warm the direct path too
+    # at least ``repeat`` pairs, and enough of a fast tool's to fill ``seconds``: the median of
+    # 15 calls of 5 ms moves by a few percent from run to run, of 200 it does not
+    n = max(case.get("repeat", repeat), min(400, int(seconds / (2 * max(once, 1e-4)))))
     tool_t, lib_t = [], []
     for _ in range(n):  # interleaved, so both see the same load from other processes
         tool_t.append(timed(lambda: tool_run(models)))
@@ -210,7 +214,15 @@ def bench(case: dict[str, Any], repeat: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=15, help="warm calls per tool (transcribe: 5)")
+    ap.add_argument(
+        "--repeat", type=int, default=15, help="warm calls per tool at least (transcribe: 5)"
+    )
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=2.0,
+        help="fast tools: as many more warm pairs as fill about this time (0: --repeat only)",
+    )
     ap.add_argument("--only", default="", help="comma-separated tool names")
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     a = ap.parse_args(argv)
@@ -218,15 +230,19 @@ def main(argv: list[str] | None = None) -> int:
         d = Path(tmp)
         inp, ck = make_inputs(d), make_checkpoints(d)
         only = {s for s in a.only.split(",") if s}
-        rows = [bench(c, a.repeat) for c in cases(inp, ck) if not only or c["tool"] in only]
+        rows = [
+            bench(c, a.repeat, a.seconds) for c in cases(inp, ck) if not only or c["tool"] in only
+        ]
     if a.json:
         for r in rows:
             print(json.dumps(r))
         return 0
-    print(f"{'tool':30} {'first call s':>12} {'warm ms':>9} {'library ms':>10} {'ratio':>6}")
+    print(
+        f"{'tool':30} {'first call s':>12} {'warm ms':>9} {'library ms':>10} {'ratio':>6} {'n':>4}"
+    )
     for r in rows:
         print(
-            f"{r['tool']:30} {r['first_s']:12.2f} {r['warm_ms']:9.1f} {r['library_ms']:10.1f} {r['ratio']:6.3f}"
+            f"{r['tool']:30} {r['first_s']:12.2f} {r['warm_ms']:9.1f} {r['library_ms']:10.1f} {r['ratio']:6.3f} {r['n']:4d}"
         )
     print("first call: load + first inference in a fresh model cache (libraries already imported)")
     return 0
