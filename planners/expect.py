@@ -67,13 +67,42 @@ _EMBEDDED_RE = re.compile(
 )
 
 
+#: CLEVR's "There is a big cube [that is left of the ball]; what color is it?": the object, and
+#: the question that names it "it" (or "its").
+_THERE_IS_RE = re.compile(
+    r"\s*there (?:is|are) (?:an?|the|one) (?P<object>[^;,?]+?)\s*[;,]\s*(?P<rest>.+)",
+    re.IGNORECASE | re.DOTALL,
+)
+_IT_RE = re.compile(r"\b(?:its (?P<attribute>[a-z]+)|it)\b", re.IGNORECASE)
+
+
+def resolved(question: str) -> str:
+    """``question`` with CLEVR's "There is a X; ... it?" said as one sentence that names X where
+    "it" stood ("There is a big cube; what color is it?" -> "What color is the big cube?"; "...;
+    what is its size?" -> "What is the size of the big cube?"; "...; how many spheres are left
+    of it?" -> "How many spheres are left of the big cube?"), the form the templates word;
+    unchanged when it has no such form."""
+    there = _THERE_IS_RE.match(question)
+    if there is None or not _IT_RE.search(there["rest"]):
+        return question
+    thing = there["object"]
+
+    def named(it: re.Match[str]) -> str:
+        return f"the {it['attribute']} of the {thing}" if it["attribute"] else f"the {thing}"
+
+    rest = _IT_RE.sub(named, there["rest"].strip(), count=1)
+    return rest[0].upper() + rest[1:]
+
+
 def question_kind(question: str) -> str | None:
     """The kind of answer a question's form asks for: ``yes/no`` (it opens with an auxiliary
     verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number", "Count ..."), ``a
     color`` / ``a material`` / ``a size`` / ``a shape`` (a what-question naming that one
     attribute: "The cube is made of what material?", "How big is the sphere?"), or None
     (anything else, or a question naming several attributes: no expectation). A request is
-    read as what it requests ("Can you count the cubes?": a number)."""
+    read as what it requests ("Can you count the cubes?": a number), "There is a X; ... it?" as
+    its question about X (:func:`resolved`)."""
+    question = resolved(question)
     if _OPINION_RE.match(question):
         return "yes/no"
     if embedded := _EMBEDDED_RE.match(question):
@@ -166,7 +195,9 @@ def _describes_the_noun_before(value: str, gap: str, out: list[str | frozenset[s
 def _chunks(question: str) -> list[str | frozenset[str]]:
     """A question as its objects (runs of consecutive attribute words, synonyms normalised; a
     shape ends a run, and values after it joined by "that are", "made of" or "is" describe the
-    same object) and the spatial relation words between them, in order."""
+    same object) and the spatial relation words between them, in order; "There is a X; ... it?"
+    read with X for "it" (:func:`resolved`)."""
+    question = resolved(question)
     out: list[str | frozenset[str]] = []
     current: set[str] = set()
     gap: list[str] = []  # the words since the last object
@@ -211,6 +242,16 @@ _NOT_REWORDED_RE = re.compile(
 
 
 def canonical_question(question: str) -> str | None:
+    """``question`` reworded as the templates word it (:func:`_templated`), after "There is a X;
+    ... it?" is said as one sentence (:func:`resolved`); that sentence alone where the templates
+    would not reword it ("There is a cube; how many spheres are left of it?" -> "How many spheres
+    are left of the cube?"); None when neither changes it."""
+    said = resolved(question)
+    canon = _templated(said)
+    return canon if canon is not None else (said if said != question else None)
+
+
+def _templated(question: str) -> str | None:
     """``question`` reworded as the templates the embedded core learned from word that form
     ("How many red things?", "Count the spheres.", "How many spheres are made of metal?" ->
     "How many red things are there?", "How many spheres are there?", "How many metal spheres

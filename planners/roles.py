@@ -26,6 +26,7 @@ from agentkit.planners.expect import (
     can_choose,
     choose,
     grounded_answers,
+    resolved,
 )
 from agentkit.planners.grammar import ArgSpec, Line, Mode, ProgramGrammar, arg_specs
 from agentkit.runtime import Runtime
@@ -65,7 +66,10 @@ def scratchpad(state: RunState) -> str:
 
 
 def question(state: RunState) -> str:
-    return state.question or state.task.question or ""
+    """The question the models read: as typed or heard, with CLEVR's two-clause "There is a X;
+    what color is it?" said as the one sentence it means ("What color is the X?",
+    :func:`~agentkit.planners.expect.resolved`; the trace keeps the user's words)."""
+    return resolved(state.question or state.task.question or "")
 
 
 def as_typed(state: RunState) -> RunState:

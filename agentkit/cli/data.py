@@ -69,6 +69,13 @@ def gen(
             "which is asked for by name)."
         ),
     ] = None,
+    phrasings: Annotated[
+        str,
+        typer.Option(
+            help="questions: the sentences to draw from: templates, clevr (CLEVR's other "
+            'forms: "There is a cube; what color is it?") or mixed.'
+        ),
+    ] = "templates",
     questions: Annotated[
         Path | None, typer.Option(help="speech, tooluse: the questions.jsonl to use.")
     ] = None,
@@ -150,7 +157,7 @@ def gen(
                 fail("questions need --scenes DIR: a folder of scene_*.json files", as_json)
             fams = [f.strip() for f in families.split(",") if f.strip()] if families else None
             summary = G.gen_questions(out, scenes_dir=scenes, n=n, per_scene=per_scene,
-                                      families=fams, **common)  # fmt: skip
+                                      families=fams, phrasings=phrasings, **common)  # fmt: skip
         elif world is World.tooluse:
             from agentkit.mllm.data.tooluse import generate
 

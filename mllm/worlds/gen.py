@@ -139,12 +139,19 @@ def gen_scenes(
 
 
 def _question_job(
-    paths: list[str], seed: int, per_scene: int, families: list[str], out_file: str
+    paths: list[str],
+    seed: int,
+    per_scene: int,
+    families: list[str],
+    out_file: str,
+    phrasings: str = "templates",
 ) -> int:
     from agentkit.mllm.worlds.questions import generate_questions
 
     scenes = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
-    qs = generate_questions(scenes, per_scene=per_scene, seed=seed, families=families)
+    qs = generate_questions(
+        scenes, per_scene=per_scene, seed=seed, families=families, phrasings=phrasings
+    )
     _write_atomic(Path(out_file), "".join(json.dumps(q) + "\n" for q in qs))
     return len(qs)
 
@@ -157,11 +164,13 @@ def gen_questions(
     seed: int = 0,
     per_scene: int = 10,
     families: Sequence[str] | None = None,
+    phrasings: str = "templates",
     workers: int = 1,
     ray_address: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Questions about the first ``n`` scenes (all when None) of ``scenes_dir``, ``per_scene`` each.
+    """Questions about the first ``n`` scenes (all when None) of ``scenes_dir``, ``per_scene`` each,
+    drawn in ``phrasings`` (the templates', CLEVR's others, or mixed).
 
     Writes ``questions.jsonl`` and ``summary.json`` (per-family answer balance, lengths) to ``out``.
     """
@@ -169,6 +178,7 @@ def gen_questions(
         FAMILIES,
         answer_balance,
         check_families,
+        check_phrasings,
         trim_to_balance,
     )
 
@@ -176,6 +186,7 @@ def gen_questions(
     if per_scene < 1:
         raise ConfigError(f"--per-scene {per_scene} is invalid: expected >= 1")
     fams = check_families(families or FAMILIES)
+    check_phrasings(phrasings)
     scenes_dir = Path(scenes_dir)
     if not scenes_dir.is_dir():
         raise ConfigError(f"--scenes {scenes_dir} is not a directory; render scenes first with "
@@ -192,7 +203,9 @@ def gen_questions(
     jobs, part_files = [], []
     for k in range(0, len(paths), SCENE_CHUNK):
         chunk = paths[k : k + SCENE_CHUNK]
-        h = hashlib.sha256(json.dumps([seed, per_scene, fams]).encode())
+        # the templates' phrasings hash as they did before there were others: same parts
+        key = [seed, per_scene, fams] + ([phrasings] if phrasings != "templates" else [])
+        h = hashlib.sha256(json.dumps(key).encode())
         for p in chunk:
             h.update(p.name.encode())
             h.update(p.read_bytes())
@@ -201,7 +214,8 @@ def gen_questions(
         if not part.exists():
             chunk_seed = int.from_bytes(h.digest()[:8], "little")
             jobs.append({"paths": [str(p) for p in chunk], "seed": chunk_seed,
-                         "per_scene": per_scene, "families": fams, "out_file": str(part)})  # fmt: skip
+                         "per_scene": per_scene, "families": fams, "out_file": str(part),
+                         "phrasings": phrasings})  # fmt: skip
     run_jobs(_question_job, jobs, workers=workers, ray_address=ray_address, desc="questions",
              progress=progress)  # fmt: skip
     for stale in set((out / "parts").glob("part_*.jsonl")) - set(part_files):
@@ -214,7 +228,7 @@ def gen_questions(
     summary = {
         "world": "questions", "scenes": len(paths), "questions": len(qs), "seed": seed,
         "dropped_for_balance": len(generated) - len(qs),
-        "per_scene": per_scene, "lengths": dict(sorted(Counter(str(q["length"]) for q in qs).items())),
+        "per_scene": per_scene, "phrasings": phrasings, "lengths": dict(sorted(Counter(str(q["length"]) for q in qs).items())),
         "families": answer_balance(qs),
     }  # fmt: skip
     _write_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")

@@ -153,11 +153,14 @@ class _Builder:
 class _Sampler:
     """Draws well-posed question candidates for one scene."""
 
-    def __init__(self, scene: Scene, rng: random.Random) -> None:
+    def __init__(self, scene: Scene, rng: random.Random, that_is: bool = False) -> None:
         self.scene = scene
         self.objects: list[dict[str, Any]] = scene["objects"]
         self.rels: dict[str, list[list[int]]] = scene["relationships"]
         self.rng = rng
+        #: CLEVR's phrasings: half the relations in a referring phrase open with "that is"
+        #: ("the cube that is left of the sphere"); off, nothing is drawn for it
+        self.that_is = that_is
 
     # - object sets -
 
@@ -218,7 +221,10 @@ class _Sampler:
             return None
         rel_idx = b.add("relate", [inner[0]], [r])
         idx = b.add("unique", [b.filters(rel_idx, spec)])
-        text = f"{_noun_phrase(self.rng, spec, plural=False)} {_rel_phrase(self.rng, r)} the {inner[1]}"
+        noun, rel = _noun_phrase(self.rng, spec, plural=False), _rel_phrase(self.rng, r)
+        if self.that_is and self.rng.random() < 0.5:
+            rel = f"that is {rel}"
+        text = f"{noun} {rel} the {inner[1]}"
         return idx, text
 
     def _set_predicate(self, b: _Builder, kind: str) -> tuple[int, dict[str, str], tuple] | None:
@@ -407,15 +413,18 @@ def scene_questions(
     balancer: AnswerBalancer,
     *,
     families: Sequence[str] = FAMILIES,
+    phrasings: str = "templates",
 ) -> list[dict[str, Any]]:
     """Up to ``n`` distinct, well-posed questions about ``scene`` (fewer if a scene is too poor).
 
     Families rotate so each scene covers as many as ``n`` allows; ``balancer`` carries the answer
-    tallies across the scenes of one batch. Each record: ``question``, ``program``, ``answer``,
-    ``family``, ``template``, ``length``, ``image_filename``, ``seed``, ``id``.
+    tallies across the scenes of one batch; ``phrasings`` picks the sentences they are drawn in
+    (:data:`~agentkit.mllm.worlds.templates.PHRASING_SETS`). Each record: ``question``,
+    ``program``, ``answer``, ``family``, ``template``, ``length``, ``image_filename``, ``seed``,
+    ``id``.
     """
     _validate_scene(scene)
-    sampler = _Sampler(scene, rng)
+    sampler = _Sampler(scene, rng, that_is=phrasings != "templates")
     order = list(families)
     rng.shuffle(order)
     out: list[dict[str, Any]] = []
@@ -435,7 +444,9 @@ def scene_questions(
                 answer = execute(program, scene)
             except ProgramError:
                 continue  # a phrase named zero or several objects: ill-posed, draw again
-            text = rng.choice(T.PHRASINGS[tid]).format(**fields)
+            if "A" in fields:
+                fields["A_ind"] = _indefinite(fields["A"])
+            text = rng.choice(T.phrasings(tid, phrasings)).format(**fields)
             if text in seen:
                 continue
             cands.append(
@@ -461,6 +472,16 @@ def scene_questions(
     return out
 
 
+def check_phrasings(phrasings: str) -> str:
+    """``phrasings`` if it names a set of :data:`~agentkit.mllm.worlds.templates.PHRASING_SETS`,
+    else a clear error."""
+    if phrasings not in T.PHRASING_SETS:
+        raise ConfigError(
+            f"unknown phrasings {phrasings!r}; expected one of {', '.join(T.PHRASING_SETS)}"
+        )
+    return phrasings
+
+
 def check_families(families: Sequence[str]) -> list[str]:
     """``families`` as a list; a clear error for an empty list or an unknown name."""
     known = FAMILIES + EXTRA_FAMILIES
@@ -479,16 +500,20 @@ def generate_questions(
     per_scene: int = 10,
     seed: int = 0,
     families: Sequence[str] = FAMILIES,
+    phrasings: str = "templates",
 ) -> list[dict[str, Any]]:
     """Questions for a batch of scenes, balanced across the batch; deterministic in ``seed``."""
     if per_scene < 1:
         raise ConfigError(f"per_scene must be >= 1, got {per_scene}")
     check_families(families)
+    check_phrasings(phrasings)
     rng = random.Random(seed)
     balancer = AnswerBalancer()
     out: list[dict[str, Any]] = []
     for scene in scenes:
-        out.extend(scene_questions(scene, per_scene, rng, balancer, families=families))
+        out.extend(
+            scene_questions(scene, per_scene, rng, balancer, families=families, phrasings=phrasings)
+        )
     return out
 
 

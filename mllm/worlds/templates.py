@@ -127,6 +127,85 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: CLEVR's own phrasings that :data:`PHRASINGS` does not use (clevr-dataset-gen's question
+#: templates, written from its forms: "There is a {A}; what color is it?", "Are the {A} and the
+#: {B} the same size?", "Are there an equal number of ..."), which real CLEVR questions are full
+#: of. Opt-in (``phrasings="clevr"`` asks in these alone, ``"mixed"`` in either), so the default
+#: questions regenerate byte for byte. ``{A_ind}``: the phrase of ``{A}`` with "a"/"an". CLEVR
+#: counts and asks for existence, more and fewer only as the templates do: those ask in the
+#: templates' words.
+CLEVR_PHRASINGS: dict[str, tuple[str, ...]] = {
+    "query.color": (
+        "There is {A_ind}; what color is it?",
+        "There is {A_ind}; what is its color?",
+    ),
+    "query.shape": (
+        "There is {A_ind}; what shape is it?",
+        "There is {A_ind}; what is its shape?",
+        "The {A} is what shape?",
+    ),
+    "query.material": (
+        "There is {A_ind}; what material is it?",
+        "There is {A_ind}; what is it made of?",
+        "There is {A_ind}; what is its material?",
+    ),
+    "query.size": (
+        "There is {A_ind}; what size is it?",
+        "There is {A_ind}; how big is it?",
+        "There is {A_ind}; what is its size?",
+        "The {A} is what size?",
+    ),
+    "compare.equal": (
+        "Are there an equal number of {A_pl} and {B_pl}?",
+        "Are there as many {A_pl} as there are {B_pl}?",
+    ),
+    "same.count": (
+        "What number of other objects are the same {attr} as the {A}?",
+        "How many other things are there of the same {attr} as the {A}?",
+        "There is {A_ind}; how many other things have the same {attr} as it?",
+    ),
+    "same.exist": (
+        "Are there any other things that have the same {attr} as the {A}?",
+        "Is there any other thing that has the same {attr} as the {A}?",
+        "There is {A_ind}; are there any other things that have the same {attr} as it?",
+    ),
+    "equal.attr": (
+        "Are the {A} and the {B} the same {attr}?",
+        "There is {A_ind}; is it the same {attr} as the {B}?",
+        "There is {A_ind}; does it have the same {attr} as the {B}?",
+    ),
+    "relate.count": (
+        "There is {A_ind}; how many {B_pl} are {R} it?",
+        "There is {A_ind}; what number of {B_pl} are {R} it?",
+    ),
+    "relate.exist": (
+        "There is {A_ind}; are there any {B_pl} {R} it?",
+        "There is {A_ind}; is there {B_sg} {R} it?",
+        "Is there {B_sg} that is {R} the {A}?",
+    ),
+    "logic.count.union": (
+        "How many things are either {P1_pl} or {P2_pl}?",
+        "How many objects are {P1_pl} or {P2_pl}?",
+    ),
+    "logic.count.intersect": ("How many objects are both {P1_pl} and {P2_pl}?",),
+    "logic.exist.union": ("Are there any things that are either {P1_pl} or {P2_pl}?",),
+    "logic.exist.intersect": ("Is there a thing that is both {P1_sg} and {P2_sg}?",),
+}
+
+#: Which phrasings a question may be drawn in: the templates' (the default), CLEVR's others, or
+#: either (training data that speaks both).
+PHRASING_SETS = ("templates", "clevr", "mixed")
+
+
+def phrasings(template: str, which: str = "templates") -> tuple[str, ...]:
+    """The phrasings ``template`` is drawn from under ``which`` (:data:`PHRASING_SETS`)."""
+    if which == "templates":
+        return PHRASINGS[template]
+    if which == "clevr":
+        return CLEVR_PHRASINGS.get(template, PHRASINGS[template])
+    return PHRASINGS[template] + CLEVR_PHRASINGS.get(template, ())
+
+
 # Words for attribute values. The first is CLEVR's own word; the rest are synonyms used at random.
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "cube": ("cube", "block"),

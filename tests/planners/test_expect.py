@@ -340,6 +340,50 @@ def test_a_question_about_one_object_is_reworded_as_the_templates_word_it():
         assert canonical_question(q) is None, q
 
 
+def test_clevrs_there_is_form_is_read_as_one_sentence_about_its_object():
+    """CLEVR's "There is a X; ... it?": the kind of answer, the objects, the relation's object
+    and the rewording are those of the question with X where "it" stood."""
+    from agentkit.planners.expect import Expectation, canonical_question, resolved
+
+    assert {
+        q: resolved(q)
+        for q in (
+            "There is a big cube; what color is it?",
+            "There is a tiny brown thing; what is its material?",
+            "There is a blue sphere; how many objects are left of it?",
+            "There is a cube that is behind the ball; is it the same size as the cylinder?",
+            "There is a red cube, does it have the same shape as the large thing?",
+            "Is there a red cube?",
+            "There is a red cube; how many spheres are there?",
+        )
+    } == {  # fmt: skip
+        "There is a big cube; what color is it?": "What color is the big cube?",
+        "There is a tiny brown thing; what is its material?":
+            "What is the material of the tiny brown thing?",
+        "There is a blue sphere; how many objects are left of it?":
+            "How many objects are left of the blue sphere?",
+        "There is a cube that is behind the ball; is it the same size as the cylinder?":
+            "Is the cube that is behind the ball the same size as the cylinder?",
+        "There is a red cube, does it have the same shape as the large thing?":
+            "Does the red cube have the same shape as the large thing?",
+        "Is there a red cube?": "Is there a red cube?",  # not the form
+        "There is a red cube; how many spheres are there?":  # no "it": not the form either
+            "There is a red cube; how many spheres are there?",
+    }  # fmt: skip
+    left = Expectation.of("There is a blue sphere; how many objects are left of it?")
+    assert left.kind == "a number" and left.relations == {"left": (frozenset({"blue", "sphere"}),)}
+    same = Expectation.of("There is a big cube; is it the same size as the metal cylinder?")
+    assert same.kind == "yes/no" and same.same == "size"
+    assert question_kind("There is a large ball; how big is it?") == "a size"
+    # the rewording: the templates' words where they have them, else the one sentence
+    assert canonical_question("There is a big shiny cube; what is its color?") == (
+        "What color is the large metal cube?"
+    )
+    assert canonical_question("There is a blue sphere; how many objects are left of it?") == (
+        "How many objects are left of the blue sphere?"
+    )
+
+
 def test_a_request_asks_for_the_kind_of_answer_it_requests():
     assert {
         q: question_kind(q)

@@ -894,3 +894,14 @@ def test_when_no_program_fits_the_question_the_reworded_question_is_tried(
     stuck, _ = make_agent("program", BeamBackend([every, every], [every]), candidates=2)
     res = stuck.ask("How many red things?", images=[image])
     assert res.answer == "3" and "read as" not in res.steps[0].thought
+
+
+def test_clevrs_there_is_form_reaches_the_models_as_one_sentence(make_agent, image):
+    """ "There is a X; how many ... it?": the controller reads the one sentence it means (the
+    form the core was trained on), the run keeps the user's words."""
+    asked = "There is a red cube; how many things are left of it?"
+    a, backend = make_agent("program", [COUNT_RED])
+    res = a.ask(asked, images=[image])
+    prompt = "\n".join(m.content for m in backend.calls[0] if isinstance(m.content, str))
+    assert "How many things are left of the red cube?" in prompt and asked not in prompt
+    assert asked in res.trace.read_text() and "left of the red cube" not in res.trace.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -18,7 +19,7 @@ from agentkit.mllm.worlds.questions import (
     generate_questions,
     trim_to_balance,
 )
-from agentkit.mllm.worlds.templates import PHRASINGS, SYNONYMS
+from agentkit.mllm.worlds.templates import CLEVR_PHRASINGS, PHRASINGS, SYNONYMS
 
 COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
 
@@ -303,6 +304,8 @@ def test_bad_arguments_give_clear_errors():
         generate_questions([scene], per_scene=0)
     with pytest.raises(ConfigError, match="unknown question families"):
         generate_questions([scene], families=["riddle"])
+    with pytest.raises(ConfigError, match="unknown phrasings 'clever'"):
+        generate_questions([scene], phrasings="clever")
     with pytest.raises(ConfigError, match="no objects"):
         generate_questions([{**scene, "objects": []}])
     bad = json.loads(json.dumps({k: v for k, v in scene.items()}))
@@ -336,3 +339,59 @@ def test_committed_example_questions_and_speech_agree_with_their_scenes():
         audio, rate = read_wav(root / "speech" / c["audio"])
         assert rate == 16000 and len(audio) / rate == pytest.approx(c["duration_s"], abs=0.01)
         assert c["transcript"] == by_id[c["id"]]["question"]
+
+
+def _form(phrasing: str) -> re.Pattern[str]:
+    """A phrasing as a pattern its questions match: each field some words, which do not open
+    with words the phrasings themselves say around a field ("either", "there are")."""
+    parts = re.split(r"\{[A-Za-z0-9_]+\}", phrasing)
+    return re.compile(r"(?!either |both |that |there )[^;]+".join(re.escape(x) for x in parts))
+
+
+def _drawn_from(question: dict, table: dict[str, tuple[str, ...]]) -> bool:
+    forms = table.get(question["template"], ())
+    return any(_form(p).fullmatch(question["question"]) for p in forms)
+
+
+def test_clevr_phrasings_ask_the_same_programs_in_clevrs_other_sentences():
+    """phrasings="clevr": every question in one of CLEVR's forms the templates do not use
+    ("There is a X; what color is it?"), its answer still its program's, every value of the
+    program still in the text; "mixed" draws from both; the templates' own draw is unchanged
+    by the option's existence (same programs, same answers, same texts)."""
+    assert set(PHRASINGS) - set(CLEVR_PHRASINGS) == {
+        "count",
+        "exist",
+        "compare.greater",
+        "compare.less",
+    }
+    for tid, forms in CLEVR_PHRASINGS.items():
+        assert forms and not set(forms) & set(PHRASINGS[tid]), tid
+    scenes = [make_scene(s) for s in range(40)]
+    by_seed = {s["seed"]: s for s in scenes}
+    fams = FAMILIES + EXTRA_FAMILIES
+    clevr = generate_questions(scenes, per_scene=10, seed=5, families=fams, phrasings="clevr")
+    assert len(clevr) >= 350
+    assert {q["template"] for q in clevr} == set(PHRASINGS)
+    for q in clevr:
+        if q["template"] in CLEVR_PHRASINGS:  # (disjoint from the templates' forms, above)
+            assert _drawn_from(q, CLEVR_PHRASINGS), q["question"]
+        else:  # count, exist, more, fewer: CLEVR's words are the templates'
+            assert _drawn_from(q, PHRASINGS), q["question"]
+        assert check(q["program"], by_seed[q["seed"]]) == q["answer"], q
+        text = q["question"].lower()
+        for nd in q["program"]:
+            for v in nd["value_inputs"]:
+                assert any(w in text for w in words_for(v)), (v, q["question"])
+    there_is = [q for q in clevr if q["question"].startswith("There is ")]
+    assert len(there_is) >= 80 and all(re.search(r"\bits?\b", q["question"]) for q in there_is)
+    # CLEVR's "the cube that is left of the sphere": some referring phrases, never the templates'
+    related = [q for q in clevr if any(n["function"] == "relate" for n in q["program"])]
+    assert 0.2 < sum("that is" in q["question"] for q in related) / len(related) < 0.9
+    templates = generate_questions(scenes, per_scene=10, seed=5, families=fams)
+    assert templates == generate_questions(
+        scenes, per_scene=10, seed=5, families=fams, phrasings="templates"
+    )
+    assert all(_drawn_from(q, PHRASINGS) for q in templates)
+    mixed = generate_questions(scenes, per_scene=10, seed=5, families=fams, phrasings="mixed")
+    share = sum(_drawn_from(q, CLEVR_PHRASINGS) for q in mixed) / len(mixed)
+    assert 0.25 < share < 0.75, share
