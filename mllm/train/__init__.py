@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import json
 import tomllib
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,28 @@ def build_config(recipe: dict[str, Any], overrides: Sequence[str] = ()) -> tuple
         raise ConfigError(
             f"recipe keys {unknown} are not options of {stage}; known: {sorted(fields)}"
         )
-    return module, module.Config(**values)
+    return module, module.Config(**_typed(stage, module.Config, values))
+
+
+def _typed(stage: str, config: type, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` checked against ``config``'s field types: a number where text is wanted
+    becomes text (``--set agent_threads=1``), an int stands for a float; any other mismatch
+    (``threads = "1"`` for an int) is a clear error, not a crash deep in the run."""
+    hints = typing.get_type_hints(config)
+    out = dict(values)
+    for key, value in values.items():
+        want = typing.get_origin(hints[key]) or hints[key]
+        if want not in (int, float, str, bool, list, dict):
+            continue
+        if want is str and isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = str(value)
+        elif want is float and isinstance(value, int) and not isinstance(value, bool):
+            out[key] = float(value)
+        elif not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{stage}: {key} = {value!r} is {type(value).__name__}; {key} takes {want.__name__}"
+            )
+    return out
 
 
 def run_recipe(name_or_path: str, out: Path | None = None, overrides: Sequence[str] = ()) -> Path:

@@ -131,9 +131,12 @@ class RuntimeHints:
         "rewrite turns after a failed program the model is fit for ('0': its rewrites never "
         "read, stop at once); empty: the base's",
     )
-    threads: str = f(
+    # not ``threads``: that is the training loop's own (TrainOptions), an int; a stage that has
+    # both fields keeps one of them only, and a recipe's "1" then broke the run
+    agent_threads: str = f(
         "",
-        "torch CPU threads the agent runs the model with (Options.threads; '1' for a tiny core, "
+        "torch CPU threads the agent runs the model with (Options.threads, the folder's "
+        "\"threads\" hint; '1' for a tiny core, "
         "whose matrices are too small for a second thread to pay); empty: the base's",
     )
 
@@ -207,8 +210,9 @@ def save_folder(
 def runtime_hints_of(cfg: Any) -> dict[str, str]:
     """The ``planner`` / ``prompt_style`` / ``actions`` / ``code_context`` / ``branches`` /
     ``replans`` / ``threads`` a stage's config names for the saved model."""
-    keys = ("planner", "prompt_style", "actions", "code_context", "branches", "replans", "threads")
-    return {k: str(getattr(cfg, k, "") or "") for k in keys}
+    keys = ("planner", "prompt_style", "actions", "code_context", "branches", "replans")
+    hints = {k: str(getattr(cfg, k, "") or "") for k in keys}
+    return {**hints, "threads": str(getattr(cfg, "agent_threads", "") or "")}
 
 
 def finish(

@@ -203,7 +203,7 @@ def test_recipes_fill_their_configs():
     stages = {"mllm-align": "align", "mllm-tooluse": "tooluse", "mllm-dpo": "dpo",
               "mllm-dpo-programs": "dpo", "mllm-tooluse-compare": "tooluse",
               "mllm-tooluse-react": "tooluse", "mllm-tooluse-attr": "tooluse",
-              "mllm-tooluse-tree": "tooluse"}  # fmt: skip
+              "mllm-tooluse-tree": "tooluse", "mllm-tooluse-clevr": "tooluse"}  # fmt: skip
     for name, stage in stages.items():
         module, cfg = build_config(load_recipe(name), ["max_steps=3"])
         assert module.__name__.endswith(f"train.{stage}") and cfg.max_steps == 3
@@ -221,6 +221,14 @@ def test_recipes_fill_their_configs():
     _, cfg = build_config(load_recipe("mllm-tooluse-tree"))  # over 2b, the decompositions first
     assert cfg.base == "runs/train/mllm-tooluse-compare/model"
     assert cfg.kinds == ["decompose", "merge"] and "program" in cfg.extra_kinds
+    # the folder's "threads" hint is not the training loop's threads (an int the run reads)
+    _, cfg = build_config(load_recipe("mllm-tooluse-compare"), ["agent_threads=2"])
+    assert cfg.threads == 0 and _vlm.runtime_hints_of(cfg)["threads"] == "2"
+    with pytest.raises(ConfigError, match="threads = '1' is str; threads takes int"):
+        build_config(load_recipe("mllm-tooluse-compare"), ['threads="1"'])
+    with pytest.raises(ConfigError, match="lr = 'fast' is str; lr takes float"):
+        build_config(load_recipe("mllm-tooluse"), ["lr=fast"])
+    assert build_config(load_recipe("mllm-tooluse"), ["lr=1"])[1].lr == 1.0
 
 
 def test_conversation_matches_the_backend_layout():
