@@ -125,6 +125,26 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         "Are there any things that are both {P1_pl} and {P2_pl}?",
         "Is there an object that is {P1_sg} and {P2_sg}?",
     ),
+    # -- the same attribute as an object, among some of the others (CLEVR's same_relate with a
+    # filter; ``{B}`` / ``{B_pl}``: those others' description)
+    "same_other.count": (
+        "How many other {B_pl} have the same {attr} as the {A}?",
+        "What number of other {B_pl} have the same {attr} as the {A}?",
+        "How many other {B_pl} are the same {attr} as the {A}?",
+    ),
+    "same_other.exist": (
+        "Are there any other {B_pl} that have the same {attr} as the {A}?",
+        "Is there another {B} that has the same {attr} as the {A}?",
+        "Is there another {B} of the same {attr} as the {A}?",
+    ),
+    **{
+        f"same_other.query.{asked}": (
+            f"What {asked} is the other {{B}} that has the same {{attr}} as the {{A}}?",
+            f"What is the {asked} of the other {{B}} that is the same {{attr}} as the {{A}}?",
+            f"The other {{B}} that has the same {{attr}} as the {{A}} is what {asked}?",
+        )
+        for asked in ("color", "shape", "material", "size")
+    },
 }
 
 #: CLEVR's own phrasings that :data:`PHRASINGS` does not use (clevr-dataset-gen's question

@@ -187,7 +187,10 @@ def test_no_degenerate_questions(batch):
                 continue
             attr = nd["function"].split("_", 1)[1]
             chain, j = [], nd["inputs"][0]
-            while prog[j]["function"] not in ("scene", "relate"):
+            # back to where its set starts (a same_ node starts another object's)
+            while prog[j]["function"] not in ("scene", "relate") and not prog[j][
+                "function"
+            ].startswith("same_"):
                 chain.append(prog[j]["function"])
                 j = prog[j]["inputs"][0]
             assert f"filter_{attr}" not in chain, q
@@ -220,12 +223,18 @@ def test_answers_are_balanced_per_family():
             assert set(b["answers"]) == {"yes", "no"}
         if fam.endswith("count") and fam != "compare_count":
             assert len(b["answers"]) >= 6 and "0" in b["answers"], (fam, b)
-    # compare_attribute is asked for by name (the default leaves it out, so the documented
-    # held-out sets regenerate unchanged); its yes and no come out even too
-    extra = answer_balance(generate_questions(scenes, per_scene=3, seed=3, families=EXTRA_FAMILIES))
-    (b,) = extra.values()
-    assert b["n"] >= 100 and set(b["answers"]) == {"yes", "no"}, b
-    assert max(b["answers"].values()) <= math.ceil(b["n"] / 2), b
+    # compare_attribute and same_other_* are asked for by name (the default leaves them out, so
+    # the documented held-out sets regenerate unchanged); they come out balanced too
+    extra = answer_balance(generate_questions(scenes, per_scene=4, seed=3, families=EXTRA_FAMILIES))
+    assert set(extra) == set(EXTRA_FAMILIES)
+    for fam, b in extra.items():
+        assert b["n"] >= 80 and max(b["answers"].values()) <= math.ceil(b["n"] / 2), b
+        if fam.endswith("exist") or fam == "compare_attribute":
+            assert set(b["answers"]) == {"yes", "no"}, b
+        elif fam.endswith("count"):
+            assert len(b["answers"]) >= 4 and "0" in b["answers"], b
+        else:  # the other object's colour, shape, ...: values of every attribute
+            assert len(b["answers"]) >= 8, b
 
 
 def test_trim_to_balance_drops_the_latest_excess():
@@ -359,11 +368,9 @@ def test_clevr_phrasings_ask_the_same_programs_in_clevrs_other_sentences():
     program still in the text; "mixed" draws from both; the templates' own draw is unchanged
     by the option's existence (same programs, same answers, same texts)."""
     assert set(PHRASINGS) - set(CLEVR_PHRASINGS) == {
-        "count",
-        "exist",
-        "compare.greater",
-        "compare.less",
-    }
+        "count", "exist", "compare.greater", "compare.less", "same_other.count",
+        "same_other.exist", *(f"same_other.query.{a}" for a in ("color", "shape", "material", "size")),
+    }  # fmt: skip
     for tid, forms in CLEVR_PHRASINGS.items():
         assert forms and not set(forms) & set(PHRASINGS[tid]), tid
     scenes = [make_scene(s) for s in range(40)]
@@ -375,7 +382,7 @@ def test_clevr_phrasings_ask_the_same_programs_in_clevrs_other_sentences():
     for q in clevr:
         if q["template"] in CLEVR_PHRASINGS:  # (disjoint from the templates' forms, above)
             assert _drawn_from(q, CLEVR_PHRASINGS), q["question"]
-        else:  # count, exist, more, fewer: CLEVR's words are the templates'
+        else:  # count, exist, more, fewer, the others': CLEVR's words are the templates'
             assert _drawn_from(q, PHRASINGS), q["question"]
         assert check(q["program"], by_seed[q["seed"]]) == q["answer"], q
         text = q["question"].lower()
