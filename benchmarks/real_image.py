@@ -2,7 +2,8 @@
 
 The embedded default learns only from the project's own renders; this asks 15 questions about the
 CLEVR v1.0 validation image ``CLEVR_val_000013.png`` (CC BY 4.0; not shipped here, pass its path)
-(and 29 more in CLEVR's other words, :data:`MORE_QUESTIONS`) whose answers were read off the
+(29 more in CLEVR's other words, :data:`MORE_QUESTIONS`, and 16 in CLEVR's own forms,
+:data:`CLEVR_FORMS`) whose answers were read off the
 image by hand: a large purple metal cube, a large blue metal
 sphere, a large gray metal cylinder, a small red metal cube, a small red rubber sphere, a small
 cyan metal cylinder and a small gray rubber cube.
@@ -14,7 +15,7 @@ cyan metal cylinder and a small gray rubber cube.
 First the detect tool against the image's hand-made inventory (:data:`INVENTORY`, in CLEVR's
 scene format: each object's attributes and a point on it, read off the image by eye; scored by
 ``agentkit eval inventory``'s code), then one JSON line per question (answer, program, seconds)
-and the number right (of the first 15, and of the 29 more).
+and the number right (of the first 15, of the 29 more, and of the 16 in CLEVR's forms).
 """
 
 from __future__ import annotations
@@ -101,6 +102,29 @@ MORE_QUESTIONS = [
     ("How many cylinders are there?", "2"),
 ]
 
+#: The same image in CLEVR's own question forms (2026-12-06, later), which the templates never
+#: used ("There is a X; ... it?", "Are the A and the B the same color?", "What number of other
+#: ...", "the other X that has the same ...": docs/worlds.md): 16, answers again read off the
+#: image (left / right by the objects' x, front / behind by their y in the picture).
+CLEVR_FORMS = [
+    ("There is a large sphere; what color is it?", "blue"),
+    ("There is a small cyan object; what shape is it?", "cylinder"),
+    ("There is a purple cube; how big is it?", "large"),
+    ("There is a small red sphere; what is it made of?", "rubber"),
+    ("There is a blue sphere; how many objects are left of it?", "3"),
+    ("There is a small cyan cylinder; how many things are behind it?", "5"),
+    ("There is a gray rubber cube; are there any spheres in front of it?", "no"),
+    ("There is a cylinder that is behind the small red sphere; what size is it?", "large"),
+    ("The large cylinder is what color?", "gray"),
+    ("Are there an equal number of spheres and cylinders?", "yes"),
+    ("What number of other objects are the same size as the purple cube?", "2"),
+    ("Are the large cylinder and the small rubber cube the same color?", "yes"),
+    ("There is a gray rubber cube; is it the same size as the cyan cylinder?", "yes"),
+    ("How many other cubes have the same size as the small cyan cylinder?", "2"),
+    ("What color is the other metal thing that has the same shape as the purple cube?", "red"),
+    ("Is there another rubber thing that has the same size as the red cube?", "yes"),
+]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(
@@ -137,7 +161,7 @@ def main() -> None:
         tool_weights={"detect": a.detect_weights} if a.detect_weights else None,
     )
     right = []
-    for question, expected in QUESTIONS + MORE_QUESTIONS:
+    for question, expected in QUESTIONS + MORE_QUESTIONS + CLEVR_FORMS:
         t = time.perf_counter()
         res = agent.ask(question, images=[a.image])
         ok = is_correct(res.answer, expected)
@@ -148,9 +172,11 @@ def main() -> None:
         row = {"question": question, "expected": expected, "answer": res.answer, "correct": ok,
                "seconds": round(time.perf_counter() - t, 2), "program": program}  # fmt: skip
         print(json.dumps(row), flush=True)
-    first = len(QUESTIONS)
-    print(json.dumps({"correct": sum(right[:first]), "n": first, "more_correct": sum(right[first:]),
-                      "more_n": len(MORE_QUESTIONS), "model": a.model}))  # fmt: skip
+    first, more = len(QUESTIONS), len(QUESTIONS) + len(MORE_QUESTIONS)
+    print(json.dumps({"correct": sum(right[:first]), "n": first,
+                      "more_correct": sum(right[first:more]), "more_n": len(MORE_QUESTIONS),
+                      "clevr_forms_correct": sum(right[more:]), "clevr_forms_n": len(CLEVR_FORMS),
+                      "model": a.model}))  # fmt: skip
 
 
 if __name__ == "__main__":

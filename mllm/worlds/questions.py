@@ -2,8 +2,9 @@
 
 For a scene graph (CLEVR JSON: ``objects`` with shape/color/material/size and ``relationships``)
 this module samples questions of 14 families (and CLEVR's ``compare_attribute`` and
-``same_other_*``, asked for by name), builds each one's program (see ``programs.py``), computes its answer by executing the
-program, and renders the text from ``templates.py``.
+``same_other_*``, asked for by name), builds each one's program (see ``programs.py``), computes
+its answer by executing the program, and renders the text from ``templates.py`` (in the
+templates' phrasings, CLEVR's others, or either).
 
 Families and their reasoning length (the number of object-set steps: one per referring phrase,
 one per relation or same-attribute hop; joins and the final count/query are not counted):
@@ -319,7 +320,9 @@ class _Sampler:
             return None
         same = b.add(f"same_{attr}", [desc[0]])
         others = [
-            i for i in range(n) if i != target and self.objects[i][attr] == self.objects[target][attr]
+            i
+            for i in range(n)
+            if i != target and self.objects[i][attr] == self.objects[target][attr]
         ]
         fields = {"A": desc[1], "attr": attr}
         if fn != "query":
