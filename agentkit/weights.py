@@ -42,20 +42,20 @@ KNOWN: dict[str, Known] = {
             "segmenter",
         ),
         # legs over the asr recipe's model (docs/asr.md): agentkit train asr, asr-slots, asr-16k,
-        # asr-32k, asr-voices, asr-64k, asr-80k, asr-96k
+        # asr-32k, asr-voices, asr-64k, asr-80k, asr-96k, asr-worded, asr-composed
         Known(
             "speech-whisper",
             "speech-whisper.pt",
             "small whisper model for spoken questions",
-            "asr-96k",
+            "asr-composed",
         ),
-        # the last of four stages: mllm-align, mllm-tooluse, mllm-dpo, then mllm-tooluse-compare
-        # on the dpo output (docs/mllm.md)
+        # the last of five stages: mllm-align, mllm-tooluse, mllm-dpo, mllm-tooluse-compare on
+        # the dpo output, then mllm-tooluse-clevr on that (docs/mllm.md)
         Known(
             "agentkit-mllm",
             "agentkit-mllm",
             "tiny LLaVA-style tool-use core",
-            "mllm-tooluse-compare",
+            "mllm-tooluse-clevr",
         ),
     )
 }

@@ -221,6 +221,9 @@ def test_recipes_fill_their_configs():
     _, cfg = build_config(load_recipe("mllm-tooluse-tree"))  # over 2b, the decompositions first
     assert cfg.base == "runs/train/mllm-tooluse-compare/model"
     assert cfg.kinds == ["decompose", "merge"] and "program" in cfg.extra_kinds
+    _, cfg = build_config(load_recipe("mllm-tooluse-clevr"))  # over 2b, CLEVR's forms mixed in
+    assert cfg.base == "runs/train/mllm-tooluse-compare/model" and cfg.agent_threads == "1"
+    assert set(cfg.family_repeat) == {"same_other_count", "same_other_exist", "same_other_query"}
     # the folder's "threads" hint is not the training loop's threads (an int the run reads)
     _, cfg = build_config(load_recipe("mllm-tooluse-compare"), ["agent_threads=2"])
     assert cfg.threads == 0 and _vlm.runtime_hints_of(cfg)["threads"] == "2"
