@@ -44,9 +44,10 @@ def program_length(program: Sequence[dict[str, Any]]) -> int:
 
 def family(program: Sequence[dict[str, Any]]) -> str:
     """The question family of a CLEVR program, in the question worlds' names (``count``,
-    ``relate_exist``, ``compare_attribute``, ...). CLEVR's own templates with a query after a
-    same-attribute hop ("What color is the other cube that is the same size as ...?") come out as
-    ``same_query``, a family the question worlds do not generate."""
+    ``relate_exist``, ``compare_attribute``, ...). A same-attribute hop whose objects are
+    filtered or queried ("How many other cubes are the same size as ...?", "What color is the
+    other cube that is the same size as ...?") is ``same_other_count`` / ``_exist`` /
+    ``_query``; with neither, ``same_count`` / ``same_exist`` ("How many other things ...")."""
     fns = _functions(program)
     if not fns:
         raise ConfigError("a CLEVR program with no nodes")
@@ -63,6 +64,11 @@ def family(program: Sequence[dict[str, Any]]) -> str:
         hop = "relate"
     else:
         hop = ""
+    if hop == "same":
+        first = next(i for i, f in enumerate(fns) if f.startswith("same_"))
+        narrowed = any(f.startswith("filter_") for f in fns[first:])
+        if narrowed or last.startswith("query_"):
+            return "same_other_query" if last.startswith("query_") else f"same_other_{last}"
     if last.startswith("query_"):
         return f"{hop}_query" if hop else last
     return f"{hop}_{last}" if hop else last

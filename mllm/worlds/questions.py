@@ -19,9 +19,9 @@ query_size         _size)
 compare_count      Are there more cubes than red things?                        2
 same_count         How many other things are the same shape as the red ball?   2
 same_exist         Is there anything else of the same color as the tiny cube?   2
-same_other_count   How many other cylinders have the same size as the red ball? 3
-same_other_exist   Is there another metal thing of the same color as the cube?  3
-same_other_query   What shape is the other rubber thing that has the same       3
+same_other_count   How many other cylinders have the same size as the red ball? 2
+same_other_exist   Is there another metal thing of the same color as the cube?  2
+same_other_query   What shape is the other rubber thing that has the same       2
                    color as the cube?
 compare_attribute  Is the red cube the same size as the metal sphere?           2-4
 relate_query       What color is the cube left of the small sphere?             2-3
@@ -330,7 +330,7 @@ class _Sampler:
             b.add(fn, [b.filters(same, spec)])
             fields["B_pl"] = _noun_phrase(self.rng, spec, plural=True)
             fields["B"] = _noun_phrase(self.rng, spec, plural=False)
-            return b.nodes, f"same_other.{fn}", fields, 3
+            return b.nodes, f"same_other.{fn}", fields, 2
         if not others:
             return None
         asked = self.rng.choice([a for a in _ATTR_ORDER if a != attr])
@@ -339,7 +339,7 @@ class _Sampler:
             return None
         b.add(f"query_{asked}", [b.add("unique", [b.filters(same, spec)])])
         fields["B"] = _noun_phrase(self.rng, spec, plural=False)
-        return b.nodes, f"same_other.query.{asked}", fields, 3
+        return b.nodes, f"same_other.query.{asked}", fields, 2
 
     def compare_attribute(self) -> tuple | None:
         """ "Is the red cube the same size as the metal sphere?": two objects, each named by a

@@ -25,7 +25,7 @@ def test_family_and_length_read_off_the_program_as_the_generator_assigns_them():
         assert program_length(q["program"]) == q["length"], q["question"]
 
 
-def test_clevr_only_templates_get_a_family_of_their_own():
+def test_a_same_attribute_hop_over_some_other_objects_is_a_family_of_its_own():
     # "What color is the other cube that is the same size as the red sphere?"
     program = [
         {"function": "scene", "inputs": [], "value_inputs": []},
@@ -36,7 +36,12 @@ def test_clevr_only_templates_get_a_family_of_their_own():
         {"function": "unique", "inputs": [4], "value_inputs": []},
         {"function": "query_color", "inputs": [5], "value_inputs": []},
     ]
-    assert family(program) == "same_query" and program_length(program) == 2
+    assert family(program) == "same_other_query" and program_length(program) == 2
+    # the same hop's objects counted as they are: "How many other things ...?"
+    unfiltered = [*program[:4], {"function": "count", "inputs": [3], "value_inputs": []}]
+    assert family(unfiltered) == "same_count"
+    filtered = [*program[:5], {"function": "count", "inputs": [4], "value_inputs": []}]
+    assert family(filtered) == "same_other_count"
 
 
 def _clevr_file(tmp_path: Path, questions: list[dict]) -> Path:
