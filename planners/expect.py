@@ -100,9 +100,7 @@ def question_kind(question: str) -> str | None:
     color`` / ``a material`` / ``a size`` / ``a shape`` (a what-question naming that one
     attribute: "The cube is made of what material?", "How big is the sphere?"), or None
     (anything else, or a question naming several attributes: no expectation). A request is
-    read as what it requests ("Can you count the cubes?": a number), "There is a X; ... it?" as
-    its question about X (:func:`resolved`)."""
-    question = resolved(question)
+    read as what it requests ("Can you count the cubes?": a number)."""
     if _OPINION_RE.match(question):
         return "yes/no"
     if embedded := _EMBEDDED_RE.match(question):
@@ -195,9 +193,7 @@ def _describes_the_noun_before(value: str, gap: str, out: list[str | frozenset[s
 def _chunks(question: str) -> list[str | frozenset[str]]:
     """A question as its objects (runs of consecutive attribute words, synonyms normalised; a
     shape ends a run, and values after it joined by "that are", "made of" or "is" describe the
-    same object) and the spatial relation words between them, in order; "There is a X; ... it?"
-    read with X for "it" (:func:`resolved`)."""
-    question = resolved(question)
+    same object) and the spatial relation words between them, in order."""
     out: list[str | frozenset[str]] = []
     current: set[str] = set()
     gap: list[str] = []  # the words since the last object
@@ -366,8 +362,10 @@ class Expectation:
 
     @classmethod
     def of(cls, question: str) -> Expectation:
-        """What ``question`` expects. "How big / large / small is ..." asks for a size: its
-        word names none to filter by."""
+        """What ``question`` expects, read as one sentence (:func:`resolved`: "There is a X;
+        ... it?" names X where "it" stood). "How big / large / small is ..." asks for a size:
+        its word names none to filter by."""
+        question = resolved(question)
         words = scene_words([_HOW_BIG_RE.sub(" ", question)])
         return cls(question_kind(question), words, phrases(question), references(question),
                    compared_attribute(question))  # fmt: skip
