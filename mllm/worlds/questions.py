@@ -334,11 +334,11 @@ class _Sampler:
         if not others:
             return None
         asked = self.rng.choice([a for a in _ATTR_ORDER if a != attr])
-        spec = self._unique_spec(self.rng.choice(others), others, exclude=[attr, asked])
-        if spec is None:
+        one = self._unique_spec(self.rng.choice(others), others, exclude=[attr, asked])
+        if one is None:
             return None
-        b.add(f"query_{asked}", [b.add("unique", [b.filters(same, spec)])])
-        fields["B"] = _noun_phrase(self.rng, spec, plural=False)
+        b.add(f"query_{asked}", [b.add("unique", [b.filters(same, one)])])
+        fields["B"] = _noun_phrase(self.rng, one, plural=False)
         return b.nodes, f"same_other.query.{asked}", fields, 2
 
     def compare_attribute(self) -> tuple | None:
