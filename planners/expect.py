@@ -238,16 +238,6 @@ _NOT_REWORDED_RE = re.compile(
 
 
 def canonical_question(question: str) -> str | None:
-    """``question`` reworded as the templates word it (:func:`_templated`), after "There is a X;
-    ... it?" is said as one sentence (:func:`resolved`); that sentence alone where the templates
-    would not reword it ("There is a cube; how many spheres are left of it?" -> "How many spheres
-    are left of the cube?"); None when neither changes it."""
-    said = resolved(question)
-    canon = _templated(said)
-    return canon if canon is not None else (said if said != question else None)
-
-
-def _templated(question: str) -> str | None:
     """``question`` reworded as the templates the embedded core learned from word that form
     ("How many red things?", "Count the spheres.", "How many spheres are made of metal?" ->
     "How many red things are there?", "How many spheres are there?", "How many metal spheres
