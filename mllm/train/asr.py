@@ -104,6 +104,13 @@ class Config:
         "COMPOSED_WORDINGS: 60 carriers around descriptions drawn per question) rather than one "
         "of the listed forms; 0 leaves every clip as it was",
     )
+    spliced_share: float = f(
+        0.0,
+        "share of training clips that speak a spliced sentence instead (worlds/wordings.py "
+        "splice: runs of words from the stream's earlier questions, in an order no carrier has, "
+        "never a held-out form), so the decoder must listen rather than finish a sentence it "
+        "knows; drawn per clip from the seed, so 0 leaves every clip as it was",
+    )
     worded_clips: int = f(
         0,
         "held-out clips of questions in users' wordings, every form (held-out voices, SNR band "
@@ -253,11 +260,14 @@ def _questions(
     worded_share: float = 0.0,
     held_out_forms: bool = False,
     composed_share: float = 0.0,
+    spliced_share: float = 0.0,
 ) -> list[dict[str, Any]]:
     """``n`` template questions about synthetic scenes from seed ``scene_base`` on; a seeded
     ``worded_share`` of them is replaced by a question in a user's wording about the same scene
     (training's forms, or with ``held_out_forms`` every listed form; ``composed_share`` of the
-    replaced ones composed instead), which records its ``wording``."""
+    replaced ones composed instead), which records its ``wording``. A seeded ``spliced_share``
+    of the questions is then replaced by a spliced sentence (:func:`wordings.splice`) of the
+    last 500 questions not spliced, family ``spliced``; every other question stays as it was."""
     from agentkit.mllm.worlds import wordings
     from agentkit.mllm.worlds.questions import generate_questions
     from agentkit.mllm.worlds.synthetic import synthetic_scene
@@ -268,6 +278,7 @@ def _questions(
         else wordings.training_wordings()
     )
     out: list[dict[str, Any]] = []
+    plain: list[str] = []  # the texts a splice draws from
     s = scene_base
     while len(out) < n:
         scenes = {sc["image_filename"]: sc for sc in (synthetic_scene(s + i) for i in range(50))}
@@ -280,7 +291,16 @@ def _questions(
                 if asked is not None:
                     q = {**q, "id": f"{q['id']}w", "question": asked[1], "answer": asked[2],
                          "family": "worded", "wording": asked[0]}  # fmt: skip
-            out.append(q)
+            spliced = None
+            if spliced_share > 0:
+                rng = random.Random(f"spliced:{seed}:{q['id']}")
+                if rng.random() < spliced_share:
+                    spliced = wordings.splice(plain[-500:], rng)
+            if spliced is None:
+                plain.append(q["question"])
+                out.append(q)
+            else:
+                out.append({"id": f"{q['id']}s", "question": spliced, "family": "spliced"})
         s += 50
     return out[:n]
 
@@ -309,12 +329,15 @@ def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def split_questions(cfg: Config, split: str) -> list[dict[str, Any]]:
     """The questions ``split``'s clips speak. dev and test scenes come from far seed ranges, so
-    their sentences are new too; only training speaks composed questions, and the ``worded``
+    their sentences are new too; only training speaks composed and spliced questions, and the ``worded``
     split speaks every listed form (the held-out ones too) and nothing else."""
     share = {"train": cfg.worded_share, "worded": 1.0}.get(split, 0.0)
     composed = cfg.composed_share if split == "train" else 0.0
     n = cfg.clips(split)
-    return _questions(n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed)
+    spliced = cfg.spliced_share if split == "train" else 0.0
+    return _questions(
+        n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed, spliced
+    )
 
 
 def make_clips(cfg: Config, split: str) -> Path:

@@ -19,6 +19,7 @@ Every function takes a scene record (``objects`` with ``color``, ``shape``, ``ma
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -473,3 +474,52 @@ COMPOSED_WORDINGS: list[Wording] = (
     + [_comparing(c, r) for c, r in _COMPARE_CARRIERS]
     + [_relating(c) for c in _RELATE_CARRIERS]
 )
+
+
+# -- spliced sentences: word order the speech model cannot guess ------------------------------
+#
+# A small speech model's decoder is a language model of the sentences it trained on: a form it
+# never heard ("What's the number of yellow spheres?") comes out as the nearest one it did. A
+# spliced sentence strings short runs of words from other questions together in an order no
+# carrier has, so the decoder can predict little of it and has to listen; the runs keep each
+# word's neighbours, and so its sound in context. A splice that would say a held-out form is
+# drawn again, so those sentences stay unheard.
+
+
+def _held_out_pattern(form: str) -> re.Pattern[str]:
+    slots = {"<color>": COLORS, "<shape>": SHAPES, "<material>": MATERIALS, "<size>": SIZES}
+    pattern = re.escape(form)
+    for slot, values in slots.items():
+        words = [w for v in values for w in SYNONYMS.get(v, (v,))]
+        pattern = pattern.replace(re.escape(slot), "(?:" + "|".join(words) + ")")
+    return re.compile(r"\b" + pattern.rstrip(r"\.\?") + r"\b")
+
+
+_HELD_OUT_PATTERNS = [_held_out_pattern(form) for form in sorted(HELD_OUT_WORDINGS)]
+
+
+def says_held_out(text: str) -> bool:
+    """Whether ``text`` says one of :data:`HELD_OUT_WORDINGS` (any values or their synonyms, any
+    case), in full or as part of a longer sentence."""
+    low = text.lower()
+    return any(p.search(low) for p in _HELD_OUT_PATTERNS)
+
+
+def splice(texts: list[str], rng: random.Random, tries: int = 20) -> str | None:
+    """A sentence of two to four runs of one to four consecutive words, each from a question of
+    ``texts`` drawn at random, lower-cased but for the first word, ending in "?" or "."; None
+    where ``tries`` draws all said a held-out form (or ``texts`` is empty)."""
+    if not texts:
+        return None
+    for _ in range(tries):
+        words: list[str] = []
+        for _ in range(rng.randint(2, 4)):
+            source = re.findall(r"[\w']+", rng.choice(texts).lower())
+            n = min(len(source), rng.randint(1, 4))
+            start = rng.randrange(len(source) - n + 1)
+            words += source[start : start + n]
+        text = " ".join(words)
+        text = text[:1].upper() + text[1:] + rng.choice("?.")
+        if not says_held_out(text):
+            return text
+    return None

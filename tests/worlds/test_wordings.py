@@ -192,3 +192,35 @@ def test_composed_questions_never_say_a_held_out_form():
         q = question.lower()
         assert not q.startswith(("what's the number of", "tell me the")), question
         assert not re.fullmatch(rf"is the (\w+ ){{1,3}}({sizes})\?", q), question
+
+
+def test_a_splice_strings_runs_of_other_questions_words_and_never_says_a_held_out_form():
+    texts = ["How many red things are there?", "Is the large cube made of metal?",
+             "Tell me how many spheres there are.", "What number of blue balls are left of it?"]  # fmt: skip
+    words = {w for t in texts for w in t.lower().rstrip("?.").split()}
+    rng = random.Random(0)
+    spliced = [W.splice(texts, rng) for _ in range(200)]
+    assert all(s is not None for s in spliced)
+    for s in spliced:
+        said = s.rstrip("?.").lower().split()
+        assert 2 <= len(said) <= 16 and set(said) <= words, s
+        assert s[0].isupper() and s[-1] in "?."
+    assert len(set(spliced)) > 150  # orders no carrier has, rarely the same twice
+
+    assert W.says_held_out("Is the red cube large?") and W.says_held_out("so is the red ball big")
+    assert W.says_held_out("What's the number of yellow spheres?")
+    assert W.says_held_out("Tell me the color of the metal cube.")
+    assert not W.says_held_out("Is the red cube made of metal?")
+    assert not W.says_held_out("Tell me how many spheres there are.")
+    assert W.splice([], rng) is None
+
+
+def test_a_splice_that_says_a_held_out_form_is_drawn_again(monkeypatch):
+    seen = []
+    check = W.says_held_out
+    monkeypatch.setattr(W, "says_held_out", lambda t: seen.append(check(t)) or seen[-1])
+    rng = random.Random(0)
+    said = [W.splice(["What's the number of yellow spheres?"], rng) for _ in range(300)]
+    assert any(seen)  # some draws said it, in full or within a longer run ...
+    assert not any(s is not None and check(s) for s in said)  # ... and none was kept
+    assert sum(s is not None for s in said) > 250
