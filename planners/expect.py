@@ -55,6 +55,8 @@ _ASKS_FOR = {
     "size": re.compile(r"\bsizes?\b|\bhow (big|large|small)\b", re.IGNORECASE),
     "shape": re.compile(r"\bshapes?\b|\bshaped\b", re.IGNORECASE),
 }
+#: The attribute a question of each value kind asks for (:func:`question_kind`).
+_ASKED_ATTRIBUTE = {f"a {attr}": attr for attr in _ASKS_FOR}
 _HOW_BIG_RE = re.compile(r"\bhow (big|large|small)\b", re.IGNORECASE)
 _WHAT_RE = re.compile(r"\b(what|which|how|tell me|say|give me|name)\b", re.IGNORECASE)
 
@@ -99,8 +101,9 @@ def question_kind(question: str) -> str | None:
     verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number", "Count ..."), ``a
     color`` / ``a material`` / ``a size`` / ``a shape`` (a what-question naming that one
     attribute: "The cube is made of what material?", "How big is the sphere?"), or None
-    (anything else, or a question naming several attributes: no expectation). A request is
-    read as what it requests ("Can you count the cubes?": a number)."""
+    (anything else, or a question naming several attributes besides the one it compares: no
+    expectation). A request is read as what it requests ("Can you count the cubes?": a
+    number)."""
     if _OPINION_RE.match(question):
         return "yes/no"
     if embedded := _EMBEDDED_RE.match(question):
@@ -115,6 +118,9 @@ def question_kind(question: str) -> str | None:
         return "a number"
     if not _WHAT_RE.search(question):
         return None
+    # "What shape is the other thing that is the same size as the cube?" asks for a shape: the
+    # attribute it compares is not the one it asks for
+    question = _SAME_ATTR_RES[0].sub(" ", question)
     asked = [attr for attr, pattern in _ASKS_FOR.items() if pattern.search(question)]
     return f"a {asked[0]}" if len(asked) == 1 else None
 
@@ -471,6 +477,9 @@ class Expectation:
         - a ``where`` dict (``count``'s filters) is held as a select's filters: each key an
           attribute with a value left, each value as the select's;
         - ``same`` compares the attribute the question compares (:attr:`same`);
+        - ``query`` asks for the attribute the question asks for (:func:`question_kind`):
+          "What shape is the other thing of the same size as the cube?" queries shape, not
+          size;
         - ``relate`` takes a relation the question names (any, when it names none), and of
           those, when its reference was selected in this program, one the question takes from
           the object so selected (:meth:`misplaced`): "behind the cyan cube or in front of the
@@ -495,6 +504,8 @@ class Expectation:
             return self.taken_from(named, code) or named or None
         if tool == "compare" and keyword == "relation":
             return self.comparisons()
+        if tool == "query" and keyword == "attribute" and self.kind in _ASKED_ATTRIBUTE:
+            return (_ASKED_ATTRIBUTE[self.kind],)
         return None
 
     def closes(self, tool: str, given: tuple[str, ...], code: Code | None = None) -> bool:

@@ -22,7 +22,12 @@ def test_question_and_answer_kinds():
     assert question_kind("The tiny cylinder is made of what material?") == "a material"
     assert question_kind("How big is the cyan metal thing?") == "a size"
     assert question_kind("What is the small ball shaped like?") == "a shape"
-    assert question_kind("What color is the thing of the same shape as the cube?") is None
+    # the attribute it compares is not the one it asks for
+    assert question_kind("What color is the thing of the same shape as the cube?") == "a color"
+    assert question_kind("The other cube that has the same size as the ball is what material?") == (
+        "a material"
+    )
+    assert question_kind("What color is the cube of that shape?") is None  # two, none compared
     assert question_kind("Describe the scene.") is None
     assert [answer_kind(a) for a in ("yes", " No", "3", "-2.5", "red", "Balls", "big", "navy")] == [
         "yes/no", "yes/no", "a number", "a number", "a color", "a shape", "a size", "a value"

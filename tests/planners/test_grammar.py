@@ -335,6 +335,10 @@ def test_the_question_narrows_filters_relations_and_comparisons():
     assert e.words_for("same", "attribute", ()) == ("color",)
     assert e.words_for("relate", "relation", ()) == ("front",)
     assert e.words_for("select", "objects", ()) is None
+    assert e.words_for("query", "attribute", ()) is None  # it asks yes or no
+    other = Expectation.of("What shape is the other thing that is the same size as the cube?")
+    assert other.words_for("query", "attribute", ()) == ("shape",)  # not size, compared
+    assert other.words_for("same", "attribute", ()) == ("size",)
     assert Expectation.of("Are there more cubes than balls?").words_for(
         "compare", "relation", ()
     ) == ("more",)
