@@ -11,6 +11,8 @@ per-run directory holding the media store, the JSONL trace and the checkpoint lo
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import functools
 import json
 import os
@@ -18,7 +20,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -322,8 +324,14 @@ class Agent:
         from agentkit.planners import FANS_OUT
 
         cfg: dict[str, Any] = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
-        if self.planner not in FANS_OUT:  # one node per super-step: one worker thread will do
-            cfg["max_concurrency"] = 1
+        if self.planner not in FANS_OUT:
+            # one node per super-step: nothing to run beside it, so LangGraph's background
+            # work (checkpoint writes) runs in this thread as it is handed over, or where this
+            # LangGraph cannot, on one worker
+            if inline_background_work():
+                cfg["configurable"][INLINE] = True
+            else:
+                cfg["max_concurrency"] = 1
         checkpointer = _checkpointer(rt.run_dir)
         # the graph compiled once for this agent, with this run's checkpoint file
         graph = self._graph().copy(update={"checkpointer": checkpointer})
@@ -352,6 +360,53 @@ class Agent:
             thread=thread,
             stop_reason=state.stop_reason,
         )
+
+
+#: A run config's ``configurable`` key that has LangGraph run its background work inline.
+INLINE = "agentkit_inline"
+
+
+class InlineExecutor(concurrent.futures.Executor):
+    """An executor that runs each task in the caller's thread when it is submitted and hands
+    back its finished future (an exception is kept in it, as a worker's would be)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as e:
+            future.set_exception(e)
+        return future
+
+
+@functools.cache
+def inline_background_work() -> bool:
+    """Let a run config ask LangGraph to do its background work inline (:data:`INLINE`);
+    False where this LangGraph has no hook for it, and runs keep its thread pool.
+
+    A sync graph hands every checkpoint write to a thread pool that LangGraph starts per
+    ``invoke`` (langchain-core's ``get_executor_for_config``, which takes no executor from
+    outside). A graph that runs one node per super-step has nothing for those writes to
+    overlap with but the next node, and on two cores the hand-overs cost more than the writes
+    (docs/vqa.md, "Checkpoint writes inline"). Every other config gets the pool as before."""
+    try:
+        from langgraph.pregel import _executor
+    except ImportError:
+        return False
+    pooled = getattr(_executor, "get_executor_for_config", None)
+    if pooled is None:
+        return False
+
+    @contextlib.contextmanager
+    def executor_for(config: Any) -> Iterator[concurrent.futures.Executor]:
+        if ((config or {}).get("configurable") or {}).get(INLINE):
+            yield InlineExecutor()
+        else:
+            with pooled(config) as executor:
+                yield executor
+
+    _executor.get_executor_for_config = executor_for
+    return True
 
 
 def use_threads(n: int | None) -> None:

@@ -15,9 +15,9 @@ from agentkit.errors import ConfigError
 
 PLANNERS = ("react", "plan", "program", "tree")
 #: Planners whose graph runs several nodes in one super-step (``tree``'s branches, LangGraph's
-#: ``Send``): they need LangGraph's thread pool. The others run one node per super-step, so a
-#: single worker serves their background checkpoint writes (``max_concurrency=1``), and a run
-#: starts one thread instead of four or five (1.7 ms of ~10.7 ms of framework per question).
+#: ``Send``): they need LangGraph's thread pool. The others run one node per super-step, so
+#: their background checkpoint writes run inline, in the graph's thread
+#: (:func:`agentkit.graph.inline_background_work`), and a run starts no thread for them.
 FANS_OUT = frozenset({"tree"})
 
 

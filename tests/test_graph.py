@@ -251,6 +251,40 @@ def test_backend_failure_keeps_finished_steps_and_resumes(registry, tmp_path):
     assert [s.started for s in res.steps[:2]] == [s.started for s in kept]
 
 
+def test_a_one_node_per_step_graph_writes_its_checkpoints_in_its_own_thread(
+    registry, tmp_path, monkeypatch
+):
+    """react/plan/program run one node per super-step: LangGraph's checkpoint writes run in
+    the graph's thread as they are handed over (no pool is started), each before the next
+    step, so a run killed between steps resumes from every step it finished; any other
+    config keeps LangGraph's pool."""
+    import threading
+
+    from agentkit import checkpoint as ck
+    from agentkit.graph import InlineExecutor, inline_background_work
+
+    assert inline_background_work()
+    writers: list[str] = []
+    put = ck.LogSaver.put
+
+    def noting(self, *args, **kwargs):
+        writers.append(threading.current_thread().name)
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(ck.LogSaver, "put", noting)
+    a, _ = agent([call("add", {"a": 1, "b": 1}), "Final Answer: 2"], registry, tmp_path)
+    assert a.ask("1+1?").answer == "2"
+    assert len(writers) >= 3 and set(writers) == {threading.current_thread().name}
+
+    from langgraph.pregel import _executor
+
+    with _executor.get_executor_for_config({"configurable": {}}) as pool:
+        assert not isinstance(pool, InlineExecutor)
+        assert pool.submit(threading.current_thread).result() is not threading.current_thread()
+    failed = InlineExecutor().submit(lambda: 1 / 0)
+    assert isinstance(failed.exception(), ZeroDivisionError)  # kept, as a worker's would be
+
+
 def test_bad_image_fails_before_any_model_call(registry, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
