@@ -508,18 +508,6 @@ class Expectation:
             return (_ASKED_ATTRIBUTE[self.kind],)
         return None
 
-    def closes(self, tool: str, given: tuple[str, ...], code: Code | None = None) -> bool:
-        """Whether a call that gave strings ``given`` may end (a
-        :data:`~agentkit.planners.grammar.CloseRule`): the attribute values a ``select`` or
-        ``detect`` filters by, or ``count``'s ``where``, name whole objects of the question
-        (:meth:`words_for` keeps them to one), not part of one: for "the small matte sphere",
-        ``select(..., material="rubber", shape="sphere")`` cannot end until it says small too.
-        Any call may end where it filters by nothing, or the question describes no object."""
-        if tool not in ("select", "detect", "count") or not self.objects:
-            return True
-        values = _values(given)
-        return frozenset().union(*(p for p in self.objects if p <= values)) == values
-
     def taken_from(self, relations: tuple[str, ...], code: Code | None) -> tuple[str, ...]:
         """Of ``relations``, those the question takes from the object the ``relate`` being
         written passed as its reference, when a select of this program made it by attribute

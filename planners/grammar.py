@@ -29,9 +29,7 @@ from typing import Any, Literal
 
 from agentkit.planners.dsl import ANSWER
 
-__all__ = [
-    "ArgSpec", "CloseRule", "Code", "Line", "ProgramGrammar", "State", "WordRule", "arg_specs"
-]
+__all__ = ["ArgSpec", "Code", "Line", "ProgramGrammar", "State", "WordRule", "arg_specs"]
 
 Mode = Literal["program", "line"]
 
@@ -123,10 +121,6 @@ class Code:
 #: In a keyword's dict value the rule is asked for ``"where."`` (a key) and ``"where.color"`` (the
 #: value of key ``color``); the dict's values count among the strings the call gave.
 WordRule = Callable[[str, str, tuple[str, ...], Code], Collection[str] | None]
-#: Whether a call may close (its ``)``) having given these strings: ``(tool, strings the call
-#: gave, the code so far) -> bool`` (e.g. a select's filters name whole objects of the question:
-#: :meth:`agentkit.planners.expect.Expectation.closes`). A call it refuses must give more.
-CloseRule = Callable[[str, tuple[str, ...], Code], bool]
 
 
 def arg_specs(schema: Mapping[str, Any]) -> dict[str, ArgSpec]:
@@ -187,8 +181,7 @@ class ProgramGrammar:
     ``mode="program"``: a whole reply whose code sits in a fence; ``"line"``: one code line,
     possibly after a ``Thought:`` line. ``words``: a :data:`WordRule` that narrows what a
     keyword's string may be, given the strings the call already gave and the code so far
-    (``lines``: the earlier lines the caller knows of, e.g. react's steps, then this reply's);
-    ``closes``: a :data:`CloseRule` that says whether a call may end with the strings it gave.
+    (``lines``: the earlier lines the caller knows of, e.g. react's steps, then this reply's).
 
     >>> g = ProgramGrammar({"detect": ["image"], "count": ["objects"]}, media=["image_0"])
     >>> g.viable("objs = detect(image=image_0)\\nn = count(objects=objs)\\nANSWER = n")
@@ -208,7 +201,6 @@ class ProgramGrammar:
         mode: Mode = "program",
         words: WordRule | None = None,
         lines: Collection[Line] = (),
-        closes: CloseRule | None = None,
     ) -> None:
         if mode not in ("program", "line"):
             raise ValueError(f"mode {mode!r}: expected 'program' or 'line'")
@@ -219,7 +211,6 @@ class ProgramGrammar:
         self.media = tuple(media)
         self.mode = mode
         self.word_rule = words
-        self.close_rule = closes
         self._ruled: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
         self._start = State(
             phase=_PROSE if mode == "program" else _LINE_START,
@@ -365,17 +356,10 @@ class ProgramGrammar:
 
     def _close(self, s: State) -> State | None:
         """``)`` ends the call once every argument its schema requires is given (the tool
-        would refuse the call at run time) and the close rule, if any, lets it end with the
-        strings it gave."""
+        would refuse the call at run time)."""
         missing = [k for k, spec in self.specs.get(s.tool, {}).items()
                    if spec.required and k not in s.used]  # fmt: skip
-        if missing:
-            return None
-        if self.close_rule is not None and not self.close_rule(
-            s.tool, s.given, Code(s.lines, s.passed)
-        ):
-            return None
-        return replace(s, phase=_END, line=s.line + ")")
+        return None if missing else replace(s, phase=_END, line=s.line + ")")
 
     def _free(self, s: State, ch: str) -> State:
         """Prose, a comment or Thought line, or text after the code: anything goes; a newline

@@ -534,12 +534,10 @@ def program_grammar(
     tools = tool_specs(rt.tools)
     media = list(as_typed(state).media)
     expect = expect or Expectation.of(question(state))
-    words, closes = (
-        (expect.words_for, expect.closes) if rt.options.constrain_words else (None, None)
-    )
+    words = expect.words_for if rt.options.constrain_words else None
     lines = code_lines(state, variables or [], media) if mode == "line" else ()
     return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode, words=words,
-                          lines=lines, closes=closes)  # fmt: skip
+                          lines=lines)  # fmt: skip
 
 
 def code_lines(state: RunState, names: list[str], media: list[str]) -> list[Line]:

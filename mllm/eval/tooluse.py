@@ -255,15 +255,14 @@ def grammar_of(row: dict[str, Any], words: bool = True) -> ProgramGrammar | None
     if kind != "program" and not code_turn:
         return None
     media, question = read_task(row)
-    expect = Expectation.of(question)
-    rule, closes = (expect.words_for, expect.closes) if words else (None, None)
+    rule = Expectation.of(question).words_for if words else None
     if kind == "program":
-        return ProgramGrammar(_specs(), media=media, mode="program", words=rule, closes=closes)
+        return ProgramGrammar(_specs(), media=media, mode="program", words=rule)
     prompt = "\n".join(str(m["content"]) for m in row["messages"][1:-1])
     names = earlier_names(prompt)
     lines = prompt_lines(prompt, names, media)
     return ProgramGrammar(_specs(), media=media, variables=names, mode="line", words=rule,
-                          lines=lines, closes=closes)  # fmt: skip
+                          lines=lines)  # fmt: skip
 
 
 def prompt_lines(prompt: str, names: Sequence[str], media: Sequence[str] = ()) -> list[Line]:

@@ -418,38 +418,6 @@ def test_a_where_dict_is_held_as_a_selects_filters():
     assert free.viable(head + '{"label": "x", "n": [1, "a"]})')
 
 
-def test_a_filtering_call_closes_only_on_whole_objects_of_the_question():
-    """A select's (or detect's, or count's ``where``) filters name whole objects of the
-    question, not part of one: "the small matte sphere" cannot be selected as rubber spheres,
-    so a filter dropped while the call is written must still be given; a call over nothing
-    but results, and any call of a question that describes nothing, closes as before."""
-    from agentkit.planners.expect import Expectation
-    from agentkit.planners.roles import tool_specs
-    from agentkit.tools.base import ToolRegistry
-
-    specs = tool_specs(ToolRegistry.default())
-    e = Expectation.of("There is a small matte sphere; what is its color?")
-    g = ProgramGrammar(specs, media=MEDIA, words=e.words_for, closes=e.closes)
-    head = "Program:\n```\nobjs = detect(image=image_0)\nballs = select(objects=objs, "
-    assert not g.viable(head + 'material="rubber", shape="sphere")')
-    assert g.viable(head + 'material="rubber", shape="sphere", size="small")')
-    assert g.viable(head + 'size="tiny", material="matte", shape="ball")')  # synonyms read so
-    count = "Program:\n```\nobjs = detect(image=image_0)\nn = count(objects=objs, where="
-    assert not g.viable(count + '{"shape": "sphere"})')
-    assert g.viable(count + '{"shape": "sphere", "size": "small", "material": "rubber"})')
-    assert g.viable(count + "{})") and g.viable("Program:\n```\nobjs = detect(image=image_0)\n")
-
-    # two objects: either, whole, closes; a verifying question's union of both too
-    two = Expectation.of("How many cubes are left of the big red thing?")
-    assert [two.closes("select", v) for v in [("cube",), ("large", "red"), ("red",)]] == [
-        True, True, False]  # fmt: skip
-    assert Expectation.of("Is the purple thing rubber?").closes("select", ("purple", "rubber"))
-    assert Expectation.of("What is this?").closes("select", ("red",))  # describes nothing
-    assert two.closes("query", ("color",)) and two.closes("relate", ("left",))
-    without = ProgramGrammar(specs, media=MEDIA, words=e.words_for)
-    assert without.viable(head + 'material="rubber", shape="sphere")')
-
-
 def test_the_planners_grammar_holds_filters_to_the_question_unless_told_not_to(
     registry, tmp_path, image
 ):
@@ -471,6 +439,5 @@ def test_the_planners_grammar_holds_filters_to_the_question_unless_told_not_to(
     head = "```\nobjs = find(image=image_0)\nreds = select(objects=objs, "
     assert g.viable(head + 'size="small", color="red")')
     assert not g.viable(head + 'color="blue"')  # the question names no blue
-    assert not g.viable(head + 'color="red")')  # and, as a whole object, small too
     g = grammar(constrain_words=False)
-    assert g.word_rule is None and g.close_rule is None and g.viable(head + 'color="blue")')
+    assert g.word_rule is None and g.viable(head + 'color="blue")')
