@@ -488,11 +488,11 @@ COMPOSED_WORDINGS: list[Wording] = (
 
 def _held_out_pattern(form: str) -> re.Pattern[str]:
     slots = {"<color>": COLORS, "<shape>": SHAPES, "<material>": MATERIALS, "<size>": SIZES}
-    pattern = re.escape(form)
+    pattern = re.escape(form.rstrip(".?"))  # a run inside a longer sentence has no stop
     for slot, values in slots.items():
         words = [w for v in values for w in SYNONYMS.get(v, (v,))]
         pattern = pattern.replace(re.escape(slot), "(?:" + "|".join(words) + ")")
-    return re.compile(r"\b" + pattern.rstrip(r"\.\?") + r"\b")
+    return re.compile(r"\b" + pattern + r"\b")
 
 
 _HELD_OUT_PATTERNS = [_held_out_pattern(form) for form in sorted(HELD_OUT_WORDINGS)]
