@@ -335,9 +335,7 @@ def split_questions(cfg: Config, split: str) -> list[dict[str, Any]]:
     composed = cfg.composed_share if split == "train" else 0.0
     n = cfg.clips(split)
     spliced = cfg.spliced_share if split == "train" else 0.0
-    return _questions(
-        n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed, spliced
-    )
+    return _questions(n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed, spliced)
 
 
 def make_clips(cfg: Config, split: str) -> Path:

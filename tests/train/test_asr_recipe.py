@@ -544,7 +544,9 @@ def test_the_spliced_leg_replaces_a_share_of_the_composed_legs_clips_and_keeps_t
     assert leg.init == "runs/train/asr-composed/speech-whisper.pt" and leg.seed == last.seed
     assert leg.data_dir != last.data_dir and last.spliced_share == 0.0
 
-    small, before = (replace(c, train_clips=600, worded_clips=40, test_clips=40) for c in (leg, last))
+    small, before = (
+        replace(c, train_clips=600, worded_clips=40, test_clips=40) for c in (leg, last)
+    )
     now, then = split_questions(small, "train"), split_questions(before, "train")
     spliced = [q for q in now if q["family"] == "spliced"]
     assert 0.18 <= len(spliced) / len(now) <= 0.32
