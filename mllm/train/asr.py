@@ -329,8 +329,8 @@ def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def split_questions(cfg: Config, split: str) -> list[dict[str, Any]]:
     """The questions ``split``'s clips speak. dev and test scenes come from far seed ranges, so
-    their sentences are new too; only training speaks composed and spliced questions, and the ``worded``
-    split speaks every listed form (the held-out ones too) and nothing else."""
+    their sentences are new too; only training speaks composed and spliced questions, and the
+    ``worded`` split speaks every listed form (the held-out ones too) and nothing else."""
     share = {"train": cfg.worded_share, "worded": 1.0}.get(split, 0.0)
     composed = cfg.composed_share if split == "train" else 0.0
     n = cfg.clips(split)

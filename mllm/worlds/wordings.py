@@ -487,11 +487,10 @@ COMPOSED_WORDINGS: list[Wording] = (
 
 
 def _held_out_pattern(form: str) -> re.Pattern[str]:
-    slots = {"<color>": COLORS, "<shape>": SHAPES, "<material>": MATERIALS, "<size>": SIZES}
     pattern = re.escape(form.rstrip(".?"))  # a run inside a longer sentence has no stop
-    for slot, values in slots.items():
+    for attr, values in _VALUES.items():
         words = [w for v in values for w in SYNONYMS.get(v, (v,))]
-        pattern = pattern.replace(re.escape(slot), "(?:" + "|".join(words) + ")")
+        pattern = pattern.replace(re.escape(f"<{attr}>"), "(?:" + "|".join(words) + ")")
     return re.compile(r"\b" + pattern + r"\b")
 
 
