@@ -143,14 +143,15 @@ def test_tiny_recipe_writes_checkpoints_the_detect_tool_loads(tmp_path):
     assert len(list((tmp_path / "train").glob("scene_*.json"))) == 6
 
 
-def test_a_leg_without_its_start_says_which_recipe_makes_it(tmp_path):
+@pytest.mark.parametrize(("leg", "start"), [("detector-sharp", "detector"),
+                                           ("detector-refresh", "detector-sharp")])  # fmt: skip
+def test_a_leg_without_its_start_says_which_recipe_makes_it(tmp_path, leg, start):
     module, cfg = build_config(
-        load_recipe("detector-sharp"),
-        [f"train_dir={tmp_path}", "train_chunks=[[1, 1]]", "evaluate=false"],
+        load_recipe(leg), [f"train_dir={tmp_path}", "train_chunks=[[1, 1]]", "evaluate=false"]
     )
-    assert cfg.init == "runs/train/detector/scenes-yolo.pt"
-    cfg.init = str(tmp_path / "runs" / "train" / "detector" / "scenes-yolo.pt")
-    with pytest.raises(ConfigError, match=r"not found: train the run .*`agentkit train detector`"):
+    assert cfg.init == f"runs/train/{start}/scenes-yolo.pt"
+    cfg.init = str(tmp_path / "runs" / "train" / start / "scenes-yolo.pt")
+    with pytest.raises(ConfigError, match=rf"not found: train the run .*`agentkit train {start}`"):
         module.train_yolo(cfg, tmp_path / "out")
     # never a name ultralytics would take for a download
     cfg.init = "yolov8n.pt"
