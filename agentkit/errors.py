@@ -11,6 +11,8 @@ Two kinds matter to the agent loop:
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AgentkitError(Exception):
     """Base class of every error agentkit raises on purpose."""
@@ -50,3 +52,10 @@ class UnknownTool(ToolError):
 
 class ParseFailure(AgentkitError):
     """Model text could not be read as a tool call or a final answer."""
+
+
+def validation_message(e: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: each problem as ``field: message``."""
+    return "; ".join(
+        f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()
+    )

@@ -25,7 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agentkit.errors import AgentkitError, ConfigError, MediaError
+from pydantic import ValidationError
+
+from agentkit.errors import AgentkitError, ConfigError, MediaError, validation_message
 from agentkit.media import MediaStore
 from agentkit.mllm.backends.base import Backend, load_backend, runtime_hints
 from agentkit.runtime import (
@@ -248,13 +250,16 @@ class Agent:
         ffmpeg and stored as ``frame_0 .. frame_N`` after the images; the controller sees each
         with its time, ``frame_3 (t=3.0 s, 480x320)``.
         """
-        task = Task(
-            question=question,
-            images=[Path(p) for p in images],
-            audio=Path(audio) if audio else None,
-            video=Path(video) if video else None,
-            max_steps=max_steps,
-        )
+        try:
+            task = Task(
+                question=question,
+                images=[Path(p) for p in images],
+                audio=Path(audio) if audio else None,
+                video=Path(video) if video else None,
+                max_steps=max_steps,
+            )
+        except ValidationError as e:  # a blank question, max_steps out of range: the caller's
+            raise ConfigError(f"bad task: {validation_message(e)}") from None
         thread = thread or new_thread_id()
         run_dir = self.runs_dir / thread
         if (run_dir / "run.json").exists():

@@ -33,7 +33,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from agentkit.errors import MediaError, ToolArgsError, ToolError, ToolTimeout, UnknownTool
+from agentkit.errors import (
+    MediaError,
+    ToolArgsError,
+    ToolError,
+    ToolTimeout,
+    UnknownTool,
+    validation_message,
+)
 from agentkit.state import Step, ToolCall
 
 if TYPE_CHECKING:
@@ -323,10 +330,7 @@ def call_tool(
     try:
         parsed = tool.Args.model_validate(args)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors()
-        )
-        raise ToolArgsError(f"bad arguments for {tool.name}: {problems}") from None
+        raise ToolArgsError(f"bad arguments for {tool.name}: {validation_message(e)}") from None
     limit = tool.timeout if timeout is None else timeout
     try:
         if limit is None:

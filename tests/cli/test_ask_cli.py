@@ -95,6 +95,18 @@ def test_ask_without_question_or_model_is_a_clear_error(tmp_path, image, monkeyp
     )  # says what is missing and how to get it
 
 
+def test_a_blank_question_or_a_step_budget_out_of_range_is_a_clear_error(tmp_path, image):
+    """What ``Task`` refuses comes back as the CLI's one-line error (the library's
+    ``ConfigError``), not a pydantic traceback."""
+    s = script(tmp_path / "s.json", ["Final Answer: x"])
+    base = ["ask", str(image), "--model", f"scripted:{s}", "--runs-dir", str(tmp_path), "--json"]
+    r = runner.invoke(app, [*base[:2], "   ", *base[2:]])
+    assert r.exit_code == 2 and "a task needs a question" in json.loads(r.stdout)["error"]
+    r = runner.invoke(app, [*base[:2], "How many?", *base[2:], "--max-steps", "0"])
+    err = json.loads(r.stdout)["error"]
+    assert r.exit_code == 2 and err.startswith("bad task: max_steps: ") and "1" in err
+
+
 def test_ask_missing_image_is_a_clear_error(tmp_path):
     s = script(tmp_path / "s.json", ["Final Answer: x"])
     r = runner.invoke(
