@@ -585,6 +585,30 @@ def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v))
 
 
+#: "Is there ...", "Are there any ...", "Do you see ...", "Does the image contain ...": a question
+#: whose "yes" needs an object found; a comparison of counts ("Are there more cubes than balls?",
+#: "... an equal number of ...") is not one.
+_EXISTS_RE = re.compile(
+    r"\s*(is there|are there|do you see|does the (image|scene|picture) (have|contain|show))\b",
+    re.IGNORECASE,
+)
+_COUNTS_RE = re.compile(r"\b(more|fewer|less|equal|same number)\b", re.IGNORECASE)
+
+
+def asks_existence(question: str) -> bool:
+    """Whether ``question`` asks if some object is there (not how two counts compare)."""
+    question = resolved(question)
+    return bool(_EXISTS_RE.match(question)) and not _COUNTS_RE.search(question)
+
+
+def searched_in_vain(steps: Iterable[Step]) -> bool:
+    """Whether a tool of ``steps`` looked for objects and found none (an empty object list)."""
+    return any(
+        s.role == "executor" and isinstance(s.result, dict) and s.result.get("objects") == []
+        for s in steps
+    )
+
+
 def grounded_answers(question: str, steps: Iterable[Step]) -> list[str]:
     """The short answers of the kind ``question`` asks for that the results of ``steps`` hold,
     in the order observed; empty when the question names no kind or none is there.
@@ -592,10 +616,14 @@ def grounded_answers(question: str, steps: Iterable[Step]) -> list[str]:
     A result's own answer (a yes or no, a count, a queried value: what ANSWER would read of it)
     comes first; only when no result answers with that kind do object lists speak: how many
     objects one holds (a number) and the attribute values of its objects (a colour, a size...).
-    A yes/no question no result answers yes or no to may be answered either way."""
+    A yes/no question no result answers yes or no to may be answered either way, except one
+    that asks whether something is there when a search found nothing: nothing seen says yes
+    (a program for "Is there a sphere left of the red cube?" that stopped because no red cube
+    was found), so it is no."""
     kind = question_kind(question)
     if kind is None:
         return []
+    steps = list(steps)
     answers: list[str] = []
     listed: list[str] = []
     for step in steps:
@@ -617,7 +645,9 @@ def grounded_answers(question: str, steps: Iterable[Step]) -> list[str]:
         fitting = _unique(a for a in tier if answer_kind(a) == kind)
         if fitting:
             return fitting
-    return ["yes", "no"] if kind == "yes/no" else []
+    if kind != "yes/no":
+        return []
+    return ["no"] if asks_existence(question) and searched_in_vain(steps) else ["yes", "no"]
 
 
 def can_choose(backend: Any) -> bool:
@@ -641,7 +671,7 @@ def choose(
     note = (
         f"the likeliest of the values the results hold: {', '.join(answers)}"
         if len(answers) > 1
-        else "the only value of the kind asked for that the results hold"
+        else "the only answer of the kind asked for that the results support"
     )
     gen = Generation(text=replies[best], model=backend.name, seconds=time.perf_counter() - t0)
     return gen, note

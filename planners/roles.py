@@ -26,7 +26,9 @@ from agentkit.planners.expect import (
     can_choose,
     choose,
     grounded_answers,
+    question_kind,
     resolved,
+    searched_in_vain,
 )
 from agentkit.planners.grammar import ArgSpec, Line, Mode, ProgramGrammar, arg_specs
 from agentkit.runtime import Runtime
@@ -697,6 +699,14 @@ def make_summarizer(
                 }
             note = f"the controller answered {state.draft!r}, not {expect.kind}; "
         t0 = time.perf_counter()
+        kind = question_kind(question(state)) if grounded else None
+        if kind not in (None, "yes/no") and not answers and searched_in_vain(state.steps):
+            # A value no result holds, after a search found nothing: whatever the model wrote
+            # would be a guess. Say so instead.
+            why = f"no result holds {kind} and a search found nothing: no answer, not a guess"
+            step = Step(role="summarizer", thought=why, seconds=time.perf_counter() - t0)
+            return {"steps": [record(rt, step)], "answer": None,
+                    "stop_reason": NOTHING_TO_SUMMARIZE}  # fmt: skip
         messages = evidence_messages(rt, state, prompt, pad)
         try:
             if chosen := choose(rt.models.summarizer, messages, answers):

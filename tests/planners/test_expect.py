@@ -63,6 +63,29 @@ def test_results_answers_come_before_what_object_lists_hold():
     assert grounded_answers("How many cubes?", steps[:1]) == []
 
 
+def test_a_search_that_found_nothing_answers_whether_something_is_there():
+    """A question asking whether something is there, which no result answered yes or no to,
+    is no once a search came back empty (the referent of "left of the red cube" not found):
+    nothing seen says yes. Comparisons of counts, other yes/no questions, and runs whose
+    searches all found something may still go either way."""
+    from agentkit.planners.expect import asks_existence
+
+    found = [result("objs", objects=CUBES), result("cubes", objects=CUBES, count=2)]
+    empty = [*found, result("reds", objects=[], count=0)]
+    failed = [*empty, Step(role="executor", tool="relate", ref="left", error="no reference")]
+    assert grounded_answers("Is there a sphere left of the red cube?", failed) == ["no"]
+    assert grounded_answers("Are there any spheres left of the red cube?", empty) == ["no"]
+    # CLEVR's "There is a X; is there ... it?" read as one sentence (as the summarizer reads it)
+    assert asks_existence("There is a red cube; is there a ball left of it?")
+    assert grounded_answers("Is there a sphere left of the red cube?", found) == ["yes", "no"]
+    for other in ("Are there more spheres than red cubes?", "Is the red cube large?",
+                  "Are there an equal number of red cubes and balls?"):  # fmt: skip
+        assert not asks_existence(other)
+        assert grounded_answers(other, failed) == ["yes", "no"]
+    assert asks_existence("Do you see a red cube?")
+    assert asks_existence("Does the image contain any balls?")
+
+
 class Scoring(ScriptedBackend):
     """A scripted backend that also scores replies: the likeliest is the one named."""
 

@@ -21,7 +21,7 @@ from agentkit.planners.program import relaxations, split_reply
 from agentkit.planners.roles import program_reply
 from agentkit.state import Step
 from agentkit.testing import ScriptedBackend
-from agentkit.tools import exist, query, select
+from agentkit.tools import exist, query, relate, select
 from agentkit.tools.base import Tool
 from agentkit.trace import read_events
 
@@ -467,6 +467,34 @@ def test_a_lone_filter_is_never_dropped_and_counts_of_nothing_stand(make_agent, 
                    "n = count(objects=g)", "ANSWER = n")  # fmt: skip
     b, _ = make_agent("program", [none])
     assert b.ask("How many green cubes are there?", images=[image]).answer == "0"
+
+
+def test_a_failed_program_is_not_answered_by_a_guess(make_agent, image, registry):
+    """No green thing is found, so the program fails and the summarizer answers. "What shape is
+    the green thing?": no result holds a shape, so nothing the model wrote would be more than
+    a guess; the run ends with no answer and says why (with the constraints off the model still
+    writes one). "Is there a cube left of the green thing?": nothing seen says yes, so no,
+    with no model call."""
+    from tests.planners.test_expect import Scoring
+
+    counting_find(registry, [])
+    for tool in (select, query, relate, exist):
+        registry.register(tool)
+    green = program("objs = find(image=image_0)", 'g = select(objects=objs, color="green")',
+                    'v = query(objects=g, attribute="shape")', "ANSWER = v")  # fmt: skip
+    a, backend = make_agent("program", Scoring("cube", [green, "Final Answer: cube"]), replans=0)
+    res = a.ask("What shape is the green thing?", images=[image])
+    assert res.answer is None and res.stop_reason == "no_evidence" and len(backend.calls) == 1
+    assert "no result holds a shape and a search found nothing" in res.steps[-1].thought
+    b, _ = make_agent("program", Scoring("cube", [green, "Final Answer: cube"]), replans=0,
+                      constrain=False)  # fmt: skip
+    assert b.ask("What shape is the green thing?", images=[image]).answer == "cube"
+    left = program("objs = find(image=image_0)", 'g = select(objects=objs, color="green")',
+                   'l = relate(objects=objs, reference=g, relation="left")',
+                   "e = exist(objects=l)", "ANSWER = e")  # fmt: skip
+    c, backend = make_agent("program", Scoring("yes", [left]), replans=0)
+    res = c.ask("Is there a cube left of the green thing?", images=[image])
+    assert res.answer == "no" and res.stop_reason == "program_failed" and not backend.scored
 
 
 def test_relaxations_follow_empty_selects_back_and_keep_one_filter():
