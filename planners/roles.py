@@ -687,10 +687,14 @@ def make_summarizer(
             (ground or has_draft) and rt.options.constrain and can_choose(rt.models.summarizer)
         )
         answers = grounded_answers(question(state), state.steps) if grounded else []
+        kind = question_kind(question(state)) if grounded else None
+        # A value no result holds, after a search found nothing: whatever the model wrote would
+        # be a guess, and a draft of another kind ("no" to "What color is the cube?") no answer.
+        unfounded = kind not in (None, "yes/no") and not answers and searched_in_vain(state.steps)
         note = ""
         if has_draft:
             expect = Expectation.of(question(state))
-            if not answers or expect.kind_fits(state.draft):
+            if expect.kind_fits(state.draft) or not (answers or unfounded):
                 answer, checks = _verified(rt, state, state.draft, _last_thought(state))
                 return {
                     "steps": checks,
@@ -699,11 +703,8 @@ def make_summarizer(
                 }
             note = f"the controller answered {state.draft!r}, not {expect.kind}; "
         t0 = time.perf_counter()
-        kind = question_kind(question(state)) if grounded else None
-        if kind not in (None, "yes/no") and not answers and searched_in_vain(state.steps):
-            # A value no result holds, after a search found nothing: whatever the model wrote
-            # would be a guess. Say so instead.
-            why = f"no result holds {kind} and a search found nothing: no answer, not a guess"
+        if unfounded:
+            why = f"{note}no result holds {kind} and a search found nothing: no answer, not a guess"
             step = Step(role="summarizer", thought=why, seconds=time.perf_counter() - t0)
             return {"steps": [record(rt, step)], "answer": None,
                     "stop_reason": NOTHING_TO_SUMMARIZE}  # fmt: skip

@@ -208,9 +208,12 @@ def ask(
             mark = "[red]✗[/]" if s.error else "[green]✓[/]"
             console.print(f"{mark} {s.tool}({json.dumps(s.args)}) [dim]{s.seconds:.2f}s[/]")
             console.print(f"  [dim]{(s.error or s.observation or '')[:200]}[/]", highlight=False)
-    console.print(
-        f"[bold]Answer:[/] {result.answer if result.answer is not None else '(no answer)'}"
-    )
+    if result.answer is None:  # say why: the summarizer's reason, else how the run stopped
+        last = next((s for s in reversed(result.steps) if s.role == "summarizer"), None)
+        why = (last.thought or last.error) if last is not None else None
+        console.print(f"[bold]Answer:[/] (no answer: {why or result.stop_reason})", highlight=False)
+    else:
+        console.print(f"[bold]Answer:[/] {result.answer}")
     console.print(f"[dim]thread {result.thread} · trace {result.trace}[/]")
 
 

@@ -107,6 +107,32 @@ def test_a_blank_question_or_a_step_budget_out_of_range_is_a_clear_error(tmp_pat
     assert r.exit_code == 2 and err.startswith("bad task: max_steps: ") and "1" in err
 
 
+def test_a_run_with_no_answer_says_why(tmp_path, image, monkeypatch):
+    """With no answer the CLI prints the summarizer's reason, else how the run stopped."""
+    from agentkit.graph import Agent
+    from agentkit.state import RunResult, Step
+
+    s = script(tmp_path / "s.json", ["Final Answer: x"])
+    why = "no result holds a color and a search found nothing: no answer, not a guess"
+    results = [
+        RunResult(answer=None, steps=[Step(role="summarizer", thought=why)], stop_reason="x"),
+        RunResult(answer=None, steps=[], stop_reason="budget"),
+    ]
+    monkeypatch.setattr(Agent, "ask", lambda self, *a, **k: results.pop(0))
+    args = [
+        "ask",
+        str(image),
+        "What color?",
+        "--model",
+        f"scripted:{s}",
+        "--runs-dir",
+        str(tmp_path),
+    ]
+    for expected in (why, "budget"):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0 and f"Answer: (no answer: {expected})" in " ".join(r.output.split())
+
+
 def test_ask_missing_image_is_a_clear_error(tmp_path):
     s = script(tmp_path / "s.json", ["Final Answer: x"])
     r = runner.invoke(

@@ -489,6 +489,13 @@ def test_a_failed_program_is_not_answered_by_a_guess(make_agent, image, registry
     b, _ = make_agent("program", Scoring("cube", [green, "Final Answer: cube"]), replans=0,
                       constrain=False)  # fmt: skip
     assert b.ask("What shape is the green thing?", images=[image]).answer == "cube"
+    # a program that ran but answers another kind ("no" to a shape question): no answer either
+    exists = program("objs = find(image=image_0)", 'g = select(objects=objs, color="green")',
+                     "e = exist(objects=g)", "ANSWER = e")  # fmt: skip
+    d, _ = make_agent("program", Scoring("cube", [exists]), replans=0)
+    res = d.ask("What shape is the green thing?", images=[image])
+    assert res.answer is None and res.stop_reason == "no_evidence"
+    assert res.steps[-1].thought.startswith("the controller answered 'no', not a shape; no result")
     left = program("objs = find(image=image_0)", 'g = select(objects=objs, color="green")',
                    'l = relate(objects=objs, reference=g, relation="left")',
                    "e = exist(objects=l)", "ANSWER = e")  # fmt: skip
