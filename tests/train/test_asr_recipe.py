@@ -530,26 +530,33 @@ def test_the_composed_leg_speaks_composed_questions_in_training_only():
     assert not any("wording" in q for q in said["test"])  # templates: the WER target's clips
 
 
-def test_the_spliced_leg_replaces_a_share_of_the_composed_legs_clips_and_keeps_the_rest():
-    """A quarter of the spliced leg's training clips say a spliced sentence (never a held-out
-    form); every other clip is the composed leg's, so its synthesised audio is reused; the
-    measuring splits stay as they were."""
+@pytest.mark.parametrize(
+    ("recipe", "over", "share"),
+    [("asr-spliced", "asr-composed", 0.25), ("asr-spliced-half", "asr-spliced", 0.5)],
+)
+def test_the_spliced_legs_replace_a_share_of_the_composed_legs_clips_and_keep_the_rest(
+    recipe, over, share
+):
+    """A share of a spliced leg's training clips (a quarter, then half) say a spliced sentence
+    (never a held-out form); every other clip is the composed leg's, so its synthesised audio
+    is reused; each leg starts from the one before, and the measuring splits stay as they were."""
     from dataclasses import replace
 
     from agentkit.mllm.train.asr import split_questions
     from agentkit.mllm.worlds.wordings import says_held_out
 
-    _, leg = build_config(load_recipe("asr-spliced"))
+    _, leg = build_config(load_recipe(recipe))
     _, last = build_config(load_recipe("asr-composed"))
-    assert leg.init == "runs/train/asr-composed/speech-whisper.pt" and leg.seed == last.seed
+    assert leg.init == f"runs/train/{over}/speech-whisper.pt" and leg.seed == last.seed
     assert leg.data_dir != last.data_dir and last.spliced_share == 0.0
+    assert leg.spliced_share == share
 
     small, before = (
         replace(c, train_clips=600, worded_clips=40, test_clips=40) for c in (leg, last)
     )
     now, then = split_questions(small, "train"), split_questions(before, "train")
     spliced = [q for q in now if q["family"] == "spliced"]
-    assert 0.18 <= len(spliced) / len(now) <= 0.32
+    assert share - 0.07 <= len(spliced) / len(now) <= share + 0.07
     assert not any(says_held_out(q["question"]) for q in spliced)
     assert len({q["question"] for q in spliced}) == len(spliced)
     for a, b in zip(then, now, strict=True):
