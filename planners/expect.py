@@ -36,7 +36,7 @@ _YES_NO_RE = re.compile(
     r"\s*(is|are|does|do|did|was|were|has|have|can|could|will|would|should)\b", re.IGNORECASE
 )
 _NUMBER_RE = re.compile(
-    r"\s*count\b|.*\b(how many|what number|the (number|count) of)\b",
+    r"\s*count\b|.*\b(how many|what number|the (number|count))\b",
     re.IGNORECASE | re.DOTALL,
 )
 #: A request rather than a question ("Can you count ...", "Could you tell me what color ...",

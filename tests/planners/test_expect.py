@@ -17,6 +17,9 @@ def test_question_and_answer_kinds():
     assert question_kind("How many red things are there?") == "a number"
     assert question_kind("What number of cubes are small?") == "a number"
     assert question_kind("Count the objects. How many are there?") == "a number"
+    # a count asked for with its "of" lost (a misheard "What's the number of purple cylinders?")
+    assert question_kind("What is the number purple cylinders?") == "a number"
+    assert question_kind("What color is the country house?") == "a color"
     assert question_kind("Island count?") is None  # "is" only as a whole word
     assert question_kind("What color is the cube?") == "a color"
     assert question_kind("The tiny cylinder is made of what material?") == "a material"
