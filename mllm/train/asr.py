@@ -146,6 +146,12 @@ class Config:
         "tools/transcribe.py); [] = one reading, unwarped",
     )
     ctc_weight: float = f(0.3, "weight of the encoder's auxiliary CTC loss (0 = attention only)")
+    release_mix: float = f(
+        0.0,
+        "the release's weights are (1 - mix) x the leg's + mix x init's, in fp16 (a weight-space "
+        "mean of a fine-tuned model and the one it started from, as WiSE-FT does: what the leg "
+        "gained on new sentences with what init heard before); 0 releases the leg as trained",
+    )
     slot_weight: float = f(
         1.0,
         "weight of the attention loss on the words that name an attribute value (colour, "
@@ -618,6 +624,14 @@ def save_release(model: Any, path: Path, cfg: Config | None = None) -> Path:
     import torch
 
     sd = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    if cfg is not None and cfg.release_mix > 0:
+        w = cfg.release_mix
+        if not cfg.init or not 0 < w < 1:
+            raise ConfigError(f"release_mix {w} mixes the leg with its init: set init, and 0-1")
+        init = require_init(Path(cfg.init), "the whisper .pt this leg started from")
+        base = torch.load(init, map_location="cpu", weights_only=True)["model_state_dict"]
+        sd = {k: ((1 - w) * v.float() + w * base[k].float()).half() if v.is_floating_point() else v
+              for k, v in sd.items()}  # fmt: skip
     options: dict[str, Any] = {"without_timestamps": True}
     if cfg is not None and cfg.full_window_after >= 1:
         options["crop_window"] = True

@@ -563,3 +563,31 @@ def test_the_spliced_legs_replace_a_share_of_the_composed_legs_clips_and_keep_th
         assert b == a if b["family"] != "spliced" else b["id"] == a["id"] + "s"
     for split in ("worded", "test"):
         assert split_questions(small, split) == split_questions(before, split)
+
+
+def test_a_release_mixed_with_its_init_is_the_fp16_mean_of_the_two(tmp_path):
+    """``release_mix`` w: the release is (1 - w) x the leg's weights + w x init's, each in fp16
+    as released; 0 releases the leg as trained; a mix needs an init to mix with, and one in
+    (0, 1)."""
+    import torch
+
+    from agentkit.errors import ConfigError
+    from agentkit.mllm.train.asr import build_model, save_release
+
+    _, leg = build_config(load_recipe("asr-spliced"))
+    small = dataclasses.replace(leg, n_audio_state=32, n_audio_layer=1, n_text_layer=1, n_head=2)
+    torch.manual_seed(0)
+    init = save_release(build_model(small), tmp_path / "init.pt", small)
+    trained = build_model(small)  # other random weights: the leg's
+    mixed = dataclasses.replace(small, init=str(init), release_mix=0.25)
+    out = torch.load(save_release(trained, tmp_path / "m.pt", mixed), weights_only=True)
+    plain = torch.load(save_release(trained, tmp_path / "p.pt", small), weights_only=True)
+    base = torch.load(init, weights_only=True)["model_state_dict"]
+    name = "decoder.token_embedding.weight"
+    want = (0.75 * plain["model_state_dict"][name].float() + 0.25 * base[name].float()).half()
+    assert torch.equal(out["model_state_dict"][name], want)
+    assert not torch.equal(want, plain["model_state_dict"][name])
+    assert out["transcribe_options"] == plain["transcribe_options"]
+    for bad in (dataclasses.replace(mixed, init=""), dataclasses.replace(mixed, release_mix=1.5)):
+        with pytest.raises(ConfigError, match="release_mix"):
+            save_release(trained, tmp_path / "x.pt", bad)
