@@ -42,12 +42,13 @@ KNOWN: dict[str, Known] = {
             "segmenter",
         ),
         # legs over the asr recipe's model (docs/asr.md): agentkit train asr, asr-slots, asr-16k,
-        # asr-32k, asr-voices, asr-64k, asr-80k, asr-96k, asr-worded, asr-composed, asr-spliced
+        # asr-32k, asr-voices, asr-64k, asr-80k, asr-96k, asr-worded, asr-composed, asr-spliced,
+        # asr-spliced-half
         Known(
             "speech-whisper",
             "speech-whisper.pt",
             "small whisper model for spoken questions",
-            "asr-spliced",
+            "asr-spliced-half",
         ),
         # the last of five stages: mllm-align, mllm-tooluse, mllm-dpo, mllm-tooluse-compare on
         # the dpo output, then mllm-tooluse-clevr on that (docs/mllm.md)
