@@ -588,10 +588,11 @@ def _unique(values: Iterable[str]) -> list[str]:
 #: "Is there ...", "Are there any ...", "Do you see ...", "Does the image contain ...": a question
 #: whose "yes" needs an object found; a comparison of counts ("Are there more cubes than balls?",
 #: "... an equal number of ...") is not one.
-_EXISTS_RE = re.compile(
-    r"\s*(is there|are there|do you see|does the (image|scene|picture) (have|contain|show))\b",
-    re.IGNORECASE,
+#: (``verify`` reads the phrase of a plain one after the same openers.)
+EXISTENCE_OPENERS = (
+    r"is there|are there(?: any)?|does the (?:scene|image|picture) (?:contain|have|show)|do you see"
 )
+_EXISTS_RE = re.compile(rf"\s*(?:{EXISTENCE_OPENERS})\b", re.IGNORECASE)
 _COUNTS_RE = re.compile(r"\b(more|fewer|less|equal|same number)\b", re.IGNORECASE)
 
 

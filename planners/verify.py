@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agentkit.planners.expect import EXISTENCE_OPENERS
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute
@@ -44,8 +45,8 @@ _GENERIC = {"thing", "things", "object", "objects", "item", "items"}
 _NEGATIONS = {"no", "not", "none", "without", "zero", "nor", "never"}
 _WORD = re.compile(r"[a-z]+")
 _EXIST = re.compile(
-    r"^(?:is there|are there(?: any)?|does the (?:scene|image|picture) (?:contain|have)|"
-    r"do you see)\s+(?:a |an |any )?(?P<phrase>[a-z ]+?)(?: in the (?:scene|image|picture))?\?*$"
+    rf"^(?:{EXISTENCE_OPENERS})\s+(?:a |an |any )?(?P<phrase>[a-z ]+?)"
+    r"(?: in the (?:scene|image|picture))?\?*$"
 )
 _YES, _NO = {"yes", "true", "yeah", "yep"}, {"no", "false", "nope"}
 #: Detect's default confidence: a reused detect step that kept only higher scores saw less.
