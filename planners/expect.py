@@ -594,12 +594,17 @@ EXISTENCE_OPENERS = (
 )
 _EXISTS_RE = re.compile(rf"\s*(?:{EXISTENCE_OPENERS})\b", re.IGNORECASE)
 _COUNTS_RE = re.compile(r"\b(more|fewer|less|equal|same number)\b", re.IGNORECASE)
+#: A negation: an empty search may then mean yes ("Is there a cube that is not red?" when the
+#: red things are none).
+_NEGATED_RE = re.compile(r"\b(not|no|none|nothing|except|besides|without)\b|n't\b", re.IGNORECASE)
 
 
 def asks_existence(question: str) -> bool:
-    """Whether ``question`` asks if some object is there (not how two counts compare)."""
+    """Whether ``question`` asks if some object is there (not how two counts compare, nor
+    whether something is there that is *not* so)."""
     question = resolved(question)
-    return bool(_EXISTS_RE.match(question)) and not _COUNTS_RE.search(question)
+    return (bool(_EXISTS_RE.match(question)) and not _COUNTS_RE.search(question)
+            and not _NEGATED_RE.search(question))  # fmt: skip
 
 
 def searched_in_vain(steps: Iterable[Step]) -> bool:

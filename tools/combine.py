@@ -1,4 +1,5 @@
-"""``combine``: union or intersection of two lists of objects (CLEVR's ``union`` / ``intersect``).
+"""``combine``: union, intersection or difference of two lists of objects (CLEVR's ``union`` /
+``intersect``, and the difference CLEVR lacks: "the cubes that are not red").
 
 Objects are matched by their box: the same box in both lists is the same object.
 """
@@ -14,8 +15,9 @@ from agentkit.tools.base import ToolContext
 
 NAME = "combine"
 DESCRIPTION = """Joins two lists of objects: "union" keeps the objects in either list (for "A or
-B" questions), "intersection" the objects in both (for "both A and B"). Objects are the same when
-their boxes are the same. Pass both lists by the names of earlier results."""
+B" questions), "intersection" the objects in both (for "both A and B"), "difference" the objects
+of a that are not in b (for "A that are not B"). Objects are the same when their boxes are the
+same. Pass both lists by the names of earlier results."""
 TIMEOUT = None  # computes over results in memory, bounded inputs: runs on the caller's thread
 PURE = True  # reads its inputs only: may run ahead and be reused
 
@@ -25,8 +27,8 @@ class Args(BaseModel):
 
     a: ObjectList = Field(max_length=MAX_OBJECTS, description="The first list (a result name).")
     b: ObjectList = Field(max_length=MAX_OBJECTS, description="The second list (a result name).")
-    op: Literal["union", "intersection"] = Field(
-        description="union: in a or b; intersection: in both a and b."
+    op: Literal["union", "intersection", "difference"] = Field(
+        description="union: in a or b; intersection: in both a and b; difference: in a, not in b."
     )
 
 
@@ -39,6 +41,8 @@ def run(args: Args, ctx: ToolContext) -> Result:
     in_b = {key(o) for o in args.b}
     if args.op == "intersection":
         out = [o for o in args.a if key(o) in in_b]
+    elif args.op == "difference":
+        out = [o for o in args.a if key(o) not in in_b]
     else:
         out, seen = [], set()
         for o in [*args.a, *args.b]:

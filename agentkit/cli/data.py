@@ -65,8 +65,9 @@ def gen(
     families: Annotated[
         str | None,
         typer.Option(
-            help="questions: comma-separated families (default: all but compare_attribute, "
-            "which is asked for by name)."
+            help="questions: comma-separated families (default: CLEVR's 14 templates; "
+            "compare_attribute, same_other_count/_exist/_query, not_count, not_exist and every "
+            "are asked for by name)."
         ),
     ] = None,
     phrasings: Annotated[

@@ -12,7 +12,8 @@ program nodes                    tool call
 ``unique``                       nothing: the consumer (query, relate, same) checks "exactly one"
 ``relate[r]``                    ``relate(objects=detect_0, reference=X, relation=r)``
 ``same_<attr>``                  ``same(objects=detect_0, reference=X, attribute=attr)``
-``union`` / ``intersect``        ``combine(a=X, b=Y, op=union|intersection)``
+``union`` / ``intersect`` /      ``combine(a=X, b=Y, op=union|intersection|difference)``
+``difference``
 ``count``                        ``count(objects=X, where={...})`` (a last filter is fused)
 ``exist``                        ``exist(objects=X)``
 ``query_<attr>``                 ``query(objects=X, attribute=attr)``
@@ -50,6 +51,10 @@ from agentkit.tools.base import ToolContext, ToolRegistry, execute, step_refs
 
 #: The tools a plan may call.
 PLAN_TOOLS = ("detect", "select", "relate", "same", "combine", "count", "exist", "query", "compare")
+#: set nodes -> combine's op, what the join keeps (its thought) and the variable it makes
+_JOINS = {"union": ("union", "in either", "either"),
+          "intersect": ("intersection", "in both", "both"),
+          "difference": ("difference", "of {a} that are not in {b}", "rest")}  # fmt: skip
 _COMPARE = {"greater_than": "more", "less_than": "fewer", "equal_integer": "same"}
 _RELATION_PHRASE = {"left": "left of", "right": "right of", "front": "in front of",
                     "behind": "behind"}  # fmt: skip
@@ -199,15 +204,14 @@ class _Converter:
                 f"Find the other objects with the same {attr} as the one in {{reference}}.",
                 f"same_{attr}",
             )
-        elif fn in ("union", "intersect"):
+        elif fn in _JOINS:
             a, b = (self.objects(i) for i in self.inputs(k))
-            op = "union" if fn == "union" else "intersection"
-            how = "either" if op == "union" else "both"
+            op, keeping, var = _JOINS[fn]
             out = self.emit(
                 "combine",
                 {"a": Ref(a), "b": Ref(b), "op": op},
-                f"Join {{a}} and {{b}}, keeping the objects in {how}.",
-                how,
+                f"Join {{a}} and {{b}}, keeping the objects {keeping}.",
+                var,
             )
         else:
             raise ConversionError(f"node {k}: {fn!r} does not give a set of objects")

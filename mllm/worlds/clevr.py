@@ -47,13 +47,21 @@ def family(program: Sequence[dict[str, Any]]) -> str:
     ``relate_exist``, ``compare_attribute``, ...). A same-attribute hop whose objects are
     filtered or queried ("How many other cubes are the same size as ...?", "What color is the
     other cube that is the same size as ...?") is ``same_other_count`` / ``_exist`` /
-    ``_query``; with neither, ``same_count`` / ``same_exist`` ("How many other things ...")."""
+    ``_query``; with neither, ``same_count`` / ``same_exist`` ("How many other things ...").
+    The families CLEVR never asks: a set without another (``difference``) is ``not_count`` /
+    ``not_exist``, and a set's count against its own part's (``every``: "Are all the cubes
+    red?", the part an ``intersect`` with the set, or any set when the first is the scene) is
+    ``every``."""
     fns = _functions(program)
     if not fns:
         raise ConfigError("a CLEVR program with no nodes")
     last = fns[-1]
+    if last == "equal_integer" and _counts_a_part(program, fns):
+        return "every"
     if last in COUNT_COMPARISONS:
         return "compare_count"
+    if "difference" in fns:
+        return f"not_{last}"
     if last.startswith("equal_"):
         return "compare_attribute"
     if any(f in ("union", "intersect") for f in fns):
@@ -72,6 +80,13 @@ def family(program: Sequence[dict[str, Any]]) -> str:
     if last.startswith("query_"):
         return f"{hop}_query" if hop else last
     return f"{hop}_{last}" if hop else last
+
+
+def _counts_a_part(program: Sequence[dict[str, Any]], fns: list[str]) -> bool:
+    """Whether a comparison of two counts compares a set with a part of it: ``count(A)`` against
+    ``count(intersect(A, ...))``, or the whole scene against any set."""
+    whole, part = (program[i]["inputs"][0] for i in program[-1]["inputs"])
+    return fns[whole] == "scene" or (fns[part] == "intersect" and whole in program[part]["inputs"])
 
 
 def _load(path: Path, what: str) -> Any:

@@ -4,7 +4,8 @@ A program is a list of nodes in CLEVR's format, each
 ``{"function": str, "inputs": [int, ...], "value_inputs": [str, ...]}``, where ``inputs`` index
 earlier nodes and the last node gives the answer. Values flow between nodes as one of four kinds:
 
-* a set of object indices (``scene``, ``filter_*``, ``relate``, ``same_*``, ``union``, ``intersect``),
+* a set of object indices (``scene``, ``filter_*``, ``relate``, ``same_*``, ``union``, ``intersect``,
+  ``difference``: the first set without the second, for "cubes that are not red"; not CLEVR's),
 * one object index (``unique``: the set must hold exactly one object, or the program is ill-posed),
 * an integer (``count``), a bool (``exist``, ``greater_than``, ``less_than``, ``equal_integer``),
 * an attribute word (``query_*``).
@@ -120,9 +121,9 @@ def _apply(
         return frozenset(
             i for i in range(len(objects)) if i != o and objects[i][attr] == objects[o][attr]
         )
-    if fn in ("union", "intersect"):
+    if fn in ("union", "intersect", "difference"):
         sa, sb = _as_set(args[0], fn), _as_set(args[1], fn)
-        return sa | sb if fn == "union" else sa & sb
+        return sa | sb if fn == "union" else sa & sb if fn == "intersect" else sa - sb
     if fn == "count":
         return ("int", len(_as_set(args[0], fn)))
     if fn == "exist":

@@ -2,7 +2,8 @@
 
 For a scene graph (CLEVR JSON: ``objects`` with shape/color/material/size and ``relationships``)
 this module samples questions of 14 families (and CLEVR's ``compare_attribute`` and
-``same_other_*``, asked for by name), builds each one's program (see ``programs.py``), computes
+``same_other_*``, and the negations and universals CLEVR never asks, ``not_*`` and ``every``, all
+asked for by name), builds each one's program (see ``programs.py``), computes
 its answer by executing the program, and renders the text from ``templates.py`` (in the
 templates' phrasings, CLEVR's others, or either).
 
@@ -24,6 +25,9 @@ same_other_exist   Is there another metal thing of the same color as the cube?  
 same_other_query   What shape is the other rubber thing that has the same       2
                    color as the cube?
 compare_attribute  Is the red cube the same size as the metal sphere?           2-4
+not_count          How many cubes are not red?                                  2
+not_exist          Is there a metal thing that is not a sphere?                 2
+every              Are all the large things cubes?                              2
 relate_query       What color is the cube left of the small sphere?             2-3
 relate_count       How many spheres are behind the blue cube?                   2-3
 relate_exist       Are there any cylinders in front of the gray ball?           2-3
@@ -84,6 +88,9 @@ EXTRA_FAMILIES: tuple[str, ...] = (
     "same_other_count",
     "same_other_exist",
     "same_other_query",
+    "not_count",
+    "not_exist",
+    "every",
 )
 _ATTR_ORDER = ("size", "color", "material", "shape")  # CLEVR's adjective order
 _CANDIDATES = 12  # well-posed candidates drawn per question before picking the rarest answer
@@ -341,6 +348,53 @@ class _Sampler:
         fields["B"] = _noun_phrase(self.rng, one, plural=False)
         return b.nodes, f"same_other.query.{asked}", fields, 2
 
+    def _excluded(self) -> tuple[_Builder, int, int, Spec, str, dict[str, str]] | None:
+        """A set described by attribute words (it may be every object) and one more attribute
+        value that some of them have: the program nodes of both sets (the second taken from the
+        whole scene) and the phrases: ``A_pl`` / ``A_sg`` / ``A`` the set, ``N_pl`` / ``N_sg``
+        the value ("red", or "cubes" / "a cube" for a shape)."""
+        n = len(self.objects)
+        attr = self.rng.choice(_ATTR_ORDER)
+        spec = self._random_spec(range(n), exclude=[attr])
+        base = self._match(spec, range(n))
+        if not base:
+            return None
+        value = self.objects[self.rng.choice(base)][attr]
+        b = _Builder()
+        a_idx = b.filters(b.add("scene"), spec)
+        v_idx = b.filters(b.add("scene"), {attr: value})
+        a = _noun_phrase(self.rng, spec, plural=False)
+        fields = {"A": a, "A_pl": _noun_phrase(self.rng, spec, plural=True), "A_sg": _indefinite(a)}
+        if attr == "shape":
+            noun = _word(self.rng, value)
+            fields.update(N_pl=T.PLURAL[noun], N_sg=_indefinite(noun))
+        else:
+            fields["N_pl"] = fields["N_sg"] = _word(self.rng, value)
+        return b, a_idx, v_idx, spec, value, fields
+
+    def negated(self, fn: str) -> tuple | None:
+        """ "How many cubes are not red?", "Is there a metal thing that is not a sphere?"
+        (``fn``: count or exist): the set without the objects of the value."""
+        drawn = self._excluded()
+        if drawn is None:
+            return None
+        b, a_idx, v_idx, _, _, fields = drawn
+        b.add(fn, [b.add("difference", [a_idx, v_idx])])
+        return b.nodes, f"not.{fn}", fields, 2
+
+    def every(self) -> tuple | None:
+        """ "Are all the large things cubes?": as many of the set have the value as the set
+        holds (of all the objects: as many as have the value). Asked of two objects or more."""
+        drawn = self._excluded()
+        if drawn is None:
+            return None
+        b, a_idx, v_idx, spec, _, fields = drawn
+        if len(self._match(spec, range(len(self.objects)))) < 2:
+            return None
+        both = b.add("intersect", [a_idx, v_idx]) if spec else v_idx  # all things: the value's
+        b.add("equal_integer", [b.add("count", [a_idx]), b.add("count", [both])])
+        return b.nodes, "every", fields, 2
+
     def compare_attribute(self) -> tuple | None:
         """ "Is the red cube the same size as the metal sphere?": two objects, each named by a
         phrase that does not state the attribute compared."""
@@ -424,6 +478,10 @@ class _Sampler:
             return self.compare_attribute()
         if family.startswith("same_other_"):
             return self.same_other(family.removeprefix("same_other_"))
+        if family in ("not_count", "not_exist"):
+            return self.negated(family.removeprefix("not_"))
+        if family == "every":
+            return self.every()
         if family == "relate_query":
             attr = self.rng.choice(_ATTR_ORDER)
             return self.query(attr, hops=1 if self.rng.random() < 0.7 else 2)

@@ -10,7 +10,9 @@ three phrasings, chosen at random per question. Placeholders:
 * ``{P1_pl}`` / ``{P1_sg}`` (and ``P2``): a predicate that picks a set ("red cubes" / "a red cube",
   "metal", "left of the gray sphere");
 * ``{R}``: a spatial relation ("left of", "in front of");
-* ``{attr}``: an attribute name ("color", "shape", "material", "size").
+* ``{attr}``: an attribute name ("color", "shape", "material", "size");
+* ``{N_pl}`` / ``{N_sg}``: an attribute value a set is told apart by ("red", "metal";
+  "cubes" / "a cube" for a shape).
 
 Spelling follows CLEVR ("color", "gray") so the generated questions read like CLEVR's own.
 """
@@ -145,6 +147,25 @@ PHRASINGS: dict[str, tuple[str, ...]] = {
         )
         for asked in ("color", "shape", "material", "size")
     },
+    # -- negation and "all" (not CLEVR's): a set without, or all of it with, one value ------------
+    "not.count": (
+        "How many {A_pl} are not {N_pl}?",
+        "How many {A_pl} are there that are not {N_pl}?",
+        "What number of {A_pl} are not {N_pl}?",
+        "How many {A_pl} aren't {N_pl}?",
+    ),
+    "not.exist": (
+        "Is there {A_sg} that is not {N_sg}?",
+        "Are there any {A_pl} that are not {N_pl}?",
+        "Are there any {A_pl} that aren't {N_pl}?",
+        "Is there {A_sg} that isn't {N_sg}?",
+    ),
+    "every": (
+        "Are all the {A_pl} {N_pl}?",
+        "Are all of the {A_pl} {N_pl}?",
+        "Is every {A} {N_sg}?",
+        "Are the {A_pl} all {N_pl}?",
+    ),
 }
 
 #: CLEVR's own phrasings that :data:`PHRASINGS` does not use (clevr-dataset-gen's question

@@ -81,6 +81,32 @@ def test_same_attribute_questions_about_other_objects_run_on_the_tools(scenes) -
         assert answer == q["answer"], P.to_program(plan)
 
 
+def test_negation_and_all_run_as_combine_difference_and_compare_same(scenes) -> None:
+    """"How many cubes are not red?": the cubes and the red things selected, combine's
+    difference of them counted (exist for "Is there ..."); "Are all the cubes red?": compare's
+    "same" between the cubes and the red cubes (their intersection; the red things when the set
+    is every object). The tools answer every such question right, yes and no alike."""
+    current: dict = {}
+    reg = _registry(current, gt_relations=True)
+    fams = ["not_count", "not_exist", "every"]
+    qs = generate_questions(scenes, per_scene=3, seed=8, families=fams)
+    assert {q["family"] for q in qs} == set(fams) and len(qs) > 300
+    assert {q["answer"] for q in qs if q["family"] != "not_count"} == {"yes", "no"}
+    for q in qs:
+        current["scene"] = _scene_of(scenes, q)
+        plan = P.to_plan(q["program"])
+        last = plan.steps[-1]
+        if q["family"] == "every":
+            assert (last.tool, last.args["relation"]) == ("compare", "same")
+        else:
+            assert last.tool == q["family"].removeprefix("not_")
+            assert plan.steps[-2].tool == "combine" and plan.steps[-2].args["op"] == "difference"
+        traj = P.run_plan(plan, reg, ToolContext())
+        assert traj.answer == q["answer"], (q["question"], traj.error)
+        _, answer = P.run_program(P.to_program(plan), reg, ToolContext())
+        assert answer == q["answer"], P.to_program(plan)
+
+
 def test_compare_attribute_runs_as_same_then_exist(scenes) -> None:
     """'Is the A the same color as the B?' becomes same(B, reference=A) and exist; the tools
     answer every such question right, yes and no alike."""

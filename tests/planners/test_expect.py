@@ -82,7 +82,9 @@ def test_a_search_that_found_nothing_answers_whether_something_is_there():
     assert asks_existence("There is a red cube; is there a ball left of it?")
     assert grounded_answers("Is there a sphere left of the red cube?", found) == ["yes", "no"]
     for other in ("Are there more spheres than red cubes?", "Is the red cube large?",
-                  "Are there an equal number of red cubes and balls?"):  # fmt: skip
+                  "Are there an equal number of red cubes and balls?",
+                  # no red things found: every cube is one that is not red
+                  "Is there a cube that is not red?", "Are there any cubes that aren't red?"):  # fmt: skip
         assert not asks_existence(other)
         assert grounded_answers(other, failed) == ["yes", "no"]
     assert asks_existence("Do you see a red cube?")
@@ -483,3 +485,30 @@ def test_values_after_the_noun_describe_the_same_object():
     assert len(phrases("How many things are small rubber or cylinders?")) == 2
     assert len(phrases("How many cubes are spheres?")) == 2
     assert len(phrases("Is the red thing blue?")) == 2  # no noun that the values follow
+
+
+def test_programs_for_negation_and_all_fit_their_questions():
+    """The reference programs for "How many cubes are not red?" (the red things selected apart
+    and taken away) and "Are all the cubes red?" fit what the questions expect: every scene
+    word named once, no line filtering by two objects' values, nothing left unread. A program
+    dropping the negated value does not."""
+    from agentkit.mllm.data import programs_to_tools as P
+    from agentkit.mllm.worlds.questions import generate_questions
+    from agentkit.mllm.worlds.synthetic import synthetic_scene
+    from agentkit.planners import dsl
+    from agentkit.planners.expect import Expectation
+
+    scenes = [synthetic_scene(s) for s in range(40)]
+    qs = generate_questions(
+        scenes, per_scene=3, seed=2, families=["not_count", "not_exist", "every"]
+    )
+    assert len(qs) > 100
+    for q in qs:
+        program = dsl.parse_program(P.to_program(P.to_plan(q["program"])), P.PLAN_TOOLS)
+        assert Expectation.of(q["question"]).unmet(program, q["answer"]) is None, q["question"]
+    dropped = dsl.parse_program(
+        'objs = detect(image=image_0)\ncubes = select(objects=objs, shape="cube")\n'
+        "n = count(objects=cubes)\nANSWER = n",
+        P.PLAN_TOOLS,
+    )
+    assert "misses red" in Expectation.of("How many cubes are not red?").unmet(dropped, "3")

@@ -125,8 +125,11 @@ def test_combine_by_box_identity(reg: ToolRegistry) -> None:
     b = [dict(BLUE_BALL, box=[60.0, 20.0, 90.0, 50.0], score=0.5), GREEN_CYL]
     u = run(reg, "combine", a=a, b=b, op="union")
     i = run(reg, "combine", a=a, b=b, op="intersection")
+    d = run(reg, "combine", a=a, b=b, op="difference")  # "the things that are not ..."
     assert colors(u.objects) == ["red", "blue", "green"]
     assert colors(i.objects) == ["blue"]
+    assert colors(d.objects) == ["red"] and d.count == 1
+    assert colors(run(reg, "combine", a=b, b=a, op="difference").objects) == ["green"]
 
 
 def test_exist_and_compare(reg: ToolRegistry) -> None:

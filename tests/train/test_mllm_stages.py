@@ -203,7 +203,8 @@ def test_recipes_fill_their_configs():
     stages = {"mllm-align": "align", "mllm-tooluse": "tooluse", "mllm-dpo": "dpo",
               "mllm-dpo-programs": "dpo", "mllm-tooluse-compare": "tooluse",
               "mllm-tooluse-react": "tooluse", "mllm-tooluse-attr": "tooluse",
-              "mllm-tooluse-tree": "tooluse", "mllm-tooluse-clevr": "tooluse"}  # fmt: skip
+              "mllm-tooluse-tree": "tooluse", "mllm-tooluse-clevr": "tooluse",
+              "mllm-tooluse-negation": "tooluse"}  # fmt: skip
     for name, stage in stages.items():
         module, cfg = build_config(load_recipe(name), ["max_steps=3"])
         assert module.__name__.endswith(f"train.{stage}") and cfg.max_steps == 3
@@ -224,6 +225,9 @@ def test_recipes_fill_their_configs():
     _, cfg = build_config(load_recipe("mllm-tooluse-clevr"))  # over 2b, CLEVR's forms mixed in
     assert cfg.base == "runs/train/mllm-tooluse-compare/model" and cfg.agent_threads == "1"
     assert set(cfg.family_repeat) == {"same_other_count", "same_other_exist", "same_other_query"}
+    _, cfg = build_config(load_recipe("mllm-tooluse-negation"))  # over 2f, negation and "all"
+    assert cfg.base == "runs/train/mllm-tooluse-clevr/model"
+    assert set(cfg.family_repeat) == {"not_count", "not_exist", "every"}
     # the folder's "threads" hint is not the training loop's threads (an int the run reads)
     _, cfg = build_config(load_recipe("mllm-tooluse-compare"), ["agent_threads=2"])
     assert cfg.threads == 0 and _vlm.runtime_hints_of(cfg)["threads"] == "2"

@@ -125,6 +125,7 @@ def check(program: list[dict], scene: dict) -> str:
         table = {
             "union": lambda a, b: a | b,
             "intersect": lambda a, b: a & b,
+            "difference": lambda a, b: a - b,
             "count": lambda a: str(len(a)),
             "exist": lambda a: "yes" if a else "no",
             "greater_than": lambda a, b: "yes" if int(a) > int(b) else "no",
@@ -224,13 +225,13 @@ def test_answers_are_balanced_per_family():
             assert set(b["answers"]) == {"yes", "no"}
         if fam.endswith("count") and fam != "compare_count":
             assert len(b["answers"]) >= 6 and "0" in b["answers"], (fam, b)
-    # compare_attribute and same_other_* are asked for by name (the default leaves them out, so
-    # the documented held-out sets regenerate unchanged); they come out balanced too
-    extra = answer_balance(generate_questions(scenes, per_scene=4, seed=3, families=EXTRA_FAMILIES))
+    # compare_attribute, same_other_*, not_* and every are asked for by name (the default leaves
+    # them out, so the documented held-out sets regenerate unchanged); they come out balanced too
+    extra = answer_balance(generate_questions(scenes, per_scene=7, seed=3, families=EXTRA_FAMILIES))
     assert set(extra) == set(EXTRA_FAMILIES)
     for fam, b in extra.items():
         assert b["n"] >= 80 and max(b["answers"].values()) <= math.ceil(b["n"] / 2), b
-        if fam.endswith("exist") or fam == "compare_attribute":
+        if fam.endswith("exist") or fam in ("compare_attribute", "every"):
             assert set(b["answers"]) == {"yes", "no"}, b
         elif fam.endswith("count"):
             assert len(b["answers"]) >= 4 and "0" in b["answers"], b
@@ -371,6 +372,7 @@ def test_clevr_phrasings_ask_the_same_programs_in_clevrs_other_sentences():
     assert set(PHRASINGS) - set(CLEVR_PHRASINGS) == {
         "count", "exist", "compare.greater", "compare.less", "same_other.count",
         "same_other.exist", *(f"same_other.query.{a}" for a in ("color", "shape", "material", "size")),
+        "not.count", "not.exist", "every",  # CLEVR never asks these
     }  # fmt: skip
     for tid, forms in CLEVR_PHRASINGS.items():
         assert forms and not set(forms) & set(PHRASINGS[tid]), tid
@@ -408,3 +410,31 @@ def test_clevr_phrasings_ask_the_same_programs_in_clevrs_other_sentences():
     mixed = generate_questions(scenes, per_scene=10, seed=5, families=fams, phrasings="mixed")
     share = sum(_drawn_from(q, CLEVR_PHRASINGS) for q in mixed) / len(mixed)
     assert 0.25 < share < 0.75, share
+
+
+def test_negation_and_all_say_the_value_their_programs_take_away(batch):
+    """ "How many cubes are not red?" subtracts the red things from the cubes; "Are all the cubes
+    red?" counts the cubes against the red ones among them (of two cubes or more). The text
+    negates the very value the program takes away, and asks "all"/"every" of the set counted."""
+    qs, scenes = batch
+    seen = Counter()
+    for q in qs:
+        fam, prog, text = q["family"], q["program"], q["question"].lower()
+        if fam not in ("not_count", "not_exist", "every"):
+            continue
+        seen[fam] += 1
+        value_node = next(n for n in reversed(prog) if n["function"].startswith("filter_"))
+        value = value_node["value_inputs"][0]
+        words = [w + "s" for w in words_for(value)] + list(words_for(value))
+        if fam == "every":
+            assert re.match(r"(are all|is every|are the .+ all)\b", text), text
+            ia, ib = prog[-1]["inputs"]
+            counted = check(prog[: prog[ia]["inputs"][0] + 1], scenes[q["seed"]])
+            assert len(counted) >= 2, q
+            assert q["answer"] == ("yes" if check(prog[: ia + 1], scenes[q["seed"]])
+                                   == check(prog[: ib + 1], scenes[q["seed"]]) else "no")  # fmt: skip
+        else:
+            assert prog[-2]["function"] == "difference" and prog[-1]["function"] == fam[4:]
+            said = r"(not|n't) (an? )?(" + "|".join(words) + r")\b"
+            assert re.search(said, text), (said, text)
+    assert min(seen.values()) >= 20, seen
