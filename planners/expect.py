@@ -150,6 +150,12 @@ _SCENE_WORDS = _VALUES | {*_RELATIONS, "more", "fewer"}
 _COMPARISONS = {"greater": "more", "less": "fewer"}
 #: What ``compare`` asks of two counts.
 _COUNT_RELATIONS = ("more", "fewer", "same")
+#: A negation ("cubes that are not red", "aren't"): the set without some objects (``combine``'s
+#: difference, :meth:`Expectation.joins`), and an empty search may then mean yes ("Is there a
+#: cube that is not red?" when the red things are none).
+_NEGATED_RE = re.compile(r"\b(not|no|none|nothing|except|besides|without)\b|n't\b", re.IGNORECASE)
+#: Two sets joined ("red or metal", "either", "both red and metal").
+_JOINED_RE = re.compile(r"\b(or|either|both)\b", re.IGNORECASE)
 #: "the same color as", "Do the A and the B have the same shape?", "Is the size of the A the
 #: same as the B?": a question that compares an attribute between objects (``same``'s work).
 _SAME_ATTR_RES = (
@@ -346,6 +352,10 @@ class Expectation:
     relations: dict[str, tuple[frozenset[str], ...]] = field(default_factory=dict)
     #: the attribute the question compares between objects (:func:`compared_attribute`)
     same: str | None = None
+    #: whether the question negates ("cubes that are not red", "aren't"): see :meth:`joins`
+    negated: bool = False
+    #: whether it joins two sets by "or", "either" or "both"
+    joined: bool = False
 
     def kind_fits(self, answer: str) -> bool:
         """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
@@ -364,7 +374,8 @@ class Expectation:
         question = resolved(question)
         words = scene_words([_HOW_BIG_RE.sub(" ", question)])
         return cls(question_kind(question), words, phrases(question), references(question),
-                   compared_attribute(question))  # fmt: skip
+                   compared_attribute(question), bool(_NEGATED_RE.search(question)),
+                   bool(_JOINED_RE.search(question)))  # fmt: skip
 
     def without(self, word: str) -> Expectation:
         """The same expectation with one occurrence of scene word ``word`` fewer (a program
@@ -372,7 +383,8 @@ class Expectation:
         word = normalize_word(word)
         relations = {r: tuple(p - {word} for p in ps) for r, ps in self.relations.items()}
         return Expectation(self.kind, self.words - Counter([word]),
-                           tuple(p - {word} for p in self.objects), relations, self.same)  # fmt: skip
+                           tuple(p - {word} for p in self.objects), relations, self.same,
+                           self.negated, self.joined)  # fmt: skip
 
     def mixed(self, call: ToolCall, names: Iterable[str] = ()) -> str | None:
         """Why ``call`` filters by values of two different objects of the question ("small
@@ -425,6 +437,24 @@ class Expectation:
         if len(asked) > 1 or relation == asked[0]:  # naming both, a line may take either
             return None
         return f"the line compares with {relation}, but the question asks for {asked[0]}"
+
+    def joins(self) -> tuple[str, ...] | None:
+        """The ways ``combine`` may join two sets for this question: ``difference`` for a
+        negated one ("How many cubes are not red?": the cubes without the red things), ``union``
+        or ``intersection`` for one that negates nothing; None (any) for a negated question that
+        also joins by "or" / "either" / "both" ("not red or blue")."""
+        if not self.negated:
+            return ("union", "intersection")
+        return None if self.joined else ("difference",)
+
+    def joined_otherwise(self, call: ToolCall) -> str | None:
+        """Why ``call``, a ``combine``, joins two sets otherwise than the question's words allow
+        (:meth:`joins`), else None."""
+        op, allowed = call.args.get("op"), self.joins()
+        if call.tool != "combine" or not isinstance(op, str) or allowed is None or op in allowed:
+            return None
+        said = "negates" if self.negated else "negates nothing"
+        return f"the line joins by {op}, but the question {said}: {' or '.join(allowed)}"
 
     def swapped(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
         """Why ``call``, a comparison of two counts (``compare``, ``more`` or ``fewer``),
@@ -484,7 +514,7 @@ class Expectation:
           those, when its reference was selected in this program, one the question takes from
           the object so selected (:meth:`misplaced`): "behind the cyan cube or in front of the
           big cube" relates the cyan cubes by ``behind``; ``compare`` the comparison it asks
-          (:meth:`compared`).
+          (:meth:`compared`); ``combine`` the join its negation allows (:meth:`joins`).
 
         None (no rule) for every other string, and for questions that describe no object."""
         if not self.objects and not self.words:
@@ -504,6 +534,8 @@ class Expectation:
             return self.taken_from(named, code) or named or None
         if tool == "compare" and keyword == "relation":
             return self.comparisons()
+        if tool == "combine" and keyword == "op":
+            return self.joins()
         if tool == "query" and keyword == "attribute" and self.kind in _ASKED_ATTRIBUTE:
             return (_ASKED_ATTRIBUTE[self.kind],)
         return None
@@ -544,7 +576,8 @@ class Expectation:
         named = scene_words(s for s in strings_in(turn.args) if s not in passed)
         if extra := sorted(w for w in named if w not in self.words):
             return f"the line names {', '.join(extra)}, which the question does not"
-        return self.mixed(turn, passed) or self.misplaced(turn, made or {}) or self.compared(turn)
+        return (self.mixed(turn, passed) or self.misplaced(turn, made or {})
+                or self.compared(turn) or self.joined_otherwise(turn))  # fmt: skip
 
     def unmet(self, program: dsl.Program, answer: str) -> str | None:
         """Why ``program`` (answering ``answer``) does not fit the question, else None."""
@@ -565,7 +598,10 @@ class Expectation:
         made = {c.name: call_values(c, names) for c in program.calls if c.name}
         for call in program.calls:
             if why := (
-                self.mixed(call, names) or self.misplaced(call, made) or self.swapped(call, made)
+                self.mixed(call, names)
+                or self.misplaced(call, made)
+                or self.swapped(call, made)
+                or self.joined_otherwise(call)
             ):
                 return f"{call.name} = {call.tool}(...): {why}"
         return None
@@ -594,9 +630,6 @@ EXISTENCE_OPENERS = (
 )
 _EXISTS_RE = re.compile(rf"\s*(?:{EXISTENCE_OPENERS})\b", re.IGNORECASE)
 _COUNTS_RE = re.compile(r"\b(more|fewer|less|equal|same number)\b", re.IGNORECASE)
-#: A negation: an empty search may then mean yes ("Is there a cube that is not red?" when the
-#: red things are none).
-_NEGATED_RE = re.compile(r"\b(not|no|none|nothing|except|besides|without)\b|n't\b", re.IGNORECASE)
 
 
 def asks_existence(question: str) -> bool:

@@ -111,6 +111,14 @@ class Config:
         "never a held-out form), so the decoder must listen rather than finish a sentence it "
         "knows; drawn per clip from the seed, so 0 leaves every clip as it was",
     )
+    negated_share: float = f(
+        0.0,
+        "share of the training clips that speak a template question (neither worded nor "
+        "spliced) whose question is replaced by a negation or 'all' question about the same scene "
+        '(questions.py not_count, not_exist, every: "How many cubes aren\'t red?", "Is every '
+        'ball metal?"); drawn per clip from the seed, and splices still draw from the template '
+        "questions, so 0 leaves every clip as it was",
+    )
     worded_clips: int = f(
         0,
         "held-out clips of questions in users' wordings, every form (held-out voices, SNR band "
@@ -267,13 +275,17 @@ def _questions(
     held_out_forms: bool = False,
     composed_share: float = 0.0,
     spliced_share: float = 0.0,
+    negated_share: float = 0.0,
 ) -> list[dict[str, Any]]:
     """``n`` template questions about synthetic scenes from seed ``scene_base`` on; a seeded
     ``worded_share`` of them is replaced by a question in a user's wording about the same scene
     (training's forms, or with ``held_out_forms`` every listed form; ``composed_share`` of the
     replaced ones composed instead), which records its ``wording``. A seeded ``spliced_share``
     of the questions is then replaced by a spliced sentence (:func:`wordings.splice`) of the
-    last 500 questions not spliced, family ``spliced``; every other question stays as it was."""
+    last 500 questions not spliced, family ``spliced``. Last, a seeded ``negated_share`` of the
+    template questions left is replaced by a negation or "all" question about the same scene
+    (:data:`NEGATED_FAMILIES`; id suffix ``n``); splices drew from the template question it
+    replaced. Every other question stays as it was."""
     from agentkit.mllm.worlds import wordings
     from agentkit.mllm.worlds.questions import generate_questions
     from agentkit.mllm.worlds.synthetic import synthetic_scene
@@ -304,11 +316,35 @@ def _questions(
                     spliced = wordings.splice(plain[-500:], rng)
             if spliced is None:
                 plain.append(q["question"])
-                out.append(q)
+                out.append(_negated(q, scenes, seed, negated_share))
             else:
                 out.append({"id": f"{q['id']}s", "question": spliced, "family": "spliced"})
         s += 50
     return out[:n]
+
+
+#: The families of :func:`_questions`' ``negated_share``.
+NEGATED_FAMILIES = ("not_count", "not_exist", "every")
+
+
+def _negated(
+    q: dict[str, Any], scenes: dict[str, dict[str, Any]], seed: int, share: float
+) -> dict[str, Any]:
+    """``q``, or with seeded probability ``share`` (template questions only) a negation or
+    "all" question about its scene instead."""
+    from agentkit.mllm.worlds.questions import generate_questions
+
+    if share <= 0 or q["family"] in ("worded", "spliced"):
+        return q
+    rng = random.Random(f"negated:{seed}:{q['id']}")
+    if rng.random() >= share:
+        return q
+    family = rng.choice(NEGATED_FAMILIES)
+    scene = scenes[q["image_filename"]]
+    asked = generate_questions([scene], per_scene=1, seed=rng.randrange(2**31), families=[family])
+    if not asked:
+        return q
+    return {**q, **{k: asked[0][k] for k in ("question", "answer", "family")}, "id": f"{q['id']}n"}
 
 
 def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -335,13 +371,16 @@ def _clip_job(job: dict[str, Any]) -> dict[str, Any]:
 
 def split_questions(cfg: Config, split: str) -> list[dict[str, Any]]:
     """The questions ``split``'s clips speak. dev and test scenes come from far seed ranges, so
-    their sentences are new too; only training speaks composed and spliced questions, and the
+    their sentences are new too; only training speaks composed, spliced and negated questions, and the
     ``worded`` split speaks every listed form (the held-out ones too) and nothing else."""
     share = {"train": cfg.worded_share, "worded": 1.0}.get(split, 0.0)
     composed = cfg.composed_share if split == "train" else 0.0
     n = cfg.clips(split)
     spliced = cfg.spliced_share if split == "train" else 0.0
-    return _questions(n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed, spliced)
+    negated = cfg.negated_share if split == "train" else 0.0
+    return _questions(
+        n, cfg.seed, SCENE_BASE[split], share, split == "worded", composed, spliced, negated
+    )
 
 
 def make_clips(cfg: Config, split: str) -> Path:

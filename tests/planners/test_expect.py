@@ -512,3 +512,35 @@ def test_programs_for_negation_and_all_fit_their_questions():
         P.PLAN_TOOLS,
     )
     assert "misses red" in Expectation.of("How many cubes are not red?").unmet(dropped, "3")
+
+
+def test_combine_joins_as_the_questions_negation_allows():
+    """A negated question ("cubes that are not red", "isn't") takes the objects away
+    (``combine``'s difference); one that negates nothing joins by union or intersection; a
+    negated one that also says "or" may take any. The word rule holds ``op`` to that as it is
+    written, and the fit check names a program that joins otherwise."""
+    from agentkit.mllm.data.programs_to_tools import PLAN_TOOLS
+    from agentkit.planners import dsl
+    from agentkit.planners.expect import Expectation
+
+    def op_words(question):
+        return Expectation.of(question).words_for("combine", "op", ())
+
+    assert op_words("How many cubes are not red?") == ("difference",)
+    assert op_words("Is there a thing that isn't a cube?") == ("difference",)
+    assert op_words("How many things are red or cubes?") == ("union", "intersection")
+    assert op_words("Is there a cube that is not red or blue?") is None
+
+    def program(op):
+        return dsl.parse_program(
+            'objs = detect(image=image_0)\ncubes = select(objects=objs, shape="cube")\n'
+            'reds = select(objects=objs, color="red")\n'
+            f'rest = combine(a=cubes, b=reds, op="{op}")\nn = count(objects=rest)\nANSWER = n',
+            PLAN_TOOLS,
+        )
+
+    negated = Expectation.of("How many cubes are not red?")
+    assert negated.unmet(program("difference"), "2") is None
+    assert "joins by intersection" in negated.unmet(program("intersection"), "2")
+    both = Expectation.of("How many things are both cubes and red?")
+    assert "joins by difference" in both.unmet(program("difference"), "2")

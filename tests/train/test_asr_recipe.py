@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 
 import pytest
 
@@ -591,3 +592,31 @@ def test_a_release_mixed_with_its_init_is_the_fp16_mean_of_the_two(tmp_path):
     for bad in (dataclasses.replace(mixed, init=""), dataclasses.replace(mixed, release_mix=1.5)):
         with pytest.raises(ConfigError, match="release_mix"):
             save_release(trained, tmp_path / "x.pt", bad)
+
+
+def test_the_negation_leg_says_negation_and_all_in_place_of_some_template_questions():
+    """``negated_share``: about half of the template questions of asr-negation's training clips
+    become a negation or "all" question about the same scene (a family the generator answers
+    for it); worded and spliced clips, and every other clip, are asr-spliced-half's own, so
+    their audio is reused; the measuring splits stay as they were."""
+    from dataclasses import replace
+
+    from agentkit.mllm.train.asr import NEGATED_FAMILIES, split_questions
+
+    _, leg = build_config(load_recipe("asr-negation"))
+    _, last = build_config(load_recipe("asr-spliced-half"))
+    assert leg.init == "runs/train/asr-spliced-half/speech-whisper.pt" and leg.seed == last.seed
+    assert leg.data_dir != last.data_dir and last.negated_share == 0.0 < leg.negated_share
+    small, before = (
+        replace(c, train_clips=800, worded_clips=40, test_clips=40) for c in (leg, last)
+    )
+    now, then = split_questions(small, "train"), split_questions(before, "train")
+    templates = [a for a in then if a["family"] not in ("worded", "spliced")]
+    negated = [b for b in now if b["family"] in NEGATED_FAMILIES]
+    assert 0.35 <= len(negated) / len(templates) <= 0.65
+    assert {q["family"] for q in negated} == set(NEGATED_FAMILIES)
+    assert all(re.search(r"\b(not|all|every)\b|n't\b", q["question"]) for q in negated)
+    for a, b in zip(then, now, strict=True):
+        assert b == a if b["family"] not in NEGATED_FAMILIES else b["id"] == a["id"] + "n"
+    for split in ("worded", "test", "dev"):
+        assert split_questions(small, split) == split_questions(before, split)
