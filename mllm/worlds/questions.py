@@ -348,11 +348,12 @@ class _Sampler:
         fields["B"] = _noun_phrase(self.rng, one, plural=False)
         return b.nodes, f"same_other.query.{asked}", fields, 2
 
-    def _excluded(self) -> tuple[_Builder, int, int, Spec, str, dict[str, str]] | None:
+    def _excluded(self) -> tuple[_Builder, int, int, Spec, list[int], dict[str, str]] | None:
         """A set described by attribute words (it may be every object) and one more attribute
         value that some of them have: the program nodes of both sets (the second taken from the
-        whole scene) and the phrases: ``A_pl`` / ``A_sg`` / ``A`` the set, ``N_pl`` / ``N_sg``
-        the value ("red", or "cubes" / "a cube" for a shape)."""
+        whole scene), the description, the set's objects and the phrases: ``A_pl`` / ``A_sg`` /
+        ``A`` the set, ``N_pl`` / ``N_sg`` the value ("red", or "cubes" / "a cube" for a
+        shape)."""
         n = len(self.objects)
         attr = self.rng.choice(_ATTR_ORDER)
         spec = self._random_spec(range(n), exclude=[attr])
@@ -370,7 +371,7 @@ class _Sampler:
             fields.update(N_pl=T.PLURAL[noun], N_sg=_indefinite(noun))
         else:
             fields["N_pl"] = fields["N_sg"] = _word(self.rng, value)
-        return b, a_idx, v_idx, spec, value, fields
+        return b, a_idx, v_idx, spec, base, fields
 
     def negated(self, fn: str) -> tuple | None:
         """ "How many cubes are not red?", "Is there a metal thing that is not a sphere?"
@@ -388,8 +389,8 @@ class _Sampler:
         drawn = self._excluded()
         if drawn is None:
             return None
-        b, a_idx, v_idx, spec, _, fields = drawn
-        if len(self._match(spec, range(len(self.objects)))) < 2:
+        b, a_idx, v_idx, spec, base, fields = drawn
+        if len(base) < 2:
             return None
         both = b.add("intersect", [a_idx, v_idx]) if spec else v_idx  # all things: the value's
         b.add("equal_integer", [b.add("count", [a_idx]), b.add("count", [both])])
