@@ -153,7 +153,10 @@ _COUNT_RELATIONS = ("more", "fewer", "same")
 #: A negation ("cubes that are not red", "aren't"): the set without some objects (``combine``'s
 #: difference, :meth:`Expectation.joins`), and an empty search may then mean yes ("Is there a
 #: cube that is not red?" when the red things are none).
-_NEGATED_RE = re.compile(r"\b(not|no|none|nothing|except|besides|without)\b|n't\b", re.IGNORECASE)
+_NEGATED_RE = re.compile(
+    r"\b(not|no|none|nothing|except|excluding|besides|without|other than|apart from)\b|n't\b",
+    re.IGNORECASE,
+)
 #: Two sets joined ("red or metal", "either", "both red and metal").
 _JOINED_RE = re.compile(r"\b(or|either|both)\b", re.IGNORECASE)
 #: "the same color as", "Do the A and the B have the same shape?", "Is the size of the A the

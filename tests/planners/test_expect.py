@@ -528,6 +528,11 @@ def test_combine_joins_as_the_questions_negation_allows():
 
     assert op_words("How many cubes are not red?") == ("difference",)
     assert op_words("Is there a thing that isn't a cube?") == ("difference",)
+    assert op_words("How many objects other than cubes are there?") == ("difference",)
+    assert op_words("How many other cubes are the same size as the ball?") == (
+        "union",
+        "intersection",
+    )
     assert op_words("How many things are red or cubes?") == ("union", "intersection")
     assert op_words("Is there a cube that is not red or blue?") is None
 
