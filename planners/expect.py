@@ -19,7 +19,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentkit.mllm.backends.base import Generation, Message
@@ -153,10 +153,8 @@ _COUNT_RELATIONS = ("more", "fewer", "same")
 #: A negation ("cubes that are not red", "aren't"): the set without some objects (``combine``'s
 #: difference, :meth:`Expectation.joins`), and an empty search may then mean yes ("Is there a
 #: cube that is not red?" when the red things are none).
-_NEGATED_RE = re.compile(
-    r"\b(not|no|none|nothing|except|excluding|besides|without|other than|apart from)\b|n't\b",
-    re.IGNORECASE,
-)
+_NEGATIONS = r"not|no|none|nothing|except|excluding|besides|without|other than|apart from"
+_NEGATED_RE = re.compile(rf"\b({_NEGATIONS})\b|n't\b", re.IGNORECASE)
 #: Two sets joined ("red or metal", "either", "both red and metal").
 _JOINED_RE = re.compile(r"\b(or|either|both)\b", re.IGNORECASE)
 #: "the same color as", "Do the A and the B have the same shape?", "Is the size of the A the
@@ -246,8 +244,8 @@ def _spelled(values: Iterable[str]) -> str:
 #: Words that change what a question's objects mean ("not cubes", "all the spheres", "other
 #: than"): a question with one is never reworded (:func:`canonical_question`).
 _NOT_REWORDED_RE = re.compile(
-    r"\b(not|no|none|nothing|other|others|else|except|all|every|each|either|neither|nor|or|"
-    r"and|both|only|than|same|as)\b|n't\b",
+    rf"\b({_NEGATIONS}|other|others|else|all|every|each|either|neither|nor|or|and|both|only|"
+    r"than|same|as)\b|n't\b",
     re.IGNORECASE,
 )
 
@@ -385,9 +383,8 @@ class Expectation:
         read without that filter is held to the rest)."""
         word = normalize_word(word)
         relations = {r: tuple(p - {word} for p in ps) for r, ps in self.relations.items()}
-        return Expectation(self.kind, self.words - Counter([word]),
-                           tuple(p - {word} for p in self.objects), relations, self.same,
-                           self.negated, self.joined)  # fmt: skip
+        return replace(self, words=self.words - Counter([word]), relations=relations,
+                       objects=tuple(p - {word} for p in self.objects))  # fmt: skip
 
     def mixed(self, call: ToolCall, names: Iterable[str] = ()) -> str | None:
         """Why ``call`` filters by values of two different objects of the question ("small

@@ -44,6 +44,7 @@ tokenizer is chosen by ``n_vocab``, so it cannot shrink). The token embedding is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -334,7 +335,7 @@ def _negated(
     "all" question about its scene instead."""
     from agentkit.mllm.worlds.questions import generate_questions
 
-    if share <= 0 or q["family"] in ("worded", "spliced"):
+    if share <= 0 or q["family"] == "worded":
         return q
     rng = random.Random(f"negated:{seed}:{q['id']}")
     if rng.random() >= share:
@@ -655,6 +656,15 @@ def spec_augment(m: Any, rng: random.Random) -> Any:
 # -- training ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _init_weights(path: str) -> dict[str, Any]:
+    """The ``model_state_dict`` of the whisper .pt at ``path``, read once per run (every
+    periodic release mixes with it)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)["model_state_dict"]
+
+
 def save_release(model: Any, path: Path, cfg: Config | None = None) -> Path:
     """fp16 ``{"dims", "model_state_dict", "transcribe_options"}`` that ``whisper.load_model``
     and the transcribe tool read; a model ``cfg`` never trained on padded windows says
@@ -667,8 +677,9 @@ def save_release(model: Any, path: Path, cfg: Config | None = None) -> Path:
         w = cfg.release_mix
         if not cfg.init or not 0 < w < 1:
             raise ConfigError(f"release_mix {w} mixes the leg with its init: set init, and 0-1")
-        init = require_init(Path(cfg.init), "the whisper .pt this leg started from")
-        base = torch.load(init, map_location="cpu", weights_only=True)["model_state_dict"]
+        base = _init_weights(
+            str(require_init(Path(cfg.init), "the whisper .pt this leg started from"))
+        )
         sd = {k: ((1 - w) * v.float() + w * base[k].float()).half() if v.is_floating_point() else v
               for k, v in sd.items()}  # fmt: skip
     options: dict[str, Any] = {"without_timestamps": True}
