@@ -155,6 +155,9 @@ _COUNT_RELATIONS = ("more", "fewer", "same")
 #: cube that is not red?" when the red things are none).
 _NEGATIONS = r"not|no|none|nothing|except|excluding|besides|without|other than|apart from"
 _NEGATED_RE = re.compile(rf"\b({_NEGATIONS})\b|n't\b", re.IGNORECASE)
+#: "Are all the cubes red?", "Is every cube red?": asked of yes/no questions only ("Count all the
+#: cubes" asks of none); a set of which none lacks a value (:meth:`Expectation.joins`).
+_UNIVERSAL_RE = re.compile(r"\b(all|every)\b", re.IGNORECASE)
 #: Two sets joined ("red or metal", "either", "both red and metal").
 _JOINED_RE = re.compile(r"\b(or|either|both)\b", re.IGNORECASE)
 #: "the same color as", "Do the A and the B have the same shape?", "Is the size of the A the
@@ -357,6 +360,8 @@ class Expectation:
     negated: bool = False
     #: whether it joins two sets by "or", "either" or "both"
     joined: bool = False
+    #: whether it asks if all of a set are so ("Are all the cubes red?"): see :meth:`joins`
+    universal: bool = False
 
     def kind_fits(self, answer: str) -> bool:
         """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
@@ -374,9 +379,11 @@ class Expectation:
         its word names none to filter by."""
         question = resolved(question)
         words = scene_words([_HOW_BIG_RE.sub(" ", question)])
-        return cls(question_kind(question), words, phrases(question), references(question),
+        kind = question_kind(question)
+        return cls(kind, words, phrases(question), references(question),
                    compared_attribute(question), bool(_NEGATED_RE.search(question)),
-                   bool(_JOINED_RE.search(question)))  # fmt: skip
+                   bool(_JOINED_RE.search(question)),
+                   kind == "yes/no" and bool(_UNIVERSAL_RE.search(question)))  # fmt: skip
 
     def without(self, word: str) -> Expectation:
         """The same expectation with one occurrence of scene word ``word`` fewer (a program
@@ -440,12 +447,34 @@ class Expectation:
 
     def joins(self) -> tuple[str, ...] | None:
         """The ways ``combine`` may join two sets for this question: ``difference`` for a
-        negated one ("How many cubes are not red?": the cubes without the red things), ``union``
-        or ``intersection`` for one that negates nothing; None (any) for a negated question that
-        also joins by "or" / "either" / "both" ("not red or blue")."""
-        if not self.negated:
+        negated one ("How many cubes are not red?": the cubes without the red things),
+        ``intersection`` or ``difference`` for one asked of all of a set ("Are all the cubes
+        red?": as many red cubes as cubes, or no cube left without the red things), ``union`` or
+        ``intersection`` for any other; None (any) for a negated or universal question that also
+        joins by "or" / "either" / "both" ("not red or blue"), or is both ("Are all the cubes
+        not red?")."""
+        if not (self.negated or self.universal):
             return ("union", "intersection")
-        return None if self.joined else ("difference",)
+        if self.joined or (self.negated and self.universal):
+            return None
+        return ("difference",) if self.negated else ("intersection", "difference")
+
+    def unfit_tools(self) -> frozenset[str]:
+        """Tools no program for the question calls, which the grammar leaves out while a
+        program is decoded (:func:`~agentkit.planners.roles.program_grammar`): ``exist`` for one
+        asked of all of a set (:meth:`inverted`)."""
+        return frozenset({"exist"}) if self.universal and not self.negated else frozenset()
+
+    def inverted(self, program: dsl.Program) -> str | None:
+        """Why ``program`` answers a question asked of all of a set ("Are all the cubes red?")
+        the wrong way round, else None: ANSWER from ``exist`` says whether any object is there
+        (a cube that is not red: then the answer is no), and no tool here turns that over."""
+        ref = program.answer.get("ref")
+        call = next((c for c in program.calls if c.name == ref), None)
+        if call is None or call.tool not in self.unfit_tools():
+            return None
+        return (f"ANSWER = {ref} = exist(...) says whether any object is there, but the question "
+                "asks whether all are so")  # fmt: skip
 
     def joined_otherwise(self, call: ToolCall) -> str | None:
         """Why ``call``, a ``combine``, joins two sets otherwise than the question's words allow
@@ -453,7 +482,8 @@ class Expectation:
         op, allowed = call.args.get("op"), self.joins()
         if call.tool != "combine" or not isinstance(op, str) or allowed is None or op in allowed:
             return None
-        said = "negates" if self.negated else "negates nothing"
+        said = ("negates" if self.negated else "asks of all of a set" if self.universal
+                else "negates nothing")  # fmt: skip
         return f"the line joins by {op}, but the question {said}: {' or '.join(allowed)}"
 
     def swapped(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
@@ -592,7 +622,7 @@ class Expectation:
             parts = [f"misses {', '.join(sorted(missing.elements()))}" if missing else "",
                      f"adds {', '.join(sorted(extra.elements()))}" if extra else ""]  # fmt: skip
             return "the program " + " and ".join(p for p in parts if p) + " against the question"
-        if why := self.unsame(program):
+        if why := self.unsame(program) or self.inverted(program):
             return why
         names = {call.name for call in program.calls if call.name}
         made = {c.name: call_values(c, names) for c in program.calls if c.name}

@@ -537,6 +537,8 @@ def program_grammar(
     media = list(as_typed(state).media)
     expect = expect or Expectation.of(question(state))
     words = expect.words_for if rt.options.constrain_words else None
+    if words is not None:
+        tools = {name: spec for name, spec in tools.items() if name not in expect.unfit_tools()}
     lines = code_lines(state, variables or [], media) if mode == "line" else ()
     return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode, words=words,
                           lines=lines)  # fmt: skip

@@ -19,6 +19,8 @@ program nodes                    tool call
 ``query_<attr>``                 ``query(objects=X, attribute=attr)``
 ``count, count, greater_than``   ``compare(a=X, b=Y, relation=more)`` (``less_than``: fewer,
                                  ``equal_integer``: same)
+``count(A), count(intersect(A,   ``combine(a=A, b=V, op=difference)``, then
+V)), equal_integer`` ("every")   ``compare(a=rest, b=0, relation=same)``: none of A lacks V
 ``query_a(X), query_a(Y),``      ``same(objects=Y, reference=X, attribute=a)``, then
 ``equal_<a>``                    ``exist`` of it: does the one object in Y share X's value
 ===============================  =============================================================
@@ -205,18 +207,44 @@ class _Converter:
                 f"same_{attr}",
             )
         elif fn in _JOINS:
-            a, b = (self.objects(i) for i in self.inputs(k))
-            op, keeping, var = _JOINS[fn]
-            out = self.emit(
-                "combine",
-                {"a": Ref(a), "b": Ref(b), "op": op},
-                f"Join {{a}} and {{b}}, keeping the objects {keeping}.",
-                var,
-            )
+            out = self.join(fn, *(self.objects(i) for i in self.inputs(k)))
         else:
             raise ConversionError(f"node {k}: {fn!r} does not give a set of objects")
         self.memo[k] = out
         return out
+
+    def join(self, fn: str, a: int, b: int) -> int:
+        """``combine`` of the sets of plan steps ``a`` and ``b`` as set node ``fn`` joins them."""
+        op, keeping, var = _JOINS[fn]
+        return self.emit(
+            "combine",
+            {"a": Ref(a), "b": Ref(b), "op": op},
+            f"Join {{a}} and {{b}}, keeping the objects {keeping}.",
+            var,
+        )
+
+    def part_value(self, whole_count: int, part_count: int) -> int | None:
+        """For "Are all the A V?" (``count(A) == count(intersect(A, V))``, or the scene's count
+        against ``count(V)``: the question worlds' ``every``), the node of V, else None."""
+        whole, part = self.inputs(whole_count)[0], self.inputs(part_count)[0]
+        if self.fn(whole) == "scene":
+            return part
+        if self.fn(part) == "intersect" and whole in self.inputs(part):
+            return next((i for i in self.inputs(part) if i != whole), None)
+        return None
+
+    def none_without(self, whole: int, value: int) -> None:
+        """"Are all the A V?" as "are none of the A without V?": A without the V things
+        (``combine``'s difference, as "How many A are not V?" takes them away), compared with
+        0. Written so, "all" shares the negations' join, and its program does not look like a
+        comparison of two counts ("Are there as many A as B?": ``compare(a=A, b=B)``)."""
+        rest = self.join("difference", self.objects(whole), self.objects(value))
+        self.emit(
+            "compare",
+            {"a": Ref(rest), "b": 0, "relation": "same"},
+            "All of them are so when none is left: is {a} empty?",
+            "found",
+        )
 
     def answer(self) -> ToolPlan:
         k = len(self.program) - 1
@@ -253,6 +281,9 @@ class _Converter:
             counts = [j, *rest]
             if len(counts) != 2 or any(self.fn(c) != "count" for c in counts):
                 raise ConversionError(f"{fn} must compare two count nodes")
+            if fn == "equal_integer" and (value := self.part_value(*counts)) is not None:
+                self.none_without(self.inputs(counts[0])[0], value)
+                return self.plan
             a, b = (self.objects(self.inputs(c)[0]) for c in counts)
             rel = _COMPARE[fn]
             ask = {"more": "more", "fewer": "fewer", "same": "the same number of"}[rel]

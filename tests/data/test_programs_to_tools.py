@@ -81,11 +81,12 @@ def test_same_attribute_questions_about_other_objects_run_on_the_tools(scenes) -
         assert answer == q["answer"], P.to_program(plan)
 
 
-def test_negation_and_all_run_as_combine_difference_and_compare_same(scenes) -> None:
+def test_negation_and_all_run_as_combine_difference(scenes) -> None:
     """"How many cubes are not red?": the cubes and the red things selected, combine's
-    difference of them counted (exist for "Is there ..."); "Are all the cubes red?": compare's
-    "same" between the cubes and the red cubes (their intersection; the red things when the set
-    is every object). The tools answer every such question right, yes and no alike."""
+    difference of them counted (exist for "Is there ..."); "Are all the cubes red?": the same
+    difference (of every object, when the set is all of them) compared with 0, so "all" never
+    reads as a comparison of two sets' counts. The tools answer every such question right, yes
+    and no alike."""
     current: dict = {}
     reg = _registry(current, gt_relations=True)
     fams = ["not_count", "not_exist", "every"]
@@ -97,10 +98,11 @@ def test_negation_and_all_run_as_combine_difference_and_compare_same(scenes) -> 
         plan = P.to_plan(q["program"])
         last = plan.steps[-1]
         if q["family"] == "every":
-            assert (last.tool, last.args["relation"]) == ("compare", "same")
+            assert (last.tool, last.args["b"], last.args["relation"]) == ("compare", 0, "same")
+            assert last.args["a"] == P.Ref(len(plan.steps) - 2)
         else:
             assert last.tool == q["family"].removeprefix("not_")
-            assert plan.steps[-2].tool == "combine" and plan.steps[-2].args["op"] == "difference"
+        assert plan.steps[-2].tool == "combine" and plan.steps[-2].args["op"] == "difference"
         traj = P.run_plan(plan, reg, ToolContext())
         assert traj.answer == q["answer"], (q["question"], traj.error)
         _, answer = P.run_program(P.to_program(plan), reg, ToolContext())

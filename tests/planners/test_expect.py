@@ -535,6 +535,11 @@ def test_combine_joins_as_the_questions_negation_allows():
     )
     assert op_words("How many things are red or cubes?") == ("union", "intersection")
     assert op_words("Is there a cube that is not red or blue?") is None
+    # "all": no cube left without the red things, or as many red cubes as cubes; never a union
+    assert op_words("Are all the cubes red?") == ("intersection", "difference")
+    assert op_words("Is every large thing a cylinder?") == ("intersection", "difference")
+    assert op_words("Count all the cubes that are red or metal.") == ("union", "intersection")
+    assert op_words("Are all the cubes either red or metal?") is None
 
     def program(op):
         return dsl.parse_program(
@@ -549,3 +554,7 @@ def test_combine_joins_as_the_questions_negation_allows():
     assert "joins by intersection" in negated.unmet(program("intersection"), "2")
     both = Expectation.of("How many things are both cubes and red?")
     assert "joins by difference" in both.unmet(program("difference"), "2")
+    every = Expectation.of("Are all the cubes red?")
+    assert "asks of all of a set: intersection or difference" in every.unmet(
+        program("union"), "yes"
+    )

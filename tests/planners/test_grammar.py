@@ -441,3 +441,47 @@ def test_the_planners_grammar_holds_filters_to_the_question_unless_told_not_to(
     assert not g.viable(head + 'color="blue"')  # the question names no blue
     g = grammar(constrain_words=False)
     assert g.word_rule is None and g.viable(head + 'color="blue")')
+
+
+def test_a_question_asked_of_all_of_a_set_is_not_answered_by_exist(registry, tmp_path, image):
+    """ "Are all the red things cubes?": whether any object is there answers it the wrong way
+    round, so the grammar leaves ``exist`` out while the program is written (and the fit check
+    names a program that answers with it); a question that is not asked of all keeps it, and
+    so does one negated too ("Are all the cubes not red?")."""
+    from agentkit.graph import Agent
+    from agentkit.planners import dsl
+    from agentkit.planners.expect import Expectation
+    from agentkit.runtime import Options
+    from agentkit.tools.base import ToolRegistry
+
+    default = ToolRegistry.default()
+    tools = ToolRegistry([*registry, *(default[n] for n in ("select", "exist", "compare"))])
+    reply = ["Program:\n```\nobjs = find(image=image_0)\nANSWER = objs\n```"] * 4
+
+    def grammar(question, **opts):
+        backend = Constrained(reply)
+        agent = Agent(backend, tools=tools, planner="program", runs_dir=tmp_path / "runs",
+                      options=Options(**opts))  # fmt: skip
+        agent.ask(question, images=[image])
+        return backend.constraints[0]
+
+    head = "```\nobjs = find(image=image_0)\nfound = "
+    g = grammar("Are all the red things cubes?")
+    assert not g.viable(head + "exist(") and g.viable(head + "compare(")
+    assert grammar("Are there any red cubes?").viable(head + "exist(")
+    assert grammar("Are all the red things cubes?", constrain_words=False).viable(head + "exist(")
+    assert Expectation.of("Are all the cubes not red?").unfit_tools() == frozenset()
+
+    def program(last):
+        return dsl.parse_program(
+            'objs = detect(image=image_0)\ncubes = select(objects=objs, shape="cube")\n'
+            'reds = select(objects=objs, color="red")\n'
+            f'rest = combine(a=cubes, b=reds, op="difference")\nfound = {last}\nANSWER = found',
+            ToolRegistry.default().names(),
+        )
+
+    every = Expectation.of("Are all the cubes red?")
+    assert "asks whether all are so" in every.unmet(program("exist(objects=rest)"), "no")
+    assert every.unmet(program('compare(a=rest, b=0, relation="same")'), "yes") is None
+    some = Expectation.of("Is there a cube that is not red?")
+    assert some.unmet(program("exist(objects=rest)"), "yes") is None
