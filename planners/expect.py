@@ -473,8 +473,8 @@ class Expectation:
         call = next((c for c in program.calls if c.name == ref), None)
         if call is None or call.tool not in self.unfit_tools():
             return None
-        return (f"ANSWER = {ref} = exist(...) says whether any object is there, but the question "
-                "asks whether all are so")  # fmt: skip
+        return (f"ANSWER = {ref} = {call.tool}(...) says whether any object is there, but the "
+                "question asks whether all are so")  # fmt: skip
 
     def joined_otherwise(self, call: ToolCall) -> str | None:
         """Why ``call``, a ``combine``, joins two sets otherwise than the question's words allow
