@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentkit.errors import AgentkitError
+from agentkit.mllm.worlds.clevr import universal_parts
 from agentkit.mllm.worlds.programs import Program, ProgramError
 from agentkit.planners import dsl
 from agentkit.state import Step, ToolCall
@@ -223,16 +224,6 @@ class _Converter:
             var,
         )
 
-    def part_value(self, whole_count: int, part_count: int) -> int | None:
-        """For "Are all the A V?" (``count(A) == count(intersect(A, V))``, or the scene's count
-        against ``count(V)``: the question worlds' ``every``), the node of V, else None."""
-        whole, part = self.inputs(whole_count)[0], self.inputs(part_count)[0]
-        if self.fn(whole) == "scene":
-            return part
-        if self.fn(part) == "intersect" and whole in self.inputs(part):
-            return next((i for i in self.inputs(part) if i != whole), None)
-        return None
-
     def none_without(self, whole: int, value: int) -> None:
         """"Are all the A V?" as "are none of the A without V?": A without the V things
         (``combine``'s difference, as "How many A are not V?" takes them away), compared with
@@ -281,8 +272,8 @@ class _Converter:
             counts = [j, *rest]
             if len(counts) != 2 or any(self.fn(c) != "count" for c in counts):
                 raise ConversionError(f"{fn} must compare two count nodes")
-            if fn == "equal_integer" and (value := self.part_value(*counts)) is not None:
-                self.none_without(self.inputs(counts[0])[0], value)
+            if fn == "equal_integer" and (parts := universal_parts(self.program)) is not None:
+                self.none_without(*parts)
                 return self.plan
             a, b = (self.objects(self.inputs(c)[0]) for c in counts)
             rel = _COMPARE[fn]

@@ -56,7 +56,7 @@ def family(program: Sequence[dict[str, Any]]) -> str:
     if not fns:
         raise ConfigError("a CLEVR program with no nodes")
     last = fns[-1]
-    if last == "equal_integer" and _counts_a_part(program, fns):
+    if last == "equal_integer" and universal_parts(program) is not None:
         return "every"
     if last in COUNT_COMPARISONS:
         return "compare_count"
@@ -82,11 +82,17 @@ def family(program: Sequence[dict[str, Any]]) -> str:
     return f"{hop}_{last}" if hop else last
 
 
-def _counts_a_part(program: Sequence[dict[str, Any]], fns: list[str]) -> bool:
-    """Whether a comparison of two counts compares a set with a part of it: ``count(A)`` against
-    ``count(intersect(A, ...))``, or the whole scene against any set."""
+def universal_parts(program: Sequence[dict[str, Any]]) -> tuple[int, int] | None:
+    """For a comparison of two counts that compares a set with a part of it ("Are all the A
+    V?": ``count(A)`` against ``count(intersect(A, V))``, or the whole scene's count against
+    ``count(V)``), the nodes of A and of V; else None."""
+    fns = _functions(program)
     whole, part = (program[i]["inputs"][0] for i in program[-1]["inputs"])
-    return fns[whole] == "scene" or (fns[part] == "intersect" and whole in program[part]["inputs"])
+    if fns[whole] == "scene":
+        return whole, part
+    if fns[part] == "intersect" and whole in program[part]["inputs"]:
+        return whole, next(i for i in program[part]["inputs"] if i != whole)
+    return None
 
 
 def _load(path: Path, what: str) -> Any:
