@@ -72,6 +72,21 @@ class LoraOptions:
     lora_alpha: int = f(32, "LoRA scale numerator (scale = alpha / r)")
     lora_dropout: float = f(0.05, "LoRA dropout")
     lora_target: str = f(LORA_TARGET, "regex over module names that get LoRA")
+    merge_scale: float = f(
+        1.0,
+        "scale of the learned LoRA update merged into the base: 1 = the tuned model, between 0 "
+        "and 1 a weight-space mix of base and tuned (WiSE-FT: keeps more of what the base knew); "
+        "rerun with the same --out to re-merge the last checkpoint at another scale",
+    )
+
+    def check_lora(self) -> None:
+        """Fails on a rank or merge scale no run can use, before any model loads."""
+        if self.lora_r < 1:
+            raise ConfigError(f"lora_r must be >= 1, got {self.lora_r}")
+        if self.merge_scale <= 0:
+            raise ConfigError(
+                f"merge_scale must be > 0 (1 = the tuned model), got {self.merge_scale}"
+            )
 
 
 @dataclass
@@ -227,7 +242,7 @@ def finish(
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         if merge:
-            model = model.merge_and_unload()
+            model = _merge(model, getattr(cfg, "merge_scale", 1.0))
         base = getattr(trainer, "agentkit_base", None) or cfg.base
         save_folder(
             model, trainer.processing_class, folder, base=base, fp16=cfg.fp16,
@@ -237,6 +252,17 @@ def finish(
         what = "merged model" if merge else "model"
         print(f"[{stage}] {trainer.state.global_step} steps{took}; {what} in {folder}", flush=True)
     return folder
+
+
+def _merge(model: Any, scale: float) -> Any:
+    """The LoRA model's adapters merged into its base at ``scale`` times their learned update
+    (peft's ``rescale_adapter_scale``: for LoRA, exactly WiSE-FT's weight-space mix)."""
+    if scale == 1.0:
+        return model.merge_and_unload()
+    from peft.helpers import rescale_adapter_scale
+
+    with rescale_adapter_scale(model, scale):
+        return model.merge_and_unload()
 
 
 def rank() -> int:

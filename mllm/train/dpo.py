@@ -375,6 +375,7 @@ def make_trainer(cfg: Config, out: Path) -> Any:
 
     if not cfg.base:
         raise ConfigError("mllm-dpo needs base=<model folder> (the mllm-tooluse output or any VLM)")
+    cfg.check_lora()
     pairs = []
     if cfg.kinds:
         pairs = preference_pairs(

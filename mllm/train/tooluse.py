@@ -72,8 +72,12 @@ def _check(cfg: Config) -> None:
         raise ConfigError(
             "mllm-tooluse needs base=<model folder> (the mllm-align output or any VLM)"
         )
-    if cfg.lora_r < 1:
-        raise ConfigError(f"lora_r must be >= 1, got {cfg.lora_r}")
+    cfg.check_lora()
+    if cfg.train_projector and cfg.merge_scale != 1.0:
+        raise ConfigError(
+            "merge_scale scales the LoRA update only; with train_projector the projector is "
+            "trained in full and would be saved unscaled: leave merge_scale at 1"
+        )
 
 
 def make_trainer(cfg: Config, out: Path) -> Any:

@@ -157,15 +157,10 @@ def aligned(root, scenes) -> Path:
     return align.train(cfg, root / "align")
 
 
-@pytest.fixture(scope="module")
-def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
-    """(merged folder, facts measured on the trainer before the merge)."""
-    import torch
-
+def _tooluse_config(aligned: Path, data: Path, **over: Any) -> Any:
     from agentkit.mllm.train import tooluse
 
-    data = _tooluse_samples(root, scenes)
-    cfg = tooluse.Config(
+    return tooluse.Config(
         base=str(aligned),
         data=str(data),
         max_steps=10,
@@ -176,7 +171,18 @@ def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
         planner="program",
         prompt_style="compact",
         **FAST,
+        **over,
     )
+
+
+@pytest.fixture(scope="module")
+def tooluse_out(root, scenes, aligned) -> tuple[Path, dict[str, Any]]:
+    """(merged folder, facts measured on the trainer before the merge)."""
+    import torch
+
+    from agentkit.mllm.train import tooluse
+
+    cfg = _tooluse_config(aligned, _tooluse_samples(root, scenes))
     out = root / "tooluse"
     trainer = tooluse.make_trainer(cfg, out)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -625,6 +631,34 @@ def test_tooluse_moves_lora_only_and_merges(root, aligned, tooluse_out, scenes):
     assert changed and all("proj" in k for k in changed)
     assert all((base[k] - merged[k]).abs().max() < 1e-3 for k in base if "vision_tower" in k)
     _generates(folder, scenes / "scene_000001.png")
+
+
+def test_tooluse_merges_a_share_of_its_update_when_asked(root, aligned, tooluse_out):
+    """merge_scale=0.5 on the same run (its last checkpoint, no step more) saves the weights
+    halfway between base and tuned: WiSE-FT's mix, not a second training."""
+    import shutil
+
+    from agentkit.mllm.train import tooluse
+
+    folder, _ = tooluse_out
+    out = root / "tooluse-half"
+    shutil.copytree(root / "tooluse" / "checkpoints", out / "checkpoints")
+    cfg = _tooluse_config(aligned, root / "tooluse.jsonl", merge_scale=0.5)
+    half = _weights(tooluse.train(cfg, out))
+    base, full = _weights(aligned), _weights(folder)
+    moved = [k for k in base if (full[k] - base[k]).abs().max() > 1e-2]
+    assert moved and all("language_model" in k for k in moved)
+    for k in base:
+        want = base[k] + 0.5 * (full[k] - base[k])
+        assert (half[k] - want).abs().max() < 2e-3, k
+    assert len(_losses(_state(out))) == 10  # resumed at its last step: nothing more trained
+    with pytest.raises(ConfigError, match="merge_scale"):
+        tooluse.train(_tooluse_config(aligned, root / "tooluse.jsonl", merge_scale=0), out)
+    with pytest.raises(ConfigError, match="train_projector"):
+        tooluse.train(
+            _tooluse_config(aligned, root / "tooluse.jsonl", merge_scale=0.5, train_projector=True),
+            out,
+        )
 
 
 def _load_dtypes(folder: Path) -> set[str]:
