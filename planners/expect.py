@@ -462,8 +462,16 @@ class Expectation:
     def unfit_tools(self) -> frozenset[str]:
         """Tools no program for the question calls, which the grammar leaves out while a
         program is decoded (:func:`~agentkit.planners.roles.program_grammar`): ``exist`` for one
-        asked of all of a set (:meth:`inverted`)."""
-        return frozenset({"exist"}) if self.universal and not self.negated else frozenset()
+        asked of all of a set (:meth:`inverted`); the yes/no tools (``exist``, ``compare``) for
+        one asking for a number or a value, and ``count`` for one asking for a value — a
+        question's kind says what its last line computes, and none of those is on the way to
+        it ("How many cubes are not red?" is a count of cubes without the red things, never a
+        comparison of the two)."""
+        if self.kind == "yes/no":
+            return frozenset({"exist"}) if self.universal and not self.negated else frozenset()
+        if self.kind == "a number":
+            return frozenset({"exist", "compare"})
+        return frozenset({"exist", "compare", "count"}) if self.kind else frozenset()
 
     def inverted(self, program: dsl.Program) -> str | None:
         """Why ``program`` answers a question asked of all of a set ("Are all the cubes red?")
@@ -471,7 +479,7 @@ class Expectation:
         (a cube that is not red: then the answer is no), and no tool here turns that over."""
         ref = program.answer.get("ref")
         call = next((c for c in program.calls if c.name == ref), None)
-        if call is None or call.tool not in self.unfit_tools():
+        if call is None or not self.universal or call.tool not in self.unfit_tools():
             return None
         return (f"ANSWER = {ref} = {call.tool}(...) says whether any object is there, but the "
                 "question asks whether all are so")  # fmt: skip

@@ -485,3 +485,33 @@ def test_a_question_asked_of_all_of_a_set_is_not_answered_by_exist(registry, tmp
     assert every.unmet(program('compare(a=rest, b=0, relation="same")'), "yes") is None
     some = Expectation.of("Is there a cube that is not red?")
     assert some.unmet(program("exist(objects=rest)"), "yes") is None
+
+
+def test_the_kind_a_question_asks_for_leaves_the_tools_of_other_kinds_out(
+    registry, tmp_path, image
+):
+    """A count's last line is a count and a value's a query: the grammar leaves out the yes/no
+    tools for "How many cubes are not red?" (the core wrote ``compare(a=cubes, b=reds)`` for it)
+    and ``count`` too for "What color is ...?"; a yes/no question keeps them all."""
+    from agentkit.graph import Agent
+    from agentkit.runtime import Options
+    from agentkit.tools.base import ToolRegistry
+
+    default = ToolRegistry.default()
+    names = ("select", "exist", "compare", "count", "combine", "query")
+    tools = ToolRegistry([*registry, *(default[n] for n in names)])
+    reply = ["Program:\n```\nobjs = find(image=image_0)\nANSWER = objs\n```"] * 4
+
+    def viable(question, tool, **opts):
+        backend = Constrained(reply)
+        agent = Agent(backend, tools=tools, planner="program", runs_dir=tmp_path / "runs",
+                      options=Options(**opts))  # fmt: skip
+        agent.ask(question, images=[image])
+        return backend.constraints[0].viable(f"```\nobjs = find(image=image_0)\nx = {tool}(")
+
+    number, value = "How many cubes are not red?", "What color is the cube?"
+    assert not viable(number, "compare") and not viable(number, "exist")
+    assert viable(number, "count") and viable(number, "combine")
+    assert not viable(value, "count") and not viable(value, "exist") and viable(value, "query")
+    assert all(viable("Are there more cubes than red things?", t) for t in ("compare", "count"))
+    assert viable(number, "compare", constrain_words=False)
