@@ -692,7 +692,24 @@ def run(trainer: Any, out: Path, threads: int = 0) -> None:
     if resume:
         print(f"resuming from {resume}", flush=True)
         _load_resumed_weights(trainer)
+        if _finished(trainer, Path(resume)):
+            # Trainer.train would take one step past max_steps before it looks: load the
+            # weights and the state only, so a re-run (another merge_scale) changes nothing else
+            from transformers import TrainerState
+
+            trainer._load_from_checkpoint(resume)
+            trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+            print(f"{resume} is the run's last step: nothing left to train", flush=True)
+            return
     trainer.train(resume_from_checkpoint=resume)
+
+
+def _finished(trainer: Any, checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` holds the run's last step (the trainer's ``max_steps``, or the
+    checkpoint's own when the run counts epochs)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    limit = trainer.args.max_steps if trainer.args.max_steps > 0 else state.get("max_steps", 0)
+    return 0 < limit <= state.get("global_step", 0)
 
 
 def _load_resumed_weights(trainer: Any) -> None:

@@ -160,18 +160,9 @@ def aligned(root, scenes) -> Path:
 def _tooluse_config(aligned: Path, data: Path, **over: Any) -> Any:
     from agentkit.mllm.train import tooluse
 
+    opts = dict(max_steps=10, batch=2, lr=5e-3, save_steps=10, fp16=True) | over
     return tooluse.Config(
-        base=str(aligned),
-        data=str(data),
-        max_steps=10,
-        batch=2,
-        lr=5e-3,
-        save_steps=10,
-        fp16=True,
-        planner="program",
-        prompt_style="compact",
-        **FAST,
-        **over,
+        base=str(aligned), data=str(data), planner="program", prompt_style="compact", **FAST, **opts
     )
 
 
@@ -633,32 +624,39 @@ def test_tooluse_moves_lora_only_and_merges(root, aligned, tooluse_out, scenes):
     _generates(folder, scenes / "scene_000001.png")
 
 
-def test_tooluse_merges_a_share_of_its_update_when_asked(root, aligned, tooluse_out):
-    """merge_scale=0.5 on the same run (its last checkpoint, no step more) saves the weights
-    halfway between base and tuned: WiSE-FT's mix, not a second training."""
+def test_tooluse_merges_a_share_of_its_update_when_asked(root, aligned, scenes):
+    """Re-running a finished stage with merge_scale=0.5 re-merges its last checkpoint halfway
+    between base and tuned (WiSE-FT's mix) and trains no step more: at scale 1 the re-merge is
+    the first merge, bit for bit. The run stops mid-epoch (1 step of batch 1 over 2 samples),
+    where the trainer, left to itself, would take one step past max_steps."""
     import shutil
+
+    import torch
 
     from agentkit.mllm.train import tooluse
 
-    folder, _ = tooluse_out
-    out = root / "tooluse-half"
-    shutil.copytree(root / "tooluse" / "checkpoints", out / "checkpoints")
-    cfg = _tooluse_config(aligned, root / "tooluse.jsonl", merge_scale=0.5)
-    half = _weights(tooluse.train(cfg, out))
-    base, full = _weights(aligned), _weights(folder)
+    (root / "merge").mkdir()
+    data = _tooluse_samples(root / "merge", scenes)
+
+    def run(out: Path, **over: Any) -> dict[str, Any]:
+        if out.name != "first":
+            shutil.copytree(root / "merge" / "first" / "checkpoints", out / "checkpoints")
+        cfg = _tooluse_config(aligned, data, max_steps=1, batch=1, save_steps=1, lr=2e-2, **over)
+        return _weights(tooluse.train(cfg, out))
+
+    full = run(root / "merge" / "first")
+    half, again = run(root / "merge" / "half", merge_scale=0.5), run(root / "merge" / "again")
+    base = _weights(aligned)
     moved = [k for k in base if (full[k] - base[k]).abs().max() > 1e-2]
     assert moved and all("language_model" in k for k in moved)
     for k in base:
         want = base[k] + 0.5 * (full[k] - base[k])
         assert (half[k] - want).abs().max() < 2e-3, k
-    assert len(_losses(_state(out))) == 10  # resumed at its last step: nothing more trained
+    assert again.keys() == full.keys() and all(torch.equal(again[k], full[k]) for k in full)
     with pytest.raises(ConfigError, match="merge_scale"):
-        tooluse.train(_tooluse_config(aligned, root / "tooluse.jsonl", merge_scale=0), out)
+        run(root / "merge" / "zero", merge_scale=0)
     with pytest.raises(ConfigError, match="train_projector"):
-        tooluse.train(
-            _tooluse_config(aligned, root / "tooluse.jsonl", merge_scale=0.5, train_projector=True),
-            out,
-        )
+        run(root / "merge" / "projector", merge_scale=0.5, train_projector=True)
 
 
 def _load_dtypes(folder: Path) -> set[str]:
