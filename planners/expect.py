@@ -158,6 +158,12 @@ _NEGATED_RE = re.compile(rf"\b({_NEGATIONS})\b|n't\b", re.IGNORECASE)
 #: "Are all the cubes red?", "Is every cube red?": asked of yes/no questions only ("Count all the
 #: cubes" asks of none); a set of which none lacks a value (:meth:`Expectation.joins`).
 _UNIVERSAL_RE = re.compile(r"\b(all|every)\b", re.IGNORECASE)
+#: Words of a question that compares two counts ("Are there more cubes than balls?", "as many",
+#: "the same number", "outnumber"): only such a question, or one asked of all of a set, is
+#: answered by ``compare`` (:meth:`Expectation.unfit_tools`).
+_COUNTS_COMPARED_RE = re.compile(
+    r"\b(more|fewer|less|greater|equal|many|number|outnumbers?|than)\b", re.IGNORECASE
+)
 #: Two sets joined ("red or metal", "either", "both red and metal").
 _JOINED_RE = re.compile(r"\b(or|either|both)\b", re.IGNORECASE)
 #: "the same color as", "Do the A and the B have the same shape?", "Is the size of the A the
@@ -362,6 +368,8 @@ class Expectation:
     joined: bool = False
     #: whether it asks if all of a set are so ("Are all the cubes red?"): see :meth:`joins`
     universal: bool = False
+    #: whether it may compare two counts (:data:`_COUNTS_COMPARED_RE`): see :meth:`unfit_tools`
+    counts_compared: bool = True
 
     def kind_fits(self, answer: str) -> bool:
         """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
@@ -383,7 +391,8 @@ class Expectation:
         return cls(kind, words, phrases(question), references(question),
                    compared_attribute(question), bool(_NEGATED_RE.search(question)),
                    bool(_JOINED_RE.search(question)),
-                   kind == "yes/no" and bool(_UNIVERSAL_RE.search(question)))  # fmt: skip
+                   kind == "yes/no" and bool(_UNIVERSAL_RE.search(question)),
+                   bool(_COUNTS_COMPARED_RE.search(question)))  # fmt: skip
 
     def without(self, word: str) -> Expectation:
         """The same expectation with one occurrence of scene word ``word`` fewer (a program
@@ -462,13 +471,18 @@ class Expectation:
     def unfit_tools(self) -> frozenset[str]:
         """Tools no program for the question calls, which the grammar leaves out while a
         program is decoded (:func:`~agentkit.planners.roles.program_grammar`): ``exist`` for one
-        asked of all of a set (:meth:`inverted`); the yes/no tools (``exist``, ``compare``) for
-        one asking for a number or a value, and ``count`` for one asking for a value — a
+        asked of all of a set (:meth:`inverted`); ``compare`` for a yes/no question that neither
+        compares two counts nor asks of all ("Is there a thing that is metal and a cube?"
+        joins two sets, it compares none); the yes/no tools (``exist``, ``compare``) for one
+        asking for a number or a value, and ``count`` for one asking for a value — a
         question's kind says what its last line computes, and none of those is on the way to
         it ("How many cubes are not red?" is a count of cubes without the red things, never a
         comparison of the two)."""
         if self.kind == "yes/no":
-            return frozenset({"exist"}) if self.universal and not self.negated else frozenset()
+            unfit = {"exist"} if self.universal and not self.negated else set()
+            if not self.universal and not self.counts_compared:
+                unfit.add("compare")
+            return frozenset(unfit)
         if self.kind == "a number":
             return frozenset({"exist", "compare"})
         return frozenset({"exist", "compare", "count"}) if self.kind else frozenset()

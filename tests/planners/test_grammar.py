@@ -492,7 +492,8 @@ def test_the_kind_a_question_asks_for_leaves_the_tools_of_other_kinds_out(
 ):
     """A count's last line is a count and a value's a query: the grammar leaves out the yes/no
     tools for "How many cubes are not red?" (the core wrote ``compare(a=cubes, b=reds)`` for it)
-    and ``count`` too for "What color is ...?"; a yes/no question keeps them all."""
+    and ``count`` too for "What color is ...?"; a yes/no question keeps ``compare`` only when it
+    compares two counts or asks of all of a set."""
     from agentkit.graph import Agent
     from agentkit.runtime import Options
     from agentkit.tools.base import ToolRegistry
@@ -514,4 +515,8 @@ def test_the_kind_a_question_asks_for_leaves_the_tools_of_other_kinds_out(
     assert viable(number, "count") and viable(number, "combine")
     assert not viable(value, "count") and not viable(value, "exist") and viable(value, "query")
     assert all(viable("Are there more cubes than red things?", t) for t in ("compare", "count"))
+    assert viable("Are there as many cubes as red things?", "compare")
+    joined = "Is there a thing that is red and a cube?"  # two sets joined, no counts compared
+    assert not viable(joined, "compare") and viable(joined, "exist")
+    assert viable("Are all the red things cubes?", "compare")
     assert viable(number, "compare", constrain_words=False)
