@@ -165,7 +165,8 @@ _COUNTS_COMPARED_RE = re.compile(
     r"\b(more|fewer|less|greater|equal|many|number|outnumbers?|than)\b", re.IGNORECASE
 )
 #: Two sets joined ("red or metal", "either", "both red and metal").
-_JOINED_RE = re.compile(r"\b(or|either|both)\b", re.IGNORECASE)
+_EITHER_RE = re.compile(r"\b(or|either)\b", re.IGNORECASE)
+_BOTH_RE = re.compile(r"\bboth\b", re.IGNORECASE)
 #: "the same color as", "Do the A and the B have the same shape?", "Is the size of the A the
 #: same as the B?": a question that compares an attribute between objects (``same``'s work).
 _SAME_ATTR_RES = (
@@ -364,8 +365,9 @@ class Expectation:
     same: str | None = None
     #: whether the question negates ("cubes that are not red", "aren't"): see :meth:`joins`
     negated: bool = False
-    #: whether it joins two sets by "or", "either" or "both"
-    joined: bool = False
+    #: whether it joins two sets by "or" / "either", and by "both": see :meth:`joins`
+    either: bool = False
+    both: bool = False
     #: whether it asks if all of a set are so ("Are all the cubes red?"): see :meth:`joins`
     universal: bool = False
     #: whether it may compare two counts (:data:`_COUNTS_COMPARED_RE`): see :meth:`unfit_tools`
@@ -390,7 +392,7 @@ class Expectation:
         kind = question_kind(question)
         return cls(kind, words, phrases(question), references(question),
                    compared_attribute(question), bool(_NEGATED_RE.search(question)),
-                   bool(_JOINED_RE.search(question)),
+                   bool(_EITHER_RE.search(question)), bool(_BOTH_RE.search(question)),
                    kind == "yes/no" and bool(_UNIVERSAL_RE.search(question)),
                    bool(_COUNTS_COMPARED_RE.search(question)))  # fmt: skip
 
@@ -459,12 +461,16 @@ class Expectation:
         negated one ("How many cubes are not red?": the cubes without the red things),
         ``intersection`` or ``difference`` for one asked of all of a set ("Are all the cubes
         red?": as many red cubes as cubes, or no cube left without the red things), ``union`` or
-        ``intersection`` for any other; None (any) for a negated or universal question that also
-        joins by "or" / "either" / "both" ("not red or blue"), or is both ("Are all the cubes
-        not red?")."""
+        ``intersection`` for any other: only ``union`` when it says "or" / "either" and not
+        "both" ("How many things are red or cubes?"), only ``intersection`` when it says "both"
+        and not "or" ("How many things are both rubber and blue?": stage 2g wrote a union);
+        None (any) for a negated or universal question that also joins by "or" / "either" /
+        "both" ("not red or blue"), or is both ("Are all the cubes not red?")."""
         if not (self.negated or self.universal):
+            if self.either != self.both:
+                return ("union",) if self.either else ("intersection",)
             return ("union", "intersection")
-        if self.joined or (self.negated and self.universal):
+        if self.either or self.both or (self.negated and self.universal):
             return None
         return ("difference",) if self.negated else ("intersection", "difference")
 
@@ -505,7 +511,8 @@ class Expectation:
         if call.tool != "combine" or not isinstance(op, str) or allowed is None or op in allowed:
             return None
         said = ("negates" if self.negated else "asks of all of a set" if self.universal
-                else "negates nothing")  # fmt: skip
+                else 'says "or"' if allowed == ("union",) else 'says "both"'
+                if allowed == ("intersection",) else "negates nothing")  # fmt: skip
         return f"the line joins by {op}, but the question {said}: {' or '.join(allowed)}"
 
     def swapped(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:

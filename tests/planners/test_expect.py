@@ -516,8 +516,9 @@ def test_programs_for_negation_and_all_fit_their_questions():
 
 def test_combine_joins_as_the_questions_negation_allows():
     """A negated question ("cubes that are not red", "isn't") takes the objects away
-    (``combine``'s difference); one that negates nothing joins by union or intersection; a
-    negated one that also says "or" may take any. The word rule holds ``op`` to that as it is
+    (``combine``'s difference); one that negates nothing joins by union or intersection (by
+    union alone when it says "or", by intersection alone when it says "both"); a negated one
+    that also says "or" may take any. The word rule holds ``op`` to that as it is
     written, and the fit check names a program that joins otherwise."""
     from agentkit.mllm.data.programs_to_tools import PLAN_TOOLS
     from agentkit.planners import dsl
@@ -533,12 +534,14 @@ def test_combine_joins_as_the_questions_negation_allows():
         "union",
         "intersection",
     )
-    assert op_words("How many things are red or cubes?") == ("union", "intersection")
+    assert op_words("How many things are red or cubes?") == ("union",)
+    assert op_words("Is there anything that is both red and a cube?") == ("intersection",)
+    assert op_words("How many objects are red and cubes?") == ("union", "intersection")
     assert op_words("Is there a cube that is not red or blue?") is None
     # "all": no cube left without the red things, or as many red cubes as cubes; never a union
     assert op_words("Are all the cubes red?") == ("intersection", "difference")
     assert op_words("Is every large thing a cylinder?") == ("intersection", "difference")
-    assert op_words("Count all the cubes that are red or metal.") == ("union", "intersection")
+    assert op_words("Count all the cubes that are red or metal.") == ("union",)  # not universal
     assert op_words("Are all the cubes either red or metal?") is None
 
     def program(op):
@@ -553,7 +556,10 @@ def test_combine_joins_as_the_questions_negation_allows():
     assert negated.unmet(program("difference"), "2") is None
     assert "joins by intersection" in negated.unmet(program("intersection"), "2")
     both = Expectation.of("How many things are both cubes and red?")
-    assert "joins by difference" in both.unmet(program("difference"), "2")
+    assert 'joins by difference, but the question says "both"' in both.unmet(
+        program("difference"), "2"
+    )
+    assert "joins by union" in both.unmet(program("union"), "2")
     every = Expectation.of("Are all the cubes red?")
     assert "asks of all of a set: intersection or difference" in every.unmet(
         program("union"), "yes"
