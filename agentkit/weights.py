@@ -50,13 +50,13 @@ KNOWN: dict[str, Known] = {
             "small whisper model for spoken questions",
             "asr-spliced-half",
         ),
-        # the last of five stages: mllm-align, mllm-tooluse, mllm-dpo, mllm-tooluse-compare on
-        # the dpo output, then mllm-tooluse-clevr on that (docs/mllm.md)
+        # the last of six stages: mllm-align, mllm-tooluse, mllm-dpo, mllm-tooluse-compare on
+        # the dpo output, mllm-tooluse-clevr on that, then mllm-tooluse-negation (docs/mllm.md)
         Known(
             "agentkit-mllm",
             "agentkit-mllm",
             "tiny LLaVA-style tool-use core",
-            "mllm-tooluse-clevr",
+            "mllm-tooluse-negation",
         ),
     )
 }
