@@ -510,9 +510,12 @@ class Expectation:
         op, allowed = call.args.get("op"), self.joins()
         if call.tool != "combine" or not isinstance(op, str) or allowed is None or op in allowed:
             return None
-        said = ("negates" if self.negated else "asks of all of a set" if self.universal
-                else 'says "or"' if allowed == ("union",) else 'says "both"'
-                if allowed == ("intersection",) else "negates nothing")  # fmt: skip
+        if self.negated or self.universal:
+            said = "negates" if self.negated else "asks of all of a set"
+        else:
+            said = {("union",): 'says "or"', ("intersection",): 'says "both"'}.get(
+                allowed, "negates nothing"
+            )
         return f"the line joins by {op}, but the question {said}: {' or '.join(allowed)}"
 
     def swapped(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
