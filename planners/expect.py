@@ -167,6 +167,7 @@ _COUNTS_COMPARED_RE = re.compile(
 #: Two sets joined ("red or metal", "either", "both red and metal").
 _EITHER_RE = re.compile(r"\b(or|either)\b", re.IGNORECASE)
 _BOTH_RE = re.compile(r"\bboth\b", re.IGNORECASE)
+_AND_RE = re.compile(r"\band\b", re.IGNORECASE)
 #: "the same color as", "Do the A and the B have the same shape?", "Is the size of the A the
 #: same as the B?": a question that compares an attribute between objects (``same``'s work).
 _SAME_ATTR_RES = (
@@ -372,6 +373,8 @@ class Expectation:
     universal: bool = False
     #: whether it may compare two counts (:data:`_COUNTS_COMPARED_RE`): see :meth:`unfit_tools`
     counts_compared: bool = True
+    #: whether it says "and" (two sets may be joined: "cylinders and left of the cube")
+    anded: bool = True
 
     def kind_fits(self, answer: str) -> bool:
         """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
@@ -394,7 +397,8 @@ class Expectation:
                    compared_attribute(question), bool(_NEGATED_RE.search(question)),
                    bool(_EITHER_RE.search(question)), bool(_BOTH_RE.search(question)),
                    kind == "yes/no" and bool(_UNIVERSAL_RE.search(question)),
-                   bool(_COUNTS_COMPARED_RE.search(question)))  # fmt: skip
+                   bool(_COUNTS_COMPARED_RE.search(question)),
+                   bool(_AND_RE.search(question)))  # fmt: skip
 
     def without(self, word: str) -> Expectation:
         """The same expectation with one occurrence of scene word ``word`` fewer (a program
@@ -483,15 +487,22 @@ class Expectation:
         asking for a number or a value, and ``count`` for one asking for a value — a
         question's kind says what its last line computes, and none of those is on the way to
         it ("How many cubes are not red?" is a count of cubes without the red things, never a
-        comparison of the two)."""
+        comparison of the two). And ``combine`` for any question that neither negates, asks of
+        all, nor joins by "and", "or", "either" or "both" ("Are there as many matte objects as
+        gray things?" compares two sets, it joins none)."""
+        unfit = set()
+        if not (self.negated or self.universal or self.either or self.both or self.anded):
+            unfit.add("combine")
         if self.kind == "yes/no":
-            unfit = {"exist"} if self.universal and not self.negated else set()
+            if self.universal and not self.negated:
+                unfit.add("exist")
             if not self.universal and not self.counts_compared:
                 unfit.add("compare")
-            return frozenset(unfit)
-        if self.kind == "a number":
-            return frozenset({"exist", "compare"})
-        return frozenset({"exist", "compare", "count"}) if self.kind else frozenset()
+        elif self.kind == "a number":
+            unfit |= {"exist", "compare"}
+        elif self.kind:
+            unfit |= {"exist", "compare", "count"}
+        return frozenset(unfit)
 
     def inverted(self, program: dsl.Program) -> str | None:
         """Why ``program`` answers a question asked of all of a set ("Are all the cubes red?")

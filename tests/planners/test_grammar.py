@@ -519,4 +519,9 @@ def test_the_kind_a_question_asks_for_leaves_the_tools_of_other_kinds_out(
     joined = "Is there a thing that is red and a cube?"  # two sets joined, no counts compared
     assert not viable(joined, "compare") and viable(joined, "exist")
     assert viable("Are all the red things cubes?", "compare")
+    # a join needs its words: a negation, "all", "and", "or", "either", "both"
+    assert not viable("Are there as many cubes as red things?", "combine")
+    assert not viable("How many red cubes are there?", "combine")
+    assert viable("How many cubes and red things are there?", "combine")
+    assert viable("Is there a cube that is not red?", "combine")
     assert viable(number, "compare", constrain_words=False)
