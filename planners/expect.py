@@ -524,9 +524,11 @@ class Expectation:
         if self.negated or self.universal:
             said = "negates" if self.negated else "asks of all of a set"
         else:
-            said = {("union",): 'says "or"', ("intersection",): 'says "both"'}.get(
-                allowed, "negates nothing"
-            )
+            one_way: dict[tuple[str, ...], str] = {
+                ("union",): 'says "or"',
+                ("intersection",): 'says "both"',
+            }
+            said = one_way.get(allowed, "negates nothing")
         return f"the line joins by {op}, but the question {said}: {' or '.join(allowed)}"
 
     def swapped(self, call: ToolCall, made: dict[str, set[str]]) -> str | None:
