@@ -242,7 +242,7 @@ def finish(
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         if merge:
-            model = _merge(model, getattr(cfg, "merge_scale", 1.0))
+            model = _merge(model, cfg.merge_scale)
         base = getattr(trainer, "agentkit_base", None) or cfg.base
         save_folder(
             model, trainer.processing_class, folder, base=base, fp16=cfg.fp16,
@@ -256,9 +256,8 @@ def finish(
 
 def _merge(model: Any, scale: float) -> Any:
     """The LoRA model's adapters merged into its base at ``scale`` times their learned update
-    (peft's ``rescale_adapter_scale``: for LoRA, exactly WiSE-FT's weight-space mix)."""
-    if scale == 1.0:
-        return model.merge_and_unload()
+    (peft's ``rescale_adapter_scale``: for LoRA, exactly WiSE-FT's weight-space mix; at 1 the
+    plain merge, bit for bit)."""
     from peft.helpers import rescale_adapter_scale
 
     with rescale_adapter_scale(model, scale):
@@ -692,24 +691,19 @@ def run(trainer: Any, out: Path, threads: int = 0) -> None:
     if resume:
         print(f"resuming from {resume}", flush=True)
         _load_resumed_weights(trainer)
-        if _finished(trainer, Path(resume)):
-            # Trainer.train would take one step past max_steps before it looks: load the
-            # weights and the state only, so a re-run (another merge_scale) changes nothing else
-            from transformers import TrainerState
+        from transformers import TrainerState
 
+        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        # the run's last step (the trainer's max_steps, or the checkpoint's own when it counts
+        # epochs): Trainer.train would take one step past it before it looks, so load the
+        # weights and the state only, and a re-run (another merge_scale) changes nothing else
+        limit = trainer.args.max_steps if trainer.args.max_steps > 0 else state.max_steps
+        if 0 < limit <= state.global_step:
             trainer._load_from_checkpoint(resume)
-            trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+            trainer.state = state
             print(f"{resume} is the run's last step: nothing left to train", flush=True)
             return
     trainer.train(resume_from_checkpoint=resume)
-
-
-def _finished(trainer: Any, checkpoint: Path) -> bool:
-    """Whether ``checkpoint`` holds the run's last step (the trainer's ``max_steps``, or the
-    checkpoint's own when the run counts epochs)."""
-    state = json.loads((checkpoint / "trainer_state.json").read_text())
-    limit = trainer.args.max_steps if trainer.args.max_steps > 0 else state.get("max_steps", 0)
-    return 0 < limit <= state.get("global_step", 0)
 
 
 def _load_resumed_weights(trainer: Any) -> None:
