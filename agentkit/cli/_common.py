@@ -7,6 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agentkit.media import IMAGE_SUFFIXES
 from agentkit.runtime import REHEAR
@@ -71,5 +72,5 @@ def fail(message: str, as_json: bool = False, code: int = 2) -> NoReturn:
     if as_json:
         typer.echo(json.dumps({"error": message}))
     else:
-        console.print(f"[bold red]error:[/] {message}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from agentkit.cli._common import (
     IMAGE_SUFFIXES,
@@ -206,14 +207,19 @@ def ask(
     for s in result.steps:
         if s.role == "executor":
             mark = "[red]✗[/]" if s.error else "[green]✓[/]"
-            console.print(f"{mark} {s.tool}({json.dumps(s.args)}) [dim]{s.seconds:.2f}s[/]")
-            console.print(f"  [dim]{(s.error or s.observation or '')[:200]}[/]", highlight=False)
+            call = escape(f"{s.tool}({json.dumps(s.args)})")
+            console.print(f"{mark} {call} [dim]{s.seconds:.2f}s[/]")
+            said = escape((s.error or s.observation or "")[:200])
+            console.print(f"  [dim]{said}[/]", highlight=False)
     if result.answer is None:  # say why: the summarizer's reason, else how the run stopped
         last = next((s for s in reversed(result.steps) if s.role == "summarizer"), None)
         why = (last.thought or last.error) if last is not None else None
-        console.print(f"[bold]Answer:[/] (no answer: {why or result.stop_reason})", highlight=False)
+        console.print(
+            f"[bold]Answer:[/] (no answer: {escape(str(why or result.stop_reason))})",
+            highlight=False,
+        )
     else:
-        console.print(f"[bold]Answer:[/] {result.answer}")
+        console.print(f"[bold]Answer:[/] {escape(result.answer)}")
     console.print(f"[dim]thread {result.thread} · trace {result.trace}[/]")
 
 

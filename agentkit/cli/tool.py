@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -25,11 +26,12 @@ def list_tools(
     if as_json:
         typer.echo(json.dumps([t.schema()["function"] for t in reg], indent=1))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("tool", "description", "arguments")
-    for t in reg:
-        table.add_row(t.name, t.description, ", ".join(t.Args.model_fields))
+    for t in reg:  # descriptions hold brackets ("[x1, y1, x2, y2]") that are not markup
+        table.add_row(t.name, escape(t.description), ", ".join(t.Args.model_fields))
     console.print(table)
 
 
@@ -59,11 +61,15 @@ def run_tool(
         fail(f"--args is not JSON: {e}", as_json)
     if not isinstance(call_args, dict):
         fail("--args must be a JSON object, e.g. '{\"conf\": 0.3}'", as_json)
+    # Without --out the inputs are copied to a scratch folder, kept only if the tool made images
+    # (their paths are printed); otherwise every run would leave a folder in /tmp.
+    root = out or Path(tempfile.mkdtemp(prefix="agentkit-tool-"))
+    step = None
     try:
         reg = ToolRegistry.default()
         if name not in reg:
             fail(f"unknown tool {name!r}; available: {', '.join(reg.names())}", as_json)
-        media = MediaStore(out or tempfile.mkdtemp(prefix="agentkit-tool-"))
+        media = MediaStore(root)
         ids = [media.add_image(p) for p in image or []]
         if ids:
             call_args.setdefault("image", ids[0])
@@ -74,6 +80,10 @@ def run_tool(
         )
     except AgentkitError as e:
         fail(str(e), as_json)
+    finally:
+        if out is None and not (step and step.media):
+            shutil.rmtree(root, ignore_errors=True)
+    assert step is not None  # fail() above does not return
     if as_json:
         typer.echo(
             json.dumps(
@@ -88,7 +98,7 @@ def run_tool(
             )
         )
     elif step.error:
-        console.print(f"[red]{step.error}[/]")
+        console.print(step.error, style="red", markup=False)
     else:
         console.print_json(json.dumps(step.result))
     if step.error:

@@ -28,9 +28,11 @@ def train(
     from agentkit.mllm.train import load_recipe, recipe_names, run_recipe
 
     if list_ or not recipe:
+        from rich.markup import escape
+
         for name in recipe_names():
             doc = load_recipe(name).get("description", "")
-            console.print(f"[bold]{name}[/]  {doc}")
+            console.print(f"[bold]{name}[/]  {escape(doc)}")
         return
     try:
         path = run_recipe(recipe, out, set_ or [])

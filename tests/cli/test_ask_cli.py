@@ -261,3 +261,39 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_step(tmp_path):
     values = [s["result"]["value"] for s in after if s["role"] == "executor"]
     assert values == [i + 1 for i in range(n)]  # none lost, none run twice
     assert any(e["event"] == "run_resume" for e in read_events(trace))
+
+
+def test_tool_list_prints_descriptions_with_their_brackets():
+    """Rich read "[x1, y1, x2, y2]" in a description as a markup tag and printed nothing there."""
+    r = runner.invoke(app, ["tool", "list"], env={"COLUMNS": "400"})
+    assert r.exit_code == 0
+    assert "[x1, y1, x2, y2]" in r.output
+
+
+def test_tool_run_leaves_no_scratch_folder_unless_it_made_images(tmp_path, image, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    r = runner.invoke(app, ["tool", "run", "image_info", "--image", str(image), "--json"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["tool", "run", "calculate", "--args", '{"expression": "1/0"}'])
+    assert r.exit_code == 1 and "division" in r.output.lower()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    r = runner.invoke(
+        app,
+        [
+            "tool",
+            "run",
+            "crop",
+            "--image",
+            str(image),
+            "--args",
+            '{"box": [0, 0, 10, 10]}',
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    (made,) = json.loads(r.stdout)["media"]
+    assert Path(made).is_file() and Path(made).is_relative_to(tmp_path / "tmp")
