@@ -33,10 +33,10 @@ from agentkit.tools.detect import ATTRIBUTES, SYNONYMS, normalize_word
 FINAL = "Final Answer:"
 
 _YES_NO_RE = re.compile(
-    r"\s*(is|are|does|do|did|was|were|has|have|can|could|will|would|should)\b", re.IGNORECASE
+    r"\s*(is|are|does|do|did|was|were|has|have|can|could|will|would|should|any)\b", re.IGNORECASE
 )
 _NUMBER_RE = re.compile(
-    r"\s*count\b|.*\b(how many|what number|the (number|count))\b",
+    r"\s*(count\b|(total\s+)?(number|count)\s+of\b)|.*\b(how many|what number|the (number|count))\b",
     re.IGNORECASE | re.DOTALL,
 )
 #: A request rather than a question ("Can you count ...", "Could you tell me what color ...",
@@ -47,11 +47,19 @@ _REQUEST_RE = re.compile(
 )
 
 
+#: The materials and the words ``detect`` reads as one ("metallic", "shiny", "matte").
+_MATERIAL_WORDS = sorted(
+    {*ATTRIBUTES["material"], *(w for w, v in SYNONYMS.items() if v in ATTRIBUTES["material"])}
+)
 #: "What ... colour / material / size / shape" and their other forms: the attribute a value
 #: question asks for.
 _ASKS_FOR = {
     "color": re.compile(r"\bcolou?rs?\b", re.IGNORECASE),
-    "material": re.compile(r"\bmaterials?\b|\bmade of\b", re.IGNORECASE),
+    # "made of what", not "the cube made of rubber" (a value said is no value asked)
+    "material": re.compile(
+        rf"\bmaterials?\b|\bmade of\b(?!\s+(?:an?\s+)?(?:{'|'.join(_MATERIAL_WORDS)})\b)",
+        re.IGNORECASE,
+    ),
     "size": re.compile(r"\bsizes?\b|\bhow (big|large|small)\b", re.IGNORECASE),
     "shape": re.compile(r"\bshapes?\b|\bshaped\b", re.IGNORECASE),
 }
@@ -60,6 +68,9 @@ _ASKED_ATTRIBUTE = {f"a {attr}": attr for attr in _ASKS_FOR}
 _HOW_BIG_RE = re.compile(r"\bhow (big|large|small)\b", re.IGNORECASE)
 _WHAT_RE = re.compile(r"\b(what|which|how|tell me|say|give me|name)\b", re.IGNORECASE)
 
+
+#: "Which object is purple?", "What thing is left of the cube?": the thing named by its shape.
+_WHICH_THING_RE = re.compile(r"\s*(which|what)\s+(object|thing|one)\s+(is|was)\b", re.IGNORECASE)
 
 #: "Would you say the cube is red?", "Do you think ...": yes or no, whatever the clause says.
 _OPINION_RE = re.compile(r"\s*(would|do|did) you (say|think|agree)\b", re.IGNORECASE)
@@ -98,12 +109,13 @@ def resolved(question: str) -> str:
 
 def question_kind(question: str) -> str | None:
     """The kind of answer a question's form asks for: ``yes/no`` (it opens with an auxiliary
-    verb: "Is there ...", "Are there more ..."), ``a number`` ("How many", "What number", "Count ..."), ``a
-    color`` / ``a material`` / ``a size`` / ``a shape`` (a what-question naming that one
-    attribute: "The cube is made of what material?", "How big is the sphere?"), or None
-    (anything else, or a question naming several attributes besides the one it compares: no
-    expectation). A request is read as what it requests ("Can you count the cubes?": a
-    number)."""
+    verb or "any": "Is there ...", "Are there more ...", "Any cubes?"), ``a number`` ("How
+    many", "What number", "Count ...", "Number of cubes?"), ``a color`` / ``a material`` / ``a
+    size`` / ``a shape`` (a what-question naming that one attribute: "The cube is made of what
+    material?", "How big is the sphere?"; "Which object is purple?" asks for a shape, the name
+    of a thing here), or None (anything else, or a question naming several attributes besides
+    the one it compares: no expectation). A request is read as what it requests ("Can you
+    count the cubes?": a number)."""
     if _OPINION_RE.match(question):
         return "yes/no"
     if embedded := _EMBEDDED_RE.match(question):
@@ -116,6 +128,8 @@ def question_kind(question: str) -> str | None:
         return "yes/no"
     if _NUMBER_RE.match(question):
         return "a number"
+    if _WHICH_THING_RE.match(question):
+        return "a shape"
     if not _WHAT_RE.search(question):
         return None
     # "What shape is the other thing that is the same size as the cube?" asks for a shape: the
@@ -147,7 +161,7 @@ _SCENE_WORDS = _VALUES | {*_RELATIONS, "more", "fewer"}
 #: A comparison's words as ``compare`` names its relation ("Is the number of cubes greater than
 #: ..." asks for ``relation="more"``). "same" is no scene word: "the same color as" asks for
 #: ``same``, whose arguments do not say it.
-_COMPARISONS = {"greater": "more", "less": "fewer"}
+_COMPARISONS = {"greater": "more", "less": "fewer", "outnumber": "more", "outnumbers": "more"}
 #: What ``compare`` asks of two counts.
 _COUNT_RELATIONS = ("more", "fewer", "same")
 #: A negation ("cubes that are not red", "aren't"): the set without some objects (``combine``'s
@@ -163,6 +177,16 @@ _UNIVERSAL_RE = re.compile(r"\b(all|every)\b", re.IGNORECASE)
 #: answered by ``compare`` (:meth:`Expectation.unfit_tools`).
 _COUNTS_COMPARED_RE = re.compile(
     r"\b(more|fewer|less|greater|equal|many|number|outnumbers?|than)\b", re.IGNORECASE
+)
+#: Of those, the forms that surely compare two counts ("more cubes than balls", "as many ... as",
+#: "the same number of", "equal number", "outnumber"; not "more than two cubes", a number no
+#: tool here compares with): ``exist`` is then no step of the program
+#: (:meth:`Expectation.unfit_tools`).
+_TWO_COUNTS_RE = re.compile(
+    r"\b(more|fewer|less|greater)\b(?!\s+than\s+(\d|zero|one|two|three|four|five|six|seven|eight|nine|"
+    r"ten)\b).*\bthan\b|\bas many\b.*\bas\b|\b(same|equal) number\b|\bequally many\b"
+    r"|\boutnumbers?\b",
+    re.IGNORECASE,
 )
 #: Two sets joined ("red or metal", "either", "both red and metal").
 _EITHER_RE = re.compile(r"\b(or|either)\b", re.IGNORECASE)
@@ -195,7 +219,8 @@ def scene_words(texts: Iterable[str]) -> Counter[str]:
 #: "spheres made of metal", "the cube is red", "Is the cube red?"): one object, not two.
 _POSTMODIFIERS = frozenset(
     {"that are", "that is", "which are", "which is", "made of", "are made of", "is made of",
-     "that are made of", "which are made of", "are", "is", ""}
+     "that are made of", "which are made of", "that is made of", "which is made of", "are",
+     "is", ""}
 )  # fmt: skip
 #: Of those, the ones that may say something of the question's subject rather than the noun
 #: before ("Is the cube left of the sphere red?": the cube is red): not joined after a relation.
@@ -261,17 +286,57 @@ _NOT_REWORDED_RE = re.compile(
 )
 
 
+#: "Are the A and the B the same color?", "Do the A and the B have the same size?" (CLEVR's
+#: words), "Does the A have the same size as the B?": the templates ask "Is the A the same
+#: color as the B?".
+_PAIR_SAME_RES = (
+    re.compile(
+        r"\s*(?:are|do)\s+the\s+(?P<a>.+?)\s+and\s+the\s+(?P<b>.+?)\s+(?:have\s+)?(?:the\s+)?"
+        r"same\s+(?P<attribute>colou?r|shape|size|material)\s*[?.!]*\s*$",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\s*does\s+the\s+(?P<a>.+?)\s+have\s+the\s+same\s+(?P<attribute>colou?r|shape|size|"
+        r"material)\s+as\s+the\s+(?P<b>.+?)\s*[?.!]*\s*$",
+        re.IGNORECASE,
+    ),
+)
+#: "Do the spheres outnumber the cubes?": the templates ask "Are there more spheres than cubes?".
+_OUTNUMBER_RE = re.compile(
+    r"\s*(?:do|does)\s+(?:the\s+)?(?P<a>.+?)\s+outnumber\s+(?:the\s+)?(?P<b>.+?)\s*[?.!]*\s*$",
+    re.IGNORECASE,
+)
+
+
+def compared_in_template_words(question: str) -> str | None:
+    """A comparison of two objects' attribute or of two counts, worded as the templates word
+    it ("Are the cube and the ball the same color?" -> "Is the cube the same color as the
+    ball?"; "Do the spheres outnumber the cubes?" -> "Are there more spheres than cubes?"), else
+    None (:func:`canonical_question`)."""
+    if m := next(filter(None, (p.match(question) for p in _PAIR_SAME_RES)), None):
+        attribute = m["attribute"].lower().replace("colour", "color")
+        text = f"Is the {m['a']} the same {attribute} as the {m['b']}?"
+    elif m := _OUTNUMBER_RE.match(question):
+        text = f"Are there more {m['a']} than {m['b']}?"
+    else:
+        return None
+    return None if _NOT_REWORDED_RE.search(f"{m['a']} {m['b']}") else text
+
+
 def canonical_question(question: str) -> str | None:
     """``question`` reworded as the templates the embedded core learned from word that form
     ("How many red things?", "Count the spheres.", "How many spheres are made of metal?" ->
     "How many red things are there?", "How many spheres are there?", "How many metal spheres
     are there?"; "Is the red cube large?" -> "Are there any large red cubes?"; "Which color is
-    the shiny ball?" -> "What color is the metal sphere?"), else None: a question that is not
-    about one object described by attribute words (a relation, a comparison, a negation, two
-    objects, two values of one attribute, no kind of answer), or is so worded already.
+    the shiny ball?" -> "What color is the metal sphere?"; and the comparisons of
+    :func:`compared_in_template_words`), else None: a question that is not about one object
+    described by attribute words (a relation, another comparison, a negation, two objects, two
+    values of one attribute, no kind of answer), or is so worded already.
 
     For a controller whose own programs for the user's words do not fit them: the rewording
     says the same of the one object the question is about, in words it knows."""
+    if compared := compared_in_template_words(question):
+        return compared
     e = Expectation.of(question)
     if (e.relations or e.same is not None or e.words["more"] or e.words["fewer"]
             or (not e.objects and e.kind != "a number") or _NOT_REWORDED_RE.search(question)):  # fmt: skip
@@ -299,6 +364,44 @@ def canonical_question(question: str) -> str | None:
     else:
         return None
     return None if text.lower() == " ".join(question.lower().split()) else text
+
+
+#: "Is the purple cube red?", "Is the small gray cube shiny?", "Is the red thing a sphere?",
+#: "Is the cube left of the ball made of metal?": a yes/no question that ends on one value of
+#: the object it names.
+_VERIFIED_RE = re.compile(
+    r"\s*is\s+(?P<subject>(?:the|this|that)\s+(?:.+?\s+)??(?P<noun>[a-z]+))\s+"
+    r"(?P<article>made (?:of|from)\s+|an?\s+)?(?P<value>[a-z]+)\s*[?.!]*\s*$",
+    re.IGNORECASE,
+)
+_NOUNS = frozenset({"thing", "object", "one", *ATTRIBUTES["shape"]})
+
+
+def attribute_check(question: str) -> tuple[str, str, str] | None:
+    """A yes/no question that says one value of the one object it names, as the question
+    asking for that attribute, the attribute and the value: "Is the purple cube red?" ->
+    ("What color is the purple cube?", "color", "red"); "Is the red thing a sphere?" -> ("What
+    shape is the red thing?", "shape", "sphere"). None for any other: one that does not end on
+    a value said of its subject's noun (a shape with "a"), or negates, compares or joins
+    (:data:`_NOT_REWORDED_RE`).
+
+    For a controller with no program for such a question that fits it (a colour said twice is
+    no object it knows): its program for the attribute's question finds the object, and a
+    ``select`` of the value on that object answers."""
+    m = _VERIFIED_RE.match(resolved(question))
+    if m is None or _NOT_REWORDED_RE.search(question):
+        return None
+    value, noun = (normalize_word(m[k].lower()) for k in ("value", "noun"))
+    attribute = _ATTRIBUTE_OF.get(value)
+    if (
+        attribute is None
+        or noun not in _NOUNS
+        or (attribute == "shape") != ((m["article"] or "").strip().lower() in ("a", "an"))
+    ):
+        return None
+    if any(value in chunk for chunk in phrases(m["subject"])):
+        return None  # "Is the red cube red?": nothing to verify
+    return f"What {attribute} is {m['subject']}?", attribute, value
 
 
 def phrases(question: str) -> tuple[frozenset[str], ...]:
@@ -375,6 +478,8 @@ class Expectation:
     counts_compared: bool = True
     #: whether it says "and" (two sets may be joined: "cylinders and left of the cube")
     anded: bool = True
+    #: whether it surely compares two counts (:data:`_TWO_COUNTS_RE`): see :meth:`unfit_tools`
+    two_counts: bool = False
 
     def kind_fits(self, answer: str) -> bool:
         """Whether ``answer`` is of the kind the question asks for (any, when it says none). A
@@ -398,7 +503,8 @@ class Expectation:
                    bool(_EITHER_RE.search(question)), bool(_BOTH_RE.search(question)),
                    kind == "yes/no" and bool(_UNIVERSAL_RE.search(question)),
                    bool(_COUNTS_COMPARED_RE.search(question)),
-                   bool(_AND_RE.search(question)))  # fmt: skip
+                   bool(_AND_RE.search(question)),
+                   kind == "yes/no" and bool(_TWO_COUNTS_RE.search(question)))  # fmt: skip
 
     def without(self, word: str) -> Expectation:
         """The same expectation with one occurrence of scene word ``word`` fewer (a program
@@ -483,7 +589,9 @@ class Expectation:
         program is decoded (:func:`~agentkit.planners.roles.program_grammar`): ``exist`` for one
         asked of all of a set (:meth:`inverted`); ``compare`` for a yes/no question that neither
         compares two counts nor asks of all ("Is there a thing that is metal and a cube?"
-        joins two sets, it compares none); the yes/no tools (``exist``, ``compare``) for one
+        joins two sets, it compares none), and ``exist`` for one that surely compares two
+        counts ("Are there more cylinders than cubes?": the core wrote ``exist(cylinders)``);
+        the yes/no tools (``exist``, ``compare``) for one
         asking for a number or a value, and ``count`` for one asking for a value — a
         question's kind says what its last line computes, and none of those is on the way to
         it ("How many cubes are not red?" is a count of cubes without the red things, never a
@@ -494,7 +602,7 @@ class Expectation:
         if not (self.negated or self.universal or self.either or self.both or self.anded):
             unfit.add("combine")
         if self.kind == "yes/no":
-            if self.universal and not self.negated:
+            if (self.universal and not self.negated) or self.two_counts:
                 unfit.add("exist")
             if not self.universal and not self.counts_compared:
                 unfit.add("compare")

@@ -31,11 +31,11 @@ from pydantic import BaseModel
 from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, roles
-from agentkit.planners.expect import Expectation, canonical_question
+from agentkit.planners.expect import Expectation, attribute_check, canonical_question
 from agentkit.planners.grammar import ProgramGrammar
 from agentkit.planners.relax import Loosened, loosened
 from agentkit.runtime import Runtime
-from agentkit.state import RunState, Step
+from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
@@ -115,6 +115,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 
         tried: list[tuple[int, Attempt]] = []  # the programs that failed, by beam rank (0: greedy)
+        written: list[tuple[int, dsl.Program, str]] = []  # every program read: rank, it, thought
 
         def attempt(text: str, rank: int = 0, want: Expectation = expect) -> Attempt:
             """A reply read, run ahead and held to the question (``want``: what it expects)."""
@@ -123,6 +124,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                 program = dsl.parse_program(body, names, media=media)
             except dsl.DSLError as e:
                 return Attempt(thought, None, None, str(e), failed=True)
+            if want is expect:
+                written.append((rank, program, thought))
             got = run(thought, program, want)
             if got.failed:
                 tried.append((rank, got))
@@ -191,14 +194,35 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     return replace(got, thought=f"{got.thought} {note}".strip())
             return None
 
+        def cut_short() -> Attempt | None:
+            """The first program written for the question (greedy first, then the beams) whose
+            lines up to one that answers, that line read as ANSWER (:func:`prefixes`), run and
+            fit the question: "Are there more cylinders than cubes?" written as the right
+            ``compare`` and then two lines that read it wrongly."""
+            for rank, program, thought in written:
+                for short in prefixes(program, media):
+                    got = run(thought, short, expect)
+                    if not got.failed and got.problem is None:
+                        which = f"beam {rank}" if rank else "the greedy program"
+                        note = f"({which} read up to its line {len(short.calls)}: the rest does not fit)"
+                        return replace(got, thought=f"{thought} {note}".strip())
+            return None
+
         def reworded() -> tuple[Generation, Attempt] | None:
             """When no program written for the question's own words fits it: the likeliest
             program (greedy, then the beams) written for the question reworded in the words of
             the templates (:func:`~agentkit.planners.expect.canonical_question`: "How many red
             things?" -> "How many red things are there?") that reads, runs and fits that, the
             rewording noted in its thought; None when the question is not reworded or none fits
-            (``Options.reword``)."""
-            canon = canonical_question(roles.question(state)) if rt.options.reword else None
+            (``Options.reword``). A question that says a value of its object ("Is the purple
+            cube red?", :func:`~agentkit.planners.expect.attribute_check`) is reworded as the
+            question for that attribute, and the program for it answers with the value
+            selected on the object it queried (:func:`verifying`)."""
+            if not rt.options.reword:
+                return None
+            asked = roles.question(state)
+            verify = attribute_check(asked)
+            canon = verify[0] if verify else canonical_question(asked)
             if canon is None:
                 return None
             view = state.model_copy(update={"question": canon})
@@ -211,6 +235,15 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                 if fits is None:
                     return None
                 first, got, _ = fits
+            if verify is not None:
+                _, attribute, value = verify
+                assert got.program is not None
+                program = verifying(got.program, attribute, value, media)
+                if program is None:
+                    return None
+                got = run(got.thought, program, expect)
+                if got.failed or got.problem is not None:
+                    return None
             note = f"(read as {canon!r}: no program for the question's words fits them)"
             return first, replace(got, thought=f"{got.thought} {note}".strip())
 
@@ -222,6 +255,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             fits, runs = best_beam(greedy, messages, gen.text, grammar, expect)
             if fits is None and (loose := relaxed()):
                 chosen = loose
+            elif fits is None and (short := cut_short()):
+                chosen = short
             elif fits is None and (again := reworded()):
                 gen, chosen = again
             elif picked := fits or runs:
@@ -277,6 +312,47 @@ def relaxations(
                  *calls[lo.index + 1 :]]  # fmt: skip
         source = dsl.format_program(loose, program.answer, media)
         yield dsl.Program(calls=loose, answer=program.answer, source=source), lo
+
+
+def prefixes(program: dsl.Program, media: list[str]) -> Iterator[dsl.Program]:
+    """``program`` cut after each of its lines but the last, longest first, that line read as
+    ANSWER."""
+    for end in range(len(program.calls) - 1, 0, -1):
+        calls, name = program.calls[:end], program.calls[end - 1].name
+        if name and program.answer != {"ref": name}:
+            answer = {"ref": name}
+            source = dsl.format_program(calls, answer, media)
+            yield dsl.Program(calls=calls, answer=answer, source=source)
+
+
+def verifying(
+    program: dsl.Program, attribute: str, value: str, media: list[str]
+) -> dsl.Program | None:
+    """``program``, which answers with one object's ``attribute`` (``ANSWER = query(objects=X,
+    attribute=...)``), made to answer whether that object has ``value``: the query becomes
+    ``select(objects=X, <attribute>=value)`` and ANSWER whether it kept any. None when its
+    ANSWER is no such query."""
+    at = next((i for i, c in enumerate(program.calls) if c.name == program.answer.get("ref")), None)
+    query = program.calls[at] if at is not None else None
+    if query is None or query.tool != "query" or query.args.get("attribute") != attribute:
+        return None
+    names = {c.name or "" for c in program.calls}
+    ones, found = _fresh(f"{value}_ones", names), _fresh("found", names)
+    objects = query.args.get("objects")
+    calls = [
+        *program.calls[:at],
+        ToolCall(tool="select", name=ones, args={"objects": objects, attribute: value}),
+        ToolCall(tool="exist", name=found, args={"objects": ones}),
+    ]
+    answer = {"ref": found}
+    return dsl.Program(calls=calls, answer=answer, source=dsl.format_program(calls, answer, media))
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    """``name``, or ``name2``, ``name3``, ... : the first not in ``taken``."""
+    return next(
+        n for i in range(1, len(taken) + 2) if (n := f"{name}{i if i > 1 else ''}") not in taken
+    )
 
 
 def kept(attempt: Attempt, index: int) -> int | None:

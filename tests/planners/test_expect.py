@@ -564,3 +564,85 @@ def test_combine_joins_as_the_questions_negation_allows():
     assert "asks of all of a set: intersection or difference" in every.unmet(
         program("union"), "yes"
     )
+
+
+def test_users_short_forms_ask_what_the_templates_long_forms_ask():
+    """Words a user leaves out or puts otherwise (found asking about the real CLEVR image)."""
+    from agentkit.planners.expect import Expectation, canonical_question
+
+    assert question_kind("Any cylinders?") == "yes/no"
+    assert question_kind("Number of spheres?") == "a number"
+    assert question_kind("Total number of cubes?") == "a number"
+    # a material said of the object is no material asked for
+    rubber_cube = Expectation.of("What color is the cube that is made of rubber?")
+    assert rubber_cube.kind == "a color" and rubber_cube.objects == (frozenset({"cube", "rubber"}),)
+    assert question_kind("What is the big cube made of?") == "a material"
+    assert Expectation.of("Do the spheres outnumber the cubes?").comparisons() == ("more",)
+    # a thing is named by its shape here
+    assert question_kind("Which object is purple?") == "a shape"
+    assert canonical_question("Which object is purple?") == "What shape is the purple thing?"
+
+
+def test_exist_is_no_step_of_a_comparison_of_two_counts():
+    """ "Are there more cylinders than cubes?": the core wrote ``exist(cylinders)``; a question
+    that surely compares two counts leaves ``exist`` out of the grammar (not one asking "more
+    than two", which no tool here compares with a set)."""
+    from agentkit.planners.expect import Expectation
+
+    for q in (
+        "Are there more cylinders than cubes?",
+        "Are there fewer cubes than balls?",
+        "Are there as many cubes as spheres?",
+        "Is there the same number of cubes and balls?",
+        "Is the number of metal things greater than the number of rubber things?",
+        "Do the spheres outnumber the cubes?",
+    ):
+        assert "exist" in Expectation.of(q).unfit_tools(), q
+    for q in ("Are there more than two cubes?", "Is there a cube?", "Is any cube red?"):
+        assert "exist" not in Expectation.of(q).unfit_tools(), q
+
+
+def test_a_value_said_of_the_named_object_is_read_as_its_attribute_question():
+    from agentkit.planners.expect import attribute_check
+
+    assert attribute_check("Is the purple cube red?") == (
+        "What color is the purple cube?", "color", "red"
+    )  # fmt: skip
+    assert attribute_check("Is the small gray cube shiny?") == (
+        "What material is the small gray cube?", "material", "metal"
+    )  # fmt: skip
+    assert attribute_check("Is the red thing a sphere?") == (
+        "What shape is the red thing?", "shape", "sphere"
+    )  # fmt: skip
+    assert attribute_check("Is the cube left of the ball made of metal?") == (
+        "What material is the cube left of the ball?", "material", "metal"
+    )  # fmt: skip
+    for q in (
+        "Is the gray cube in front of the cyan cylinder?",  # a relation, not a value
+        "Is the cube left of the sphere?",
+        "Is the sphere cube?",  # a shape is said with "a"
+        "Is the red cube red?",  # nothing to check
+        "Is there a red cube?",
+        "Is the cube not red?",
+        "Is the sphere the same color as the cube?",
+        "Are the cubes red?",  # of all of them, or of one?
+    ):
+        assert attribute_check(q) is None, q
+
+
+def test_comparisons_in_clevrs_words_are_reworded_as_the_templates_word_them():
+    from agentkit.planners.expect import canonical_question
+
+    assert canonical_question("Are the blue sphere and the purple cube the same material?") == (
+        "Is the blue sphere the same material as the purple cube?"
+    )
+    assert canonical_question("Do the large cylinder and the small cube have the same colour?") == (
+        "Is the large cylinder the same color as the small cube?"
+    )
+    assert canonical_question("Does the blue sphere have the same size as the purple cube?") == (
+        "Is the blue sphere the same size as the purple cube?"
+    )
+    assert canonical_question("Do the spheres outnumber the cubes?") == (
+        "Are there more spheres than cubes?"
+    )
+    assert canonical_question("Do the red things outnumber the cubes or spheres?") is None

@@ -940,3 +940,89 @@ def test_clevrs_there_is_form_reaches_the_models_as_one_sentence(make_agent, ima
     prompt = "\n".join(m.content for m in backend.calls[0] if isinstance(m.content, str))
     assert "How many things are left of the red cube?" in prompt and asked not in prompt
     assert asked in res.trace.read_text() and "left of the red cube" not in res.trace.read_text()
+
+
+def test_a_question_saying_a_value_of_its_object_selects_that_value_on_the_object(
+    make_agent, image, registry
+):
+    """ "Is the blue cube red?": no program the core writes fits it (a colour said twice is no
+    object it knows). The question for that attribute ("What color is the blue cube?") gets a
+    program that finds the object; its query becomes a select of the value said, and ANSWER
+    whether that kept anything: no. "Is the blue thing a cube?" reads so too: yes."""
+    counting_find(registry, [])
+    for tool in (select, exist, query):
+        registry.register(tool)
+
+    def blue(*last: str, shape: str = ', shape="cube"') -> str:
+        return program("objs = find(image=image_0)",
+                       f'b = select(objects=objs, color="blue"{shape})', *last)  # fmt: skip
+
+    exists = blue("e = exist(objects=b)", "ANSWER = e")
+    colour = blue('v = query(objects=b, attribute="color")', "ANSWER = v")
+    a, backend = make_agent("program", BeamBackend([exists, colour], [exists]), candidates=1)
+    res = a.ask("Is the blue cube red?", images=[image])
+    assert res.answer == "no" and res.stop_reason == "answered"
+    assert "(read as 'What color is the blue cube?'" in res.steps[0].thought
+    assert "Question: What color is the blue cube?" in backend.calls[1][-1].content
+    assert 'red_ones = select(objects=b, color="red")' in res.steps[0].observation
+    shape = blue('v = query(objects=b, attribute="shape")', "ANSWER = v", shape="")
+    exists = blue("e = exist(objects=b)", "ANSWER = e", shape="")
+    b, _ = make_agent("program", BeamBackend([exists, shape], [exists]), candidates=1)
+    res = b.ask("Is the blue thing a cube?", images=[image])
+    assert (
+        res.answer == "yes" and "(read as 'What shape is the blue thing?'" in res.steps[0].thought
+    )
+    # a program for the attribute's question that answers otherwise than by a query of that
+    # attribute is no reading of the question: the greedy program stands
+    c, _ = make_agent("program", BeamBackend([exists, exists], [exists]), candidates=1)
+    res = c.ask("Is the blue thing a cube?", images=[image])
+    assert res.answer == "yes" and "read as" not in res.steps[0].thought
+
+
+def test_verifying_turns_the_answering_query_into_a_select_and_exist():
+    from agentkit.planners.dsl import parse_program
+    from agentkit.planners.program import verifying
+
+    names = ["find", "select", "query", "exist"]
+    src = program(
+        "objs = find(image=image_0)",
+        'red_ones = select(objects=objs, shape="cube")',
+        'v = query(objects=red_ones, attribute="color")',
+        "ANSWER = v",
+    ).split("\n", 1)[1]
+    got = verifying(parse_program(src, names, media=["image_0"]), "color", "red", ["image_0"])
+    assert got is not None and got.source.splitlines()[2:] == [
+        'red_ones2 = select(objects=red_ones, color="red")',
+        "found = exist(objects=red_ones2)",
+        "ANSWER = found",
+    ]
+    # another attribute queried, or no query answering: nothing to verify
+    assert verifying(parse_program(src, names, media=["image_0"]), "size", "small", []) is None
+    counted = "objs = find(image=image_0)\nANSWER = objs"
+    assert verifying(parse_program(counted, names, media=["image_0"]), "color", "red", []) is None
+
+
+def test_a_program_whose_last_lines_spoil_it_is_read_up_to_the_line_that_answers(
+    make_agent, image, registry
+):
+    """The core wrote the right count and then a line that fails ("Are there more cylinders
+    than cubes?": the right compare, then a compare of its answer with 0). With no beam that
+    fits, the program is read up to its last line that runs and fits, that line as ANSWER, and
+    the thought says so. A beam that fits still comes first."""
+    counting_find(registry, [])
+    spoilt = program(
+        "objs = find(image=image_0)",
+        'n = count(objects=objs, where={"color": "red"})',
+        'x = calculate(expression="n / 0")',
+        "ANSWER = x",
+    )
+    a, _ = make_agent(
+        "program", BeamBackend([spoilt], [spoilt, program("ANSWER = 7")]), candidates=2
+    )
+    res = a.ask("How many red things?", images=[image])
+    assert res.answer == "2" and res.stop_reason == "answered"
+    assert "(the greedy program read up to its line 2: " in res.steps[0].thought
+    assert res.steps[0].observation.endswith("ANSWER = n")
+    b, _ = make_agent("program", BeamBackend([spoilt], [COUNT_RED]), candidates=2)
+    res = b.ask("How many red things?", images=[image])
+    assert res.answer == "2" and "read up to" not in res.steps[0].thought
