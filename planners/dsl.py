@@ -62,7 +62,7 @@ ANSWER = "ANSWER"
 #: A bare name that is not a variable is read as a media id when it looks like one.
 MEDIA_ID_RE = re.compile(r"[a-z][a-z0-9]*_\d+\Z")
 #: Result fields that hold "the answer" of a tool, in the order they are tried.
-ANSWER_FIELDS = ("answer", "count", "value", "text", "caption", "label", "exists")
+ANSWER_FIELDS = ("answer", "caption", "count", "value", "text", "label", "exists")
 
 _NOT_ALLOWED: dict[type[ast.AST], str] = {
     ast.Attribute: "attribute access (a.b)",

@@ -69,6 +69,18 @@ _HOW_BIG_RE = re.compile(r"\bhow (big|large|small)\b", re.IGNORECASE)
 _WHAT_RE = re.compile(r"\b(what|which|how|tell me|say|give me|name)\b", re.IGNORECASE)
 
 
+#: "Describe the image.", "What is in this picture?", "What do you see?", "What objects are
+#: there?": a description of the whole image, the ``caption`` tool's (:meth:`Expectation.only_tools`).
+_DESCRIBE_RE = re.compile(
+    r"\s*(?:please\s+)?(?:(?:can|could|would|will)\s+you\s+)?(?:please\s+)?(?:describe|caption)\s+"
+    r"(?:the|this)\s+(?:image|picture|photo|scene)\b"
+    r"|\s*what(?:'s|\s+is|\s+are)\s+(?:there\s+)?(?:in|on)\s+(?:the|this)\s+(?:image|picture|photo|"
+    r"scene)\s*[?.!]*\s*$"
+    r"|\s*what\s+(?:do|can)\s+you\s+see\s*[?.!]*\s*$"
+    r"|\s*what\s+(?:objects|things)\s+are\s+(?:there|in\s+(?:the|this)\s+(?:image|picture|photo|"
+    r"scene))\s*[?.!]*\s*$",
+    re.IGNORECASE,
+)
 #: "Which object is purple?", "What thing is left of the cube?": the thing named by its shape.
 _WHICH_THING_RE = re.compile(r"\s*(which|what)\s+(object|thing|one)\s+(is|was)\b", re.IGNORECASE)
 
@@ -115,7 +127,10 @@ def question_kind(question: str) -> str | None:
     material?", "How big is the sphere?"; "Which object is purple?" asks for a shape, the name
     of a thing here), or None (anything else, or a question naming several attributes besides
     the one it compares: no expectation). A request is read as what it requests ("Can you
-    count the cubes?": a number)."""
+    count the cubes?": a number), and "Describe the image.", "What do you see?" ask for ``a
+    description``."""
+    if _DESCRIBE_RE.match(question):
+        return "a description"
     if _OPINION_RE.match(question):
         return "yes/no"
     if embedded := _EMBEDDED_RE.match(question):
@@ -583,6 +598,12 @@ class Expectation:
         if self.either or self.both or (self.negated and self.universal):
             return None
         return ("difference",) if self.negated else ("intersection", "difference")
+
+    def only_tools(self) -> frozenset[str] | None:
+        """The tools a program for the question may call, when its kind says which (None: any
+        but :meth:`unfit_tools`): ``caption`` for a description of the image ("Describe the
+        image.": the core, never trained on one, wrote ``exist(objects=objs)``)."""
+        return frozenset({"caption"}) if self.kind == "a description" else None
 
     def unfit_tools(self) -> frozenset[str]:
         """Tools no program for the question calls, which the grammar leaves out while a

@@ -115,7 +115,9 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         ahead = [0.0]  # seconds spent running programs: the executor steps' time, not the turn's
 
         tried: list[tuple[int, Attempt]] = []  # the programs that failed, by beam rank (0: greedy)
-        written: list[tuple[int, dsl.Program, str]] = []  # every program read: rank, it, thought
+        # every program read (rank, it, its thought, whether it is a readable start of a reply
+        # that did not read as a whole, :func:`readable_start`)
+        written: list[tuple[int, dsl.Program, str, bool]] = []
 
         def attempt(text: str, rank: int = 0, want: Expectation = expect) -> Attempt:
             """A reply read, run ahead and held to the question (``want``: what it expects)."""
@@ -123,9 +125,11 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             try:
                 program = dsl.parse_program(body, names, media=media)
             except dsl.DSLError as e:
+                if want is expect and (start := readable_start(body, names, media)):
+                    written.append((rank, start, thought, True))
                 return Attempt(thought, None, None, str(e), failed=True)
             if want is expect:
-                written.append((rank, program, thought))
+                written.append((rank, program, thought, False))
             got = run(thought, program, want)
             if got.failed:
                 tried.append((rank, got))
@@ -198,11 +202,14 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             """The first program written for the question (greedy first, then the beams) whose
             lines up to one that answers, that line read as ANSWER (:func:`prefixes`), run and
             fit the question: "Are there more cylinders than cubes?" written as the right
-            ``compare`` and then two lines that read it wrongly."""
-            for rank, program, thought in written:
-                for short in prefixes(program, media):
+            ``compare`` and then two lines that read it wrongly; of a reply that did not read,
+            its readable start (:func:`readable_start`: "What do you see?" written as one
+            ``caption`` line after another until the tokens ran out). Only a program run ahead
+            is known to fit."""
+            for rank, program, thought, start in written:
+                for short in [program] * start + list(prefixes(program, media)):
                     got = run(thought, short, expect)
-                    if not got.failed and got.problem is None:
+                    if got.steps is not None and not got.failed and got.problem is None:
                         which = f"beam {rank}" if rank else "the greedy program"
                         note = f"({which} read up to its line {len(short.calls)}: the rest does not fit)"
                         return replace(got, thought=f"{thought} {note}".strip())
@@ -312,6 +319,23 @@ def relaxations(
                  *calls[lo.index + 1 :]]  # fmt: skip
         source = dsl.format_program(loose, program.answer, media)
         yield dsl.Program(calls=loose, answer=program.answer, source=source), lo
+
+
+def readable_start(body: str, names: list[str], media: list[str]) -> dsl.Program | None:
+    """The longest run of a program text's first lines, all but its last line at least, that
+    reads once its last line's name is read as ANSWER (a program cut off by the token limit, or
+    spoilt by a line that does not read); None when no such run reads."""
+    lines = dsl.strip_fences(body).split("\n")
+    for end in range(len(lines) - 1, 0, -1):
+        target = re.match(r"\s*([A-Za-z_]\w*)\s*=", lines[end - 1])
+        if target is None or target[1] == dsl.ANSWER:
+            continue
+        text = "\n".join([*lines[:end], f"{dsl.ANSWER} = {target[1]}"])
+        try:
+            return dsl.parse_program(text, names, media=media)
+        except dsl.DSLError:
+            continue
+    return None
 
 
 def prefixes(program: dsl.Program, media: list[str]) -> Iterator[dsl.Program]:

@@ -538,8 +538,9 @@ def program_grammar(
     expect = expect or Expectation.of(question(state))
     words = expect.words_for if rt.options.constrain_words else None
     if words is not None:
-        unfit = expect.unfit_tools()
-        tools = {name: spec for name, spec in tools.items() if name not in unfit}
+        unfit, only = expect.unfit_tools(), expect.only_tools()
+        tools = {name: spec for name, spec in tools.items()
+                 if name not in unfit and (only is None or name in only)}  # fmt: skip
     lines = code_lines(state, variables or [], media) if mode == "line" else ()
     return ProgramGrammar(tools, media=media, variables=variables or (), mode=mode, words=words,
                           lines=lines)  # fmt: skip

@@ -31,7 +31,8 @@ def test_question_and_answer_kinds():
         "a material"
     )
     assert question_kind("What color is the cube of that shape?") is None  # two, none compared
-    assert question_kind("Describe the scene.") is None
+    assert question_kind("Describe the scene.") == "a description"
+    assert question_kind("Describe the red cube.") is None
     assert [answer_kind(a) for a in ("yes", " No", "3", "-2.5", "red", "Balls", "big", "navy")] == [
         "yes/no", "yes/no", "a number", "a number", "a color", "a shape", "a size", "a value"
     ]  # fmt: skip

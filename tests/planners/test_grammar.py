@@ -503,12 +503,12 @@ def test_the_kind_a_question_asks_for_leaves_the_tools_of_other_kinds_out(
     tools = ToolRegistry([*registry, *(default[n] for n in names)])
     reply = ["Program:\n```\nobjs = find(image=image_0)\nANSWER = objs\n```"] * 4
 
-    def viable(question, tool, **opts):
+    def viable(question, tool, first="objs = find(image=image_0)\n", **opts):
         backend = Constrained(reply)
         agent = Agent(backend, tools=tools, planner="program", runs_dir=tmp_path / "runs",
                       options=Options(**opts))  # fmt: skip
         agent.ask(question, images=[image])
-        return backend.constraints[0].viable(f"```\nobjs = find(image=image_0)\nx = {tool}(")
+        return backend.constraints[0].viable(f"```\n{first}x = {tool}(")
 
     number, value = "How many cubes are not red?", "What color is the cube?"
     assert not viable(number, "compare") and not viable(number, "exist")
@@ -525,3 +525,9 @@ def test_the_kind_a_question_asks_for_leaves_the_tools_of_other_kinds_out(
     assert viable("How many cubes and red things are there?", "combine")
     assert viable("Is there a cube that is not red?", "combine")
     assert viable(number, "compare", constrain_words=False)
+    # a description of the image is the caption tool's alone
+    tools = ToolRegistry([*tools, default["caption"]])
+    for question in ("Describe the image.", "What do you see?"):
+        assert viable(question, "caption", first="")
+        assert not viable(question, "find", first="") and not viable(question, "count", first="")
+    assert viable("How many cubes are there?", "caption", first="")  # any tool may come first

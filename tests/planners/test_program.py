@@ -1026,3 +1026,26 @@ def test_a_program_whose_last_lines_spoil_it_is_read_up_to_the_line_that_answers
     b, _ = make_agent("program", BeamBackend([spoilt], [COUNT_RED]), candidates=2)
     res = b.ask("How many red things?", images=[image])
     assert res.answer == "2" and "read up to" not in res.steps[0].thought
+
+
+def test_a_reply_cut_off_mid_line_is_read_up_to_its_last_whole_line():
+    """A reply that ran out of tokens (the core wrote "What do you see?" as one caption line
+    after another) reads as its first lines, the last of them as ANSWER; a reply with no
+    readable start gives none."""
+    from agentkit.planners.dsl import answer_value
+    from agentkit.planners.program import readable_start
+
+    names, media = ["find", "count", "caption"], ["image_0"]
+    body = "```\nobjs = caption(image=image_0)\nobjs2 = caption(image=image_0)\nobjs3 = capt"
+    got = readable_start(body, names, media)
+    assert got is not None and got.source.splitlines() == [
+        "objs = caption(image=image_0)", "objs2 = caption(image=image_0)", "ANSWER = objs2"
+    ]  # fmt: skip
+    assert readable_start("objs = find(image=image_0)\nn = len(objs)", names, media).answer == {
+        "ref": "objs"
+    }
+    assert readable_start("n = len(x)\nANSWER = n", names, media) is None
+    # a caption answers with its sentence, not with how many objects it names
+    assert answer_value({"caption": "2 objects: a red cube, a ball.", "count": 2}).startswith(
+        "2 obj"
+    )
