@@ -384,7 +384,7 @@ def canonical_question(question: str) -> str | None:
 #: "Is the purple cube red?", "Is the small gray cube shiny?", "Is the red thing a sphere?",
 #: "Is the cube left of the ball made of metal?": a yes/no question that ends on one value of
 #: the object it names.
-_VERIFIED_RE = re.compile(
+_ATTRIBUTE_CHECK_RE = re.compile(
     r"\s*is\s+(?P<subject>(?:the|this|that)\s+(?:.+?\s+)??(?P<noun>[a-z]+))\s+"
     r"(?P<article>made (?:of|from)\s+|an?\s+)?(?P<value>[a-z]+)\s*[?.!]*\s*$",
     re.IGNORECASE,
@@ -403,7 +403,7 @@ def attribute_check(question: str) -> tuple[str, str, str] | None:
     For a controller with no program for such a question that fits it (a colour said twice is
     no object it knows): its program for the attribute's question finds the object, and a
     ``select`` of the value on that object answers."""
-    m = _VERIFIED_RE.match(resolved(question))
+    m = _ATTRIBUTE_CHECK_RE.match(resolved(question))
     if m is None or _NOT_REWORDED_RE.search(question):
         return None
     value, noun = (normalize_word(m[k].lower()) for k in ("value", "noun"))

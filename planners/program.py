@@ -39,6 +39,8 @@ from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
+#: The name a program line sets ("objs = ...").
+_TARGET_RE = re.compile(r"\s*([A-Za-z_]\w*)\s*=")
 
 
 def split_reply(text: str) -> tuple[str, str]:
@@ -207,7 +209,8 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             ``caption`` line after another until the tokens ran out). Only a program run ahead
             is known to fit."""
             for rank, program, thought, start in written:
-                for short in [program] * start + list(prefixes(program, media)):
+                whole = [program] if start else []  # a start is tried as it is, then cut too
+                for short in [*whole, *prefixes(program, media)]:
                     got = run(thought, short, expect)
                     if got.steps is not None and not got.failed and got.problem is None:
                         which = f"beam {rank}" if rank else "the greedy program"
@@ -317,8 +320,7 @@ def relaxations(
         calls = program.calls
         loose = [*calls[: lo.index], calls[lo.index].model_copy(update={"args": lo.args}),
                  *calls[lo.index + 1 :]]  # fmt: skip
-        source = dsl.format_program(loose, program.answer, media)
-        yield dsl.Program(calls=loose, answer=program.answer, source=source), lo
+        yield _program(loose, program.answer, media), lo
 
 
 def readable_start(body: str, names: list[str], media: list[str]) -> dsl.Program | None:
@@ -327,7 +329,7 @@ def readable_start(body: str, names: list[str], media: list[str]) -> dsl.Program
     spoilt by a line that does not read); None when no such run reads."""
     lines = dsl.strip_fences(body).split("\n")
     for end in range(len(lines) - 1, 0, -1):
-        target = re.match(r"\s*([A-Za-z_]\w*)\s*=", lines[end - 1])
+        target = _TARGET_RE.match(lines[end - 1])
         if target is None or target[1] == dsl.ANSWER:
             continue
         text = "\n".join([*lines[:end], f"{dsl.ANSWER} = {target[1]}"])
@@ -344,9 +346,7 @@ def prefixes(program: dsl.Program, media: list[str]) -> Iterator[dsl.Program]:
     for end in range(len(program.calls) - 1, 0, -1):
         calls, name = program.calls[:end], program.calls[end - 1].name
         if name and program.answer != {"ref": name}:
-            answer = {"ref": name}
-            source = dsl.format_program(calls, answer, media)
-            yield dsl.Program(calls=calls, answer=answer, source=source)
+            yield _program(calls, {"ref": name}, media)
 
 
 def verifying(
@@ -368,7 +368,11 @@ def verifying(
         ToolCall(tool="select", name=ones, args={"objects": objects, attribute: value}),
         ToolCall(tool="exist", name=found, args={"objects": ones}),
     ]
-    answer = {"ref": found}
+    return _program(calls, {"ref": found}, media)
+
+
+def _program(calls: list[ToolCall], answer: dict[str, Any], media: list[str]) -> dsl.Program:
+    """A program made of ``calls`` and ``answer``, its text written out."""
     return dsl.Program(calls=calls, answer=answer, source=dsl.format_program(calls, answer, media))
 
 
