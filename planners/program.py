@@ -31,7 +31,12 @@ from pydantic import BaseModel
 from agentkit.errors import ToolError
 from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, roles
-from agentkit.planners.expect import Expectation, attribute_check, canonical_question
+from agentkit.planners.expect import (
+    Expectation,
+    attribute_check,
+    call_values,
+    canonical_question,
+)
 from agentkit.planners.grammar import ProgramGrammar
 from agentkit.planners.relax import Loosened, loosened
 from agentkit.runtime import Runtime
@@ -206,15 +211,15 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             fit the question: "Are there more cylinders than cubes?" written as the right
             ``compare`` and then two lines that read it wrongly; of a reply that did not read,
             its readable start (:func:`readable_start`: "What do you see?" written as one
-            ``caption`` line after another until the tokens ran out). Only a program run ahead
-            is known to fit."""
+            ``caption`` line after another until the tokens ran out); first of all, the program
+            with a comparison of two counts turned the way the question names them
+            (:func:`counted_as_asked`). Only a program run ahead is known to fit."""
             for rank, program, thought, start in written:
-                whole = [program] if start else []  # a start is tried as it is, then cut too
-                for short in [*whole, *prefixes(program, media)]:
+                for short, how in short_readings(program, expect, media, whole=start):
                     got = run(thought, short, expect)
                     if got.steps is not None and not got.failed and got.problem is None:
                         which = f"beam {rank}" if rank else "the greedy program"
-                        note = f"({which} read up to its line {len(short.calls)}: the rest does not fit)"
+                        note = f"({which} read {how}: as written it does not fit)"
                         return replace(got, thought=f"{thought} {note}".strip())
             return None
 
@@ -338,6 +343,43 @@ def readable_start(body: str, names: list[str], media: list[str]) -> dsl.Program
         except dsl.DSLError:
             continue
     return None
+
+
+def short_readings(
+    program: dsl.Program, expect: Expectation, media: list[str], *, whole: bool
+) -> Iterator[tuple[dsl.Program, str]]:
+    """The readings of a program that does not fit its question, in the order they are tried:
+    the program with its comparisons turned the way the question names them
+    (:func:`counted_as_asked`), whole and then cut after each line (:func:`prefixes`); then the
+    program as written, cut so (and first whole, when ``whole``: the readable start of a reply
+    that did not read); each with how it reads the program."""
+    turned = counted_as_asked(program, expect, media)
+    if turned is not None:
+        yield turned, "with its comparison turned as the question names it"
+        for short in prefixes(turned, media):
+            how = f"with its comparison turned, up to its line {len(short.calls)}"
+            yield short, how
+    if whole:
+        yield program, f"up to its line {len(program.calls)}"
+    for short in prefixes(program, media):
+        yield short, f"up to its line {len(short.calls)}"
+
+
+def counted_as_asked(
+    program: dsl.Program, expect: Expectation, media: list[str]
+) -> dsl.Program | None:
+    """``program`` with each ``compare`` of ``more`` or ``fewer`` that counts the question's
+    objects the other way round (:meth:`~agentkit.planners.expect.Expectation.swapped`) turned:
+    ``compare(a=spheres, b=cubes, relation="more")`` for "Are there more cubes than spheres?"
+    becomes ``compare(a=cubes, b=spheres, ...)``. None when none is turned."""
+    names = {c.name for c in program.calls if c.name}
+    made = {c.name: call_values(c, names) for c in program.calls if c.name}
+    calls = [
+        c.model_copy(update={"args": {**c.args, "a": c.args.get("b"), "b": c.args.get("a")}})
+        if expect.swapped(c, made) else c
+        for c in program.calls
+    ]  # fmt: skip
+    return None if calls == program.calls else _program(calls, program.answer, media)
 
 
 def prefixes(program: dsl.Program, media: list[str]) -> Iterator[dsl.Program]:

@@ -21,7 +21,7 @@ from agentkit.planners.program import relaxations, split_reply
 from agentkit.planners.roles import program_reply
 from agentkit.state import Step
 from agentkit.testing import ScriptedBackend
-from agentkit.tools import exist, query, relate, select
+from agentkit.tools import compare, exist, query, relate, select
 from agentkit.tools.base import Tool
 from agentkit.trace import read_events
 
@@ -1021,7 +1021,7 @@ def test_a_program_whose_last_lines_spoil_it_is_read_up_to_the_line_that_answers
     )
     res = a.ask("How many red things?", images=[image])
     assert res.answer == "2" and res.stop_reason == "answered"
-    assert "(the greedy program read up to its line 2: " in res.steps[0].thought
+    assert "(the greedy program read up to its line 2: as written" in res.steps[0].thought
     assert res.steps[0].observation.endswith("ANSWER = n")
     b, _ = make_agent("program", BeamBackend([spoilt], [COUNT_RED]), candidates=2)
     res = b.ask("How many red things?", images=[image])
@@ -1049,3 +1049,27 @@ def test_a_reply_cut_off_mid_line_is_read_up_to_its_last_whole_line():
     assert answer_value({"caption": "2 objects: a red cube, a ball.", "count": 2}).startswith(
         "2 obj"
     )
+
+
+def test_a_comparison_counted_the_other_way_round_is_turned_as_the_question_names_it(
+    make_agent, image, registry
+):
+    """ "Are there more red things than blue things?": the core compared the blue things with
+    the red ones and then spoilt the program. With no beam that fits, the comparison is turned
+    (a the red things, b the blue ones) and read up to it: yes (2 red, 1 blue)."""
+    counting_find(registry, [])
+    for tool in (select, compare):
+        registry.register(tool)
+    backwards = program(
+        "objs = find(image=image_0)",
+        'reds = select(objects=objs, color="red")',
+        'blues = select(objects=objs, color="blue")',
+        'c = compare(a=blues, b=reds, relation="more")',
+        'x = calculate(expression="1 / 0")',
+        "ANSWER = x",
+    )
+    a, _ = make_agent("program", BeamBackend([backwards], [backwards]), candidates=2)
+    res = a.ask("Are there more red things than blue things?", images=[image])
+    assert res.answer == "yes" and res.stop_reason == "answered"
+    assert "read with its comparison turned, up to its line 4" in res.steps[0].thought
+    assert 'c = compare(a=reds, b=blues, relation="more")' in res.steps[0].observation
