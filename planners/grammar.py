@@ -262,10 +262,7 @@ class ProgramGrammar:
             return self._line_start(s, ch)
         if phase == _TARGET:
             if _IDENT.match(ch):
-                name = s.buf + ch
-                if name.startswith("Thought") and (len(name) > 7 or self.mode == "program"):
-                    return None  # a reply's Thought line run into the code ("ThoughtThoughtx =")
-                return replace(s, buf=name, line=s.line + ch)
+                return replace(s, buf=s.buf + ch, line=s.line + ch)
             return self._target_done(s, ch)
         if phase == _AFTER_TARGET:
             if ch == "=":

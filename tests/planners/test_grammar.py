@@ -531,15 +531,3 @@ def test_the_kind_a_question_asks_for_leaves_the_tools_of_other_kinds_out(
         assert viable(question, "caption", first="")
         assert not viable(question, "find", first="") and not viable(question, "count", first="")
     assert viable("How many cubes are there?", "caption", first="")  # any tool may come first
-
-
-def test_a_thought_run_into_the_code_is_no_name():
-    """The core wrote "ThoughtThoughtmetal_spheres = select(...)" inside a program: a name
-    starting with "Thought" is refused there; a code line may still follow a Thought line."""
-    program = ProgramGrammar({"find": ["image"]}, media=["image_0"])
-    assert not program.viable("```\nThoughtThoughtx = find(")
-    assert not program.viable("```\nThought = find(")
-    assert program.viable("```\nthoughts = find(image=image_0)\n")
-    line = ProgramGrammar({"find": ["image"]}, media=["image_0"], mode="line")
-    assert line.viable("Thought: look\nx = find(image=image_0)")
-    assert not line.viable("ThoughtThought")
