@@ -539,6 +539,8 @@ def program_grammar(
     words = expect.words_for if rt.options.constrain_words else None
     if words is not None:
         unfit, only = expect.unfit_tools(), expect.only_tools()
+        if only is not None and not only & tools.keys():
+            only = None  # the tools it asks for are not here: any tool may serve
         tools = {name: spec for name, spec in tools.items()
                  if name not in unfit and (only is None or name in only)}  # fmt: skip
     lines = code_lines(state, variables or [], media) if mode == "line" else ()

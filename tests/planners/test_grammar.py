@@ -525,7 +525,8 @@ def test_the_kind_a_question_asks_for_leaves_the_tools_of_other_kinds_out(
     assert viable("How many cubes and red things are there?", "combine")
     assert viable("Is there a cube that is not red?", "combine")
     assert viable(number, "compare", constrain_words=False)
-    # a description of the image is the caption tool's alone
+    # a description of the image is the caption tool's alone; with no caption tool, any serves
+    assert viable("Describe the image.", "find", first="")
     tools = ToolRegistry([*tools, default["caption"]])
     for question in ("Describe the image.", "What do you see?"):
         assert viable(question, "caption", first="")
