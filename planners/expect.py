@@ -47,10 +47,13 @@ _REQUEST_RE = re.compile(
 )
 
 
+def _spellings(values: Iterable[str]) -> list[str]:
+    """Each value and the synonyms ``detect`` reads as it ("large", "big")."""
+    return [w for v in values for w in (v, *(k for k, c in SYNONYMS.items() if c == v))]
+
+
 #: The materials and the words ``detect`` reads as one ("metallic", "shiny", "matte").
-_MATERIAL_WORDS = sorted(
-    {*ATTRIBUTES["material"], *(w for w, v in SYNONYMS.items() if v in ATTRIBUTES["material"])}
-)
+_MATERIAL_WORDS = _spellings(ATTRIBUTES["material"])
 #: "What ... colour / material / size / shape" and their other forms: the attribute a value
 #: question asks for.
 _ASKS_FOR = {
@@ -814,11 +817,6 @@ class Expectation:
 def _values(strings: Iterable[str]) -> set[str]:
     """The attribute values among a call's strings (synonyms read as ``detect`` reads them)."""
     return {v for v in (normalize_word(g) for g in strings) if v in _VALUES}
-
-
-def _spellings(values: Iterable[str]) -> list[str]:
-    """Each value and the synonyms ``detect`` reads as it ("large", "big")."""
-    return [w for v in values for w in (v, *(k for k, c in SYNONYMS.items() if c == v))]
 
 
 def _unique(values: Iterable[str]) -> list[str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from agentkit.cli._common import console, fail
 
@@ -28,8 +29,6 @@ def train(
     from agentkit.mllm.train import load_recipe, recipe_names, run_recipe
 
     if list_ or not recipe:
-        from rich.markup import escape
-
         for name in recipe_names():
             doc = load_recipe(name).get("description", "")
             console.print(f"[bold]{name}[/]  {escape(doc)}")
