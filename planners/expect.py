@@ -422,6 +422,89 @@ def attribute_check(question: str) -> tuple[str, str, str] | None:
     return f"What {attribute} is {m['subject']}?", attribute, value
 
 
+#: Superlative words -> the ``most`` of ``select`` that finds their object.
+_SUPERLATIVES = {
+    "left": ("leftmost", "left-most"),
+    "right": ("rightmost", "right-most"),
+    "front": ("frontmost", "front-most", "foremost", "closest", "nearest"),
+    "behind": ("backmost", "back-most", "rearmost", "hindmost", "farthest", "furthest",
+               "most distant"),
+    "large": ("biggest", "largest"),
+    "small": ("smallest", "tiniest", "littlest"),
+}  # fmt: skip
+_MOST_OF = {w: most for most, words in _SUPERLATIVES.items() for w in words}
+_SUP_WORD = "|".join(sorted(map(re.escape, _MOST_OF), key=len, reverse=True))
+_SIDE = r"(?P<side>left|right|front|back)"
+#: Where a superlative's words follow its noun: "the cube on the far left", "the thing
+#: furthest to the right", "the object closest to the camera", "the sphere in the very back".
+_AFTER_NOUN = (
+    rf"(?:(?:that|which)\s+(?:is|are)\s+)?(?:"
+    rf"(?:on|at|to|in)\s+the\s+(?:far|very|extreme)\s+{_SIDE}"
+    rf"|(?P<sup>{_SUP_WORD})(?:\s+(?:to\s+the\s+)?{_SIDE.replace('side', 'side2')}"
+    r"|\s+away)?)"
+)
+_NOUN_WORD = "|".join([*_NOUNS, *(k for k, v in SYNONYMS.items() if v in _NOUNS)])
+#: An object named with a superlative: its article, the words before the noun, the noun.
+_SUPERLATIVE_RE = re.compile(
+    rf"\b(?P<the>the)\s+(?:(?P<pre>{_SUP_WORD})\s+)?(?P<words>(?:[a-z]+\s+){{0,3}}?)"
+    rf"(?P<noun>{_NOUN_WORD})\b(?(pre)|\s+{_AFTER_NOUN})"
+    r"(?P<towards>\s+(?:to|from)\s+(?:the\s+)?(?:camera|viewer|us|you|me|front|back))?",
+    re.IGNORECASE,
+)
+#: "Which object is (the) leftmost?", "What is the biggest thing?": which object it is, as
+#: "Which object is purple?" asks (its shape).
+_WHICH_MOST_RE = re.compile(
+    rf"\s*(?:which\s+(?:object|thing|one)\s+is\s+(?:the\s+)?(?P<sup>{_SUP_WORD})"
+    rf"(?:\s+(?:one|object|thing))?|what\s+is\s+the\s+(?P<sup2>{_SUP_WORD})\s+"
+    r"(?:one|object|thing))\s*(?:(?:to|from)\s+(?:the\s+)?(?:camera|viewer|us|you|me))?\s*[?.!]*\s*$",
+    re.IGNORECASE,
+)
+_SIDES = {"left": "left", "right": "right", "front": "front", "back": "behind"}
+
+
+@dataclass(frozen=True)
+class Superlative:
+    """An object a question names with a superlative ("the leftmost cube"): the question with
+    it named plainly ("the cube"), which way ``select``'s ``most`` takes, and the object's own
+    values ({"shape": "cube"}) that the ``select`` finding it filters by."""
+
+    question: str
+    most: str
+    filters: dict[str, str]
+
+
+def superlative(question: str) -> Superlative | None:
+    """The object ``question`` names with a superlative, or None when it names none: "What
+    color is the leftmost cube?" -> ("What color is the cube?", "left", {"shape": "cube"});
+    "How many spheres are left of the biggest metal thing?" -> (".. left of the metal thing?",
+    "large", {"material": "metal"}); "the cube on the far right", "the object closest to the
+    camera"; "Which object is leftmost?" asks its shape. Only the first such object is read."""
+    which = _WHICH_MOST_RE.match(question)
+    if which:
+        word = (which["sup"] or which["sup2"]).lower()
+        return Superlative("What shape is the object?", _MOST_OF[word], {})
+    for m in _SUPERLATIVE_RE.finditer(question):
+        if re.search(rf"\b(?:{_NOUN_WORD})s?\s+$", question[: m.start()], re.IGNORECASE):
+            return None  # "Is the red cube the leftmost object?": which, not what of it
+        noun = normalize_word(m["noun"].lower())
+        if m["pre"]:
+            most = _MOST_OF[m["pre"].lower()]
+        elif m["side"] or m["side2"]:
+            most = _SIDES[(m["side"] or m["side2"]).lower()]
+        else:
+            most = _MOST_OF[m["sup"].lower()]
+        words = m["words"].split()
+        values = [normalize_word(w.lower()) for w in words]
+        if any(v not in _ATTRIBUTE_OF for v in values):
+            continue  # "the biggest of the cubes", a clause: not an object it reads
+        filters = {_ATTRIBUTE_OF[v]: v for v in values}
+        if noun in ATTRIBUTES["shape"]:
+            filters["shape"] = noun
+        named = " ".join([m["the"], *words, "object" if m["noun"].lower() == "one" else m["noun"]])
+        return Superlative(question[: m.start()] + named + question[m.end() :], most, filters)
+    return None
+
+
 def phrases(question: str) -> tuple[frozenset[str], ...]:
     """The attribute values of each object a question describes: its runs of consecutive
     attribute words ("How many small objects are left of the big purple thing?" -> {small},
@@ -443,10 +526,16 @@ def references(question: str) -> dict[str, tuple[frozenset[str], ...]]:
     return out
 
 
+def described(args: dict[str, Any]) -> dict[str, Any]:
+    """A call's arguments but ``select``'s ``most``, which ranks the objects a question names
+    and names no value of them ("large": the biggest of the cubes, not the large cubes)."""
+    return {k: v for k, v in args.items() if k != "most"}
+
+
 def call_values(call: ToolCall, names: Iterable[str] = ()) -> set[str]:
     """The attribute values one call filters by (variables in ``names`` are not words)."""
     passed = set(names)
-    return {w for w in scene_words(s for s in strings_in(call.args) if s not in passed)
+    return {w for w in scene_words(s for s in strings_in(described(call.args)) if s not in passed)
             if w in _VALUES}  # fmt: skip
 
 
@@ -454,7 +543,9 @@ def program_words(program: dsl.Program) -> Counter[str]:
     """The scene words a program's arguments name (variables passed by name aside: a value
     ``red_things`` refers to a result, it does not filter by red)."""
     names = {call.name for call in program.calls}
-    return scene_words(s for call in program.calls for s in strings_in(call.args) if s not in names)
+    return scene_words(
+        s for call in program.calls for s in strings_in(described(call.args)) if s not in names
+    )
 
 
 def unused_calls(program: dsl.Program) -> list[ToolCall]:

@@ -33,15 +33,19 @@ from agentkit.mllm.backends.base import Generation, Message, generate
 from agentkit.planners import dsl, roles
 from agentkit.planners.expect import (
     Expectation,
+    Superlative,
     attribute_check,
     call_values,
     canonical_question,
+    superlative,
+    unused_calls,
 )
 from agentkit.planners.grammar import ProgramGrammar
 from agentkit.planners.relax import Loosened, loosened
 from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs
+from agentkit.tools.detect import normalize_word
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
 #: The name a program line sets ("objs = ...").
@@ -236,8 +240,10 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             if not rt.options.reword:
                 return None
             asked = roles.question(state)
+            if sup := superlative(asked):
+                asked = sup.question
             verify = attribute_check(asked)
-            canon = verify[0] if verify else canonical_question(asked)
+            canon = verify[0] if verify else canonical_question(asked) or (sup and asked)
             if canon is None:
                 return None
             view = state.model_copy(update={"question": canon})
@@ -250,21 +256,38 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                 if fits is None:
                     return None
                 first, got, _ = fits
-            if verify is not None:
+            assert got.program is not None
+            program: dsl.Program | None = got.program
+            if sup is not None:
+                program = with_most(program, sup, media)
+            if verify is not None and program is not None:
                 _, attribute, value = verify
-                assert got.program is not None
-                program = verifying(got.program, attribute, value, media)
-                if program is None:
-                    return None
-                got = run(got.thought, program, expect)
+                program = verifying(program, attribute, value, media)
+            if program is None:
+                return None
+            if program is not got.program:
+                # held to the question as asked; a superlative's to its plain wording, whose
+                # words the program's filters say ("the cube on the far left": no "left" filter)
+                got = run(got.thought, program, Expectation.of(sup.question) if sup else expect)
                 if got.failed or got.problem is not None:
                     return None
-            note = f"(read as {canon!r}: no program for the question's words fits them)"
+            note = (
+                f"(read as {canon!r}, the {_MOST_NAMES[sup.most]} one found by select's most)"
+                if sup is not None
+                else f"(read as {canon!r}: no program for the question's words fits them)"
+            )
             return first, replace(got, thought=f"{got.thought} {note}".strip())
 
-        gen = generate(rt.models.controller, messages, max_new_tokens=tokens, constraint=grammar)
-        chosen = greedy = attempt(gen.text)
-        if greedy.problem is not None:
+        # A superlative ("the leftmost cube") is no word the core knows: the program for the
+        # question with its object named plainly, that object then found by select's most.
+        ranked = reworded() if superlative(roles.question(state)) else None
+        if ranked is not None:
+            gen, chosen = ranked
+        else:
+            gen = generate(rt.models.controller, messages, max_new_tokens=tokens,
+                           constraint=grammar)  # fmt: skip
+            chosen = greedy = attempt(gen.text)
+        if ranked is None and greedy.problem is not None:
             # No rewrite turn yet: a small core's rewrite after an error message is rarely
             # better than its second guess at the same prompt.
             fits, runs = best_beam(greedy, messages, gen.text, grammar, expect)
@@ -411,6 +434,50 @@ def verifying(
         ToolCall(tool="exist", name=found, args={"objects": ones}),
     ]
     return _program(calls, {"ref": found}, media)
+
+
+#: The arguments that take one object (a query's, a relation's or a same's reference): where a
+#: superlative's object is used.
+_ONE_OBJECT = {("query", "objects"), ("relate", "reference"), ("same", "reference")}
+_MOST_NAMES = {"left": "leftmost", "right": "rightmost", "front": "nearest",
+               "behind": "farthest", "large": "biggest", "small": "smallest"}  # fmt: skip
+
+
+def with_most(program: dsl.Program, sup: Superlative, media: list[str]) -> dsl.Program | None:
+    """``program``, written for :attr:`Superlative.question` ("What color is the cube?"), made
+    to take the superlative's object ("the leftmost cube"): the call that uses one object
+    (:data:`_ONE_OBJECT`) and gets the object's list, the chain of selects that made that list
+    read back to where it started (``detect``'s objects, a relation's), gets instead
+    ``select(objects=<that start>, <the object's own values>, most=...)``; selects nothing reads
+    any more are dropped. Of several such calls, the one whose selects filter by the object's
+    values (for "the object", where a small core may filter by a shape no word said, the only
+    one). None when no call takes one object, or none is told apart."""
+    calls, at = program.calls, {c.name: i for i, c in enumerate(program.calls) if c.name}
+    uses = []  # (line, argument, where its list started, what the selects filtered by)
+    for i, call in enumerate(calls):
+        arg = next((a for t, a in _ONE_OBJECT if t == call.tool), None)
+        source = call.args.get(arg) if arg else None
+        if not isinstance(source, str):
+            continue
+        filters: dict[str, Any] = {}
+        while source in at and calls[at[source]].tool == "select":
+            select = calls[at[source]]
+            filters.update((k, v) for k, v in select.args.items() if k not in ("objects", "most"))
+            source = select.args.get("objects")
+        uses.append((i, arg, source, {k: normalize_word(str(v)) for k, v in filters.items()}))
+    fitting = [u for u in uses if u[3] == sup.filters] or (uses if len(uses) == 1 else [])
+    if not fitting or not isinstance(fitting[0][2], str):
+        return None
+    line, arg, source, _ = fitting[0]
+    name = _fresh(_MOST_NAMES[sup.most], {c.name or "" for c in calls})
+    most = ToolCall(tool="select", name=name,
+                    args={"objects": source, **sup.filters, "most": sup.most})  # fmt: skip
+    user = calls[line].model_copy(update={"args": {**calls[line].args, arg: name}})
+    out = [*calls[:line], most, user, *calls[line + 1 :]]
+    while unread := [c for c in unused_calls(_program(out, program.answer, media))
+                     if c.tool == "select"]:  # fmt: skip
+        out = [c for c in out if c not in unread]
+    return _program(out, program.answer, media)
 
 
 def _program(calls: list[ToolCall], answer: dict[str, Any], media: list[str]) -> dsl.Program:

@@ -74,3 +74,24 @@ def test_core_writes_react_steps_as_code_lines(tmp_path):
         assert ran and ran[0].tool == "detect" and ran[0].ref  # named by the line's variable
         answered += res.stop_reason == "answered"
     assert answered >= len(questions) // 2
+
+
+@pytest.mark.slow
+def test_core_answers_superlatives_by_selects_most(tmp_path):
+    """The core never saw a superlative; the program planner has it write the program for the
+    object's plain name and finds the object by ``select``'s ``most`` (example scene 0: a brown
+    cylinder furthest left, a green sphere furthest right, a purple cube nearest the camera,
+    a brown rubber sphere left of the green metal one)."""
+    from agentkit.graph import Agent
+
+    agent = Agent("hf:agentkit-mllm", runs_dir=tmp_path)
+    scene = EXAMPLES / "scenes" / "scene_000000.png"
+    for question, answer in [
+        ("What color is the leftmost object?", "brown"),
+        ("What shape is the rightmost object?", "sphere"),
+        ("Is the object closest to the camera a cube?", "yes"),
+        ("What material is the leftmost sphere?", "rubber"),
+    ]:
+        res = agent.ask(question, images=[scene])
+        program = next(s.observation for s in res.steps if s.role == "controller")
+        assert res.answer == answer and "most=" in program, (question, res.answer, program)

@@ -647,3 +647,47 @@ def test_comparisons_in_clevrs_words_are_reworded_as_the_templates_word_them():
         "Are there more spheres than cubes?"
     )
     assert canonical_question("Do the red things outnumber the cubes or spheres?") is None
+
+
+def test_an_object_named_with_a_superlative_is_read_as_its_plain_name_and_a_most():
+    from agentkit.planners.expect import Superlative, superlative
+
+    def read(q: str) -> tuple[str, str, dict[str, str]] | None:
+        sup = superlative(q)
+        return None if sup is None else (sup.question, sup.most, sup.filters)
+
+    assert read("What color is the leftmost cube?") == (
+        "What color is the cube?", "left", {"shape": "cube"}
+    )  # fmt: skip
+    assert read("How many spheres are left of the biggest metal block?") == (
+        "How many spheres are left of the metal block?", "large",
+        {"material": "metal", "shape": "cube"},
+    )  # fmt: skip
+    assert read("What shape is the object on the far right?") == (
+        "What shape is the object?", "right", {}
+    )  # fmt: skip
+    assert read("What color is the thing that is closest to the camera?")[1:] == ("front", {})
+    assert read("What color is the object farthest from the camera?")[1] == "behind"
+    assert read("What is the thing furthest to the left made of?") == (
+        "What is the thing made of?", "left", {}
+    )  # fmt: skip
+    assert read("What color is the cylinder furthest back?")[1] == "behind"
+    assert read("What color is the sphere in the very back?")[1] == "behind"
+    assert read("What color is the nearest one?") == ("What color is the object?", "front", {})
+    assert read("Is the smallest sphere red?") == (
+        "Is the sphere red?",
+        "small",
+        {"shape": "sphere"},
+    )
+    # which object it is: its shape, as "Which object is purple?" asks
+    for q in ("Which object is leftmost?", "Which object is the biggest?",
+              "What is the smallest object?", "What is the closest object to the camera?"):  # fmt: skip
+        assert superlative(q) == Superlative("What shape is the object?", superlative(q).most, {})
+    for q in (
+        "What color is the big cube?",  # a size, not the biggest
+        "What color is the large cube left of the sphere?",
+        "How many objects are to the left of the cube?",  # a relation
+        "Is the red cube the leftmost object?",  # which object, not what of it
+        "What color is the biggest of the cubes?",
+    ):
+        assert superlative(q) is None, q

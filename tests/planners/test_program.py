@@ -1002,6 +1002,84 @@ def test_verifying_turns_the_answering_query_into_a_select_and_exist():
     assert verifying(parse_program(counted, names, media=["image_0"]), "color", "red", []) is None
 
 
+def test_a_superlative_object_is_found_by_selects_most_in_the_program_for_its_plain_name(
+    make_agent, image, registry
+):
+    """ "What color is the rightmost cube?": the core knows no superlative. The program for
+    the question with the object named plainly ("What color is the cube?") finds the cubes; the
+    query's list becomes the one cube furthest right, by ``select``'s ``most``: the blue one,
+    not the most confident (red) that a query of both cubes would take."""
+    counting_find(registry, [])
+    for tool in (select, exist, query):
+        registry.register(tool)
+    colour = program(
+        "objs = find(image=image_0)",
+        'cubes = select(objects=objs, shape="cube")',
+        'v = query(objects=cubes, attribute="color")',
+        "ANSWER = v",
+    )
+    a, backend = make_agent("program", BeamBackend([colour], []), candidates=1)
+    res = a.ask("What color is the rightmost cube?", images=[image])
+    assert res.answer == "blue" and res.stop_reason == "answered"
+    assert "Question: What color is the cube?" in backend.calls[0][-1].content
+    assert res.steps[0].observation.splitlines()[1:] == [
+        'rightmost = select(objects=objs, shape="cube", most="right")',
+        'v = query(objects=rightmost, attribute="color")',
+        "ANSWER = v",
+    ]  # the select nothing reads any more is dropped
+    assert "(read as 'What color is the cube?', the rightmost one" in res.steps[0].thought
+    # a program for the plain name that takes no one object (a count) is no reading of it:
+    # the question's own words get their program, as before
+    counted = program("objs = find(image=image_0)", "n = count(objects=objs)", "ANSWER = n")
+    b, backend = make_agent("program", BeamBackend([counted, colour], []), candidates=1)
+    res = b.ask("What color is the leftmost cube?", images=[image])
+    assert "Question: What color is the leftmost cube?" in backend.calls[1][-1].content
+    assert "most=" not in res.steps[0].observation
+
+
+def test_with_most_finds_the_superlatives_object_among_the_one_object_uses():
+    from agentkit.planners.dsl import parse_program
+    from agentkit.planners.expect import Superlative
+    from agentkit.planners.program import with_most
+
+    names, media = ["find", "select", "relate", "query", "count"], ["image_0"]
+
+    def rewritten(sup: Superlative, *lines: str) -> list[str] | None:
+        got = with_most(parse_program("\n".join(lines), names, media=media), sup, media)
+        return None if got is None else got.source.splitlines()[1:]
+
+    relation = [
+        "objs = find(image=image_0)",
+        'reds = select(objects=objs, color="red")',
+        'spheres = select(objects=reds, shape="sphere")',
+        'left_of = relate(objects=objs, reference=spheres, relation="left")',
+        'cubes = select(objects=left_of, shape="cube")',
+        'v = query(objects=cubes, attribute="color")',
+        "ANSWER = v",
+    ]
+    # "What color is the cube left of the biggest red sphere?": the reference, its chain of
+    # selects read back to the detector's list
+    assert rewritten(Superlative("", "large", {"color": "red", "shape": "sphere"}), *relation) == [
+        'biggest = select(objects=objs, color="red", shape="sphere", most="large")',
+        'left_of = relate(objects=objs, reference=biggest, relation="left")',
+        'cubes = select(objects=left_of, shape="cube")',
+        'v = query(objects=cubes, attribute="color")',
+        "ANSWER = v",
+    ]
+    # "What color is the leftmost cube left of the red sphere?": the queried cubes, from
+    # the relation's list they were selected from
+    assert rewritten(Superlative("", "left", {"shape": "cube"}), *relation)[3:] == [
+        'leftmost = select(objects=left_of, shape="cube", most="left")',
+        'v = query(objects=leftmost, attribute="color")',
+        "ANSWER = v",
+    ]
+    # neither use filters by "the object"'s values, and two uses: none told apart
+    assert rewritten(Superlative("", "left", {}), *relation) is None
+    # no use of one object at all
+    assert rewritten(Superlative("", "left", {}), "objs = find(image=image_0)",
+                     "n = count(objects=objs)", "ANSWER = n") is None  # fmt: skip
+
+
 def test_a_program_whose_last_lines_spoil_it_is_read_up_to_the_line_that_answers(
     make_agent, image, registry
 ):

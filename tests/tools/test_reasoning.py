@@ -63,6 +63,28 @@ def test_select_filters_and_normalises_words(reg: ToolRegistry) -> None:
         run(reg, "select", objects=SCENE, colour="red")  # unknown argument
 
 
+def test_select_most_keeps_the_one_object_furthest_that_way(reg: ToolRegistry) -> None:
+    def most(way: str, objects=SCENE, **filters):
+        r = run(reg, "select", objects=objects, most=way, **filters)
+        return [(o.color, o.shape) for o in r.objects], r.note
+
+    assert most("left") == ([("red", "cube")], None)
+    assert most("right") == ([("green", "cylinder")], None)
+    assert most("front") == ([("red", "cube")], None)  # stands lowest in the image
+    assert most("behind") == ([("blue", "sphere")], None)
+    assert most("right", shape="sphere") == ([("red", "sphere")], None)  # filters first
+    assert most("small") == ([("red", "sphere")], None)  # the one small object: no choice
+    # the size word first: the small ball's box is smallest, yet "large" never picks it
+    assert most("large", objects=[RED_BALL, BLUE_BALL])[0] == [("blue", "sphere")]
+    # two large objects: the bigger box, and the result says how it was chosen
+    kept, note = most("large", objects=[BLUE_BALL, GREEN_CYL])
+    assert kept == [("green", "cylinder")]
+    assert note == "2 large objects; the biggest box is the large green rubber cylinder's"
+    assert most("left", color="yellow") == ([], None)  # nothing kept, nothing to rank
+    with pytest.raises(ToolArgsError):
+        run(reg, "select", objects=SCENE, most="highest")
+
+
 def test_relate_by_image_geometry(reg: ToolRegistry) -> None:
     ref = [BLUE_BALL]
     left = run(reg, "relate", objects=SCENE, reference=ref, relation="left")
