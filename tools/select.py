@@ -40,6 +40,9 @@ PURE = True  # reads its inputs only: may run ahead and be reused
 
 
 Most = Literal["left", "right", "front", "behind", "large", "small"]
+#: What the object each ``most`` keeps is called ("the leftmost").
+MOST_NAMES = {"left": "leftmost", "right": "rightmost", "front": "nearest",
+              "behind": "farthest", "large": "biggest", "small": "smallest"}  # fmt: skip
 #: How each ``most`` ranks objects: the one with the highest key is kept. Size: the ``size``
 #: word (large over small), then the box's area.
 _RANK = {

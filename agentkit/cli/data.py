@@ -66,8 +66,8 @@ def gen(
         str | None,
         typer.Option(
             help="questions: comma-separated families (default: CLEVR's 14 templates; "
-            "compare_attribute, same_other_count/_exist/_query, not_count, not_exist and every "
-            "are asked for by name)."
+            "compare_attribute, same_other_count/_exist/_query, not_count, not_exist, every "
+            "and most_query/_count/_exist are asked for by name)."
         ),
     ] = None,
     phrasings: Annotated[

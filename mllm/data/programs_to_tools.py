@@ -10,6 +10,7 @@ program nodes                    tool call
 ``scene``                        ``detect(image=image_0)`` (once)
 ``filter_*`` (a chain)           ``select(objects=X, color=..., shape=...)``
 ``unique``                       nothing: the consumer (query, relate, same) checks "exactly one"
+``most[w]`` (after filters)      ``select(objects=X, color=..., most=w)``: the one furthest w
 ``relate[r]``                    ``relate(objects=detect_0, reference=X, relation=r)``
 ``same_<attr>``                  ``same(objects=detect_0, reference=X, attribute=attr)``
 ``union`` / ``intersect`` /      ``combine(a=X, b=Y, op=union|intersection|difference)``
@@ -51,6 +52,7 @@ from agentkit.mllm.worlds.programs import Program, ProgramError
 from agentkit.planners import dsl
 from agentkit.state import Step, ToolCall
 from agentkit.tools.base import ToolContext, ToolRegistry, execute, step_refs
+from agentkit.tools.select import MOST_NAMES
 
 #: The tools a plan may call.
 PLAN_TOOLS = ("detect", "select", "relate", "same", "combine", "count", "exist", "query", "compare")
@@ -189,6 +191,16 @@ class _Converter:
             )
         elif fn == "unique":
             out = self.objects(self.inputs(k)[0])
+        elif fn == "most":
+            way = self.value(k)
+            base, spec = self.chain(self.inputs(k)[0])
+            args = {"objects": Ref(self.objects(base)), **{a: spec[a] for a in _ATTR_ORDER if a in spec}}
+            out = self.emit(
+                "select",
+                {**args, "most": way},
+                f"Keep the {MOST_NAMES[way]} of the {_spec_words(spec)}.",
+                MOST_NAMES[way],
+            )
         elif fn == "relate":
             rel = self.value(k)
             ref = self.objects(self.inputs(k)[0])

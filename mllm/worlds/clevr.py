@@ -38,8 +38,10 @@ def _functions(program: Sequence[dict[str, Any]]) -> list[str]:
 
 def program_length(program: Sequence[dict[str, Any]]) -> int:
     """Reasoning length as the question worlds count it: one per referring phrase (a ``scene``
-    node starts one), one per relation or same-attribute hop."""
-    return sum(f in ("scene", "relate") or f.startswith("same_") for f in _functions(program))
+    node starts one), one per relation, same-attribute hop or superlative (``most``)."""
+    return sum(
+        f in ("scene", "relate", "most") or f.startswith("same_") for f in _functions(program)
+    )
 
 
 def family(program: Sequence[dict[str, Any]]) -> str:
@@ -51,7 +53,8 @@ def family(program: Sequence[dict[str, Any]]) -> str:
     The families CLEVR never asks: a set without another (``difference``) is ``not_count`` /
     ``not_exist``, and a set's count against its own part's (``every``: "Are all the cubes
     red?", the part an ``intersect`` with the set, or any set when the first is the scene) is
-    ``every``."""
+    ``every``; a superlative's object (``most``, "the leftmost cube") queried, or the objects in
+    a relation to it counted or found, is ``most_query`` / ``most_count`` / ``most_exist``."""
     fns = _functions(program)
     if not fns:
         raise ConfigError("a CLEVR program with no nodes")
@@ -64,6 +67,8 @@ def family(program: Sequence[dict[str, Any]]) -> str:
         return f"not_{last}"
     if last.startswith("equal_"):
         return "compare_attribute"
+    if "most" in fns:  # "the leftmost cube": not CLEVR's
+        return "most_query" if last.startswith("query_") else f"most_{last}"
     if any(f in ("union", "intersect") for f in fns):
         hop = "logic"
     elif any(f.startswith("same_") for f in fns):

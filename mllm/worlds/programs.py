@@ -6,7 +6,12 @@ earlier nodes and the last node gives the answer. Values flow between nodes as o
 
 * a set of object indices (``scene``, ``filter_*``, ``relate``, ``same_*``, ``union``, ``intersect``,
   ``difference``: the first set without the second, for "cubes that are not red"; not CLEVR's),
-* one object index (``unique``: the set must hold exactly one object, or the program is ill-posed),
+* one object index (``unique``: the set must hold exactly one object, or the program is ill-posed;
+  ``most``, not CLEVR's: of a set of two or more, the one furthest ``left`` / ``right`` /
+  ``front`` / ``behind``, every other object of the set in the opposite relation to it (and, for
+  left and right, where objects have ``pixel_coords``, furthest that way in the image too), or
+  the one ``large`` / ``small`` object among objects of the other size: "the leftmost cube",
+  "the biggest sphere"; ill-posed when no object is so),
 * an integer (``count``), a bool (``exist``, ``greater_than``, ``less_than``, ``equal_integer``),
 * an attribute word (``query_*``).
 
@@ -32,6 +37,8 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "shape": ("cube", "sphere", "cylinder"),
 }
 RELATIONS: tuple[str, ...] = ("left", "right", "front", "behind")
+#: The ways ``most`` picks one object of a set: a relation's or a size's extreme.
+MOSTS: tuple[str, ...] = (*RELATIONS, *ATTRIBUTES["size"])
 OPPOSITE: dict[str, str] = {"left": "right", "right": "left", "front": "behind", "behind": "front"}
 
 Node = dict[str, Any]
@@ -111,6 +118,8 @@ def _apply(
         if len(s) != 1:
             raise ProgramError(f"node {k}: unique over {len(s)} objects, expected exactly 1")
         return next(iter(s))
+    if fn == "most":
+        return _most(_as_set(args[0], fn), values, objects, rels, k)
     if fn == "relate":
         if len(values) != 1 or values[0] not in RELATIONS:
             raise ProgramError(f"node {k}: relate expects one of {RELATIONS}, got {values}")
@@ -139,6 +148,31 @@ def _apply(
         a, b = _as_int(args[0], fn), _as_int(args[1], fn)
         return a > b if fn == "greater_than" else a < b if fn == "less_than" else a == b
     raise ProgramError(f"node {k}: unknown function {fn!r}")
+
+
+def _most(s: frozenset[int], values: list[str], objects: list[dict], rels: dict, k: int) -> int:
+    """The one object of ``s`` furthest ``values[0]`` (see the module docstring)."""
+    if len(values) != 1 or values[0] not in MOSTS:
+        raise ProgramError(f"node {k}: most expects one of {MOSTS}, got {values}")
+    way = values[0]
+    if len(s) < 2:
+        raise ProgramError(f"node {k}: most over {len(s)} objects, expected 2 or more")
+    if way in RELATIONS:  # every other object lies the opposite way of it
+        found = [i for i in s if all(j in rels[OPPOSITE[way]][i] for j in s if j != i)]
+    else:  # the only one of that size
+        found = [i for i in s if objects[i]["size"] == way]
+    if (
+        len(found) == 1
+        and way in ("left", "right")
+        and all("pixel_coords" in objects[i] for i in s)
+    ):
+        # the picture must agree: perspective moves a far object's image x toward the centre
+        x = {i: objects[i]["pixel_coords"][0] for i in s}
+        if found[0] != (min if way == "left" else max)(s, key=x.__getitem__):
+            found = []
+    if len(found) != 1:
+        raise ProgramError(f"node {k}: most {way} picks no one object of {len(s)}")
+    return found[0]
 
 
 def _attribute(fn: str, k: int) -> str:

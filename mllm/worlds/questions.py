@@ -28,6 +28,9 @@ compare_attribute  Is the red cube the same size as the metal sphere?           
 not_count          How many cubes are not red?                                  2
 not_exist          Is there a metal thing that is not a sphere?                 2
 every              Are all the large things cubes?                              2
+most_query         What color is the leftmost cube?  (not CLEVR's: a superlative) 2
+most_count         How many spheres are behind the biggest cube?                3
+most_exist         Are there any cubes left of the sphere closest to the camera? 3
 relate_query       What color is the cube left of the small sphere?             2-3
 relate_count       How many spheres are behind the blue cube?                   2-3
 relate_exist       Are there any cylinders in front of the gray ball?           2-3
@@ -57,11 +60,13 @@ from agentkit.errors import ConfigError
 from agentkit.mllm.worlds import templates as T
 from agentkit.mllm.worlds.programs import (
     ATTRIBUTES,
+    MOSTS,
     OPPOSITE,
     RELATIONS,
     Program,
     ProgramError,
     execute,
+    execute_trace,
     node,
 )
 
@@ -91,6 +96,9 @@ EXTRA_FAMILIES: tuple[str, ...] = (
     "not_count",
     "not_exist",
     "every",
+    "most_query",
+    "most_count",
+    "most_exist",
 )
 _ATTR_ORDER = ("size", "color", "material", "shape")  # CLEVR's adjective order
 _CANDIDATES = 12  # well-posed candidates drawn per question before picking the rarest answer
@@ -418,6 +426,45 @@ class _Sampler:
         fields = {"A": desc_a[1], "B": desc_b[1], "attr": attr}
         return b.nodes, "equal.attr", fields, 2 + hops_a + hops_b
 
+    def most(self, fn: str) -> tuple | None:
+        """ "What color is the leftmost cube?" (``fn`` query), "How many spheres are behind the
+        biggest cube?" (count or exist): the one object of a set (two or more, described by
+        attribute words, maybe none) furthest one way (``most``), queried for an attribute its
+        words do not say, or the objects in a relation to it counted or found."""
+        way = self.rng.choice(MOSTS)
+        sizes = ["size"] if way in ATTRIBUTES["size"] else []
+        n = len(self.objects)
+        spec = self._random_spec(range(n), exclude=sizes)
+        b = _Builder()
+        idx = b.add("most", [b.filters(b.add("scene"), spec)], [way])
+        try:
+            target = execute_trace(b.nodes, self.scene)[-1]
+        except ProgramError:
+            return None  # fewer than two, or none furthest that way
+        noun = _noun_phrase(self.rng, spec, plural=False)
+        after = T.MOST_AFTER.get(way, ())
+        if after and self.rng.random() < 0.4:
+            phrase = f"{noun} {self.rng.choice(after)}"
+        else:
+            phrase = f"{self.rng.choice(T.MOST_BEFORE[way])} {noun}"
+        if fn == "query":
+            asked = [a for a in _ATTR_ORDER if a not in spec and a not in sizes]
+            if not asked:
+                return None
+            attr = self.rng.choice(asked)
+            b.add(f"query_{attr}", [idx])
+            return b.nodes, f"most.query.{attr}", {"A": phrase}, 2
+        r = self.rng.choice([r for r in RELATIONS if spec or r != way])  # none left of all
+        spec_b = self._random_spec(self.rels[r][target])
+        b.add(fn, [b.filters(b.add("relate", [idx], [r]), spec_b)])
+        fields = {
+            "A": phrase,
+            "R": _rel_phrase(self.rng, r),
+            "B_pl": _noun_phrase(self.rng, spec_b, plural=True),
+            "B_sg": _indefinite(_noun_phrase(self.rng, spec_b, plural=False)),
+        }
+        return b.nodes, f"most.{fn}", fields, 3
+
     def relate(self, fn: str) -> tuple | None:
         hops = 1 if self.rng.random() < 0.3 else 0
         anchor = self.rng.randrange(len(self.objects))
@@ -483,6 +530,8 @@ class _Sampler:
             return self.negated(family.removeprefix("not_"))
         if family == "every":
             return self.every()
+        if family.startswith("most_"):
+            return self.most(family.removeprefix("most_"))
         if family == "relate_query":
             attr = self.rng.choice(_ATTR_ORDER)
             return self.query(attr, hops=1 if self.rng.random() < 0.7 else 2)

@@ -235,6 +235,16 @@ CLEVR_PHRASINGS: dict[str, tuple[str, ...]] = {
 
 #: Which phrasings a question may be drawn in: the templates' (the default), CLEVR's others, or
 #: either (training data that speaks both).
+# A superlative's object ("the leftmost cube", "the biggest sphere") is asked about in the words
+# of the object it names: its query's and its relation's templates, under ids of their own.
+PHRASINGS.update(
+    {
+        f"most.query.{attr}": PHRASINGS[f"query.{attr}"]
+        for attr in ("color", "shape", "material", "size")
+    }  # fmt: skip
+)
+PHRASINGS.update({"most.count": PHRASINGS["relate.count"], "most.exist": PHRASINGS["relate.exist"]})
+
 PHRASING_SETS = ("templates", "clevr", "mixed")
 
 
@@ -266,6 +276,22 @@ PLURAL: dict[str, str] = {
     "cylinder": "cylinders",
     "thing": "things",
     "object": "objects",
+}
+#: A superlative said before the noun ("the leftmost cube") or after it ("the cube on the far
+#: left"), per way of ``most`` (sizes are said before it only).
+MOST_BEFORE: dict[str, tuple[str, ...]] = {
+    "left": ("leftmost",),
+    "right": ("rightmost",),
+    "front": ("frontmost", "nearest", "closest"),
+    "behind": ("farthest", "furthest", "backmost"),
+    "large": ("biggest", "largest"),
+    "small": ("smallest", "tiniest"),
+}
+MOST_AFTER: dict[str, tuple[str, ...]] = {
+    "left": ("on the far left", "furthest to the left"),
+    "right": ("on the far right", "furthest to the right"),
+    "front": ("closest to the camera", "nearest to the camera"),
+    "behind": ("farthest from the camera", "furthest back"),
 }
 RELATION_PHRASES: dict[str, tuple[str, ...]] = {
     "left": ("left of", "to the left of", "on the left side of"),
