@@ -16,7 +16,7 @@ First the detect tool against the image's hand-made inventory (:data:`INVENTORY`
 scene format: each object's attributes and a point on it, read off the image by eye; scored by
 ``agentkit eval inventory``'s code), then one JSON line per question (answer, program, seconds)
 and the number right (of the first 15, of the 29 more, of the 16 in CLEVR's forms, and of the
-85 + 40 in users' words, and of the 31 superlatives).
+85 + 40 in users' words, and of the 31 + 8 superlatives).
 """
 
 from __future__ import annotations
@@ -303,6 +303,19 @@ SUPERLATIVES = [
     ("What's the color of the leftmost cube?", "red"),
 ]
 
+#: Two superlatives in one question, each object named by its values (written after the 31
+#: above passed, the last four after the first four had).
+TWO_SUPERLATIVES = [
+    ("Are the leftmost object and the rightmost object the same color?", "yes"),
+    ("Is the biggest object the same shape as the leftmost object?", "yes"),
+    ("Are the smallest object and the nearest object made of the same material?", "yes"),
+    ("Is the leftmost cube the same size as the rightmost cube?", "yes"),
+    ("Are the leftmost object and the biggest object the same color?", "no"),
+    ("Is the smallest object the same material as the biggest object?", "no"),
+    ("Are the nearest object and the farthest object the same shape?", "yes"),
+    ("Is the rightmost object the same size as the biggest object?", "no"),
+]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(
@@ -340,7 +353,13 @@ def main() -> None:
     )
     right = []
     for question, expected in (
-        QUESTIONS + MORE_QUESTIONS + CLEVR_FORMS + USER_WORDS + USER_WORDS_LATER + SUPERLATIVES
+        QUESTIONS
+        + MORE_QUESTIONS
+        + CLEVR_FORMS
+        + USER_WORDS
+        + USER_WORDS_LATER
+        + SUPERLATIVES
+        + TWO_SUPERLATIVES
     ):
         t = time.perf_counter()
         res = agent.ask(question, images=[a.image])
@@ -354,7 +373,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     sets = {"": QUESTIONS, "more_": MORE_QUESTIONS, "clevr_forms_": CLEVR_FORMS,
             "user_words_": USER_WORDS, "user_words_later_": USER_WORDS_LATER,
-            "superlatives_": SUPERLATIVES}  # fmt: skip
+            "superlatives_": SUPERLATIVES, "two_superlatives_": TWO_SUPERLATIVES}  # fmt: skip
     summary, start = {}, 0
     for prefix, questions in sets.items():
         summary[f"{prefix}correct"] = sum(right[start : start + len(questions)])

@@ -444,9 +444,15 @@ _AFTER_NOUN = (
     r"|\s+away)?)"
 )
 _NOUN_WORD = "|".join([*_NOUNS, *(k for k, v in SYNONYMS.items() if v in _NOUNS)])
+#: The words an object's values are said in ("big", "shiny", "red"), shapes aside.
+_VALUE_WORD = "|".join(
+    w
+    for w in (*_ATTRIBUTE_OF, *SYNONYMS)
+    if _ATTRIBUTE_OF.get(normalize_word(w), "shape") != "shape"
+)
 #: An object named with a superlative: its article, the words before the noun, the noun.
 _SUPERLATIVE_RE = re.compile(
-    rf"\b(?P<the>the)\s+(?:(?P<pre>{_SUP_WORD})\s+)?(?P<words>(?:[a-z]+\s+){{0,3}}?)"
+    rf"\b(?P<the>the)\s+(?:(?P<pre>{_SUP_WORD})\s+)?(?P<words>(?:(?:{_VALUE_WORD})\s+){{0,3}})"
     rf"(?P<noun>{_NOUN_WORD})\b(?(pre)|\s+{_AFTER_NOUN})"
     r"(?P<towards>\s+(?:to|from)\s+(?:the\s+)?(?:camera|viewer|us|you|me|front|back))?",
     re.IGNORECASE,
@@ -466,11 +472,13 @@ _SIDES = {"left": "left", "right": "right", "front": "front", "back": "behind"}
 class Superlative:
     """An object a question names with a superlative ("the leftmost cube"): the question with
     it named plainly ("the cube"), which way ``select``'s ``most`` takes, and the object's own
-    values ({"shape": "cube"}) that the ``select`` finding it filters by."""
+    values ({"shape": "cube"}) that the ``select`` finding it filters by; ``named``, how the
+    plain question names it ("the cube"), to be named otherwise there."""
 
     question: str
     most: str
     filters: dict[str, str]
+    named: str = "the object"
 
 
 def superlative(question: str) -> Superlative | None:
@@ -495,14 +503,24 @@ def superlative(question: str) -> Superlative | None:
             most = _MOST_OF[m["sup"].lower()]
         words = m["words"].split()
         values = [normalize_word(w.lower()) for w in words]
-        if any(v not in _ATTRIBUTE_OF for v in values):
-            continue  # "the biggest of the cubes", a clause: not an object it reads
         filters = {_ATTRIBUTE_OF[v]: v for v in values}
         if noun in ATTRIBUTES["shape"]:
             filters["shape"] = noun
         named = " ".join([m["the"], *words, "object" if m["noun"].lower() == "one" else m["noun"]])
-        return Superlative(question[: m.start()] + named + question[m.end() :], most, filters)
+        plain = question[: m.start()] + named + question[m.end() :]
+        return Superlative(plain, most, filters, named)
     return None
+
+
+def superlatives(question: str) -> list[Superlative]:
+    """Every object ``question`` names with a superlative, first to last: each read off the
+    plain question of the one before, the last's plain question naming them all plainly ("Are
+    the leftmost object and the rightmost object the same color?" -> "Are the object and the
+    object the same color?", read first as the leftmost, then as the rightmost)."""
+    out: list[Superlative] = []
+    while len(out) < 4 and (sup := superlative(out[-1].question if out else question)):
+        out.append(sup)
+    return out
 
 
 def phrases(question: str) -> tuple[frozenset[str], ...]:

@@ -37,7 +37,8 @@ from agentkit.planners.expect import (
     attribute_check,
     call_values,
     canonical_question,
-    superlative,
+    compared_attribute,
+    superlatives,
     unused_calls,
 )
 from agentkit.planners.grammar import ProgramGrammar
@@ -46,6 +47,7 @@ from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs
 from agentkit.tools.detect import normalize_word
+from agentkit.tools.select import MOST_NAMES
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
 #: The name a program line sets ("objs = ...").
@@ -185,6 +187,35 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     runs = cand, got, rank
             return None, runs
 
+        def found_by_most(sup: Superlative, compared: str | None) -> dict[str, str] | None:
+            """The values of the one object ``select``'s ``most`` keeps of the objects the
+            detector found in the first image that have the superlative's own values (size,
+            colour, material, shape: the words the question can name it by; not the attribute
+            the question ``compared``, which a name never says), when no other object has them
+            all; None otherwise. The calls run now, through ``memo``, so the program's own are
+            the same results."""
+            image = next((m for m in media if m.startswith("image")), None)
+            if image is None:
+                return None
+            calls = [ToolCall(tool="detect", name="objs", args={"image": image}),
+                     ToolCall(tool="select", name="one",
+                              args={"objects": "objs", **sup.filters, "most": sup.most})]  # fmt: skip
+            steps: list[Step] = []
+            for call in calls:
+                step = execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout,
+                               step_refs(steps), memo)  # fmt: skip
+                if step.error or not isinstance(step.result, dict):
+                    return None
+                steps.append(step)
+            assert steps[0].result is not None and steps[1].result is not None
+            objects, kept = steps[0].result["objects"], steps[1].result["objects"]
+            said = [a for a in ("size", "color", "material", "shape") if a != compared]
+            values = {a: kept[0].get(a) for a in said if kept}
+            if not kept or not all(isinstance(v, str) for v in values.values()):
+                return None  # no such object, or one the detector read no value of
+            alike = [o for o in objects if all(o.get(a) == v for a, v in values.items())]
+            return values if len(alike) == 1 else None
+
         def relaxed() -> Attempt | None:
             """A reading of a failed program (greedy first, then the beams) that, with one
             filter of a select that found nothing left out (:func:`relaxations`), runs and fits
@@ -236,15 +267,53 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             (``Options.reword``). A question that says a value of its object ("Is the purple
             cube red?", :func:`~agentkit.planners.expect.attribute_check`) is reworded as the
             question for that attribute, and the program for it answers with the value
-            selected on the object it queried (:func:`verifying`)."""
+            selected on the object it queried (:func:`verifying`). A superlative's object
+            (:func:`~agentkit.planners.expect.superlative`) is named plainly ("the leftmost
+            cube": "the cube") or by the values of the object ``select``'s ``most`` finds ("the
+            small red metal cube", :func:`found_by_most`), the plain name first when it has
+            values of its own; the program for that reading finds it by ``most``
+            (:func:`with_most`). Several superlatives ("Are the leftmost and the rightmost
+            object the same color?") are each named by their values."""
             if not rt.options.reword:
                 return None
             asked = roles.question(state)
-            if sup := superlative(asked):
-                asked = sup.question
+            sups = superlatives(asked)
+            if not sups:
+                return read_as(asked)
+            compared = compared_attribute(sups[-1].question)
+            names = [found_by_most(sup, compared) for sup in sups]
+            words = [None if n is None else "the " + " ".join(n.values()) for n in names]
+            if len(sups) > 1:  # "Are the leftmost and the rightmost object the same color?"
+                if None in words:
+                    return None
+                text = sups[-1].question
+                for sup, said in zip(sups, words, strict=True):
+                    text = text.replace(sup.named, said or "", 1)
+                return read_as(text, sups, names)
+            (sup,), (named,), (said,) = sups, names, words
+            readings: list[tuple[str, list[dict[str, str] | None]]] = [(sup.question, [None])]
+            if said:
+                # a small core reads no relation to "the thing", but does to "the small red
+                # metal cube"
+                readings.insert(
+                    not sup.filters, (sup.question.replace(sup.named, said, 1), [named])
+                )
+            for text, values in readings:
+                if got := read_as(text, sups, values):
+                    return got
+            return None
+
+        def read_as(
+            asked: str,
+            sups: list[Superlative] | None = None,
+            named: list[dict[str, str] | None] | None = None,
+        ) -> tuple[Generation, Attempt] | None:
+            """:func:`reworded`'s program for one reading ``asked`` of the question: with
+            ``sups``, the superlatives it names plainly (``named``: or by these values), each
+            object then found by ``most``."""
             verify = attribute_check(asked)
-            canon = verify[0] if verify else canonical_question(asked) or (sup and asked)
-            if canon is None:
+            canon = verify[0] if verify else canonical_question(asked) or (sups and asked)
+            if not canon:
                 return None
             view = state.model_copy(update={"question": canon})
             msgs, want = program_messages(rt, view), Expectation.of(canon)
@@ -258,8 +327,17 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                 first, got, _ = fits
             assert got.program is not None
             program: dsl.Program | None = got.program
-            if sup is not None:
-                program = with_most(program, sup, media)
+            how = []
+            for sup, values in zip(sups or [], named or [], strict=True):
+                assert program is not None
+                found = with_most(program, sup, media, values)
+                # else no call takes it alone ("Are it and the sphere the same color?" as a same
+                # hop): its values, which no other object has, still find it
+                how.append(f"the {MOST_NAMES[sup.most]} one " + (
+                    "found by select's most" if found else "named by its values"))  # fmt: skip
+                program = found or (program if values is not None else None)
+                if program is None:
+                    return None
             if verify is not None and program is not None:
                 _, attribute, value = verify
                 program = verifying(program, attribute, value, media)
@@ -268,19 +346,20 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             if program is not got.program:
                 # held to the question as asked; a superlative's to its plain wording, whose
                 # words the program's filters say ("the cube on the far left": no "left" filter)
-                got = run(got.thought, program, Expectation.of(sup.question) if sup else expect)
+                plain = Expectation.of(sups[-1].question) if sups else expect
+                got = run(got.thought, program, plain)
                 if got.failed or got.problem is not None:
                     return None
             note = (
-                f"(read as {canon!r}, the {_MOST_NAMES[sup.most]} one found by select's most)"
-                if sup is not None
+                f"(read as {canon!r}, {', '.join(how)})"
+                if how
                 else f"(read as {canon!r}: no program for the question's words fits them)"
             )
             return first, replace(got, thought=f"{got.thought} {note}".strip())
 
         # A superlative ("the leftmost cube") is no word the core knows: the program for the
         # question with its object named plainly, that object then found by select's most.
-        ranked = reworded() if superlative(roles.question(state)) else None
+        ranked = reworded() if superlatives(roles.question(state)) else None
         if ranked is not None:
             gen, chosen = ranked
         else:
@@ -439,19 +518,23 @@ def verifying(
 #: The arguments that take one object (a query's, a relation's or a same's reference): where a
 #: superlative's object is used.
 _ONE_OBJECT = {("query", "objects"), ("relate", "reference"), ("same", "reference")}
-_MOST_NAMES = {"left": "leftmost", "right": "rightmost", "front": "nearest",
-               "behind": "farthest", "large": "biggest", "small": "smallest"}  # fmt: skip
 
 
-def with_most(program: dsl.Program, sup: Superlative, media: list[str]) -> dsl.Program | None:
+def with_most(
+    program: dsl.Program,
+    sup: Superlative,
+    media: list[str],
+    named: dict[str, str] | None = None,
+) -> dsl.Program | None:
     """``program``, written for :attr:`Superlative.question` ("What color is the cube?"), made
     to take the superlative's object ("the leftmost cube"): the call that uses one object
     (:data:`_ONE_OBJECT`) and gets the object's list, the chain of selects that made that list
     read back to where it started (``detect``'s objects, a relation's), gets instead
     ``select(objects=<that start>, <the object's own values>, most=...)``; selects nothing reads
     any more are dropped. Of several such calls, the one whose selects filter by the object's
-    values (for "the object", where a small core may filter by a shape no word said, the only
-    one). None when no call takes one object, or none is told apart."""
+    values, or by ``named`` (the values the plain question named the object by, when it was
+    written with them); for a plain "the object", where a small core may filter by a shape no
+    word said, the only one. None when no call takes one object, or none is told apart."""
     calls, at = program.calls, {c.name: i for i, c in enumerate(program.calls) if c.name}
     uses = []  # (line, argument, where its list started, what the selects filtered by)
     for i, call in enumerate(calls):
@@ -460,16 +543,20 @@ def with_most(program: dsl.Program, sup: Superlative, media: list[str]) -> dsl.P
         if not isinstance(source, str):
             continue
         filters: dict[str, Any] = {}
+        if source in at and "most" in calls[at[source]].args:
+            continue  # another superlative's object, found already
         while source in at and calls[at[source]].tool == "select":
             select = calls[at[source]]
             filters.update((k, v) for k, v in select.args.items() if k not in ("objects", "most"))
             source = select.args.get("objects")
         uses.append((i, arg, source, {k: normalize_word(str(v)) for k, v in filters.items()}))
-    fitting = [u for u in uses if u[3] == sup.filters] or (uses if len(uses) == 1 else [])
+    fitting = [u for u in uses if u[3] in (sup.filters, named)]
+    if not fitting and named is None and len(uses) == 1:
+        fitting = uses  # "the object", which a small core may have filtered by any shape
     if not fitting or not isinstance(fitting[0][2], str):
         return None
     line, arg, source, _ = fitting[0]
-    name = _fresh(_MOST_NAMES[sup.most], {c.name or "" for c in calls})
+    name = _fresh(MOST_NAMES[sup.most], {c.name or "" for c in calls})
     most = ToolCall(tool="select", name=name,
                     args={"objects": source, **sup.filters, "most": sup.most})  # fmt: skip
     user = calls[line].model_copy(update={"args": {**calls[line].args, arg: name}})

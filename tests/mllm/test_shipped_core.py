@@ -91,7 +91,24 @@ def test_core_answers_superlatives_by_selects_most(tmp_path):
         ("What shape is the rightmost object?", "sphere"),
         ("Is the object closest to the camera a cube?", "yes"),
         ("What material is the leftmost sphere?", "rubber"),
+        # "the object" a relation is taken from: the core reads a relation to no bare "thing";
+        # the question is written with the object's own words first (found by the same select)
+        ("How many things are in front of the leftmost object?", "1"),
+        ("How many things are behind the nearest object?", "6"),
     ]:
         res = agent.ask(question, images=[scene])
-        program = next(s.observation for s in res.steps if s.role == "controller")
-        assert res.answer == answer and "most=" in program, (question, res.answer, program)
+        turn = next(s for s in res.steps if s.role == "controller")
+        assert res.answer == answer and "most=" in turn.observation, (question, res.answer, turn)
+    assert "(read as 'How many things are behind the small purple rubber cube?'" in turn.thought
+    # two superlatives, each named by its values (a small brown metal cylinder, a small green
+    # metal sphere) but the one compared, which a name never says
+    for question, answer, named in [
+        ("Are the leftmost object and the rightmost object the same color?", "no",
+         "the small metal cylinder"),
+        ("Is the leftmost object the same material as the rightmost object?", "yes",
+         "the small brown cylinder"),
+    ]:  # fmt: skip
+        res = agent.ask(question, images=[scene])
+        turn = next(s for s in res.steps if s.role == "controller")
+        assert res.answer == answer, (question, res.answer, turn)
+        assert named in turn.thought and "most=" in turn.observation

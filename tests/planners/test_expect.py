@@ -691,3 +691,15 @@ def test_an_object_named_with_a_superlative_is_read_as_its_plain_name_and_a_most
         "What color is the biggest of the cubes?",
     ):
         assert superlative(q) is None, q
+
+
+def test_several_superlatives_are_read_first_to_last():
+    from agentkit.planners.expect import superlatives
+
+    sups = superlatives("Are the leftmost object and the biggest sphere the same color?")
+    assert [(s.question, s.most, s.filters) for s in sups] == [
+        ("Are the object and the biggest sphere the same color?", "left", {}),
+        ("Are the object and the sphere the same color?", "large", {"shape": "sphere"}),
+    ]
+    assert [s.named for s in sups] == ["the object", "the sphere"]
+    assert superlatives("How many cubes are there?") == []

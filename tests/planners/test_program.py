@@ -1042,7 +1042,7 @@ def test_with_most_finds_the_superlatives_object_among_the_one_object_uses():
     from agentkit.planners.expect import Superlative
     from agentkit.planners.program import with_most
 
-    names, media = ["find", "select", "relate", "query", "count"], ["image_0"]
+    names, media = ["find", "select", "relate", "query", "count", "same", "exist"], ["image_0"]
 
     def rewritten(sup: Superlative, *lines: str) -> list[str] | None:
         got = with_most(parse_program("\n".join(lines), names, media=media), sup, media)
@@ -1075,6 +1075,31 @@ def test_with_most_finds_the_superlatives_object_among_the_one_object_uses():
     ]
     # neither use filters by "the object"'s values, and two uses: none told apart
     assert rewritten(Superlative("", "left", {}), *relation) is None
+    # "the object" named by its values for the core ("the small red metal cube"): the use
+    # that filters by them; the only use of one object is no longer taken on trust, since the
+    # question now names another object too ("Is it the same color as the red sphere?")
+    named = {"size": "small", "color": "red", "material": "metal", "shape": "cube"}
+    same = [
+        "objs = find(image=image_0)",
+        'reds = select(objects=objs, color="red", shape="sphere")',
+        'alike = same(objects=objs, reference=reds, attribute="color")',
+        'it = select(objects=alike, size="small", color="red", material="metal", shape="cube")',
+        "e = exist(objects=it)",
+        "ANSWER = e",
+    ]
+    assert rewritten(Superlative("", "left", {}), *same)[:2] == [
+        'leftmost = select(objects=objs, most="left")',
+        'alike = same(objects=objs, reference=leftmost, attribute="color")',
+    ]  # plain: the only use
+    got = with_most(parse_program("\n".join(same), names, media=media),
+                    Superlative("", "left", {}), media, named)  # fmt: skip
+    assert got is None
+    query = ["objs = find(image=image_0)",
+             'it = select(objects=objs, size="small", color="red", material="metal", shape="cube")',
+             'v = query(objects=it, attribute="shape")', "ANSWER = v"]  # fmt: skip
+    got = with_most(parse_program("\n".join(query), names, media=media),
+                    Superlative("", "left", {}), media, named)  # fmt: skip
+    assert got is not None and 'leftmost = select(objects=objs, most="left")' in got.source
     # no use of one object at all
     assert rewritten(Superlative("", "left", {}), "objs = find(image=image_0)",
                      "n = count(objects=objs)", "ANSWER = n") is None  # fmt: skip
