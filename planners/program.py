@@ -187,13 +187,13 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     runs = cand, got, rank
             return None, runs
 
-        def found_by_most(sup: Superlative, compared: str | None) -> dict[str, str] | None:
+        def found_by_most(sup: Superlative, compared: str | None) -> Named | None:
             """The values of the one object ``select``'s ``most`` keeps of the objects the
             detector found in the first image that have the superlative's own values (size,
             colour, material, shape: the words the question can name it by; not the attribute
-            the question ``compared``, which a name never says), when no other object has them
-            all; None otherwise. The calls run now, through ``memo``, so the program's own are
-            the same results."""
+            the question ``compared``, which a name never says), and whether no other object
+            has them all; None when it keeps none, or one the detector read no value of. The
+            calls run now, through ``memo``, so the program's own are the same results."""
             image = next((m for m in media if m.startswith("image")), None)
             if image is None:
                 return None
@@ -212,9 +212,9 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             said = [a for a in ("size", "color", "material", "shape") if a != compared]
             values = {a: kept[0].get(a) for a in said if kept}
             if not kept or not all(isinstance(v, str) for v in values.values()):
-                return None  # no such object, or one the detector read no value of
+                return None
             alike = [o for o in objects if all(o.get(a) == v for a, v in values.items())]
-            return values if len(alike) == 1 else None
+            return values, len(alike) == 1
 
         def relaxed() -> Attempt | None:
             """A reading of a failed program (greedy first, then the beams) that, with one
@@ -282,7 +282,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                 return read_as(asked)
             compared = compared_attribute(sups[-1].question)
             names = [found_by_most(sup, compared) for sup in sups]
-            words = [None if n is None else "the " + " ".join(n.values()) for n in names]
+            words = [None if n is None else "the " + " ".join(n[0].values()) for n in names]
             if len(sups) > 1:  # "Are the leftmost and the rightmost object the same color?"
                 if None in words:
                     return None
@@ -291,7 +291,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     text = text.replace(sup.named, said or "", 1)
                 return read_as(text, sups, names)
             (sup,), (named,), (said,) = sups, names, words
-            readings: list[tuple[str, list[dict[str, str] | None]]] = [(sup.question, [None])]
+            readings: list[tuple[str, list[Named | None]]] = [(sup.question, [None])]
             if said:
                 # a small core reads no relation to "the thing", but does to "the small red
                 # metal cube"
@@ -306,11 +306,11 @@ def make_program_controller(rt: Runtime) -> roles.Node:
         def read_as(
             asked: str,
             sups: list[Superlative] | None = None,
-            named: list[dict[str, str] | None] | None = None,
+            named: list[Named | None] | None = None,
         ) -> tuple[Generation, Attempt] | None:
             """:func:`reworded`'s program for one reading ``asked`` of the question: with
             ``sups``, the superlatives it names plainly (``named``: or by these values), each
-            object then found by ``most``."""
+            object then found by ``most`` (or, named by values no other object has, by them)."""
             verify = attribute_check(asked)
             canon = verify[0] if verify else canonical_question(asked) or (sups and asked)
             if not canon:
@@ -328,14 +328,15 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             assert got.program is not None
             program: dsl.Program | None = got.program
             how = []
-            for sup, values in zip(sups or [], named or [], strict=True):
+            for sup, name in zip(sups or [], named or [], strict=True):
                 assert program is not None
+                values, alone = name or (None, False)
                 found = with_most(program, sup, media, values)
                 # else no call takes it alone ("Are it and the sphere the same color?" as a same
-                # hop): its values, which no other object has, still find it
+                # hop): its values, when no other object has them, still find it
                 how.append(f"the {MOST_NAMES[sup.most]} one " + (
                     "found by select's most" if found else "named by its values"))  # fmt: skip
-                program = found or (program if values is not None else None)
+                program = found or (program if alone else None)
                 if program is None:
                     return None
             if verify is not None and program is not None:
@@ -588,6 +589,8 @@ def kept(attempt: Attempt, index: int) -> int | None:
 
 
 Picked = tuple[Generation, "Attempt", int]  # a beam's reply, its attempt and its rank
+#: An object named by its values ("small red metal cube"), and whether no other object has them.
+Named = tuple[dict[str, str], bool]
 
 
 @dataclass(frozen=True)
