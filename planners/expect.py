@@ -486,30 +486,27 @@ def superlative(question: str) -> Superlative | None:
     color is the leftmost cube?" -> ("What color is the cube?", "left", {"shape": "cube"});
     "How many spheres are left of the biggest metal thing?" -> (".. left of the metal thing?",
     "large", {"material": "metal"}); "the cube on the far right", "the object closest to the
-    camera"; "Which object is leftmost?" asks its shape. Only the first such object is read."""
+    camera"; "Which object is leftmost?" asks its shape. Only the first such object is read
+    (:func:`superlatives` reads them all)."""
     which = _WHICH_MOST_RE.match(question)
     if which:
         word = (which["sup"] or which["sup2"]).lower()
         return Superlative("What shape is the object?", _MOST_OF[word], {})
-    for m in _SUPERLATIVE_RE.finditer(question):
-        if re.search(rf"\b(?:{_NOUN_WORD})s?\s+$", question[: m.start()], re.IGNORECASE):
-            return None  # "Is the red cube the leftmost object?": which, not what of it
-        noun = normalize_word(m["noun"].lower())
-        if m["pre"]:
-            most = _MOST_OF[m["pre"].lower()]
-        elif m["side"] or m["side2"]:
-            most = _SIDES[(m["side"] or m["side2"]).lower()]
-        else:
-            most = _MOST_OF[m["sup"].lower()]
-        words = m["words"].split()
-        values = [normalize_word(w.lower()) for w in words]
-        filters = {_ATTRIBUTE_OF[v]: v for v in values}
-        if noun in ATTRIBUTES["shape"]:
-            filters["shape"] = noun
-        named = " ".join([m["the"], *words, "object" if m["noun"].lower() == "one" else m["noun"]])
-        plain = question[: m.start()] + named + question[m.end() :]
-        return Superlative(plain, most, filters, named)
-    return None
+    m = _SUPERLATIVE_RE.search(question)
+    if m is None or re.search(rf"\b(?:{_NOUN_WORD})s?\s+$", question[: m.start()], re.IGNORECASE):
+        return None  # "Is the red cube the leftmost object?": which, not what of it
+    if m["pre"]:
+        most = _MOST_OF[m["pre"].lower()]
+    elif m["side"] or m["side2"]:
+        most = _SIDES[(m["side"] or m["side2"]).lower()]
+    else:
+        most = _MOST_OF[m["sup"].lower()]
+    words = m["words"].split()
+    filters = {_ATTRIBUTE_OF[v]: v for v in (normalize_word(w.lower()) for w in words)}
+    if (noun := normalize_word(m["noun"].lower())) in ATTRIBUTES["shape"]:
+        filters["shape"] = noun
+    named = " ".join([m["the"], *words, "object" if m["noun"].lower() == "one" else m["noun"]])
+    return Superlative(question[: m.start()] + named + question[m.end() :], most, filters, named)
 
 
 def superlatives(question: str) -> list[Superlative]:

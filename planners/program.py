@@ -359,8 +359,10 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             return first, replace(got, thought=f"{got.thought} {note}".strip())
 
         # A superlative ("the leftmost cube") is no word the core knows: the program for the
-        # question with its object named plainly, that object then found by select's most.
-        ranked = reworded() if superlatives(roles.question(state)) else None
+        # question with its object named plainly or by its values, found by select's most. Its
+        # readings are tried once, first; none fitting, the question's own words are next.
+        superlative = bool(superlatives(roles.question(state)))
+        ranked = reworded() if superlative else None
         if ranked is not None:
             gen, chosen = ranked
         else:
@@ -375,7 +377,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                 chosen = loose
             elif fits is None and (short := cut_short()):
                 chosen = short
-            elif fits is None and (again := reworded()):
+            elif fits is None and not superlative and (again := reworded()):
                 gen, chosen = again
             elif picked := fits or runs:
                 what = (

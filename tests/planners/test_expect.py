@@ -703,3 +703,24 @@ def test_several_superlatives_are_read_first_to_last():
     ]
     assert [s.named for s in sups] == ["the object", "the sphere"]
     assert superlatives("How many cubes are there?") == []
+
+
+def test_every_generated_superlative_is_read_as_its_program_says():
+    """The worlds' superlative questions (every way, before and after the noun, in the query's
+    and the relation's templates): read as the program's ``most`` and the filters before it."""
+    from agentkit.mllm.worlds.questions import generate_questions
+    from agentkit.mllm.worlds.synthetic import synthetic_scene
+    from agentkit.planners.expect import superlative
+
+    fams = ["most_query", "most_count", "most_exist"]
+    qs = generate_questions([synthetic_scene(s) for s in range(100)], per_scene=3, families=fams)
+    assert len(qs) > 250
+    for q in qs:
+        program = q["program"]
+        at = next(i for i, n in enumerate(program) if n["function"] == "most")
+        filters = {n["function"].removeprefix("filter_"): n["value_inputs"][0]
+                   for n in program[:at] if n["function"].startswith("filter_")}  # fmt: skip
+        sup = superlative(q["question"])
+        assert sup is not None and (sup.most, sup.filters) == (
+            program[at]["value_inputs"][0], filters
+        ), q["question"]  # fmt: skip
