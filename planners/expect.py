@@ -466,6 +466,12 @@ _WHICH_MOST_RE = re.compile(
     re.IGNORECASE,
 )
 _SIDES = {"left": "left", "right": "right", "front": "front", "back": "behind"}
+#: "the biggest of the cubes", "the leftmost one of the red things": said as "the biggest cube".
+_OF_THE_RE = re.compile(
+    rf"\b(the\s+(?:{_SUP_WORD}))\s+(?:one\s+)?of\s+the\s+((?:(?:{_VALUE_WORD})\s+)*)"
+    rf"({_NOUN_WORD})(?:s|es)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -487,7 +493,8 @@ def superlative(question: str) -> Superlative | None:
     "How many spheres are left of the biggest metal thing?" -> (".. left of the metal thing?",
     "large", {"material": "metal"}); "the cube on the far right", "the object closest to the
     camera"; "Which object is leftmost?" asks its shape. Only the first such object is read
-    (:func:`superlatives` reads them all)."""
+    (:func:`superlatives` reads them all); "the biggest of the cubes" is "the biggest cube"."""
+    question = _OF_THE_RE.sub(r"\1 \2\3", question)
     which = _WHICH_MOST_RE.match(question)
     if which:
         word = (which["sup"] or which["sup2"]).lower()

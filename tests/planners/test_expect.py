@@ -688,9 +688,15 @@ def test_an_object_named_with_a_superlative_is_read_as_its_plain_name_and_a_most
         "What color is the large cube left of the sphere?",
         "How many objects are to the left of the cube?",  # a relation
         "Is the red cube the leftmost object?",  # which object, not what of it
-        "What color is the biggest of the cubes?",
     ):
         assert superlative(q) is None, q
+    # "the biggest of the cubes" is the biggest cube
+    assert read("What is the leftmost one of the red things made of?") == (
+        "What is the red thing made of?", "left", {"color": "red"}
+    )  # fmt: skip
+    assert read("How many spheres are left of the smallest of the metal cylinders?")[1:] == (
+        "small", {"material": "metal", "shape": "cylinder"}
+    )  # fmt: skip
 
 
 def test_several_superlatives_are_read_first_to_last():
