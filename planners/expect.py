@@ -893,7 +893,7 @@ class Expectation:
                 return None
             return f"the answer {turn.answer!r} is not {self.kind}"
         passed = set(names)
-        named = scene_words(s for s in strings_in(turn.args) if s not in passed)
+        named = scene_words(s for s in strings_in(described(turn.args)) if s not in passed)
         if extra := sorted(w for w in named if w not in self.words):
             return f"the line names {', '.join(extra)}, which the question does not"
         return (self.mixed(turn, passed) or self.misplaced(turn, made or {})

@@ -200,13 +200,9 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             calls = [ToolCall(tool="detect", name="objs", args={"image": image}),
                      ToolCall(tool="select", name="one",
                               args={"objects": "objs", **sup.filters, "most": sup.most})]  # fmt: skip
-            steps: list[Step] = []
-            for call in calls:
-                step = execute(call, rt.tools, rt.tool_context(), rt.options.tool_timeout,
-                               step_refs(steps), memo)  # fmt: skip
-                if step.error or not isinstance(step.result, dict):
-                    return None
-                steps.append(step)
+            steps = run_calls(rt, calls, memo)
+            if steps[-1].error:
+                return None
             assert steps[0].result is not None and steps[1].result is not None
             objects, kept = steps[0].result["objects"], steps[1].result["objects"]
             said = [a for a in ("size", "color", "material", "shape") if a != compared]
@@ -636,17 +632,31 @@ def run_ahead(
         return None
     if not all(rt.tools[c.tool].pure for c in calls):
         return None
-    steps: list[Step] = []
-    ctx = rt.tool_context()
-    for i, call in enumerate(calls, 1):
-        step = execute(call, rt.tools, ctx, rt.options.tool_timeout, step_refs(steps), memo)
-        steps.append(step)
-        if step.error:
-            raise RunAheadFailed(f"{call.name} = {call.tool}(...) failed: {step.error}", i, steps)
+    steps = run_calls(rt, calls, memo)
+    if steps and (failed := steps[-1]).error:
+        call = calls[len(steps) - 1]
+        raise RunAheadFailed(
+            f"{call.name} = {call.tool}(...) failed: {failed.error}", len(steps), steps
+        )
     try:
         return steps, dsl.read_answer(program.answer, steps)
     except dsl.DSLError as e:
         raise RunAheadFailed(str(e), 0, steps) from None
+
+
+def run_calls(
+    rt: Runtime, calls: list[ToolCall], memo: dict[str, BaseModel | ToolError]
+) -> list[Step]:
+    """The executor steps of ``calls`` run now, in order, each passed the earlier results by
+    name, up to and with the first that fails; ``memo`` shares identical calls (and failures)
+    between the programs tried."""
+    steps: list[Step] = []
+    ctx = rt.tool_context()
+    for call in calls:
+        steps.append(execute(call, rt.tools, ctx, rt.options.tool_timeout, step_refs(steps), memo))
+        if steps[-1].error:
+            break
+    return steps
 
 
 def read_answer(state: RunState) -> str:

@@ -81,14 +81,14 @@ def make_scene(seed: int) -> dict:
     }
 
 
+#: Each relation: the scene's axis it lies along, and which way.
+AXES = {"right": ("_right", 1), "left": ("_right", -1), "behind": ("_behind", 1),
+        "front": ("_behind", -1)}  # fmt: skip
+
+
 def where(scene: dict, i: int, rel: str) -> set[int]:
     """Objects lying ``rel`` of object ``i``, recomputed from the coordinates (not the graph)."""
-    vec, sign = {
-        "right": ("_right", 1),
-        "left": ("_right", -1),
-        "behind": ("_behind", 1),
-        "front": ("_behind", -1),
-    }[rel]
+    vec, sign = AXES[rel]
     d = scene[vec]
     ax, ay, _ = scene["objects"][i]["3d_coords"]
     out = set()
@@ -129,8 +129,7 @@ def check(program: list[dict], scene: dict) -> str:
                 if len(found) != 1:
                     raise IllPosed(f"{len(found)} {vals[0]} objects")
                 return ("obj", found[0])
-            vec, sign = {"right": ("_right", 1), "left": ("_right", -1),
-                         "behind": ("_behind", 1), "front": ("_behind", -1)}[vals[0]]  # fmt: skip
+            vec, sign = AXES[vals[0]]
             d = scene[vec]
             along = sorted(
                 ((sign * (objs[i]["3d_coords"][0] * d[0] + objs[i]["3d_coords"][1] * d[1]), i)
