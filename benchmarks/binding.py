@@ -8,7 +8,10 @@ language model's. Per image, 64 tokens (an 8 x 8 grid, as the core's projector r
 * ``oracle``: each patch's one-hot colour, shape, material and size (19 dims, background
   included) of the object covering most of it: what a perfect tower's dense heads would say;
 * ``presence``: every token the multi-hot of the 24 colour-shape pairs in the image (the answer
-  to every probe, broadcast: the LM need not search the patches, only look one pair up).
+  to every probe, broadcast: the LM need not search the patches, only look one pair up);
+* ``tower``: no oracle, the tokens a grafted LLaVA folder's own vision tower gives the projector
+  for each rendered image (``--tower``, e.g. ``runs/train/mllm-vision/model``): how far the LM
+  gets with what a trained tower really sees.
 
 A projector (LLaVA's Linear-GELU-Linear; ``--init words`` starts it mapping each oracle class to
 the LM's embedding of its word, "red", "cube", ...) and the LM (in full) are trained on POPE's
@@ -18,7 +21,8 @@ them sharing a colour or shape with a present one; mirrored scenes doubled) with
 (``agentkit eval pope``'s three settings). ``--control`` zeroes the features of every "no"
 probe: learned in a few dozen steps, it shows the path from the image tokens to the answer works.
 
-    .venv/bin/python benchmarks/binding.py [--features oracle|presence] [--init random|words]
+    .venv/bin/python benchmarks/binding.py [--features oracle|presence|tower] [--tower FOLDER]
+        [--init random|words]
         [--order image|text] [--fresh] [--single 1.0] [--steps 1500] [--lr 3e-4] [--control]
 
 Prints one line per evaluation: step, training loss (mean since the last line), and accuracy /
@@ -57,6 +61,29 @@ def features(scenes: list[dict[str, Any]], kind: str, flip: bool = False) -> tor
             hot = [F.one_hot(cells[0, a].flatten(), n) for a, n in enumerate(sizes)]
             out.append(torch.cat(hot, -1).float())
     return torch.stack(out)
+
+
+def tower_features(folder: str, images: list[Path], flip: bool = False) -> torch.Tensor:
+    """(images, tokens, dims): what the LLaVA folder's projector receives for each image (the
+    tower's ``vision_feature_layer``, a CLS token dropped as its strategy says), of the mirrored
+    image with ``flip``."""
+    from PIL import Image
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+    ip = AutoProcessor.from_pretrained(folder).image_processor
+    layer, cfg = model.config.vision_feature_layer, model.config
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), 32):
+            ims = [Image.open(p).convert("RGB") for p in images[i : i + 32]]
+            pv = ip(images=ims, return_tensors="pt")["pixel_values"]
+            hidden = model.model.vision_tower(
+                pv.flip(-1) if flip else pv, output_hidden_states=True
+            )
+            tokens = hidden.hidden_states[layer]
+            out.append(tokens[:, 1:] if cfg.vision_feature_select_strategy == "default" else tokens)
+    return torch.cat(out)
 
 
 def training_probes(
@@ -156,9 +183,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--model", default="agentkit/weights/agentkit-mllm", help="LLaVA folder")
-    ap.add_argument("--train", default="data/scenes-train")
+    ap.add_argument("--train", default="data/scenes-train", help="scene folders, comma-separated")
     ap.add_argument("--heldout", default="data/scenes-heldout")
-    ap.add_argument("--features", choices=("oracle", "presence"), default="oracle")
+    ap.add_argument("--features", choices=("oracle", "presence", "tower"), default="oracle")
+    ap.add_argument("--tower", default="runs/train/mllm-vision/model",
+                    help="--features tower: the grafted LLaVA folder whose tower reads the images")  # fmt: skip
     ap.add_argument("--init", choices=("random", "words"), default="random")
     ap.add_argument("--order", choices=("image", "text"), default="image",
                     help="image before the question (LLaVA's, the core's) or after it")  # fmt: skip
@@ -178,12 +207,18 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     rng = random.Random(a.seed)
 
-    train = [scene for scene, _ in pope.load_scenes(Path(a.train))]
+    train_scenes = [x for d in a.train.split(",") for x in pope.load_scenes(Path(d))]
+    train = [scene for scene, _ in train_scenes]
     held_scenes = pope.load_scenes(Path(a.heldout))
     held = [scene for scene, _ in held_scenes]
     # mirrored copies: the probes are the same, the patches move
-    feats = torch.cat([features(train, a.features), features(train, a.features, flip=True)])
-    held_feats = features(held, a.features)
+    if a.features == "tower":
+        images = [image for _, image in train_scenes]
+        feats = torch.cat([tower_features(a.tower, images), tower_features(a.tower, images, True)])
+        held_feats = tower_features(a.tower, [image for _, image in held_scenes])
+    else:
+        feats = torch.cat([features(train, a.features), features(train, a.features, flip=True)])
+        held_feats = features(held, a.features)
     data = training_probes(train + train, rng, a.single)
     probes = pope.probes(held_scenes, per_scene=3, seed=a.seed)
     index = {str(image): i for i, (_, image) in enumerate(held_scenes)}

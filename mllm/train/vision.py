@@ -10,7 +10,10 @@ stand-in for CLIP's pre-training:
   colour, shape, material and size of the object covering most of its cell (at least ``cover``
   of it), or background; the targets come from the scene JSON's instance masks;
 * **global**: the mean of the patch tokens predicts which of the 24 colour-shape pairs are in
-  the image (multi-label), the question POPE asks.
+  the image (multi-label), the question POPE asks; with ``presence_tokens`` (the recipe's) every
+  token predicts them, so each token the LM reads carries the image's inventory and the LM
+  need only look a pair up, which it learns (``benchmarks/binding.py``), rather than search the
+  patches for one, which it does not.
 
 The tower is a ``CLIPVisionModel`` of transformers (the class the LLaVA config names), sized by
 this recipe: by default 192 px images cut into 24 px patches, so an image is still 64 tokens
@@ -82,6 +85,12 @@ class Config:
     window: int = f(8, "swin: attention window side in tokens")
     cover: float = f(0.1, "share of a patch's cell an object must cover to be its label")
     presence_weight: float = f(1.0, "weight of the global colour-shape presence loss")
+    presence_tokens: bool = f(
+        False,
+        "every token predicts the image's colour-shape pairs (the inventory broadcast to each "
+        "token the LM reads), not only their mean: the LM then looks a pair up instead of "
+        "searching the patches for it",
+    )
     steps: int = f(3000, "optimizer steps")
     batch: int = f(32, "images per step")
     lr: float = f(1e-3, "peak learning rate (AdamW; linear warm-up, cosine to min_lr_ratio)")
@@ -253,9 +262,7 @@ def _has_cls(config: Any) -> bool:
     return config.model_type == "clip_vision_model"
 
 
-def losses(
-    net: Any, pixels: Any, cells: Any, present: Any, presence_weight: float
-) -> dict[str, Any]:
+def losses(net: Any, pixels: Any, cells: Any, present: Any, cfg: Config) -> dict[str, Any]:
     import torch.nn.functional as F
 
     x = features(net, pixels)
@@ -263,8 +270,12 @@ def losses(
     for a, attr in enumerate(ATTRIBUTES):
         logits = net["dense"][attr](x)  # (b, tokens, classes)
         out[attr] = F.cross_entropy(logits.flatten(0, 1), cells[:, a].flatten())
-    out["presence"] = F.binary_cross_entropy_with_logits(net["presence"](x.mean(1)), present)
-    out["loss"] = sum(out[a] for a in ATTRIBUTES) + presence_weight * out["presence"]
+    if cfg.presence_tokens:  # each token's own reading, (b, tokens, pairs)
+        logits, target = net["presence"](x), present[:, None].expand(-1, x.shape[1], -1)
+    else:
+        logits, target = net["presence"](x.mean(1)), present
+    out["presence"] = F.binary_cross_entropy_with_logits(logits, target)
+    out["loss"] = sum(out[a] for a in ATTRIBUTES) + cfg.presence_weight * out["presence"]
     return out
 
 
@@ -296,13 +307,14 @@ def augment(rng: np.random.Generator, pixels: Any, ids: Any, cfg: Config) -> tup
 def evaluate(net: Any, data: Data, grid: int, cover: float, batch: int = 64) -> dict[str, float]:
     """Held-out figures: per attribute, accuracy on the patches an object covers (and how often a
     background patch is called background); presence of the 24 pairs: accuracy, precision,
-    recall, F1 at 0.5."""
+    recall, F1 at 0.5 of the mean token, and the accuracy of every token's own reading."""
     import torch
 
     net.eval()
     right = {a: 0 for a in ATTRIBUTES}
     objects = background = bg_right = 0
     tp = fp = fn = tn = 0
+    token_right = token_all = 0
     with torch.no_grad():
         for i in range(0, len(data.pixels), batch):
             x = features(net, data.pixels[i : i + batch])
@@ -319,6 +331,9 @@ def evaluate(net: Any, data: Data, grid: int, cover: float, batch: int = 64) -> 
                     bg_right += int(((pred == 0) & ~on).sum())
             p = torch.sigmoid(net["presence"](x.mean(1))) >= 0.5
             t = present > 0.5
+            each = torch.sigmoid(net["presence"](x)) >= 0.5  # every token's own reading
+            token_right += int((each == t[:, None]).sum())
+            token_all += each.numel()
             tp += int((p & t).sum())
             fp += int((p & ~t).sum())
             fn += int((~p & t).sum())
@@ -332,6 +347,7 @@ def evaluate(net: Any, data: Data, grid: int, cover: float, batch: int = 64) -> 
     out["presence_precision"] = round(prec, 4)
     out["presence_recall"] = round(rec, 4)
     out["presence_f1"] = round(2 * prec * rec / max(1e-9, prec + rec), 4)
+    out["presence_token_acc"] = round(token_right / max(1, token_all), 4)
     return out
 
 
@@ -467,7 +483,7 @@ def train(cfg: Config, out: Path) -> Path:
         lr = lr_at(step, scheduled(step, seconds, cfg), cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        parts = losses(net, pixels, cells, present, cfg.presence_weight)
+        parts = losses(net, pixels, cells, present, cfg)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -101,6 +101,24 @@ def test_recipe_fills_the_config_and_checks_sizes():
         V._check(build_config(load_recipe("mllm-vision"), ["tower=resnet"])[1])
 
 
+def test_presence_tokens_asks_every_token_for_the_pairs(example_scenes, tmp_path):
+    """With presence_tokens each token's own reading is scored, so a token that does not carry
+    the image's pairs costs loss even when the mean of the tokens does (BCE is convex in the
+    logits: the mean token's loss is at most the tokens' mean loss, equal only if they agree)."""
+    import torch
+
+    _, cfg = build_config(load_recipe("mllm-vision"), TINY_CLIP)
+    assert cfg.presence_tokens  # the recipe's
+    data = V.load_data([str(example_scenes(tmp_path / "s", [0, 1]))], V._processor(cfg))
+    cells, present = V.targets(data.ids, data.table, V.grid_of(cfg), cfg.cover)
+    net = V.build(cfg)
+    with torch.no_grad():
+        per_token = float(V.losses(net, data.pixels, cells, present, cfg)["presence"])
+        cfg.presence_tokens = False
+        pooled = float(V.losses(net, data.pixels, cells, present, cfg)["presence"])
+    assert per_token > pooled + 1e-4, (per_token, pooled)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sizes", [TINY, TINY_CLIP], ids=["swin", "clip"])
 def test_trains_resumes_and_grafts_the_tower_into_the_core(tmp_path, base, sizes, example_scenes):
@@ -124,13 +142,13 @@ def test_trains_resumes_and_grafts_the_tower_into_the_core(tmp_path, base, sizes
     cells, present = V.targets(data.ids, data.table, grid, cfg.cover)
     net = V.build(cfg)
     with torch.no_grad():
-        before = float(V.losses(net, data.pixels, cells, present, 1.0)["loss"])
+        before = float(V.losses(net, data.pixels, cells, present, cfg)["loss"])
     folder = V.train(cfg, tmp_path / "out")
     ck = torch.load(tmp_path / "out" / "last.pt", weights_only=True)
     assert ck["step"] == 40
     net.load_state_dict(ck["model"])
     with torch.no_grad():
-        after = float(V.losses(net, data.pixels, cells, present, 1.0)["loss"])
+        after = float(V.losses(net, data.pixels, cells, present, cfg)["loss"])
     assert after < 0.7 * before, (before, after)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["steps"] == 40 and 0 <= metrics["heldout"]["color_acc"] <= 1
