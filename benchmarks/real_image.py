@@ -16,7 +16,7 @@ First the detect tool against the image's hand-made inventory (:data:`INVENTORY`
 scene format: each object's attributes and a point on it, read off the image by eye; scored by
 ``agentkit eval inventory``'s code), then one JSON line per question (answer, program, seconds)
 and the number right (of the first 15, of the 29 more, of the 16 in CLEVR's forms, and of the
-85 + 40 in users' words, and of the 31 + 8 superlatives).
+85 + 40 in users' words, of the 31 + 8 superlatives and of the 11 ordinals).
 """
 
 from __future__ import annotations
@@ -316,6 +316,23 @@ TWO_SUPERLATIVES = [
     ("Is the rightmost object the same size as the biggest object?", "no"),
 ]
 
+#: Ordinals: select's most with a rank (written before any was run). Left to right by box
+#: centre: red cube, purple cube, gray cube, blue sphere, cyan cylinder, gray cylinder, red
+#: sphere; front to back: gray cube, cyan cylinder, ...
+ORDINALS = [
+    ("What color is the second object from the left?", "purple"),
+    ("What color is the second cube from the left?", "purple"),
+    ("What material is the third cube from the left?", "rubber"),
+    ("What color is the second object from the right?", "gray"),
+    ("What color is the second cylinder from the right?", "cyan"),
+    ("What shape is the second closest object to the camera?", "cylinder"),
+    ("What color is the second sphere from the left?", "red"),
+    ("What color is the second smallest cube?", "gray"),
+    ("How many objects are left of the second object from the right?", "5"),
+    ("Is the third object from the left made of rubber?", "yes"),
+    ("What is the second largest sphere made of?", "rubber"),
+]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(
@@ -360,6 +377,7 @@ def main() -> None:
         + USER_WORDS_LATER
         + SUPERLATIVES
         + TWO_SUPERLATIVES
+        + ORDINALS
     ):
         t = time.perf_counter()
         res = agent.ask(question, images=[a.image])
@@ -373,7 +391,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     sets = {"": QUESTIONS, "more_": MORE_QUESTIONS, "clevr_forms_": CLEVR_FORMS,
             "user_words_": USER_WORDS, "user_words_later_": USER_WORDS_LATER,
-            "superlatives_": SUPERLATIVES, "two_superlatives_": TWO_SUPERLATIVES}  # fmt: skip
+            "superlatives_": SUPERLATIVES, "two_superlatives_": TWO_SUPERLATIVES,
+            "ordinals_": ORDINALS}  # fmt: skip
     summary, start = {}, 0
     for prefix, questions in sets.items():
         summary[f"{prefix}correct"] = sum(right[start : start + len(questions)])

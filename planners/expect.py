@@ -29,6 +29,7 @@ from agentkit.planners.grammar import Code
 from agentkit.state import Step, ToolCall
 from agentkit.tools.base import strings_in
 from agentkit.tools.detect import ATTRIBUTES, SYNONYMS, normalize_word
+from agentkit.tools.select import MOST_NAMES, ORDINALS
 
 FINAL = "Final Answer:"
 
@@ -450,9 +451,14 @@ _VALUE_WORD = "|".join(
     for w in (*_ATTRIBUTE_OF, *SYNONYMS)
     if _ATTRIBUTE_OF.get(normalize_word(w), "shape") != "shape"
 )
+#: An ordinal before a superlative ("the second leftmost", "the third-biggest", "the 2nd").
+_RANKS = {w: rank for rank, w in enumerate(ORDINALS) if w} | {
+    f"{n}{end}": n for n, end in ((2, "nd"), (3, "rd"), *((n, "th") for n in range(4, 10)))
+}
+_NTH = "|".join(_RANKS)
 #: An object named with a superlative: its article, the words before the noun, the noun.
 _SUPERLATIVE_RE = re.compile(
-    rf"\b(?P<the>the)\s+(?:(?P<pre>{_SUP_WORD})\s+)?(?P<words>(?:(?:{_VALUE_WORD})\s+){{0,3}})"
+    rf"\b(?P<the>the)\s+(?:(?:(?P<nth>{_NTH})[\s-]+)?(?P<pre>{_SUP_WORD})\s+)?(?P<words>(?:(?:{_VALUE_WORD})\s+){{0,3}})"
     rf"(?P<noun>{_NOUN_WORD})\b(?(pre)|\s+{_AFTER_NOUN})"
     r"(?P<towards>\s+(?:to|from)\s+(?:the\s+)?(?:camera|viewer|us|you|me|front|back))?",
     re.IGNORECASE,
@@ -468,10 +474,22 @@ _WHICH_MOST_RE = re.compile(
 _SIDES = {"left": "left", "right": "right", "front": "front", "back": "behind"}
 #: "the biggest of the cubes", "the leftmost one of the red things": said as "the biggest cube".
 _OF_THE_RE = re.compile(
-    rf"\b(the\s+(?:{_SUP_WORD}))\s+(?:one\s+)?of\s+the\s+((?:(?:{_VALUE_WORD})\s+)*)"
-    rf"({_NOUN_WORD})(?:s|es)\b",
+    rf"\b(the\s+(?:(?:{_NTH})[\s-]+)?(?:{_SUP_WORD}))\s+(?:one\s+)?of\s+the\s+"
+    rf"((?:(?:{_VALUE_WORD})\s+)*)({_NOUN_WORD})(?:s|es)\b",
     re.IGNORECASE,
 )
+#: "the second cube from the left", "the third one from the front": said as "the second
+#: leftmost cube", "the third frontmost one".
+_FROM_THE_RE = re.compile(
+    rf"\b(the\s+(?:{_NTH}))\s+((?:(?:{_VALUE_WORD})\s+)*)(?:({_NOUN_WORD})(?:s|es)?\s+)?"
+    r"from\s+the\s+(left|right|front|back)\b",
+    re.IGNORECASE,
+)
+_FROM_SIDE = {"left": "leftmost", "right": "rightmost", "front": "frontmost", "back": "backmost"}
+
+
+def _from_the(m: re.Match[str]) -> str:
+    return f"{m[1]} {_FROM_SIDE[m[4].lower()]} {m[2]}{m[3] or 'one'}"
 
 
 @dataclass(frozen=True)
@@ -485,6 +503,17 @@ class Superlative:
     most: str
     filters: dict[str, str]
     named: str = "the object"
+    rank: int = 1  # 2: "the second leftmost cube"
+
+    @property
+    def word(self) -> str:
+        """What the object is called: "leftmost", "second leftmost"."""
+        return " ".join(w for w in (ORDINALS[self.rank], MOST_NAMES[self.most]) if w)
+
+    @property
+    def select_args(self) -> dict[str, Any]:
+        """The arguments of the ``select`` that finds the object among those with its values."""
+        return {**self.filters, "most": self.most} | ({"rank": self.rank} if self.rank > 1 else {})
 
 
 def superlative(question: str) -> Superlative | None:
@@ -492,9 +521,11 @@ def superlative(question: str) -> Superlative | None:
     color is the leftmost cube?" -> ("What color is the cube?", "left", {"shape": "cube"});
     "How many spheres are left of the biggest metal thing?" -> (".. left of the metal thing?",
     "large", {"material": "metal"}); "the cube on the far right", "the object closest to the
-    camera"; "Which object is leftmost?" asks its shape. Only the first such object is read
-    (:func:`superlatives` reads them all); "the biggest of the cubes" is "the biggest cube"."""
-    question = _OF_THE_RE.sub(r"\1 \2\3", question)
+    camera"; "Which object is leftmost?" asks its shape; an ordinal ranks further ("the second
+    cube from the left", "the third biggest sphere": ``rank`` 2, 3). Only the first such object
+    is read (:func:`superlatives` reads them all); "the biggest of the cubes" is "the biggest
+    cube"."""
+    question = _OF_THE_RE.sub(r"\1 \2\3", _FROM_THE_RE.sub(_from_the, question))
     which = _WHICH_MOST_RE.match(question)
     if which:
         word = (which["sup"] or which["sup2"]).lower()
@@ -513,7 +544,9 @@ def superlative(question: str) -> Superlative | None:
     if (noun := normalize_word(m["noun"].lower())) in ATTRIBUTES["shape"]:
         filters["shape"] = noun
     named = " ".join([m["the"], *words, "object" if m["noun"].lower() == "one" else m["noun"]])
-    return Superlative(question[: m.start()] + named + question[m.end() :], most, filters, named)
+    rank = _RANKS[m["nth"].lower()] if m["nth"] else 1
+    plain = question[: m.start()] + named + question[m.end() :]
+    return Superlative(plain, most, filters, named, rank)
 
 
 def superlatives(question: str) -> list[Superlative]:
@@ -549,9 +582,10 @@ def references(question: str) -> dict[str, tuple[frozenset[str], ...]]:
 
 
 def described(args: dict[str, Any]) -> dict[str, Any]:
-    """A call's arguments but ``select``'s ``most``, which ranks the objects a question names
-    and names no value of them ("large": the biggest of the cubes, not the large cubes)."""
-    return {k: v for k, v in args.items() if k != "most"}
+    """A call's arguments but ``select``'s ``most`` and ``rank``, which rank the objects a
+    question names and name no value of them ("large": the biggest of the cubes, not the large
+    cubes)."""
+    return {k: v for k, v in args.items() if k not in ("most", "rank")}
 
 
 def call_values(call: ToolCall, names: Iterable[str] = ()) -> set[str]:
@@ -963,6 +997,9 @@ def searched_in_vain(steps: Iterable[Step]) -> bool:
     )
 
 
+_ATTRIBUTE_KINDS = frozenset(f"a {attr}" for attr in ATTRIBUTES)
+
+
 def grounded_answers(question: str, steps: Iterable[Step]) -> list[str]:
     """The short answers of the kind ``question`` asks for that the results of ``steps`` hold,
     in the order observed; empty when the question names no kind or none is there.
@@ -973,7 +1010,9 @@ def grounded_answers(question: str, steps: Iterable[Step]) -> list[str]:
     A yes/no question no result answers yes or no to may be answered either way, except one
     that asks whether something is there when a search found nothing: nothing seen says yes
     (a program for "Is there a sphere left of the red cube?" that stopped because no red cube
-    was found), so it is no."""
+    was found), so it is no. A value of an object the run failed to find (a search found
+    nothing and a call failed: "What color is the third sphere from the left?" of two) is not
+    read off the other objects' lists: those are not the object asked about."""
     kind = question_kind(question)
     if kind is None:
         return []
@@ -995,7 +1034,12 @@ def grounded_answers(question: str, steps: Iterable[Step]) -> list[str]:
             answers.append(dsl.format_answer(dsl.answer_value(step.result)))
         except dsl.DSLError:
             continue  # a result with no one short value (a caption's boxes, an error record)
-    for tier in (answers, listed):
+    missed = (
+        kind in _ATTRIBUTE_KINDS
+        and searched_in_vain(steps)
+        and any(s.role == "executor" and s.error for s in steps)
+    )
+    for tier in (answers,) if missed else (answers, listed):
         fitting = _unique(a for a in tier if answer_kind(a) == kind)
         if fitting:
             return fitting

@@ -38,6 +38,7 @@ from agentkit.planners.expect import (
     call_values,
     canonical_question,
     compared_attribute,
+    described,
     superlatives,
     unused_calls,
 )
@@ -47,7 +48,6 @@ from agentkit.runtime import Runtime
 from agentkit.state import RunState, Step, ToolCall
 from agentkit.tools.base import execute, step_refs
 from agentkit.tools.detect import normalize_word
-from agentkit.tools.select import MOST_NAMES
 
 _PROGRAM_RE = re.compile(r"[ \t*#>]*program\**[ \t]*:\**[ \t]*\n", re.IGNORECASE)
 #: The name a program line sets ("objs = ...").
@@ -187,21 +187,28 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                     runs = cand, got, rank
             return None, runs
 
-        def found_by_most(sup: Superlative, compared: str | None) -> Named | None:
-            """The values of the one object ``select``'s ``most`` keeps of the objects the
-            detector found in the first image that have the superlative's own values (size,
-            colour, material, shape: the words the question can name it by; not the attribute
-            the question ``compared``, which a name never says), and whether no other object
-            has them all; None when it keeps none, or one the detector read no value of. The
-            calls run now, through ``memo``, so the program's own are the same results."""
+        def most_steps(sup: Superlative) -> list[Step] | None:
+            """``detect`` on the first image and the ``select`` that finds the superlative's
+            object among the objects with its own values, run now through ``memo`` (so a
+            program's own calls are the same results); None when any fails or there is no
+            image."""
             image = next((m for m in media if m.startswith("image")), None)
             if image is None:
                 return None
             calls = [ToolCall(tool="detect", name="objs", args={"image": image}),
                      ToolCall(tool="select", name="one",
-                              args={"objects": "objs", **sup.filters, "most": sup.most})]  # fmt: skip
+                              args={"objects": "objs", **sup.select_args})]  # fmt: skip
             steps = run_calls(rt, calls, memo)
-            if steps[-1].error:
+            return None if steps[-1].error else steps
+
+        def found_by_most(sup: Superlative, compared: str | None) -> Named | None:
+            """The values of the one object ``select``'s ``most`` keeps of the objects the
+            detector found in the first image that have the superlative's own values (size,
+            colour, material, shape: the words the question can name it by; not the attribute
+            the question ``compared``, which a name never says), and whether no other object
+            has them all; None when it keeps none, or one the detector read no value of."""
+            steps = most_steps(sup)
+            if steps is None:
                 return None
             assert steps[0].result is not None and steps[1].result is not None
             objects, kept = steps[0].result["objects"], steps[1].result["objects"]
@@ -297,16 +304,23 @@ def make_program_controller(rt: Runtime) -> roles.Node:
             for text, values in readings:
                 if got := read_as(text, sups, values):
                     return got
+            if (steps := most_steps(sup)) and not (steps[-1].result or {}).get("objects"):
+                # no such object ("the third sphere from the left" of two): the program that
+                # looks for it, failing where it finds none, is the faithful answer; the
+                # question's own words would be read without the superlative
+                return read_as(sup.question, sups, [None], failing=True)
             return None
 
         def read_as(
             asked: str,
             sups: list[Superlative] | None = None,
             named: list[Named | None] | None = None,
+            failing: bool = False,
         ) -> tuple[Generation, Attempt] | None:
             """:func:`reworded`'s program for one reading ``asked`` of the question: with
             ``sups``, the superlatives it names plainly (``named``: or by these values), each
-            object then found by ``most`` (or, named by values no other object has, by them)."""
+            object then found by ``most`` (or, named by values no other object has, by them);
+            ``failing``, that program even when it fails as it runs."""
             verify = attribute_check(asked)
             canon = verify[0] if verify else canonical_question(asked) or (sups and asked)
             if not canon:
@@ -330,7 +344,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                 found = with_most(program, sup, media, values)
                 # else no call takes it alone ("Are it and the sphere the same color?" as a same
                 # hop): its values, when no other object has them, still find it
-                how.append(f"the {MOST_NAMES[sup.most]} one " + (
+                how.append(f"the {sup.word} one " + (
                     "found by select's most" if found else "named by its values"))  # fmt: skip
                 program = found or (program if alone else None)
                 if program is None:
@@ -345,7 +359,7 @@ def make_program_controller(rt: Runtime) -> roles.Node:
                 # words the program's filters say ("the cube on the far left": no "left" filter)
                 plain = Expectation.of(sups[-1].question) if sups else expect
                 got = run(got.thought, program, plain)
-                if got.failed or got.problem is not None:
+                if got.problem is not None and not (failing and got.failed):
                     return None
             note = (
                 f"(read as {canon!r}, {', '.join(how)})"
@@ -546,7 +560,7 @@ def with_most(
             continue  # another superlative's object, found already
         while source in at and calls[at[source]].tool == "select":
             select = calls[at[source]]
-            filters.update((k, v) for k, v in select.args.items() if k not in ("objects", "most"))
+            filters.update((k, v) for k, v in described(select.args).items() if k != "objects")
             source = select.args.get("objects")
         uses.append((i, arg, source, {k: normalize_word(str(v)) for k, v in filters.items()}))
     fitting = [u for u in uses if u[3] in (sup.filters, named)]
@@ -555,9 +569,8 @@ def with_most(
     if not fitting or not isinstance(fitting[0][2], str):
         return None
     line, arg, source, _ = fitting[0]
-    name = _fresh(MOST_NAMES[sup.most], {c.name or "" for c in calls})
-    most = ToolCall(tool="select", name=name,
-                    args={"objects": source, **sup.filters, "most": sup.most})  # fmt: skip
+    name = _fresh(sup.word.replace(" ", "_"), {c.name or "" for c in calls})
+    most = ToolCall(tool="select", name=name, args={"objects": source, **sup.select_args})
     user = calls[line].model_copy(update={"args": {**calls[line].args, arg: name}})
     out = [*calls[:line], most, user, *calls[line + 1 :]]
     while unread := [c for c in unused_calls(_program(out, program.answer, media))

@@ -112,3 +112,28 @@ def test_core_answers_superlatives_by_selects_most(tmp_path):
         turn = next(s for s in res.steps if s.role == "controller")
         assert res.answer == answer, (question, res.answer, turn)
         assert named in turn.thought and "most=" in turn.observation
+
+
+def test_core_answers_ordinals_by_selects_rank_and_none_for_an_object_not_there(tmp_path):
+    """The second cube from the left: the superlative's program with select's rank (example
+    scene 0, left to right: a brown cylinder, a yellow cylinder, a brown sphere, a purple cube
+    and a gray cube, a red cylinder, a green sphere; the purple cube nearest the camera, the
+    brown cylinder next). A third sphere of two is not there: no answer, not a colour guessed
+    off the other objects."""
+    from agentkit.graph import Agent
+
+    agent = Agent("hf:agentkit-mllm", runs_dir=tmp_path)
+    scene = EXAMPLES / "scenes" / "scene_000000.png"
+    for question, answer in [
+        ("What color is the second object from the left?", "yellow"),
+        ("What color is the second cylinder from the right?", "yellow"),
+        ("What shape is the second closest object to the camera?", "cylinder"),
+        ("How many things are left of the second object from the right?", "5"),
+    ]:
+        res = agent.ask(question, images=[scene])
+        turn = next(s for s in res.steps if s.role == "controller")
+        assert res.answer == answer and "rank=2" in turn.observation, (question, res.answer, turn)
+    res = agent.ask("What color is the third sphere from the left?", images=[scene])
+    ranked = next(s for s in res.steps if s.tool == "select")
+    assert ranked.result == {"objects": [], "count": 0, "note": "only 2 to rank, no third"}
+    assert res.answer is None and res.stop_reason != "answered"

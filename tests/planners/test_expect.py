@@ -92,6 +92,22 @@ def test_a_search_that_found_nothing_answers_whether_something_is_there():
     assert asks_existence("Does the image contain any balls?")
 
 
+def test_a_value_of_an_object_not_found_is_not_read_off_the_other_objects():
+    """What color is the third sphere from the left, of two? The select finds none, the query
+    fails, and the colours of the objects detect listed are not the object's: no value to pick
+    (the summarizer then gives no answer rather than a guess). Without a failure (a search
+    that found nothing and a program that went on) or for a number, the lists still speak."""
+    spheres = [{"shape": "sphere", "color": "red"}, {"shape": "sphere", "color": "blue"}]
+    found = [result("objs", objects=[*CUBES, *spheres])]
+    missed = [*found, result("third", objects=[], count=0)]
+    failed = [*missed, Step(role="executor", tool="query", ref="c", error="has no objects")]
+    assert grounded_answers("What color is the third sphere from the left?", failed) == []
+    assert grounded_answers("What color is the sphere?", missed) == ["red", "blue"]
+    assert grounded_answers("How many cubes are left of it?", failed) == ["4", "0"]
+    answered = [*failed, result("colour", answer="red", attribute="color")]
+    assert grounded_answers("What color is the third sphere?", answered) == ["red"]
+
+
 class Scoring(ScriptedBackend):
     """A scripted backend that also scores replies: the likeliest is the one named."""
 
@@ -697,6 +713,47 @@ def test_an_object_named_with_a_superlative_is_read_as_its_plain_name_and_a_most
     assert read("How many spheres are left of the smallest of the metal cylinders?")[1:] == (
         "small", {"material": "metal", "shape": "cylinder"}
     )  # fmt: skip
+
+
+def test_an_ordinal_ranks_a_superlative_further():
+    from agentkit.planners.expect import superlative, superlatives
+
+    def read(q: str) -> tuple[str, str, dict[str, str], int, str] | None:
+        sup = superlative(q)
+        return None if sup is None else (sup.question, sup.most, sup.filters, sup.rank, sup.word)
+
+    # "from the <side>" is said as that side's superlative, the ordinal before it
+    assert read("What color is the second cube from the left?") == (
+        "What color is the cube?", "left", {"shape": "cube"}, 2, "second leftmost"
+    )  # fmt: skip
+    assert read("What color is the second leftmost cube?") == read(
+        "What color is the second cube from the left?"
+    )
+    assert read("Is the third red sphere from the front metal?") == (
+        "Is the red sphere metal?", "front", {"color": "red", "shape": "sphere"}, 3,
+        "third nearest",
+    )  # fmt: skip
+    assert read("What shape is the second from the right?") == (
+        "What shape is the object?", "right", {}, 2, "second rightmost"
+    )  # fmt: skip
+    assert read("How many spheres are left of the third-biggest metal thing?")[1:4] == (
+        "large", {"material": "metal"}, 3
+    )  # fmt: skip
+    assert read("What material is the 2nd smallest of the red things?") == (
+        "What material is the red thing?", "small", {"color": "red"}, 2, "second smallest"
+    )  # fmt: skip
+    assert read("What color is the second closest cube to the camera?")[1:4] == (
+        "front", {"shape": "cube"}, 2
+    )  # fmt: skip
+    sup = superlative("What color is the second sphere from the back?")
+    assert sup is not None and sup.select_args == {"shape": "sphere", "most": "behind", "rank": 2}
+    sup = superlative("What color is the leftmost sphere?")
+    assert sup is not None and sup.select_args == {"shape": "sphere", "most": "left"}
+    # an ordinal without a superlative ranks nothing: "the second cube" is no reading of ours
+    assert superlative("What color is the second cube?") is None
+    assert [s.rank for s in superlatives(
+        "Are the second object from the left and the rightmost object the same color?"
+    )] == [2, 1]  # fmt: skip
 
 
 def test_several_superlatives_are_read_first_to_last():

@@ -85,6 +85,27 @@ def test_select_most_keeps_the_one_object_furthest_that_way(reg: ToolRegistry) -
         run(reg, "select", objects=SCENE, most="highest")
 
 
+def test_select_rank_keeps_the_object_ranked_that_far(reg: ToolRegistry) -> None:
+    def nth(way: str, rank: int, objects=SCENE, **filters):
+        r = run(reg, "select", objects=objects, most=way, rank=rank, **filters)
+        return [(o.color, o.shape) for o in r.objects], r.note
+
+    assert nth("left", 1) == ([("red", "cube")], None)  # rank 1 is the superlative
+    assert nth("left", 2) == ([("blue", "sphere")], None)  # the second from the left
+    assert nth("right", 3) == ([("blue", "sphere")], None)
+    assert nth("left", 2, shape="sphere") == ([("red", "sphere")], None)  # of the spheres
+    # footprints, front to back: cube 92, cylinder 72, small ball 46, blue ball 44
+    assert nth("front", 2) == ([("green", "cylinder")], None)
+    kept, note = nth("large", 2, objects=[BLUE_BALL, GREEN_CYL, RED_BALL])
+    assert kept == [("blue", "sphere")]
+    assert note == "2 large objects; the second biggest box is the large blue metal sphere's"
+    assert nth("left", 3, color="red") == ([], "only 2 to rank, no third")
+    with pytest.raises(ToolError, match="give most too"):
+        run(reg, "select", objects=SCENE, rank=2)
+    with pytest.raises(ToolArgsError):
+        run(reg, "select", objects=SCENE, most="left", rank=0)
+
+
 def test_relate_by_image_geometry(reg: ToolRegistry) -> None:
     ref = [BLUE_BALL]
     left = run(reg, "relate", objects=SCENE, reference=ref, relation="left")
