@@ -52,7 +52,7 @@ from agentkit.mllm.worlds.programs import Program, ProgramError
 from agentkit.planners import dsl
 from agentkit.state import Step, ToolCall
 from agentkit.tools.base import ToolContext, ToolRegistry, execute, step_refs
-from agentkit.tools.select import MOST_NAMES
+from agentkit.tools.select import MOST_NAMES, ORDINALS
 
 #: The tools a plan may call.
 PLAN_TOOLS = ("detect", "select", "relate", "same", "combine", "count", "exist", "query", "compare")
@@ -192,14 +192,16 @@ class _Converter:
         elif fn == "unique":
             out = self.objects(self.inputs(k)[0])
         elif fn == "most":
-            way = self.value(k)
+            way, *ranked = [str(v) for v in self.program[k].get("value_inputs", [])]
+            rank = int(ranked[0]) if ranked else 1
             base, spec = self.chain(self.inputs(k)[0])
             args = {"objects": Ref(self.objects(base)), **{a: spec[a] for a in _ATTR_ORDER if a in spec}}
+            name = " ".join(w for w in (ORDINALS[rank], MOST_NAMES[way]) if w)
             out = self.emit(
                 "select",
-                {**args, "most": way},
-                f"Keep the {MOST_NAMES[way]} of the {_spec_words(spec)}.",
-                MOST_NAMES[way],
+                {**args, "most": way, **({"rank": rank} if rank > 1 else {})},
+                f"Keep the {name} of the {_spec_words(spec)}.",
+                name.replace(" ", "_"),
             )
         elif fn == "relate":
             rel = self.value(k)

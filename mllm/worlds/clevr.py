@@ -54,7 +54,8 @@ def family(program: Sequence[dict[str, Any]]) -> str:
     ``not_exist``, and a set's count against its own part's (``every``: "Are all the cubes
     red?", the part an ``intersect`` with the set, or any set when the first is the scene) is
     ``every``; a superlative's object (``most``, "the leftmost cube") queried, or the objects in
-    a relation to it counted or found, is ``most_query`` / ``most_count`` / ``most_exist``."""
+    a relation to it counted or found, is ``most_query`` / ``most_count`` / ``most_exist``, and
+    ``nth_query`` / ``nth_count`` / ``nth_exist`` when it is ranked (an ordinal)."""
     fns = _functions(program)
     if not fns:
         raise ConfigError("a CLEVR program with no nodes")
@@ -67,8 +68,11 @@ def family(program: Sequence[dict[str, Any]]) -> str:
         return f"not_{last}"
     if last.startswith("equal_"):
         return "compare_attribute"
-    if "most" in fns:  # "the leftmost cube": not CLEVR's
-        return "most_query" if last.startswith("query_") else f"most_{last}"
+    if "most" in fns:  # "the leftmost cube", "the second cube from the left": not CLEVR's
+        ranked = any(n.get("function", n.get("type")) == "most" and len(n.get("value_inputs") or [])
+                     > 1 for n in program)  # fmt: skip
+        kind = "nth" if ranked else "most"
+        return f"{kind}_query" if last.startswith("query_") else f"{kind}_{last}"
     if any(f in ("union", "intersect") for f in fns):
         hop = "logic"
     elif any(f.startswith("same_") for f in fns):

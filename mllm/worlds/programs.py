@@ -11,7 +11,9 @@ earlier nodes and the last node gives the answer. Values flow between nodes as o
   ``front`` / ``behind``, every other object of the set in the opposite relation to it (and, for
   left and right, where objects have ``pixel_coords``, furthest that way in the image too), or
   the one ``large`` / ``small`` object among objects of the other size: "the leftmost cube",
-  "the biggest sphere"; ill-posed when no object is so),
+  "the biggest sphere"; ill-posed when no object is so; with a second value, a rank, of a
+  relation's way only: the object with that many less one of the set that way of it and every
+  other the opposite way, "the second cube from the left", of a set of more than the rank),
 * an integer (``count``), a bool (``exist``, ``greater_than``, ``less_than``, ``equal_integer``),
 * an attribute word (``query_*``).
 
@@ -151,14 +153,22 @@ def _apply(
 
 
 def _most(s: frozenset[int], values: list[str], objects: list[dict], rels: dict, k: int) -> int:
-    """The one object of ``s`` furthest ``values[0]`` (see the module docstring)."""
-    if len(values) != 1 or values[0] not in MOSTS:
-        raise ProgramError(f"node {k}: most expects one of {MOSTS}, got {values}")
+    """The one object of ``s`` furthest ``values[0]``, or ranked ``values[1]`` that way (see the
+    module docstring)."""
+    if len(values) not in (1, 2) or values[0] not in MOSTS:
+        raise ProgramError(f"node {k}: most expects one of {MOSTS} and a rank, got {values}")
     way = values[0]
-    if len(s) < 2:
-        raise ProgramError(f"node {k}: most over {len(s)} objects, expected 2 or more")
-    if way in RELATIONS:  # every other object lies the opposite way of it
-        found = [i for i in s if all(j in rels[OPPOSITE[way]][i] for j in s if j != i)]
+    rank = int(values[1]) if len(values) == 2 and values[1].isdigit() else 1
+    if len(values) == 2 and (rank < 2 or way not in RELATIONS):
+        raise ProgramError(f"node {k}: most ranks 2 or more of a relation's way, got {values}")
+    if len(s) < max(2, rank + 1):
+        raise ProgramError(f"node {k}: most over {len(s)} objects, expected {max(2, rank + 1)}")
+    if way in RELATIONS:  # rank - 1 others lie that way of it, every other the opposite way
+        found = [
+            i for i in s
+            if sum(j in rels[way][i] for j in s) == rank - 1
+            and sum(j in rels[OPPOSITE[way]][i] for j in s) == len(s) - rank
+        ]  # fmt: skip
     else:  # the only one of that size
         found = [i for i in s if objects[i]["size"] == way]
     if (
@@ -168,7 +178,7 @@ def _most(s: frozenset[int], values: list[str], objects: list[dict], rels: dict,
     ):
         # the picture must agree: perspective moves a far object's image x toward the centre
         x = {i: objects[i]["pixel_coords"][0] for i in s}
-        if found[0] != (min if way == "left" else max)(s, key=x.__getitem__):
+        if found[0] != sorted(s, key=x.__getitem__, reverse=way == "right")[rank - 1]:
             found = []
     if len(found) != 1:
         raise ProgramError(f"node {k}: most {way} picks no one object of {len(s)}")

@@ -31,6 +31,9 @@ every              Are all the large things cubes?                              
 most_query         What color is the leftmost cube?  (not CLEVR's: a superlative) 2
 most_count         How many spheres are behind the biggest cube?                3
 most_exist         Are there any cubes left of the sphere closest to the camera? 3
+nth_query          What color is the second cube from the left?  (an ordinal)   2
+nth_count          How many spheres are behind the second nearest cube?         3
+nth_exist          Is there a cube right of the third sphere from the left?     3
 relate_query       What color is the cube left of the small sphere?             2-3
 relate_count       How many spheres are behind the blue cube?                   2-3
 relate_exist       Are there any cylinders in front of the gray ball?           2-3
@@ -99,6 +102,9 @@ EXTRA_FAMILIES: tuple[str, ...] = (
     "most_query",
     "most_count",
     "most_exist",
+    "nth_query",
+    "nth_count",
+    "nth_exist",
 )
 _ATTR_ORDER = ("size", "color", "material", "shape")  # CLEVR's adjective order
 _CANDIDATES = 12  # well-posed candidates drawn per question before picking the rarest answer
@@ -426,24 +432,34 @@ class _Sampler:
         fields = {"A": desc_a[1], "B": desc_b[1], "attr": attr}
         return b.nodes, "equal.attr", fields, 2 + hops_a + hops_b
 
-    def most(self, fn: str) -> tuple | None:
+    def most(self, fn: str, ordinal: bool = False) -> tuple | None:
         """ "What color is the leftmost cube?" (``fn`` query), "How many spheres are behind the
         biggest cube?" (count or exist): the one object of a set (two or more, described by
         attribute words, maybe none) furthest one way (``most``), queried for an attribute its
-        words do not say, or the objects in a relation to it counted or found."""
-        way = self.rng.choice(MOSTS)
+        words do not say, or the objects in a relation to it counted or found. ``ordinal``: the
+        one ranked second (or third) one of the four relations' ways, "the second cube from
+        the left", "the third nearest sphere"."""
+        way = self.rng.choice(RELATIONS if ordinal else MOSTS)
+        rank = self.rng.choice((2, 2, 2, 3)) if ordinal else 1
         sizes = ["size"] if way in ATTRIBUTES["size"] else []
         n = len(self.objects)
         spec = self._random_spec(range(n), exclude=sizes)
         b = _Builder()
-        idx = b.add("most", [b.filters(b.add("scene"), spec)], [way])
+        ranked = [way, str(rank)] if ordinal else [way]
+        idx = b.add("most", [b.filters(b.add("scene"), spec)], ranked)
         try:
             target = execute_trace(b.nodes, self.scene)[-1]
         except ProgramError:
             return None  # fewer than two, or none furthest that way
         noun = _noun_phrase(self.rng, spec, plural=False)
         after = T.MOST_AFTER.get(way, ())
-        if after and self.rng.random() < 0.4:
+        if ordinal:  # "second cube from the left", "second leftmost cube"
+            nth = T.ORDINALS[rank]
+            if self.rng.random() < 0.5:
+                phrase = f"{nth} {noun} {T.NTH_FROM[way]}"
+            else:
+                phrase = f"{nth} {self.rng.choice(T.MOST_BEFORE[way])} {noun}"
+        elif after and self.rng.random() < 0.4:
             phrase = f"{noun} {self.rng.choice(after)}"
         else:
             phrase = f"{self.rng.choice(T.MOST_BEFORE[way])} {noun}"
@@ -532,6 +548,8 @@ class _Sampler:
             return self.every()
         if family.startswith("most_"):
             return self.most(family.removeprefix("most_"))
+        if family.startswith("nth_"):
+            return self.most(family.removeprefix("nth_"), ordinal=True)
         if family == "relate_query":
             attr = self.rng.choice(_ATTR_ORDER)
             return self.query(attr, hops=1 if self.rng.random() < 0.7 else 2)

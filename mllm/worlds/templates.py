@@ -293,6 +293,11 @@ MOST_AFTER: dict[str, tuple[str, ...]] = {
     "front": ("closest to the camera", "nearest to the camera"),
     "behind": ("farthest from the camera", "furthest back"),
 }
+#: An ordinal's word by rank, and where its object is ranked from ("the second cube from the
+#: left"); said before the superlative too ("the second leftmost cube").
+ORDINALS = ("", "", "second", "third")
+NTH_FROM = {"left": "from the left", "right": "from the right", "front": "from the front",
+            "behind": "from the back"}  # fmt: skip
 RELATION_PHRASES: dict[str, tuple[str, ...]] = {
     "left": ("left of", "to the left of", "on the left side of"),
     "right": ("right of", "to the right of", "on the right side of"),

@@ -770,20 +770,22 @@ def test_several_superlatives_are_read_first_to_last():
 
 def test_every_generated_superlative_is_read_as_its_program_says():
     """The worlds' superlative questions (every way, before and after the noun, in the query's
-    and the relation's templates): read as the program's ``most`` and the filters before it."""
+    and the relation's templates; ordinals too): read as the program's ``most``, its rank and
+    the filters before it."""
     from agentkit.mllm.worlds.questions import generate_questions
     from agentkit.mllm.worlds.synthetic import synthetic_scene
     from agentkit.planners.expect import superlative
 
-    fams = ["most_query", "most_count", "most_exist"]
+    fams = ["most_query", "most_count", "most_exist", "nth_query", "nth_count", "nth_exist"]
     qs = generate_questions([synthetic_scene(s) for s in range(100)], per_scene=3, families=fams)
-    assert len(qs) > 250
+    assert len(qs) > 250 and {q["family"] for q in qs} == set(fams)
     for q in qs:
         program = q["program"]
         at = next(i for i, n in enumerate(program) if n["function"] == "most")
         filters = {n["function"].removeprefix("filter_"): n["value_inputs"][0]
                    for n in program[:at] if n["function"].startswith("filter_")}  # fmt: skip
         sup = superlative(q["question"])
-        assert sup is not None and (sup.most, sup.filters) == (
-            program[at]["value_inputs"][0], filters
+        way, *rank = program[at]["value_inputs"]
+        assert sup is not None and (sup.most, sup.filters, sup.rank) == (
+            way, filters, int(rank[0]) if rank else 1
         ), q["question"]  # fmt: skip

@@ -24,6 +24,8 @@ from agentkit.mllm.worlds.templates import (
     CLEVR_PHRASINGS,
     MOST_AFTER,
     MOST_BEFORE,
+    NTH_FROM,
+    ORDINALS,
     PHRASINGS,
     SYNONYMS,
 )
@@ -135,9 +137,12 @@ def check(program: list[dict], scene: dict) -> str:
                 ((sign * (objs[i]["3d_coords"][0] * d[0] + objs[i]["3d_coords"][1] * d[1]), i)
                  for i in args[0]), reverse=True,
             )  # fmt: skip
-            if along[0][0] - along[1][0] <= 0.2:
-                raise IllPosed(f"no object furthest {vals[0]}")
-            return ("obj", along[0][1])
+            n = int(vals[1]) - 1 if len(vals) > 1 else 0  # an ordinal's rank, from 0
+            if len(along) < n + 2 or any(
+                abs(along[m][0] - along[n][0]) <= 0.2 for m in (n - 1, n + 1) if m >= 0
+            ):
+                raise IllPosed(f"no object ranked {n + 1} {vals[0]}")
+            return ("obj", along[n][1])
         if kind == "same":
             o = args[0][1]
             return {i for i in range(len(objs)) if i != o and objs[i][attr] == objs[o][attr]}
@@ -161,8 +166,11 @@ def check(program: list[dict], scene: dict) -> str:
 
 
 def words_for(value: str, function: str = "") -> tuple[str, ...]:
-    if function == "most":  # "leftmost", "closest to the camera", "biggest"
-        return MOST_BEFORE[value] + MOST_AFTER.get(value, ())
+    if function == "most":  # "leftmost", "closest to the camera", "biggest"; "second"
+        if value.isdigit():
+            return (ORDINALS[int(value)],)
+        nth = (NTH_FROM[value],) if value in NTH_FROM else ()
+        return MOST_BEFORE[value] + MOST_AFTER.get(value, ()) + nth
     return SYNONYMS.get(value, (value,))
 
 
@@ -423,7 +431,8 @@ def test_clevr_phrasings_ask_the_same_programs_in_clevrs_other_sentences():
     there_is = [q for q in clevr if q["question"].startswith("There is ")]
     assert len(there_is) >= 80 and all(re.search(r"\bits?\b", q["question"]) for q in there_is)
     # CLEVR's "the cube that is left of the sphere": some referring phrases, never the templates'
-    related = [q for q in clevr if any(n["function"] == "relate" for n in q["program"])]
+    related = [q for q in clevr if q["template"] in CLEVR_PHRASINGS
+               and any(n["function"] == "relate" for n in q["program"])]  # fmt: skip
     assert 0.2 < sum("that is" in q["question"] for q in related) / len(related) < 0.9
     templates = generate_questions(scenes, per_scene=10, seed=5, families=fams)
     assert all(_drawn_from(q, PHRASINGS) for q in templates)
