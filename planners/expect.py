@@ -458,7 +458,8 @@ _RANKS = {w: rank for rank, w in enumerate(ORDINALS) if w} | {
 _NTH = "|".join(_RANKS)
 #: An object named with a superlative: its article, the words before the noun, the noun.
 _SUPERLATIVE_RE = re.compile(
-    rf"\b(?P<the>the)\s+(?:(?:(?P<nth>{_NTH})[\s-]+)?(?P<pre>{_SUP_WORD})\s+)?(?P<words>(?:(?:{_VALUE_WORD})\s+){{0,3}})"
+    rf"\b(?P<the>the)\s+(?:(?:(?P<nth>{_NTH})[\s-]+)?(?P<pre>{_SUP_WORD})\s+)?"
+    rf"(?P<words>(?:(?:{_VALUE_WORD})\s+){{0,3}})"
     rf"(?P<noun>{_NOUN_WORD})\b(?(pre)|\s+{_AFTER_NOUN})"
     r"(?P<towards>\s+(?:to|from)\s+(?:the\s+)?(?:camera|viewer|us|you|me|front|back))?",
     re.IGNORECASE,
